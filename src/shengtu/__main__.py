@@ -1,0 +1,3 @@
+from shengtu.cli import main
+
+main()

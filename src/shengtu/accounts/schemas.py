@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Credentials(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class PasswordChange(BaseModel):
+    oldPassword: str = Field(min_length=1, max_length=256)
+    newPassword: str = Field(min_length=1, max_length=256)
+
+
+class UserOut(BaseModel):
+    userId: int
+    username: str
+    role: str
+
+
+class LoginOut(BaseModel):
+    token: str
+    tokenType: str = "Bearer"
+    expiresIn: int
+    user: UserOut
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(default="default", max_length=64)
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    createTime: str
+    lastUsedTime: str | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str

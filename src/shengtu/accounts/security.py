@@ -1,0 +1,78 @@
+"""Passwords (argon2), tokens (JWT, HS256 pinned) and API keys (``sk-…``, kept as SHA-256)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+JWT_ALGORITHM = "HS256"
+JWT_ISSUER = "shengtu"
+API_KEY_PREFIX = "sk-"
+
+_hasher = PasswordHasher()
+# A real hash to verify against when the user does not exist, so that a wrong
+# username costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("shengtu-timing-equaliser")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: int
+    epoch: int
+
+
+def issue_token(secret: str, user_id: int, epoch: int, ttl: timedelta) -> tuple[str, datetime]:
+    now = datetime.now(UTC)
+    expires = now + ttl
+    payload = {
+        "sub": str(user_id),
+        "ep": epoch,
+        "iss": JWT_ISSUER,
+        "iat": int(now.timestamp()),
+        "nbf": int(now.timestamp()),
+        "exp": int(expires.timestamp()),
+    }
+    return jwt.encode(payload, secret, algorithm=JWT_ALGORITHM), expires
+
+
+def decode_token(secret: str, token: str) -> TokenClaims | None:
+    """The claims of a valid token, else None. Only HS256 is accepted, whatever the header says."""
+    try:
+        payload: dict[str, Any] = jwt.decode(
+            token,
+            secret,
+            algorithms=[JWT_ALGORITHM],
+            issuer=JWT_ISSUER,
+            options={"require": ["sub", "exp", "iat", "iss"]},
+            leeway=5,
+        )
+        return TokenClaims(user_id=int(payload["sub"]), epoch=int(payload.get("ep", 0)))
+    except (jwt.PyJWTError, ValueError, TypeError):
+        return None
+
+
+def new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def api_key_hash(raw: str) -> str:
+    # API keys carry 256 bits of entropy: a fast hash is enough and keeps auth cheap.
+    return hashlib.sha256(raw.encode()).hexdigest()

@@ -1,0 +1,184 @@
+"""Users and API keys: the rules, no HTTP."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+import anyio
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shengtu.accounts import security
+from shengtu.accounts.models import ApiKey, User
+from shengtu.config import Settings
+from shengtu.db import Database, utcnow
+from shengtu.errors import BadRequest, Conflict, NotFound, Unauthorized
+from shengtu.points import service as points
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-\u4e00-\u9fff]{3,32}$")
+PASSWORD_MIN, PASSWORD_MAX = 8, 128
+API_KEY_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the user, and the API key when one was used."""
+
+    user: User
+    api_key_id: int | None = None
+
+
+def check_username(username: str) -> str:
+    username = username.strip()
+    if not USERNAME_RE.match(username):
+        raise BadRequest("用户名须为 3-32 位字母、数字、汉字、下划线、点或连字符")
+    return username
+
+
+def check_password(password: str) -> str:
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise BadRequest(f"密码长度须为 {PASSWORD_MIN}-{PASSWORD_MAX} 位")
+    return password
+
+
+async def create_user(
+    db: Database, username: str, password: str, *, points_amount: int = 0, admin: bool = False
+) -> User:
+    username = check_username(username)
+    password_hash = await anyio.to_thread.run_sync(security.hash_password, check_password(password))
+    try:
+        async with db.write() as session:
+            user = User(
+                username=username, password_hash=password_hash, role="admin" if admin else "user"
+            )
+            session.add(user)
+            await session.flush()
+            await points.open_account(session, user.id)
+            if points_amount > 0:
+                await points.grant(session, user.id, points_amount, note="开户赠送")
+    except IntegrityError as exc:
+        raise Conflict(f"用户名 {username} 已被占用") from exc
+    return user
+
+
+async def authenticate(db: Database, username: str, password: str) -> User:
+    async with db.read() as session:
+        user = await session.scalar(select(User).where(User.username == username.strip()))
+    hashed = user.password_hash if user is not None else None
+    valid = await anyio.to_thread.run_sync(security.verify_password, hashed, password)
+    if user is None or not valid or not user.is_active:
+        raise Unauthorized("用户名或密码错误")
+    return user
+
+
+async def change_password(db: Database, user_id: int, old: str, new: str) -> None:
+    async with db.read() as session:
+        user = await session.get(User, user_id)
+    if user is None:
+        raise Unauthorized()
+    if not await anyio.to_thread.run_sync(security.verify_password, user.password_hash, old):
+        raise BadRequest("原密码错误")
+    new_hash = await anyio.to_thread.run_sync(security.hash_password, check_password(new))
+    async with db.write() as session:
+        await session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(password_hash=new_hash, auth_epoch=User.auth_epoch + 1)
+        )
+
+
+def issue_token(settings: Settings, user: User) -> tuple[str, int]:
+    ttl = timedelta(minutes=settings.jwt_expire_minutes)
+    token, _ = security.issue_token(settings.resolved_jwt_secret(), user.id, user.auth_epoch, ttl)
+    return token, int(ttl.total_seconds())
+
+
+async def get_user_by_name(session: AsyncSession, username: str) -> User:
+    user = await session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"用户 {username} 不存在")
+    return user
+
+
+async def principal_from_credential(db: Database, secret: str, credential: str) -> Principal:
+    """Resolve a JWT or an ``sk-`` key to a live user, or raise 401."""
+    credential = credential.strip()
+    if credential.startswith(security.API_KEY_PREFIX):
+        return await _principal_from_api_key(db, credential)
+    claims = security.decode_token(secret, credential)
+    if claims is None:
+        raise Unauthorized()
+    async with db.read() as session:
+        user = await session.get(User, claims.user_id)
+    if user is None or not user.is_active or user.auth_epoch != claims.epoch:
+        raise Unauthorized()
+    return Principal(user=user)
+
+
+async def _principal_from_api_key(db: Database, raw: str) -> Principal:
+    digest = security.api_key_hash(raw)
+    async with db.read() as session:
+        row = (
+            await session.execute(
+                select(ApiKey, User)
+                .join(User, User.id == ApiKey.user_id)
+                .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+            )
+        ).first()
+    if row is None:
+        raise Unauthorized("API Key 无效或已吊销")
+    key, user = row
+    if not user.is_active:
+        raise Unauthorized()
+    now = utcnow()
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+        # Only once a minute: a write on every request would cost more than the request.
+        async with db.write() as session:
+            await session.execute(
+                update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now)
+            )
+    return Principal(user=user, api_key_id=key.id)
+
+
+async def create_api_key(db: Database, user_id: int, name: str) -> tuple[ApiKey, str]:
+    name = name.strip() or "default"
+    raw = security.new_api_key()
+    async with db.write() as session:
+        active = await session.scalar(
+            select(ApiKey.id)
+            .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+            .offset(API_KEY_LIMIT - 1)
+            .limit(1)
+        )
+        if active is not None:
+            raise BadRequest(f"每个用户最多 {API_KEY_LIMIT} 个有效 API Key,请先删除不用的")
+        key = ApiKey(
+            user_id=user_id, name=name[:64], prefix=raw[:10], key_hash=security.api_key_hash(raw)
+        )
+        session.add(key)
+        await session.flush()
+    return key, raw
+
+
+async def list_api_keys(db: Database, user_id: int) -> list[ApiKey]:
+    async with db.read() as session:
+        rows = await session.scalars(
+            select(ApiKey)
+            .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+            .order_by(ApiKey.id.desc())
+        )
+        return list(rows)
+
+
+async def revoke_api_key(db: Database, user_id: int, key_id: int) -> None:
+    async with db.write() as session:
+        result = await session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id, ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            raise NotFound("API Key 不存在")

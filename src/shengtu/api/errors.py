@@ -1,0 +1,107 @@
+"""Maps every failure to the envelope, with the HTTP status equal to ``code``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shengtu.errors import ShengtuError
+from shengtu.logs import get_logger
+
+log = get_logger("shengtu.api")
+
+_HTTP_MESSAGES = {
+    400: "参数错误",
+    401: "未登录或Token过期",
+    403: "无权访问",
+    404: "接口不存在",
+    405: "请求方法不被允许",
+    413: "请求体过大",
+    415: "不支持的内容类型",
+    429: "请求过于频繁,请稍后再试",
+    500: "服务器错误",
+    503: "服务暂时不可用,请稍后再试",
+}
+
+
+def error_response(code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"code": code, "message": message, "data": None}, status_code=code, headers=headers
+    )
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "请求体"
+
+
+def describe_validation_error(err: dict[str, Any]) -> str:
+    """One Chinese sentence for one pydantic error."""
+    field = _field_name(tuple(err.get("loc", ())))
+    kind = err.get("type", "")
+    ctx = err.get("ctx") or {}
+    if kind == "missing":
+        return f"缺少必填参数 {field}"
+    if kind == "json_invalid":
+        return "请求体不是合法的 JSON"
+    if kind in ("model_attributes_type", "dict_type", "model_type"):
+        return "请求体必须是 JSON 对象"
+    if kind == "string_type":
+        return f"参数 {field} 必须是字符串"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"参数 {field} 必须是整数"
+    if kind == "bool_parsing":
+        return f"参数 {field} 必须是布尔值"
+    if kind == "string_too_short":
+        return f"参数 {field} 不能为空" if ctx.get("min_length") == 1 else f"参数 {field} 过短"
+    if kind == "string_too_long":
+        return f"参数 {field} 过长(最多 {ctx.get('max_length')} 个字符)"
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"参数 {field} 不能小于 {ctx.get('ge', ctx.get('gt'))}"
+    if kind in ("less_than_equal", "less_than"):
+        return f"参数 {field} 不能大于 {ctx.get('le', ctx.get('lt'))}"
+    if kind == "literal_error":
+        return f"参数 {field} 取值无效,可选值:{ctx.get('expected')}"
+    if kind == "value_error":
+        return str(ctx.get("error") or err.get("msg") or f"参数 {field} 无效")
+    return f"参数 {field} 格式错误"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ShengtuError)
+    async def _domain(_: Request, exc: ShengtuError) -> JSONResponse:
+        return error_response(exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        message = describe_validation_error(dict(errors[0])) if errors else "参数错误"
+        return error_response(400, f"参数错误:{message}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = exc.status_code
+        if code == 422:
+            code = 400
+        message = _HTTP_MESSAGES.get(code, "请求失败")
+        return error_response(code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database_unavailable", error=str(exc.orig)[:300])
+        return error_response(503, "数据库暂时不可用,请稍后再试")
+
+    @app.exception_handler(DBAPIError)
+    async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:
+        log.error("database_error", error=str(exc.orig)[:300])
+        return error_response(500, "服务器错误")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error", error_type=type(exc).__name__)
+        return error_response(500, "服务器错误")

@@ -1,0 +1,83 @@
+"""create_app(): routers, lifespan, error handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, RedirectResponse
+from sqlalchemy import text
+
+from shengtu import __version__
+from shengtu.accounts.router import router as accounts_router
+from shengtu.api.envelope import Envelope, ok
+from shengtu.api.errors import install_error_handlers
+from shengtu.api.middleware import RequestIdMiddleware
+from shengtu.catalog.router import router as catalog_router
+from shengtu.context import AppContext
+from shengtu.events.router import router as events_router
+from shengtu.points.router import router as points_router
+from shengtu.storage.router import router as files_router
+from shengtu.tasks.router import router as tasks_router
+from shengtu.tasks.worker import Worker
+
+WEB_DIR = Path(__file__).parent / "web"
+
+
+def create_app(ctx: AppContext, *, with_worker: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker_task: asyncio.Task[None] | None = None
+        worker: Worker | None = None
+        if with_worker:
+            worker = Worker(ctx)
+            worker_task = asyncio.create_task(worker.run())
+        app.state.worker = worker
+        try:
+            yield
+        finally:
+            if worker is not None and worker_task is not None:
+                worker.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(worker_task, 15)
+            await ctx.aclose()
+
+    app = FastAPI(
+        title="Shengtu 生图",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    for router in (
+        accounts_router,
+        catalog_router,
+        points_router,
+        tasks_router,
+        files_router,
+        events_router,
+    ):
+        app.include_router(router)
+
+    @app.get("/healthz", response_model=Envelope[dict[str, str]], tags=["health"])
+    async def healthz() -> Envelope[dict[str, str]]:
+        async with ctx.db.read() as session:
+            await session.execute(text("SELECT 1"))
+        return ok({"status": "ok", "version": __version__})
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> RedirectResponse:
+        return RedirectResponse("/console/")
+
+    @app.get("/console/", include_in_schema=False)
+    async def console() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html; charset=utf-8")
+
+    return app

@@ -1,0 +1,225 @@
+"""``shengtu``: serve, worker, migrate, and the operator's commands."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Annotated, TypeVar
+
+import typer
+
+from shengtu.config import Settings, get_settings
+from shengtu.db import Database, utcnow
+from shengtu.errors import ShengtuError
+from shengtu.logs import configure_logging
+
+app = typer.Typer(help="Shengtu 生图: AI image generation billed in points.", no_args_is_help=True)
+user_app = typer.Typer(help="Users.", no_args_is_help=True)
+points_app = typer.Typer(help="Points.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(points_app, name="points")
+app.add_typer(apikey_app, name="apikey")
+
+T = TypeVar("T")
+DEMO_USER = "demo"
+DEMO_POINTS = 1000
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    configure_logging(settings)
+    return settings
+
+
+def _with_db(settings: Settings, job: Callable[[Database], Awaitable[T]]) -> T:
+    async def run() -> T:
+        db = Database(settings.resolved_database_url, pool_size=2)
+        try:
+            return await job(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except ShengtuError as exc:
+        typer.secho(f"错误: {exc.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def serve(
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="API only")] = False,
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Serve the API (and, unless --no-worker, the worker) on SHENGTU_PORT."""
+    from shengtu.runner import serve as run_serve
+
+    settings = _settings()
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    asyncio.run(run_serve(settings, with_worker=not no_worker))
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker alone: claims due tasks from the database and carries them to the end."""
+    from shengtu.runner import work
+
+    asyncio.run(work(_settings()))
+
+
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8090,
+    key: Annotated[str | None, typer.Option(help="the key it accepts")] = None,
+) -> None:
+    """Run the sandbox upstream alone (it speaks the 速创 protocol)."""
+    from shengtu.providers.registry import sandbox_key
+    from shengtu.runner import sandbox_forever
+
+    settings = _settings()
+    asyncio.run(sandbox_forever(settings, host, port, key or sandbox_key(settings)))
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade every table (Alembic)."""
+    from shengtu.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings)
+    typer.echo("数据库已迁移到最新版本")
+
+
+@user_app.command("create")
+def user_create(
+    name: str,
+    password: Annotated[str, typer.Option("--password", "-p")],
+    points: Annotated[int, typer.Option("--points", min=0)] = 0,
+    admin: Annotated[bool, typer.Option("--admin")] = False,
+) -> None:
+    from shengtu.accounts.service import create_user
+
+    user = _with_db(
+        _settings(), lambda db: create_user(db, name, password, points_amount=points, admin=admin)
+    )
+    typer.echo(f"已创建用户 {user.username} (id={user.id}, role={user.role}, points={points})")
+
+
+@points_app.command("grant")
+def points_grant(
+    name: str,
+    amount: int,
+    note: Annotated[str | None, typer.Option("--note")] = None,
+) -> None:
+    """Grant AMOUNT points to user NAME (a negative AMOUNT takes points back)."""
+    from shengtu.accounts.service import get_user_by_name
+    from shengtu.points import service
+
+    async def job(db: Database) -> int:
+        async with db.write() as session:
+            user = await get_user_by_name(session, name)
+            if amount > 0:
+                return await service.grant(session, user.id, amount, note or "命令行发放")
+            return await service.adjust(session, user.id, amount, note or "命令行调整")
+
+    balance = _with_db(_settings(), job)
+    typer.echo(f"用户 {name} 余额: {balance}")
+
+
+@apikey_app.command("create")
+def apikey_create(name: str, label: Annotated[str, typer.Option("--name")] = "cli") -> None:
+    """Create an API key for user NAME; it is shown this once."""
+    from shengtu.accounts.service import create_api_key, get_user_by_name
+
+    async def job(db: Database) -> str:
+        async with db.read() as session:
+            user = await get_user_by_name(session, name)
+        _, raw = await create_api_key(db, user.id, label)
+        return raw
+
+    typer.echo(_with_db(_settings(), job))
+
+
+@app.command()
+def token(name: str) -> None:
+    """Print a login token (JWT) for user NAME."""
+    from shengtu.accounts.service import get_user_by_name, issue_token
+
+    settings = _settings()
+
+    async def job(db: Database) -> str:
+        async with db.read() as session:
+            user = await get_user_by_name(session, name)
+        return issue_token(settings, user)[0]
+
+    typer.echo(_with_db(settings, job))
+
+
+@app.command()
+def demo() -> None:
+    """Make sure the demo user exists with points, and print its token."""
+    from shengtu.accounts.service import create_user, get_user_by_name, issue_token
+    from shengtu.errors import NotFound
+
+    settings = _settings()
+
+    async def job(db: Database) -> tuple[str, str | None]:
+        password = None
+        try:
+            async with db.read() as session:
+                user = await get_user_by_name(session, DEMO_USER)
+        except NotFound:
+            password = secrets.token_urlsafe(12)
+            user = await create_user(db, DEMO_USER, password, points_amount=DEMO_POINTS)
+        return issue_token(settings, user)[0], password
+
+    jwt_token, password = _with_db(settings, job)
+    base = settings.resolved_public_base_url
+    typer.echo("")
+    typer.secho("Shengtu 演示用户 demo", bold=True)
+    if password:
+        typer.echo(f"  密码:   {password}   (只显示这一次)")
+    typer.echo(f"  Token:  {jwt_token}")
+    typer.echo(f"  控制台: {base}/console/")
+    typer.echo(f'  试一试: export YOUR_JWT_TOKEN="{jwt_token}"')
+    typer.echo("")
+
+
+@app.command()
+def audit(
+    grace: Annotated[
+        float, typer.Option(help="seconds past a deadline before a task is stuck")
+    ] = 120.0,
+) -> None:
+    """Check every ledger invariant against the database; exit 1 on any violation."""
+    from shengtu.points.service import audit as run_audit
+
+    async def job(db: Database) -> bool:
+        async with db.read() as session:
+            checks = await run_audit(session, utcnow() - timedelta(seconds=grace))
+        ok = True
+        for check in checks:
+            mark = "通过" if check.ok else "违反"
+            typer.echo(
+                f"[{mark}] {check.name}: 检查 {check.checked} 项, 违反 {len(check.violations)}"
+            )
+            for line in check.violations[:20]:
+                typer.echo(f"    - {line}")
+            ok = ok and check.ok
+        typer.echo("账本审计通过" if ok else "账本审计失败")
+        return ok
+
+    if not _with_db(_settings(), job):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,54 @@
+"""``/ws/tasks?token=…``: every status and progress change of the caller's tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from shengtu.accounts.service import principal_from_credential
+from shengtu.context import AppContext
+from shengtu.errors import ShengtuError
+
+router = APIRouter(tags=["events"])
+
+
+@router.websocket("/ws/tasks")
+async def task_events(websocket: WebSocket) -> None:
+    ctx: AppContext = websocket.app.state.ctx
+    token = websocket.query_params.get("token") or ""
+    if not token:
+        auth = websocket.headers.get("authorization", "")
+        token = auth.partition(" ")[2] if auth.lower().startswith("bearer ") else ""
+    try:
+        principal = await principal_from_credential(
+            ctx.db, ctx.settings.resolved_jwt_secret(), token
+        )
+    except ShengtuError as exc:
+        await websocket.close(code=4401, reason="未登录或Token过期")
+        del exc
+        return
+    await websocket.accept()
+    async with ctx.bus.subscribe(principal.user.id) as queue:
+        await websocket.send_json({"event": "connected", "data": {"userId": principal.user.id}})
+
+        async def drain_client() -> None:
+            # Reading is how a close from the client is noticed.
+            with contextlib.suppress(WebSocketDisconnect):
+                while True:
+                    await websocket.receive_text()
+
+        reader = asyncio.create_task(drain_client())
+        try:
+            while not reader.done():
+                getter = asyncio.create_task(queue.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                await websocket.send_json(getter.result())
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            reader.cancel()

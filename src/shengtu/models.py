@@ -1,0 +1,19 @@
+"""Every table, imported in one place for Alembic and ``Base.metadata``."""
+
+from shengtu.accounts.models import ApiKey, User
+from shengtu.catalog.models import PointsConfig
+from shengtu.db import Base
+from shengtu.points.models import PointsAccount, PointsLedger
+from shengtu.storage.models import StoredFile
+from shengtu.tasks.models import AiTask
+
+__all__ = [
+    "AiTask",
+    "ApiKey",
+    "Base",
+    "PointsAccount",
+    "PointsConfig",
+    "PointsLedger",
+    "StoredFile",
+    "User",
+]

@@ -1,0 +1,80 @@
+"""What the worker needs from an upstream, and nothing about the database."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+UpstreamPhase = Literal["queued", "processing", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class UpstreamJob:
+    task_no: str
+    upstream_model: str
+    params: dict[str, Any]
+    prompt: str
+    image_urls: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UpstreamState:
+    upstream_id: str
+    phase: UpstreamPhase
+    raw_status: str = ""
+    progress: int | None = None
+    result_urls: tuple[str, ...] = ()
+    error: str | None = None
+
+
+class UpstreamError(Exception):
+    """A call that did not give an answer we can use.
+
+    ``transient``: trying again later may work (network, 5xx, 429, garbage).
+    Otherwise the upstream refused for good and the task fails at once.
+    """
+
+    def __init__(self, message: str, *, transient: bool, retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+        self.retry_after = retry_after
+
+
+class Provider(Protocol):
+    name: str
+
+    @property
+    def trusted_origins(self) -> frozenset[str]:
+        """Origins configured by the operator, whose result URLs may be fetched as they are."""
+        ...
+
+    async def submit(self, job: UpstreamJob) -> UpstreamState: ...
+
+    async def poll(self, upstream_id: str, task_no: str = "") -> UpstreamState: ...
+
+    async def aclose(self) -> None: ...
+
+
+class RateLimiter:
+    """A token bucket shared by every call of one upstream key."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate)
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)

@@ -1,0 +1,228 @@
+"""The sandbox upstream: an HTTP server that speaks the 速创 protocol and draws real PNGs.
+
+A job's id carries its start time, aspect ratio and directive, so the sandbox needs no
+state to answer a poll: a task submitted before a restart still completes after it.
+Prompt directives make it misbehave on purpose:
+
+- ``[sandbox:fail]``      the job ends with status 3 and a Chinese message
+- ``[sandbox:error500]``  submit answers HTTP 500
+- ``[sandbox:timeout]``   the job never finishes
+- ``[sandbox:badimage]``  the result URL serves something that is not an image
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import io
+import math
+import re
+import secrets
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import anyio
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+SIZES = {"auto": (1024, 1024), "1:1": (1024, 1024), "2:3": (1024, 1536), "3:2": (1536, 1024)}
+_SIZE_CODE = {"auto": "a", "1:1": "s", "2:3": "p", "3:2": "l"}
+_CODE_SIZE = {v: k for k, v in _SIZE_CODE.items()}
+DIRECTIVES = {"fail": "f", "timeout": "t", "badimage": "b", "error500": "e"}
+_DIRECTIVE_RE = re.compile(r"\[sandbox:([a-z0-9]+)\]")
+_ID_RE = re.compile(r"^image_[0-9a-f]{12}-([0-9a-f]{1,14})-([aslp])([nftb])$")
+_FONT_CANDIDATES = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+    "/System/Library/Fonts/PingFang.ttc",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+)
+FAIL_MESSAGE = "图片生成失败:提示词触发了内容安全策略(沙箱模拟)"
+
+
+def parse_directive(prompt: str) -> str:
+    for name in _DIRECTIVE_RE.findall(prompt):
+        name = str(name)
+        if name in DIRECTIVES:
+            return name
+    return ""
+
+
+def new_job_id(size: str, directive: str, now_ms: int) -> str:
+    code = DIRECTIVES.get(directive, "n")
+    return f"image_{secrets.token_hex(6)}-{now_ms:x}-{_SIZE_CODE[size]}{code}"
+
+
+def parse_job_id(job_id: str) -> tuple[int, str, str] | None:
+    """(start ms, size, directive) of a job id this sandbox made."""
+    m = _ID_RE.match(job_id)
+    if not m:
+        return None
+    directive = {v: k for k, v in DIRECTIVES.items()}.get(m.group(3), "")
+    return int(m.group(1), 16), _CODE_SIZE[m.group(2)], directive
+
+
+def _font(path_hint: str, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    for candidate in (path_hint, *_FONT_CANDIDATES):
+        if candidate and Path(candidate).is_file():
+            try:
+                return ImageFont.truetype(candidate, size)
+            except OSError:
+                continue
+    return ImageFont.load_default(size)
+
+
+def _renders(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, text: str) -> bool:
+    """False when the font would draw the missing-glyph box for a character of ``text``."""
+    missing = bytes(font.getmask("\U0010fffd"))
+    return all(bytes(font.getmask(ch)) != missing for ch in set(text) if not ch.isascii())
+
+
+def draw_png(prompt: str, size: str, job_id: str, font_path: str = "") -> bytes:
+    """A gradient in the prompt's colours with the prompt written on it, of the asked ratio."""
+    width, height = SIZES[size]
+    digest = hashlib.sha256(prompt.encode()).digest()
+    hue = digest[0] / 255
+    top = tuple(int(c * 255) for c in colorsys.hsv_to_rgb(hue, 0.55, 0.95))
+    bottom = tuple(int(c * 255) for c in colorsys.hsv_to_rgb((hue + 0.3) % 1, 0.7, 0.45))
+    mask = Image.linear_gradient("L").resize((width, height))
+    img = Image.composite(
+        Image.new("RGB", (width, height), bottom), Image.new("RGB", (width, height), top), mask
+    )
+    draw = ImageDraw.Draw(img)
+    font = _font(font_path, 44)
+    small = _font(font_path, 26)
+    text = _DIRECTIVE_RE.sub("", prompt).strip() or "(empty prompt)"
+    if not _renders(font, text):
+        # No CJK font here: say so instead of drawing boxes. The PNG's "prompt" text
+        # chunk still carries the prompt; SHENGTU_SANDBOX_FONT names a font to use.
+        text = f"prompt: {len(text)} characters (no CJK font; see PNG text 'prompt')"
+    per_line = max(8, (width - 160) // 46)
+    lines = [text[i : i + per_line] for i in range(0, min(len(text), per_line * 12), per_line)]
+    y = height // 2 - len(lines) * 30
+    for line in lines:
+        draw.text((80, y), line, fill=(255, 255, 255), font=font)
+        y += 60
+    draw.text(
+        (80, 60), f"Shengtu sandbox · {size} · {width}×{height}", fill=(255, 255, 255), font=small
+    )
+    draw.text((80, height - 90), job_id, fill=(235, 235, 235), font=small)
+    meta = PngInfo()
+    meta.add_itxt("prompt", prompt)
+    meta.add_text("job", job_id)
+    out = io.BytesIO()
+    img.save(out, format="PNG", pnginfo=meta, compress_level=1)
+    return out.getvalue()
+
+
+class SandboxState:
+    def __init__(self, api_key: str, latency: float, font_path: str = "") -> None:
+        self.api_key = api_key
+        self.latency = latency
+        self.font_path = font_path
+        self.prompts: OrderedDict[str, str] = OrderedDict()
+        self.images: OrderedDict[str, bytes] = OrderedDict()
+        self.submits = 0
+        self.polls = 0
+
+    def remember(self, cache: OrderedDict[str, Any], key: str, value: Any, limit: int) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > limit:
+            cache.popitem(last=False)
+
+
+def _reply(code: int, msg: str, data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(
+        {"code": code, "msg": msg, "data": data, "exec_time": 0.01}, status_code=status
+    )
+
+
+def create_sandbox_app(state: SandboxState) -> Starlette:
+    def authorised(request: Request) -> bool:
+        key = request.headers.get("authorization") or request.query_params.get("key") or ""
+        return secrets.compare_digest(key.encode(), state.api_key.encode())
+
+    async def submit(request: Request) -> Response:
+        if not authorised(request):
+            return _reply(401, "密钥无效", [], status=401)
+        try:
+            body = await request.json()
+        except ValueError:
+            return _reply(400, "请求体不是合法的 JSON", [])
+        if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
+            return _reply(400, "缺少 prompt 参数", [])
+        prompt = body["prompt"]
+        size = body.get("size", "auto")
+        if size not in SIZES:
+            return _reply(400, f"size 参数错误: {size}", [])
+        urls = body.get("urls") or []
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            return _reply(400, "urls 参数必须是字符串数组", [])
+        directive = parse_directive(prompt)
+        if directive == "error500":
+            return Response("Internal Server Error (sandbox)", status_code=500)
+        state.submits += 1
+        job_id = new_job_id(size, directive, int(time.time() * 1000))
+        state.remember(state.prompts, job_id, prompt, 50_000)
+        return _reply(200, "成功", {"id": job_id, "count": 1})
+
+    async def detail(request: Request) -> Response:
+        if not authorised(request):
+            return _reply(401, "密钥无效", [], status=401)
+        state.polls += 1
+        job_id = request.query_params.get("id", "")
+        parsed = parse_job_id(job_id)
+        if parsed is None:
+            return _reply(400, "任务不存在", [])
+        started_ms, _size, directive = parsed
+        elapsed = time.time() - started_ms / 1000
+        data: dict[str, Any] = {"id": job_id, "result": [], "message": None, "fail_reason": None}
+        if elapsed < state.latency * 0.1:
+            data.update(status=0, progress=0)
+        elif directive == "timeout" or elapsed < state.latency:
+            fraction = elapsed / state.latency if state.latency else 1.0
+            data.update(status=1, progress=min(99, int(100 * (1 - math.exp(-3 * fraction)))))
+        elif directive == "fail":
+            data.update(status=3, message=FAIL_MESSAGE, fail_reason=FAIL_MESSAGE)
+        else:
+            base = str(request.base_url).rstrip("/")
+            data.update(status=2, progress=100, result=[f"{base}/results/{job_id}.png"])
+        return _reply(200, "成功", data)
+
+    async def result(request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        parsed = parse_job_id(job_id)
+        if parsed is None:
+            return Response("not found", status_code=404)
+        _, size, directive = parsed
+        if directive == "badimage":
+            return Response(
+                b"<html><body>this is not an image</body></html>", media_type="image/png"
+            )
+        png = state.images.get(job_id)
+        if png is None:
+            prompt = state.prompts.get(job_id, "(沙箱重启后提示词已不在内存中)")
+            png = await anyio.to_thread.run_sync(draw_png, prompt, size, job_id, state.font_path)
+            state.remember(state.images, job_id, png, 64)
+        return Response(png, media_type="image/png")
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"ok": True, "submits": state.submits, "polls": state.polls})
+
+    return Starlette(
+        routes=[
+            Route("/api/async/detail", detail, methods=["GET"]),
+            Route("/api/async/{slug}", submit, methods=["POST"]),
+            Route("/results/{job_id}.png", result, methods=["GET"]),
+            Route("/healthz", health, methods=["GET"]),
+        ]
+    )

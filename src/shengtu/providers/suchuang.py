@@ -1,0 +1,160 @@
+"""The 速创 upstream (``shared/spec/UPSTREAM.md``): every mapping of its answers in this file."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+
+from shengtu.logs import get_logger
+from shengtu.providers.base import RateLimiter, UpstreamError, UpstreamJob, UpstreamState
+from shengtu.storage.fetch import origin
+
+log = get_logger("shengtu.upstream")
+
+# data.status of the detail endpoint → our phase
+STATUS_MAP = {0: "queued", 1: "processing", 2: "succeeded", 3: "failed"}
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(0.0, min(float(value), 300.0))
+    except ValueError:
+        return None
+
+
+def _message(body: dict[str, Any]) -> str:
+    msg = body.get("msg") or body.get("message") or ""
+    return str(msg)[:500] if msg else "未知错误"
+
+
+class SuChuangProvider:
+    name = "suchuang"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        rps: float = 15.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key = api_key
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+            headers={"Authorization": api_key},
+            transport=transport,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+        self._limiter = RateLimiter(rps)
+
+    @property
+    def trusted_origins(self) -> frozenset[str]:
+        return frozenset({origin(self.base_url)})
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(self, method: str, path: str, *, task_no: str, **kwargs: Any) -> dict[str, Any]:
+        await self._limiter.acquire()
+        started = time.perf_counter()
+        log.info(
+            "upstream_request",
+            task_no=task_no,
+            method=method,
+            path=path,
+            body=kwargs.get("json"),
+            params=kwargs.get("params"),
+        )
+        try:
+            response = await self._client.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            log.warning("upstream_timeout", task_no=task_no, path=path, error=type(exc).__name__)
+            raise UpstreamError("上游接口超时", transient=True) from exc
+        except httpx.HTTPError as exc:
+            log.warning("upstream_unreachable", task_no=task_no, path=path, error=repr(exc))
+            raise UpstreamError(f"无法连接上游接口: {type(exc).__name__}", transient=True) from exc
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        text = response.text
+        log.info(
+            "upstream_response",
+            task_no=task_no,
+            path=path,
+            status=response.status_code,
+            elapsed_ms=elapsed_ms,
+            body=text[:4000],
+        )
+        if response.status_code == 429:
+            raise UpstreamError(
+                "上游限流(HTTP 429)", transient=True, retry_after=_retry_after(response)
+            )
+        if response.status_code >= 500:
+            raise UpstreamError(
+                f"上游服务错误(HTTP {response.status_code})",
+                transient=True,
+                retry_after=_retry_after(response),
+            )
+        if response.status_code in (401, 403):
+            raise UpstreamError("上游鉴权失败,请检查上游密钥配置", transient=False)
+        try:
+            body = json.loads(text)
+        except ValueError as exc:
+            raise UpstreamError("上游返回了无法解析的内容", transient=True) from exc
+        if not isinstance(body, dict):
+            raise UpstreamError("上游返回了无法解析的内容", transient=True)
+        if response.status_code >= 400:
+            raise UpstreamError(f"上游拒绝请求: {_message(body)}", transient=False)
+        return body
+
+    async def submit(self, job: UpstreamJob) -> UpstreamState:
+        payload: dict[str, Any] = {"prompt": job.prompt, **job.params}
+        if job.image_urls:
+            payload["urls"] = job.image_urls
+        body = await self._call(
+            "POST", f"/api/async/{job.upstream_model}", task_no=job.task_no, json=payload
+        )
+        code = body.get("code")
+        if code != 200:
+            message = _message(body)
+            if "无效" in message and ("key" in message.lower() or "密钥" in message):
+                message = "上游鉴权失败,请检查上游密钥配置"
+            raise UpstreamError(f"上游拒绝任务: {message}", transient=False)
+        data = body.get("data")
+        upstream_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(upstream_id, str) or not upstream_id:
+            raise UpstreamError("上游接受了任务但未返回任务编号", transient=True)
+        return UpstreamState(upstream_id=upstream_id, phase="queued", raw_status="accepted")
+
+    async def poll(self, upstream_id: str, task_no: str = "") -> UpstreamState:
+        body = await self._call(
+            "GET", "/api/async/detail", task_no=task_no, params={"id": upstream_id}
+        )
+        if body.get("code") != 200:
+            raise UpstreamError(f"上游查询失败: {_message(body)}", transient=False)
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise UpstreamError("上游查询结果缺少 data", transient=True)
+        status = data.get("status")
+        phase = STATUS_MAP.get(status) if isinstance(status, int) else None
+        if phase is None:
+            raise UpstreamError(f"上游返回未知状态: {str(status)[:40]}", transient=True)
+        progress = data.get("progress")
+        progress = int(progress) if isinstance(progress, int | float) else None
+        if phase == "succeeded":
+            urls = data.get("result") or data.get("remote_url") or []
+            if isinstance(urls, str):
+                urls = [urls]
+            urls = [u for u in urls if isinstance(u, str) and u]
+            if not urls:
+                raise UpstreamError("上游报告成功但没有返回图片地址", transient=True)
+            return UpstreamState(upstream_id, "succeeded", str(status), 100, tuple(urls))
+        if phase == "failed":
+            reason = data.get("message") or data.get("fail_reason") or "上游生成失败"
+            return UpstreamState(upstream_id, "failed", str(status), error=str(reason)[:500])
+        return UpstreamState(upstream_id, phase, str(status), progress)  # type: ignore[arg-type]

@@ -1,0 +1,139 @@
+"""Serving: the API (with or without its worker), the worker alone, and the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+
+from shengtu.app import create_app
+from shengtu.config import Settings
+from shengtu.context import AppContext
+from shengtu.logs import get_logger
+from shengtu.providers.registry import SandboxEndpoint, build_providers, sandbox_key
+from shengtu.providers.sandbox import SandboxState, create_sandbox_app
+from shengtu.tasks.worker import Worker
+
+log = get_logger("shengtu")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A server that leaves signals to the process's main server."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _uvicorn(app: Any, *, ws: str = "auto", embedded: bool = False) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        ws_ping_interval=20,
+        ws=ws,
+    )
+    return (_EmbeddedServer if embedded else uvicorn.Server)(config)
+
+
+@asynccontextmanager
+async def running_sandbox(
+    host: str, port: int, api_key: str, latency: float, font: str = ""
+) -> AsyncIterator[SandboxEndpoint]:
+    sock = bind(host, port)
+    actual = sock.getsockname()[1]
+    state = SandboxState(api_key, latency, font)
+    server = _uvicorn(create_sandbox_app(state), embedded=True)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield SandboxEndpoint(f"http://{host}:{actual}", api_key)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 5)
+
+
+@asynccontextmanager
+async def upstreams(settings: Settings) -> AsyncIterator[AppContext]:
+    """The context with its providers: the real upstream, or the sandbox when no key is set."""
+    if settings.sandbox_enabled:
+        async with running_sandbox(
+            settings.sandbox_host,
+            settings.sandbox_port,
+            sandbox_key(settings),
+            settings.sandbox_latency,
+            settings.sandbox_font,
+        ) as endpoint:
+            log.warning(
+                "sandbox_upstream",
+                message="未配置 SHENGTU_SUCHUANG_API_KEY:速创模型由内置沙箱上游生成图片(非真实 AI)",
+                sandbox=endpoint.base_url,
+                latency=settings.sandbox_latency,
+            )
+            yield AppContext.build(settings, build_providers(settings, endpoint))
+    else:
+        log.info("upstream", provider="suchuang", base_url=settings.suchuang_base_url)
+        yield AppContext.build(settings, build_providers(settings, None))
+
+
+async def serve(settings: Settings, *, with_worker: bool = True) -> None:
+    sock = bind(settings.host, settings.port)
+    if with_worker:
+        async with upstreams(settings) as ctx:
+            await _serve_app(settings, create_app(ctx, with_worker=True), sock)
+    else:
+        # Only workers talk upstream; the API needs no provider to accept tasks.
+        ctx = AppContext.build(settings)
+        await _serve_app(settings, create_app(ctx, with_worker=False), sock)
+
+
+async def _serve_app(settings: Settings, app: Any, sock: socket.socket) -> None:
+    server = _uvicorn(app, ws="websockets-sansio")
+    log.info("serving", url=settings.resolved_public_base_url, port=settings.port)
+    await server.serve(sockets=[sock])
+
+
+async def work(settings: Settings) -> None:
+    async with upstreams(settings) as ctx:
+        worker = Worker(ctx)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, worker.stop)
+        try:
+            await worker.run()
+        finally:
+            await ctx.aclose()
+
+
+async def sandbox_forever(settings: Settings, host: str, port: int, api_key: str) -> None:
+    async with running_sandbox(
+        host, port, api_key, settings.sandbox_latency, settings.sandbox_font
+    ) as endpoint:
+        print(f"sandbox upstream on {endpoint.base_url}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()

@@ -1,0 +1,61 @@
+"""Files in a folder under the data directory, served by the API at ``/files/<key>``."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import anyio
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-./]{0,254}$")
+
+
+def valid_key(key: str) -> bool:
+    return bool(_KEY_RE.match(key)) and ".." not in key and "//" not in key
+
+
+class LocalStorage:
+    def __init__(self, root: Path, public_base_url: str) -> None:
+        self.root = root.resolve()
+        self.prefix = public_base_url.rstrip("/") + "/files/"
+
+    def path(self, key: str) -> Path | None:
+        if not valid_key(key):
+            return None
+        path = (self.root / key).resolve()
+        return path if path.is_relative_to(self.root) else None
+
+    def _write(self, key: str, data: bytes) -> None:
+        path = self.path(key)
+        if path is None:
+            raise ValueError(f"invalid storage key {key!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename: a reader never sees half a file, a crash leaves none.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        await anyio.to_thread.run_sync(self._write, key, data)
+
+    async def get(self, key: str) -> bytes | None:
+        path = self.path(key)
+        if path is None or not path.is_file():
+            return None
+        return await anyio.Path(path).read_bytes()
+
+    def url(self, key: str) -> str:
+        return self.prefix + key
+
+    def key_from_url(self, url: str) -> str | None:
+        if not url.startswith(self.prefix):
+            return None
+        key = url[len(self.prefix) :].split("?", 1)[0]
+        return key if valid_key(key) else None

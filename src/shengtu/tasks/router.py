@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from shengtu.api.deps import ContextDep, PrincipalDep
+from shengtu.api.envelope import Envelope, Page, ok
+from shengtu.tasks import service
+from shengtu.tasks.schemas import SubmitRequest, TaskDetail, task_detail
+
+router = APIRouter(tags=["tasks"])
+
+
+@router.post("/user/ai/tasks/submit", response_model=Envelope[TaskDetail])
+async def submit(
+    body: SubmitRequest, ctx: ContextDep, principal: PrincipalDep
+) -> Envelope[TaskDetail]:
+    detail = await service.submit(
+        ctx,
+        service.SubmitInput(
+            user_id=principal.user.id,
+            api_key_id=principal.api_key_id,
+            model_name=body.modelName,
+            prompt=body.prompt,
+            image_url=body.imageUrl,
+        ),
+    )
+    return ok(detail)
+
+
+# Declared before /{task_no} so that "list" is never read as a task number.
+@router.get("/user/ai/tasks/list", response_model=Envelope[Page[TaskDetail]])
+async def list_tasks(
+    ctx: ContextDep,
+    principal: PrincipalDep,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    size: Annotated[int, Query(ge=1, le=100)] = 10,
+    taskType: Annotated[str | None, Query(max_length=32)] = None,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+) -> Envelope[Page[TaskDetail]]:
+    async with ctx.db.read() as session:
+        rows, total = await service.list_tasks(
+            session, principal.user.id, page=page, size=size, task_type=taskType, status=status
+        )
+    tz = ctx.settings.timezone
+    return ok(Page[TaskDetail].of([task_detail(t, tz) for t in rows], total, page, size))
+
+
+@router.get("/user/ai/tasks/{task_no}", response_model=Envelope[TaskDetail])
+async def get_task(task_no: str, ctx: ContextDep, principal: PrincipalDep) -> Envelope[TaskDetail]:
+    async with ctx.db.read() as session:
+        task = await service.get_task(session, principal.user.id, task_no)
+    return ok(task_detail(task, ctx.settings.timezone))

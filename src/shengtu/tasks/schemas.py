@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+import re
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from shengtu.tasks.models import AiTask
+from shengtu.timefmt import fmt
+
+TaskType = Literal["text_to_image", "image_to_image"]
+TaskStatus = Literal["created", "queued", "processing", "completed", "failed"]
+
+_SNIPPET_LIMIT = 30
+_SENTENCE_END = re.compile(r"[,\uff0c\u3002.!\uff01?\uff1f;\uff1b\n]")
+
+
+class SubmitRequest(BaseModel):
+    modelName: str = Field(min_length=1, max_length=64)
+    prompt: str | None = None
+    imageUrl: str | list[str] | None = None
+
+
+class TaskDetail(BaseModel):
+    taskNo: str
+    modelName: str
+    status: TaskStatus
+    taskType: TaskType
+    progress: int
+    promptSnippet: str
+    imageUrl: str | None
+    resultUrl: str | None
+    createTime: str
+    completeTime: str | None
+    errorMessage: str | None
+    pointsCost: int
+
+
+def prompt_snippet(prompt: str) -> str:
+    """The prompt up to its first sentence break (at most 30 characters), as the spec shows."""
+    text = prompt.strip()
+    m = _SENTENCE_END.search(text, 0, _SNIPPET_LIMIT + 1)
+    cut = m.start() if m and m.start() > 0 else _SNIPPET_LIMIT
+    return text if len(text) <= cut else text[:cut] + "..."
+
+
+def image_url_field(urls: list[str]) -> str | None:
+    """Echo the reference images the way the spec sends them: one URL, or a JSON array string."""
+    if not urls:
+        return None
+    if len(urls) == 1:
+        return urls[0]
+    return json.dumps(urls, ensure_ascii=False)
+
+
+def task_detail(task: AiTask, tz: str) -> TaskDetail:
+    return TaskDetail(
+        taskNo=task.task_no,
+        modelName=task.model_name,
+        status=task.status,
+        taskType=task.task_type,
+        progress=task.progress,
+        promptSnippet=prompt_snippet(task.prompt),
+        imageUrl=image_url_field(list(task.image_urls or [])),
+        resultUrl=task.result_url,
+        createTime=fmt(task.created_at, tz) or "",
+        completeTime=fmt(task.completed_at, tz),
+        errorMessage=task.error_message,
+        pointsCost=task.points_cost,
+    )

@@ -1,0 +1,206 @@
+"""Submit, query and list tasks: the rules, no HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shengtu.catalog.service import CatalogModel
+from shengtu.context import AppContext
+from shengtu.db import utcnow
+from shengtu.errors import BadRequest, InsufficientPoints, NotFound
+from shengtu.netguard import check_public_url
+from shengtu.points import service as points
+from shengtu.points.models import PointsAccount
+from shengtu.storage.models import StoredFile
+from shengtu.tasks.machine import Status
+from shengtu.tasks.models import AiTask
+from shengtu.tasks.schemas import TaskDetail, task_detail
+from shengtu.timefmt import local
+
+TASK_TYPES = ("text_to_image", "image_to_image")
+
+
+@dataclass(frozen=True)
+class SubmitInput:
+    user_id: int
+    api_key_id: int | None
+    model_name: str
+    prompt: str | None
+    image_url: str | list[str] | None
+
+
+def make_task_no(created_at: datetime, task_id: int, tz: str) -> str:
+    """``TASK-yyyyMMddHHmmssSSS-NNNN``; NNNN from the row id, so two tasks of one
+    millisecond differ unless 10,000 ids were handed out within it."""
+    t = local(created_at, tz)
+    return f"TASK-{t:%Y%m%d%H%M%S}{t.microsecond // 1000:03d}-{task_id % 10000:04d}"
+
+
+def parse_image_urls(value: str | list[str] | None, limit: int) -> list[str]:
+    """``imageUrl`` as the spec sends it (one URL, or a JSON array in a string) or a real array."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except ValueError as exc:
+                raise BadRequest("参数错误:imageUrl 不是合法的 JSON 数组") from exc
+            if not isinstance(parsed, list) or not all(isinstance(u, str) for u in parsed):
+                raise BadRequest("参数错误:imageUrl 数组的每一项都必须是 URL 字符串")
+            urls: list[str] = parsed
+        else:
+            urls = [text]
+    else:
+        urls = value
+    if len(urls) > limit:
+        raise BadRequest(f"参数错误:参考图最多 {limit} 张,收到 {len(urls)} 张")
+    cleaned = [u.strip() for u in urls]
+    if any(not u for u in cleaned):
+        raise BadRequest("参数错误:imageUrl 中有空地址")
+    return cleaned
+
+
+def validate_prompt(prompt: str | None, max_chars: int) -> str:
+    if prompt is None or not prompt.strip():
+        raise BadRequest("参数错误:prompt 不能为空")
+    if len(prompt) > max_chars:
+        raise BadRequest(f"参数错误:prompt 过长(最多 {max_chars} 个字符,收到 {len(prompt)})")
+    if "\x00" in prompt:
+        raise BadRequest("参数错误:prompt 含有非法字符")
+    return prompt.strip()
+
+
+async def _check_reference_urls(ctx: AppContext, user_id: int, urls: list[str]) -> None:
+    own_keys = {u: ctx.storage.key_from_url(u) for u in urls}
+    wanted = [k for k in own_keys.values() if k]
+    if wanted:
+        async with ctx.db.read() as session:
+            found = set(
+                await session.scalars(
+                    select(StoredFile.key).where(
+                        StoredFile.user_id == user_id, StoredFile.key.in_(wanted)
+                    )
+                )
+            )
+        for url, key in own_keys.items():
+            if key and key not in found:
+                raise BadRequest(f"参数错误:参考图不存在或不属于当前用户: {url[:100]}")
+    external = [u for u, k in own_keys.items() if not k]
+    # The first refusal wins; all are checked at once so a slow resolver costs one wait.
+    await asyncio.gather(*(check_public_url(u) for u in external))
+
+
+async def validate_submit(ctx: AppContext, req: SubmitInput) -> tuple[CatalogModel, str, list[str]]:
+    model = await ctx.catalog.get(req.model_name)
+    if model is None:
+        raise BadRequest(f"参数错误:模型 {req.model_name[:64]} 不存在或已停用")
+    prompt = validate_prompt(req.prompt, ctx.settings.max_prompt_chars)
+    urls = parse_image_urls(req.image_url, ctx.settings.max_reference_images)
+    if model.takes_images and not urls:
+        raise BadRequest(f"参数错误:图生图模型 {model.model_name} 需要至少一张参考图(imageUrl)")
+    if not model.takes_images and urls:
+        raise BadRequest(f"参数错误:文生图模型 {model.model_name} 不接受参考图(imageUrl)")
+    await _check_reference_urls(ctx, req.user_id, urls)
+    return model, prompt, urls
+
+
+async def submit(ctx: AppContext, req: SubmitInput) -> TaskDetail:
+    model, prompt, urls = await validate_submit(ctx, req)
+    settings = ctx.settings
+    async with ctx.db.read() as session:
+        account = await session.get(PointsAccount, req.user_id)
+    if account is not None and account.balance < model.points_cost:
+        # Refused without the write lock; the conditional UPDATE below stays the judge.
+        raise InsufficientPoints(
+            f"积分不足:需要 {model.points_cost} 积分,当前余额 {account.balance} 积分"
+        )
+    now = utcnow()
+    async with ctx.db.write() as session:
+        balance_after = await points.debit(session, req.user_id, model.points_cost)
+        task = AiTask(
+            task_no=f"pending-{uuid.uuid4().hex}",
+            user_id=req.user_id,
+            api_key_id=req.api_key_id,
+            model_name=model.model_name,
+            task_type=model.task_type,
+            status=Status.CREATED.value,
+            progress=0,
+            prompt=prompt,
+            image_urls=urls,
+            points_cost=model.points_cost,
+            provider=model.provider,
+            upstream_model=model.upstream_model,
+            upstream_params=model.upstream_params,
+            next_run_at=now,
+            deadline_at=now + timedelta(seconds=settings.task_deadline),
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(task)
+        await session.flush()
+        task.task_no = make_task_no(now, task.id, settings.timezone)
+        await session.execute(
+            update(AiTask).where(AiTask.id == task.id).values(task_no=task.task_no)
+        )
+        await points.record(
+            session,
+            req.user_id,
+            -model.points_cost,
+            balance_after,
+            "consume",
+            task.task_no,
+            note=f"生图任务扣费 {model.model_name}",
+        )
+    detail = task_detail(task, settings.timezone)
+    ctx.bus.publish(req.user_id, {"event": "task.updated", "data": detail.model_dump()})
+    ctx.wakeup.set()
+    return detail
+
+
+async def get_task(session: AsyncSession, user_id: int, task_no: str) -> AiTask:
+    task = await session.scalar(
+        select(AiTask).where(AiTask.task_no == task_no, AiTask.user_id == user_id)
+    )
+    if task is None:
+        raise NotFound(f"任务 {task_no[:40]} 不存在")
+    return task
+
+
+async def list_tasks(
+    session: AsyncSession,
+    user_id: int,
+    *,
+    page: int,
+    size: int,
+    task_type: str | None,
+    status: str | None,
+) -> tuple[list[AiTask], int]:
+    if task_type and task_type not in TASK_TYPES:
+        raise BadRequest(f"参数错误:taskType 只能是 {' 或 '.join(TASK_TYPES)}")
+    if status and status not in {s.value for s in Status}:
+        raise BadRequest(f"参数错误:status 只能是 {', '.join(s.value for s in Status)}")
+    where = [AiTask.user_id == user_id]
+    if task_type:
+        where.append(AiTask.task_type == task_type)
+    if status:
+        where.append(AiTask.status == status)
+    total = await session.scalar(select(func.count()).select_from(AiTask).where(*where))
+    rows = await session.scalars(
+        select(AiTask)
+        .where(*where)
+        .order_by(AiTask.id.desc())
+        .offset((page - 1) * size)
+        .limit(size)
+    )
+    return list(rows), int(total or 0)

@@ -1,0 +1,327 @@
+"""The worker: a loop of short, idempotent steps on task rows.
+
+Claim due rows under a lease, do one step (send upstream, poll upstream, copy the
+result), write the new state with a move guarded by status and lease, release. A
+crashed worker's leases expire and any worker carries on from the last written state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import secrets
+import socket
+from datetime import datetime, timedelta
+
+import anyio
+import httpx
+import structlog
+from sqlalchemy import or_, select, update
+
+from shengtu.context import AppContext
+from shengtu.db import utcnow
+from shengtu.logs import get_logger
+from shengtu.providers.base import Provider, UpstreamError, UpstreamJob, UpstreamState
+from shengtu.storage.fetch import FetchError, fetch_image_bytes
+from shengtu.storage.images import NotAnImage, sniff_image
+from shengtu.tasks.machine import ACTIVE, Status, move
+from shengtu.tasks.models import AiTask
+from shengtu.tasks.schemas import task_detail
+from shengtu.timefmt import local
+
+log = get_logger("shengtu.worker")
+
+MAX_BACKOFF = 60.0
+QUEUED_PROGRESS = 5
+
+
+def estimate_progress(task: AiTask, reported: int | None, now: datetime, expected: float) -> int:
+    """Upstream's own figure when it gives one, else an estimate from the time elapsed.
+
+    Never goes backwards and never reaches 100 before the picture is stored.
+    """
+    if reported is not None:
+        value = reported
+    else:
+        elapsed = (now - (task.submitted_at or task.created_at)).total_seconds()
+        value = int(10 + 89 * (1 - math.exp(-max(0.0, elapsed) / expected)))
+    return max(task.progress, min(99, value))
+
+
+class Worker:
+    def __init__(self, ctx: AppContext, owner: str | None = None) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._inflight: set[int] = set()
+        self._steps: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(60.0, connect=10.0), headers={"User-Agent": "Shengtu/0.1"}
+        )
+        self.steps_done = 0
+
+    @property
+    def tick(self) -> float:
+        return max(0.05, min(1.0, self.settings.poll_interval / 2))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.ctx.wakeup.set()
+
+    async def run(self) -> None:
+        log.info("worker_started", owner=self.owner, concurrency=self.settings.worker_concurrency)
+        try:
+            while not self._stop.is_set():
+                try:
+                    claimed = await self.claim()
+                except Exception:
+                    log.exception("claim_failed")
+                    await asyncio.sleep(1.0)
+                    continue
+                for task in claimed:
+                    self._spawn(task)
+                if claimed and self._capacity() > 0:
+                    continue
+                await self._idle()
+        finally:
+            if self._steps:
+                await asyncio.wait(self._steps, timeout=10)
+            await self._http.aclose()
+            log.info("worker_stopped", owner=self.owner)
+
+    async def _idle(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ctx.wakeup.wait(), self.tick)
+        self.ctx.wakeup.clear()
+
+    def _capacity(self) -> int:
+        return self.settings.worker_concurrency - len(self._inflight)
+
+    def _spawn(self, task: AiTask) -> None:
+        self._inflight.add(task.id)
+        step = asyncio.create_task(self._run_step(task))
+        self._steps.add(step)
+        step.add_done_callback(self._steps.discard)
+
+    async def claim(self) -> list[AiTask]:
+        """Lease up to the free capacity of due tasks; None of them leased by a live worker."""
+        limit = min(self._capacity(), self.settings.worker_batch)
+        if limit <= 0:
+            return []
+        db = self.ctx.db
+        now = utcnow()
+        due = (
+            select(AiTask.id)
+            .where(
+                AiTask.status.in_([s.value for s in ACTIVE]),
+                AiTask.next_run_at <= now,
+                or_(AiTask.lease_until.is_(None), AiTask.lease_until < now),
+            )
+            .order_by(AiTask.next_run_at)
+            .limit(limit)
+        )
+        if db.dialect in ("postgresql", "mysql", "mariadb"):
+            due = due.with_for_update(skip_locked=True)
+        async with db.write() as session:
+            ids = list(await session.scalars(due))
+            if not ids:
+                return []
+            lease_until = now + timedelta(seconds=self.settings.lease_seconds)
+            await session.execute(
+                update(AiTask)
+                .where(
+                    AiTask.id.in_(ids),
+                    or_(AiTask.lease_until.is_(None), AiTask.lease_until < now),
+                )
+                .values(lease_owner=self.owner, lease_until=lease_until)
+            )
+            rows = await session.scalars(
+                select(AiTask)
+                .where(AiTask.id.in_(ids), AiTask.lease_owner == self.owner)
+                .execution_options(populate_existing=True)
+            )
+            return list(rows)
+
+    async def _run_step(self, task: AiTask) -> None:
+        structlog.contextvars.bind_contextvars(task_no=task.task_no)
+        try:
+            await self.step(task)
+        except Exception as exc:
+            log.exception("step_crashed", status=task.status)
+            # A bug must not spin: back off, and the deadline still ends the task.
+            await self._reschedule(task, f"内部错误: {type(exc).__name__}")
+        finally:
+            self._inflight.discard(task.id)
+            self.steps_done += 1
+            structlog.contextvars.unbind_contextvars("task_no")
+
+    async def step(self, task: AiTask) -> None:
+        now = utcnow()
+        if now >= task.deadline_at:
+            reason = f"任务超时:上游在 {int(self.settings.task_deadline)} 秒内未完成"
+            if task.last_error:
+                reason += f"(最近一次错误:{task.last_error})"
+            await self.fail(task, reason)
+            return
+        provider = self.ctx.providers.get(task.provider)
+        if provider is None:
+            await self.fail(task, f"上游 {task.provider} 未配置,任务无法执行")
+            return
+        if task.status == Status.CREATED:
+            await self._submit(task, provider)
+        else:
+            await self._poll(task, provider)
+
+    # -- the three kinds of step ------------------------------------------------------
+
+    async def _submit(self, task: AiTask, provider: Provider) -> None:
+        job = UpstreamJob(
+            task_no=task.task_no,
+            upstream_model=task.upstream_model,
+            params=dict(task.upstream_params or {}),
+            prompt=task.prompt,
+            image_urls=list(task.image_urls or []),
+        )
+        try:
+            state = await provider.submit(job)
+        except UpstreamError as exc:
+            if exc.transient and task.attempts + 1 < self.settings.submit_attempts:
+                await self._retry(task, exc.message, exc.retry_after)
+            else:
+                tries = f"(已尝试 {task.attempts + 1} 次)" if exc.transient else ""
+                await self.fail(task, f"提交上游失败:{exc.message}{tries}")
+            return
+        now = utcnow()
+        await self._move(
+            task,
+            Status.QUEUED,
+            upstream_id=state.upstream_id,
+            upstream_status=state.raw_status,
+            submitted_at=now,
+            attempts=0,
+            last_error=None,
+            progress=max(task.progress, QUEUED_PROGRESS),
+            next_run_at=self._clamp(task, now + timedelta(seconds=self.settings.first_poll_delay)),
+        )
+
+    async def _poll(self, task: AiTask, provider: Provider) -> None:
+        assert task.upstream_id is not None
+        try:
+            state = await provider.poll(task.upstream_id, task.task_no)
+        except UpstreamError as exc:
+            if exc.transient:
+                await self._retry(task, exc.message, exc.retry_after)
+            else:
+                await self.fail(task, f"查询上游任务失败:{exc.message}")
+            return
+        now = utcnow()
+        common = {"upstream_status": state.raw_status, "poll_count": task.poll_count + 1}
+        if state.phase == "failed":
+            await self.fail(task, f"生成失败:{state.error or '上游未说明原因'}", **common)
+        elif state.phase == "succeeded":
+            await self._store_result(task, provider, state, common)
+        else:
+            target = Status.QUEUED if state.phase == "queued" else Status.PROCESSING
+            if task.status == Status.PROCESSING:
+                target = Status.PROCESSING  # never back to queued on a stale answer
+            progress = (
+                max(task.progress, QUEUED_PROGRESS)
+                if target is Status.QUEUED
+                else estimate_progress(task, state.progress, now, self.settings.expected_duration)
+            )
+            await self._move(
+                task,
+                target,
+                progress=progress,
+                attempts=0,
+                last_error=None,
+                next_run_at=self._clamp(task, now + timedelta(seconds=self.settings.poll_interval)),
+                **common,
+            )
+
+    async def _store_result(
+        self, task: AiTask, provider: Provider, state: UpstreamState, common: dict[str, object]
+    ) -> None:
+        url = state.result_urls[0]
+        try:
+            fetched = await fetch_image_bytes(
+                self._http,
+                url,
+                max_bytes=self.settings.max_result_bytes,
+                trusted_origins=provider.trusted_origins,
+            )
+            info = await anyio.to_thread.run_sync(sniff_image, fetched.data)
+        except FetchError as exc:
+            if exc.transient and task.attempts + 1 < self.settings.download_attempts:
+                await self._retry(task, exc.message, None)
+            else:
+                await self.fail(task, f"结果图片转存失败:{exc.message}", **common)
+            return
+        except NotAnImage as exc:
+            await self.fail(task, f"上游返回的结果不是有效图片:{exc}", **common)
+            return
+        day = local(task.created_at, self.settings.timezone)
+        # The random part keeps one user from guessing another's picture from a task number.
+        key = f"results/{day:%Y/%m/%d}/{task.task_no}-{secrets.token_hex(8)}.{info.ext}"
+        await self.ctx.storage.put(key, fetched.data, info.content_type)
+        await self._move(
+            task,
+            Status.COMPLETED,
+            result_url=self.ctx.storage.url(key),
+            result_key=key,
+            upstream_result_url=url,
+            last_error=None,
+            **common,
+        )
+
+    # -- writing the outcome -----------------------------------------------------------
+
+    def _clamp(self, task: AiTask, when: datetime) -> datetime:
+        return min(when, task.deadline_at)
+
+    def _backoff(self, attempts: int, retry_after: float | None) -> float:
+        delay: float = min(MAX_BACKOFF, self.settings.poll_interval * 2.0 ** min(attempts, 10))
+        return max(delay, retry_after or 0.0)
+
+    async def _retry(self, task: AiTask, reason: str, retry_after: float | None) -> None:
+        delay = self._backoff(task.attempts, retry_after)
+        log.warning(
+            "step_retry",
+            status=task.status,
+            attempts=task.attempts + 1,
+            delay=round(delay, 2),
+            reason=reason,
+        )
+        await self._move(
+            task,
+            Status(task.status),
+            attempts=task.attempts + 1,
+            last_error=reason[:500],
+            next_run_at=self._clamp(task, utcnow() + timedelta(seconds=delay)),
+        )
+
+    async def _reschedule(self, task: AiTask, reason: str) -> None:
+        try:
+            await self._retry(task, reason, None)
+        except Exception:
+            log.exception("reschedule_failed")
+
+    async def fail(self, task: AiTask, message: str, **values: object) -> None:
+        log.warning("task_failed", reason=message)
+        await self._move(task, Status.FAILED, error_message=message[:1000], **values)
+
+    async def _move(self, task: AiTask, target: Status, **values: object) -> None:
+        async with self.ctx.db.write() as session:
+            moved = await move(session, task, target, lease_owner=self.owner, **values)
+        if moved is None:
+            log.warning("lease_lost", status=task.status, target=target.value)
+            return
+        if moved.status != task.status or moved.progress != task.progress:
+            log.info("task_moved", status=moved.status, progress=moved.progress)
+            detail = task_detail(moved, self.settings.timezone)
+            self.ctx.bus.publish(
+                moved.user_id, {"event": "task.updated", "data": detail.model_dump()}
+            )

@@ -1,0 +1,22 @@
+"""Times as the spec shows them: local wall time, ``2025-10-26T15:30:45``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+
+@lru_cache
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def local(dt: datetime, tz: str) -> datetime:
+    return dt.replace(tzinfo=UTC).astimezone(zone(tz))
+
+
+def fmt(dt: datetime | None, tz: str) -> str | None:
+    if dt is None:
+        return None
+    return local(dt, tz).strftime("%Y-%m-%dT%H:%M:%S")

@@ -1,0 +1,208 @@
+"""Whole-process helpers: a real ``shengtu serve`` on loopback, users, and waiting."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TERMINAL = ("completed", "failed")
+_names = itertools.count(1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def base_env(data_dir: Path, **overrides: Any) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHENGTU_")}
+    env.update(
+        SHENGTU_DATA_DIR=str(data_dir),
+        SHENGTU_LOG_FORMAT="json",
+        SHENGTU_SANDBOX_LATENCY="0.5",
+        SHENGTU_POLL_INTERVAL="0.2",
+        SHENGTU_FIRST_POLL_DELAY="0.1",
+        SHENGTU_TASK_DEADLINE="8",
+        SHENGTU_SUBMIT_ATTEMPTS="3",
+        SHENGTU_JWT_SECRET=secrets.token_urlsafe(32),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "shengtu", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"shengtu {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+class Process:
+    """A child process whose output goes to a log file, stopped at teardown."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shengtu", *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_http(url: str, proc: Process, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.proc.poll() is not None:
+            raise AssertionError(f"process exited early:\n{proc.log_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} not ready in {timeout}s:\n{proc.log_text()[-3000:]}")
+
+
+@dataclass
+class User:
+    name: str
+    password: str
+    token: str
+    client: httpx.Client
+
+    def submit(self, **body: Any) -> dict[str, Any]:
+        return self.client.post("/user/ai/tasks/submit", json=body).json()  # type: ignore[no-any-return]
+
+    def balance(self) -> int:
+        body = self.client.get("/user/points/consumption/balance").json()
+        assert body["code"] == 200, body
+        return int(body["data"]["balance"])
+
+    def task(self, task_no: str) -> dict[str, Any]:
+        body = self.client.get(f"/user/ai/tasks/{task_no}").json()
+        assert body["code"] == 200, body
+        return body["data"]  # type: ignore[no-any-return]
+
+    def wait(self, task_no: str, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = self.task(task_no)
+            if data["status"] in TERMINAL:
+                return data
+            time.sleep(0.1)
+        raise AssertionError(f"task {task_no} not terminal after {timeout}s: {data}")
+
+
+class Platform:
+    """A served Shengtu: migrated database, admin user, sandbox upstream."""
+
+    def __init__(self, data_dir: Path, *, worker: bool = True, **overrides: Any) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = base_env(
+            data_dir, SHENGTU_PORT=self.port, SHENGTU_PUBLIC_BASE_URL=self.url, **overrides
+        )
+        self.worker = worker
+        self.processes: list[Process] = []
+        self.admin: User | None = None
+        self.clients: list[httpx.Client] = []
+
+    def start(self) -> Platform:
+        cli(self.env, "migrate")
+        admin_password = secrets.token_urlsafe(12)
+        cli(self.env, "user", "create", "admin", "--password", admin_password, "--admin")
+        self.server = self.spawn("serve", *([] if self.worker else ["--no-worker"]))
+        wait_http(self.url + "/healthz", self.server)
+        self.admin = self.login("admin", admin_password)
+        return self
+
+    def spawn(self, *args: str, env: dict[str, str] | None = None) -> Process:
+        name = "-".join(args).replace("/", "_") or "proc"
+        proc = Process(
+            list(args), env or self.env, self.data_dir / f"{name}-{len(self.processes)}.log"
+        )
+        self.processes.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for client in self.clients:
+            client.close()
+        for proc in reversed(self.processes):
+            proc.stop()
+
+    def client(self, token: str | None = None, **headers: str) -> httpx.Client:
+        if token:
+            headers.setdefault("Authorization", f"Bearer {token}")
+        client = httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        self.clients.append(client)
+        return client
+
+    def login(self, name: str, password: str) -> User:
+        body = httpx.post(
+            self.url + "/user/auth/login", json={"username": name, "password": password}
+        ).json()
+        assert body["code"] == 200, body
+        token = body["data"]["token"]
+        return User(name, password, token, self.client(token))
+
+    def new_user(self, points: int = 0) -> User:
+        name = f"u{next(_names)}_{secrets.token_hex(3)}"
+        password = secrets.token_urlsafe(12)
+        body = httpx.post(
+            self.url + "/user/auth/register", json={"username": name, "password": password}
+        ).json()
+        assert body["code"] == 200, body
+        if points:
+            self.grant(name, points)
+        return self.login(name, password)
+
+    def grant(self, name: str, amount: int) -> None:
+        assert self.admin is not None
+        body = self.admin.client.post(
+            "/admin/points/grant", json={"username": name, "amount": amount}
+        ).json()
+        assert body["code"] == 200, body
+
+    def audit(self) -> str:
+        result = cli(self.env, "audit", check=False)
+        assert result.returncode == 0, f"audit failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
