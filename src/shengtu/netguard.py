@@ -26,7 +26,9 @@ class UnsafeURL(BadRequest):
 
 def is_public_ip(ip: IPAddress) -> bool:
     if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if ip.ipv4_mapped is not None:
+            return is_public_ip(ip.ipv4_mapped)
+        embedded = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
         if embedded is not None and not is_public_ip(embedded):
             return False
     return ip.is_global and not ip.is_multicast and not ip.is_reserved

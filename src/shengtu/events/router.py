@@ -25,9 +25,10 @@ async def task_events(websocket: WebSocket) -> None:
         principal = await principal_from_credential(
             ctx.db, ctx.settings.resolved_jwt_secret(), token
         )
-    except ShengtuError as exc:
+    except ShengtuError:
+        # Accept, then close with a code a browser can read (a refused handshake is only "403").
+        await websocket.accept()
         await websocket.close(code=4401, reason="未登录或Token过期")
-        del exc
         return
     await websocket.accept()
     async with ctx.bus.subscribe(principal.user.id) as queue:
