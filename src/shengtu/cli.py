@@ -203,7 +203,7 @@ def audit(
     from shengtu.points.service import audit as run_audit
 
     async def job(db: Database) -> bool:
-        async with db.read() as session:
+        async with db.snapshot() as session:
             checks = await run_audit(session, utcnow() - timedelta(seconds=grace))
         ok = True
         for check in checks:

@@ -51,6 +51,11 @@ class LocalStorage:
             return None
         return await anyio.Path(path).read_bytes()
 
+    async def delete(self, key: str) -> None:
+        path = self.path(key)
+        if path is not None:
+            await anyio.Path(path).unlink(missing_ok=True)
+
     def url(self, key: str) -> str:
         return self.prefix + key
 

@@ -41,12 +41,19 @@ async def upload(file: UploadFile, ctx: ContextDep, principal: PrincipalDep) -> 
     day = local(utcnow(), ctx.settings.timezone)
     key = f"uploads/{day:%Y/%m/%d}/{secrets.token_hex(16)}.{info.ext}"
     await ctx.storage.put(key, data, info.content_type)
-    async with ctx.db.write() as session:
-        session.add(
-            StoredFile(
-                user_id=principal.user.id, key=key, content_type=info.content_type, size=len(data)
+    try:
+        async with ctx.db.write() as session:
+            session.add(
+                StoredFile(
+                    user_id=principal.user.id,
+                    key=key,
+                    content_type=info.content_type,
+                    size=len(data),
+                )
             )
-        )
+    except BaseException:
+        await ctx.storage.delete(key)  # no file without its row
+        raise
     return ok(
         UploadOut(
             url=ctx.storage.url(key),

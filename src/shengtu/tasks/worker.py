@@ -267,15 +267,22 @@ class Worker:
         # The random part keeps one user from guessing another's picture from a task number.
         key = f"results/{day:%Y/%m/%d}/{task.task_no}-{secrets.token_hex(8)}.{info.ext}"
         await self.ctx.storage.put(key, fetched.data, info.content_type)
-        await self._move(
-            task,
-            Status.COMPLETED,
-            result_url=self.ctx.storage.url(key),
-            result_key=key,
-            upstream_result_url=url,
-            last_error=None,
-            **common,
-        )
+        moved = False
+        try:
+            moved = await self._move(
+                task,
+                Status.COMPLETED,
+                result_url=self.ctx.storage.url(key),
+                result_key=key,
+                upstream_result_url=url,
+                last_error=None,
+                **common,
+            )
+        finally:
+            if not moved:
+                # Another worker owns the task now (it stores its own copy), or the
+                # write failed: no picture without its task.
+                await self.ctx.storage.delete(key)
 
     # -- writing the outcome -----------------------------------------------------------
 
@@ -313,15 +320,16 @@ class Worker:
         log.warning("task_failed", reason=message)
         await self._move(task, Status.FAILED, error_message=message[:1000], **values)
 
-    async def _move(self, task: AiTask, target: Status, **values: object) -> None:
+    async def _move(self, task: AiTask, target: Status, **values: object) -> bool:
         async with self.ctx.db.write() as session:
             moved = await move(session, task, target, lease_owner=self.owner, **values)
         if moved is None:
             log.warning("lease_lost", status=task.status, target=target.value)
-            return
+            return False
         if moved.status != task.status or moved.progress != task.progress:
             log.info("task_moved", status=moved.status, progress=moved.progress)
             detail = task_detail(moved, self.settings.timezone)
             self.ctx.bus.publish(
                 moved.user_id, {"event": "task.updated", "data": detail.model_dump()}
             )
+        return True
