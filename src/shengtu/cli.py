@@ -188,7 +188,7 @@ def demo() -> None:
     if password:
         typer.echo(f"  密码:   {password}   (只显示这一次)")
     typer.echo(f"  Token:  {jwt_token}")
-    typer.echo(f"  控制台: {base}/console/")
+    typer.echo(f"  控制台: {base}/console/#token={jwt_token}")
     typer.echo(f'  试一试: export YOUR_JWT_TOKEN="{jwt_token}"')
     typer.echo("")
 

@@ -113,16 +113,16 @@ class Worker:
             return []
         db = self.ctx.db
         now = utcnow()
-        due = (
-            select(AiTask.id)
-            .where(
-                AiTask.status.in_([s.value for s in ACTIVE]),
-                AiTask.next_run_at <= now,
-                or_(AiTask.lease_until.is_(None), AiTask.lease_until < now),
-            )
-            .order_by(AiTask.next_run_at)
-            .limit(limit)
+        is_due = (
+            AiTask.status.in_([s.value for s in ACTIVE]),
+            AiTask.next_run_at <= now,
+            or_(AiTask.lease_until.is_(None), AiTask.lease_until < now),
         )
+        # A read first: an idle worker never takes the write lock.
+        async with db.read() as session:
+            if await session.scalar(select(AiTask.id).where(*is_due).limit(1)) is None:
+                return []
+        due = select(AiTask.id).where(*is_due).order_by(AiTask.next_run_at).limit(limit)
         if db.dialect in ("postgresql", "mysql", "mariadb"):
             due = due.with_for_update(skip_locked=True)
         async with db.write() as session:
@@ -220,7 +220,7 @@ class Worker:
         now = utcnow()
         common = {"upstream_status": state.raw_status, "poll_count": task.poll_count + 1}
         if state.phase == "failed":
-            await self.fail(task, f"生成失败:{state.error or '上游未说明原因'}", **common)
+            await self.fail(task, state.error or "上游生成失败,未说明原因", **common)
         elif state.phase == "succeeded":
             await self._store_result(task, provider, state, common)
         else:
