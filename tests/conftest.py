@@ -5,13 +5,31 @@ from pathlib import Path
 
 import pytest
 
+from tests.databases import ScratchDatabase, selected
 from tests.support import Platform, User
 
 
+@pytest.fixture(scope="session", params=selected())
+def database(request: pytest.FixtureRequest) -> Iterator[ScratchDatabase]:
+    """Each database-touching test runs once per backend: SQLite, MariaDB, PostgreSQL."""
+    with ScratchDatabase(request.param) as db:
+        yield db
+
+
+@pytest.fixture(params=selected())
+def fresh_database(request: pytest.FixtureRequest) -> Iterator[ScratchDatabase]:
+    """An empty database of its own, for tests that start their own processes."""
+    with ScratchDatabase(request.param) as db:
+        yield db
+
+
 @pytest.fixture(scope="session")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """One served platform for the session; each test makes its own users."""
-    p = Platform(tmp_path_factory.mktemp("platform")).start()
+def platform(
+    tmp_path_factory: pytest.TempPathFactory, database: ScratchDatabase
+) -> Iterator[Platform]:
+    """One served platform per backend; each test makes its own users."""
+    p = Platform(tmp_path_factory.mktemp(f"platform-{database.backend}"), database_url=database.url)
+    p.start()
     try:
         yield p
     finally:

@@ -134,10 +134,14 @@ class User:
 class Platform:
     """A served Shengtu: migrated database, admin user, sandbox upstream."""
 
-    def __init__(self, data_dir: Path, *, worker: bool = True, **overrides: Any) -> None:
+    def __init__(
+        self, data_dir: Path, *, worker: bool = True, database_url: str = "", **overrides: Any
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        if database_url:
+            overrides["SHENGTU_DATABASE_URL"] = database_url
         self.env = base_env(
             data_dir, SHENGTU_PORT=self.port, SHENGTU_PUBLIC_BASE_URL=self.url, **overrides
         )
@@ -206,3 +210,60 @@ class Platform:
         result = cli(self.env, "audit", check=False)
         assert result.returncode == 0, f"audit failed:\n{result.stdout}\n{result.stderr}"
         return result.stdout
+
+
+class RedisServer:
+    """A private redis-server on a free port, which a test may restart at will."""
+
+    def __init__(self, work_dir: Path) -> None:
+        import shutil
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            import pytest
+
+            if os.environ.get("CI") == "true":
+                pytest.fail("redis-server is needed (CI=true)")
+            pytest.skip("redis-server is not installed")
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.work_dir = work_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.work_dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def restart(self, down_for: float = 1.0) -> None:
+        self.stop()
+        time.sleep(down_for)
+        self.start()

@@ -19,6 +19,7 @@ from shengtu.api.errors import install_error_handlers
 from shengtu.api.middleware import RequestIdMiddleware
 from shengtu.catalog.router import router as catalog_router
 from shengtu.context import AppContext
+from shengtu.events.relay import EventRelay
 from shengtu.events.router import router as events_router
 from shengtu.points.router import router as points_router
 from shengtu.storage.router import router as files_router
@@ -31,6 +32,9 @@ WEB_DIR = Path(__file__).parent / "web"
 def create_app(ctx: AppContext, *, with_worker: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ctx.start()
+        relay = EventRelay(ctx.db, ctx.bus, ctx.settings.timezone, ctx.settings.event_sweep_seconds)
+        relay.start()
         worker_task: asyncio.Task[None] | None = None
         worker: Worker | None = None
         if with_worker:
@@ -44,6 +48,7 @@ def create_app(ctx: AppContext, *, with_worker: bool = True) -> FastAPI:
                 worker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(worker_task, 15)
+            await relay.aclose()
             await ctx.aclose()
 
     app = FastAPI(

@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     port: int = 8081
     public_base_url: str = ""
     database_url: str = ""
+    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_overflow: int = Field(default=10, ge=0)
     timezone: str = "Asia/Shanghai"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
@@ -31,6 +33,9 @@ class Settings(BaseSettings):
 
     suchuang_base_url: str = "https://api.wuyinkeji.com"
     suchuang_api_key: str = ""
+    redis_url: str = ""
+    event_sweep_seconds: float = Field(default=5.0, gt=0)
+
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 0
     sandbox_latency: float = Field(default=8.0, ge=0)

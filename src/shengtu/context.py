@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
+from typing import Literal
 
 from shengtu.catalog.service import Catalog
 from shengtu.config import Settings
 from shengtu.db import Database
 from shengtu.events.bus import EventBus
+from shengtu.events.redis_bus import RedisEventBus
 from shengtu.providers.base import Provider
 from shengtu.storage.base import Storage
 from shengtu.storage.local import LocalStorage
@@ -22,23 +23,43 @@ class AppContext:
     bus: EventBus
     catalog: Catalog
     providers: dict[str, Provider] = field(default_factory=dict)
-    # Set on submit so an in-process worker starts at once instead of at its next tick.
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    def build(cls, settings: Settings, providers: dict[str, Provider] | None = None) -> AppContext:
-        db = Database(settings.resolved_database_url)
+    def build(
+        cls,
+        settings: Settings,
+        providers: dict[str, Provider] | None = None,
+        *,
+        role: Literal["all", "api", "worker"] = "all",
+    ) -> AppContext:
+        """``role``: which messages this process listens to (API: events; worker: wake-ups)."""
+        db = Database(
+            settings.resolved_database_url, settings.db_pool_size, settings.db_pool_overflow
+        )
         storage = LocalStorage(settings.data_dir / "files", settings.resolved_public_base_url)
+        bus: EventBus
+        if settings.redis_url:
+            bus = RedisEventBus(
+                settings.redis_url,
+                listen_events=role in ("all", "api"),
+                listen_wakeups=role in ("all", "worker"),
+            )
+        else:
+            bus = EventBus()
         return cls(
             settings=settings,
             db=db,
             storage=storage,
-            bus=EventBus(),
+            bus=bus,
             catalog=Catalog(db),
             providers=providers or {},
         )
 
+    async def start(self) -> None:
+        await self.bus.start()
+
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
+        await self.bus.aclose()
         await self.db.dispose()

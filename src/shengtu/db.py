@@ -96,15 +96,25 @@ def _sqlite_engine(url: str, begin: str | None, pool_size: int) -> AsyncEngine:
 
 
 class Database:
-    def __init__(self, url: str, pool_size: int = 10) -> None:
+    def __init__(self, url: str, pool_size: int = 10, overflow: int = 10) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE", pool_size=2)
             self.read_engine = _sqlite_engine(url, None, pool_size=pool_size)
         else:
+            options: dict[str, Any] = {}
+            if url.startswith(("mysql", "mariadb")):
+                # No gap locks: claims, charges and inserts of the task table don't block
+                # each other beyond the rows they touch. The audit asks for REPEATABLE READ.
+                options["isolation_level"] = "READ COMMITTED"
             self.engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                url,
+                pool_size=pool_size,
+                max_overflow=overflow,
+                pool_pre_ping=True,
+                pool_recycle=1800,
+                **options,
             )
             self.read_engine = self.engine
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -145,9 +155,12 @@ class Database:
                     await session.execute(text("COMMIT"))
         else:
             async with self._reader() as session:
+                # Begins the transaction at REPEATABLE READ; the first read fixes the snapshot.
                 await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-                async with session.begin():
+                try:
                     yield session
+                finally:
+                    await session.rollback()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

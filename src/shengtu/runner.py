@@ -8,7 +8,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -78,7 +78,9 @@ async def running_sandbox(
 
 
 @asynccontextmanager
-async def upstreams(settings: Settings) -> AsyncIterator[AppContext]:
+async def upstreams(
+    settings: Settings, role: Literal["all", "worker"] = "all"
+) -> AsyncIterator[AppContext]:
     """The context with its providers: the real upstream, or the sandbox when no key is set."""
     if settings.sandbox_enabled:
         async with running_sandbox(
@@ -94,10 +96,10 @@ async def upstreams(settings: Settings) -> AsyncIterator[AppContext]:
                 sandbox=endpoint.base_url,
                 latency=settings.sandbox_latency,
             )
-            yield AppContext.build(settings, build_providers(settings, endpoint))
+            yield AppContext.build(settings, build_providers(settings, endpoint), role=role)
     else:
         log.info("upstream", provider="suchuang", base_url=settings.suchuang_base_url)
-        yield AppContext.build(settings, build_providers(settings, None))
+        yield AppContext.build(settings, build_providers(settings, None), role=role)
 
 
 async def serve(settings: Settings, *, with_worker: bool = True) -> None:
@@ -107,7 +109,7 @@ async def serve(settings: Settings, *, with_worker: bool = True) -> None:
             await _serve_app(settings, create_app(ctx, with_worker=True), sock)
     else:
         # Only workers talk upstream; the API needs no provider to accept tasks.
-        ctx = AppContext.build(settings)
+        ctx = AppContext.build(settings, role="api")
         await _serve_app(settings, create_app(ctx, with_worker=False), sock)
 
 
@@ -118,7 +120,8 @@ async def _serve_app(settings: Settings, app: Any, sock: socket.socket) -> None:
 
 
 async def work(settings: Settings) -> None:
-    async with upstreams(settings) as ctx:
+    async with upstreams(settings, role="worker") as ctx:
+        await ctx.start()
         worker = Worker(ctx)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

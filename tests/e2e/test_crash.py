@@ -6,6 +6,7 @@ import secrets
 import time
 from pathlib import Path
 
+from tests.databases import ScratchDatabase
 from tests.support import Platform, User, free_port, wait_http
 
 
@@ -13,12 +14,15 @@ def _statuses(user: User, numbers: list[str]) -> list[str]:
     return [user.task(n)["status"] for n in numbers]
 
 
-def test_worker_killed_mid_task_and_restarted_finishes_every_task(tmp_path: Path) -> None:
+def test_worker_killed_mid_task_and_restarted_finishes_every_task(
+    tmp_path: Path, fresh_database: ScratchDatabase
+) -> None:
     sandbox_port = free_port()
     key = "sbx-" + secrets.token_hex(8)
     platform = Platform(
         tmp_path,
         worker=False,
+        database_url=fresh_database.url,
         SHENGTU_SUCHUANG_BASE_URL=f"http://127.0.0.1:{sandbox_port}",
         SHENGTU_SUCHUANG_API_KEY=key,
         SHENGTU_SANDBOX_LATENCY="3",

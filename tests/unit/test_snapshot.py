@@ -10,15 +10,18 @@ from sqlalchemy import text
 from shengtu.config import Settings
 from shengtu.db import Database
 from shengtu.migrate import upgrade
+from tests.databases import ScratchDatabase
 
 INSERT = text(
     "INSERT INTO users (username, password_hash, role, is_active, auth_epoch, created_at)"
-    " VALUES (:name, 'x', 'user', 1, 0, '2025-01-01')"
+    " VALUES (:name, 'x', 'user', TRUE, 0, '2025-01-01')"
 )
 
 
-def test_snapshot_does_not_see_a_commit_made_during_it(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
+def test_snapshot_does_not_see_a_commit_made_during_it(
+    tmp_path: Path, fresh_database: ScratchDatabase
+) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=fresh_database.url)
     upgrade(settings)
     db = Database(settings.resolved_database_url)
 

@@ -1,22 +1,57 @@
-"""Task events to the user's open WebSockets, in process."""
+"""Task events to the users' open WebSockets, and wake-ups to the workers.
+
+``EventBus`` delivers inside one process. ``RedisEventBus`` (events/redis_bus.py) carries
+the same events between processes. Neither is needed for correctness: the database holds
+every task's state, and ``events/relay.py`` re-reads it for the connected users.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 QUEUE_LIMIT = 1000
+VERSIONS_KEPT = 50_000
 
 
 class EventBus:
     def __init__(self) -> None:
         self._subscribers: dict[int, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        # task number → version (updated_at, ISO) last delivered here, so that a state
+        # that arrives by two paths (bus and sweep) is delivered once, and never an older
+        # state after a newer one.
+        self._delivered: OrderedDict[str, str] = OrderedDict()
+        # Set on submit so a worker starts at once instead of at its next tick.
+        self.wakeup = asyncio.Event()
 
-    def publish(self, user_id: int, event: dict[str, Any]) -> None:
-        for queue in tuple(self._subscribers.get(user_id, ())):
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    async def publish(self, user_id: int, event: dict[str, Any], version: str) -> None:
+        self.deliver(user_id, event, version)
+
+    async def nudge_workers(self) -> None:
+        self.wakeup.set()
+
+    def deliver(self, user_id: int, event: dict[str, Any], version: str) -> None:
+        """Hand an event to this process's subscribers, unless it is not news."""
+        queues = self._subscribers.get(user_id)
+        task_no = str(event.get("data", {}).get("taskNo", ""))
+        if task_no:
+            seen = self._delivered.get(task_no)
+            if seen is not None and seen >= version:
+                return
+            self._delivered[task_no] = version
+            self._delivered.move_to_end(task_no)
+            while len(self._delivered) > VERSIONS_KEPT:
+                self._delivered.popitem(last=False)
+        for queue in tuple(queues or ()):
             if queue.full():
                 # A client too slow to read loses its oldest events, never the newest:
                 # the newest carries the task's current state.
@@ -33,6 +68,9 @@ class EventBus:
             self._subscribers[user_id].discard(queue)
             if not self._subscribers[user_id]:
                 del self._subscribers[user_id]
+
+    def subscribed_users(self) -> list[int]:
+        return list(self._subscribers)
 
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())

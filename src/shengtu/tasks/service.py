@@ -15,6 +15,7 @@ from shengtu.catalog.service import CatalogModel
 from shengtu.context import AppContext
 from shengtu.db import utcnow
 from shengtu.errors import BadRequest, InsufficientPoints, NotFound
+from shengtu.events.relay import task_version
 from shengtu.netguard import check_public_url
 from shengtu.points import service as points
 from shengtu.points.models import PointsAccount
@@ -163,8 +164,10 @@ async def submit(ctx: AppContext, req: SubmitInput) -> TaskDetail:
             note=f"生图任务扣费 {model.model_name}",
         )
     detail = task_detail(task, settings.timezone)
-    ctx.bus.publish(req.user_id, {"event": "task.updated", "data": detail.model_dump()})
-    ctx.wakeup.set()
+    await ctx.bus.nudge_workers()
+    await ctx.bus.publish(
+        req.user_id, {"event": "task.updated", "data": detail.model_dump()}, task_version(task)
+    )
     return detail
 
 

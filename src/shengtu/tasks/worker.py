@@ -22,6 +22,7 @@ from sqlalchemy import or_, select, update
 
 from shengtu.context import AppContext
 from shengtu.db import utcnow
+from shengtu.events.relay import task_version
 from shengtu.logs import get_logger
 from shengtu.providers.base import Provider, UpstreamError, UpstreamJob, UpstreamState
 from shengtu.storage.fetch import FetchError, fetch_image_bytes
@@ -69,7 +70,7 @@ class Worker:
 
     def stop(self) -> None:
         self._stop.set()
-        self.ctx.wakeup.set()
+        self.ctx.bus.wakeup.set()
 
     async def run(self) -> None:
         log.info("worker_started", owner=self.owner, concurrency=self.settings.worker_concurrency)
@@ -94,8 +95,8 @@ class Worker:
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.ctx.wakeup.wait(), self.tick)
-        self.ctx.wakeup.clear()
+            await asyncio.wait_for(self.ctx.bus.wakeup.wait(), self.tick)
+        self.ctx.bus.wakeup.clear()
 
     def _capacity(self) -> int:
         return self.settings.worker_concurrency - len(self._inflight)
@@ -329,7 +330,9 @@ class Worker:
         if moved.status != task.status or moved.progress != task.progress:
             log.info("task_moved", status=moved.status, progress=moved.progress)
             detail = task_detail(moved, self.settings.timezone)
-            self.ctx.bus.publish(
-                moved.user_id, {"event": "task.updated", "data": detail.model_dump()}
+            await self.ctx.bus.publish(
+                moved.user_id,
+                {"event": "task.updated", "data": detail.model_dump()},
+                task_version(moved),
             )
         return True
