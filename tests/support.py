@@ -36,6 +36,10 @@ def base_env(data_dir: Path, **overrides: Any) -> dict[str, str]:
         SHENGTU_FIRST_POLL_DELAY="0.1",
         SHENGTU_TASK_DEADLINE="8",
         SHENGTU_SUBMIT_ATTEMPTS="3",
+        SHENGTU_USER_REQUESTS_PER_MINUTE="100000",
+        SHENGTU_API_KEY_REQUESTS_PER_MINUTE="100000",
+        SHENGTU_MAX_INFLIGHT_TASKS="10",
+        SHENGTU_MAX_INFLIGHT_PER_API_KEY="3",
         SHENGTU_JWT_SECRET=secrets.token_urlsafe(32),
         PYTHONUNBUFFERED="1",
     )

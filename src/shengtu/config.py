@@ -53,6 +53,21 @@ class Settings(BaseSettings):
     worker_batch: int = Field(default=100, ge=1)
     lease_seconds: float = Field(default=120.0, gt=0)
 
+    user_requests_per_minute: int = Field(default=600, ge=0)
+    api_key_requests_per_minute: int = Field(default=600, ge=0)
+    max_inflight_tasks: int = Field(default=20, ge=0)
+    max_inflight_per_api_key: int = Field(default=20, ge=0)
+
+    storage: Literal["local", "s3"] = "local"
+    s3_endpoint: str = ""
+    s3_bucket: str = ""
+    s3_region: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_public_base_url: str = ""
+    s3_url_expire_seconds: int = Field(default=3600, ge=60)
+    s3_addressing_style: Literal["auto", "virtual", "path"] = "auto"
+
     max_result_bytes: int = Field(default=30 * 1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_prompt_chars: int = Field(default=4000, ge=1)

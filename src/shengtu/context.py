@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from shengtu.api.limits import RequestLimits
 from shengtu.catalog.service import Catalog
 from shengtu.config import Settings
 from shengtu.db import Database
@@ -13,6 +14,7 @@ from shengtu.events.redis_bus import RedisEventBus
 from shengtu.providers.base import Provider
 from shengtu.storage.base import Storage
 from shengtu.storage.local import LocalStorage
+from shengtu.storage.s3 import S3Storage
 
 
 @dataclass
@@ -22,6 +24,7 @@ class AppContext:
     storage: Storage
     bus: EventBus
     catalog: Catalog
+    limits: RequestLimits
     providers: dict[str, Provider] = field(default_factory=dict)
 
     @classmethod
@@ -36,7 +39,11 @@ class AppContext:
         db = Database(
             settings.resolved_database_url, settings.db_pool_size, settings.db_pool_overflow
         )
-        storage = LocalStorage(settings.data_dir / "files", settings.resolved_public_base_url)
+        storage: Storage
+        if settings.storage == "s3":
+            storage = S3Storage(settings)
+        else:
+            storage = LocalStorage(settings.data_dir / "files", settings.resolved_public_base_url)
         bus: EventBus
         if settings.redis_url:
             bus = RedisEventBus(
@@ -52,14 +59,17 @@ class AppContext:
             storage=storage,
             bus=bus,
             catalog=Catalog(db),
+            limits=RequestLimits(settings),
             providers=providers or {},
         )
 
     async def start(self) -> None:
+        await self.storage.start()
         await self.bus.start()
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
         await self.bus.aclose()
+        await self.storage.aclose()
         await self.db.dispose()

@@ -8,6 +8,7 @@ from typing import Any
 class ShengtuError(Exception):
     code = 500
     default_message = "服务器错误"
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str | None = None, data: Any = None) -> None:
         self.message = message or self.default_message
@@ -48,6 +49,11 @@ class Conflict(ShengtuError):
 class TooManyRequests(ShengtuError):
     code = 429
     default_message = "请求过于频繁,请稍后再试"
+
+    def __init__(self, message: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        if retry_after is not None:
+            self.headers = {"Retry-After": str(retry_after)}
 
 
 class ServiceUnavailable(ShengtuError):

@@ -28,6 +28,7 @@ def test_worker_killed_mid_task_and_restarted_finishes_every_task(
         SHENGTU_SANDBOX_LATENCY="3",
         SHENGTU_LEASE_SECONDS="2",
         SHENGTU_TASK_DEADLINE="60",
+        SHENGTU_MAX_INFLIGHT_TASKS="50",
     )
     sandbox = platform.spawn("sandbox", "--port", str(sandbox_port), "--key", key)
     wait_http(f"http://127.0.0.1:{sandbox_port}/healthz", sandbox)

@@ -32,7 +32,11 @@ async def get_principal(request: Request, ctx: ContextDep) -> Principal:
     credential = credential_from_headers(request)
     if credential is None:
         raise Unauthorized("未登录或Token过期:请在 Authorization 头中提供 Bearer Token 或 API Key")
-    return await principal_from_credential(ctx.db, ctx.settings.resolved_jwt_secret(), credential)
+    principal = await principal_from_credential(
+        ctx.db, ctx.settings.resolved_jwt_secret(), credential
+    )
+    await ctx.limits.check(principal)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -75,7 +75,7 @@ def describe_validation_error(err: dict[str, Any]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ShengtuError)
     async def _domain(_: Request, exc: ShengtuError) -> JSONResponse:
-        return error_response(exc.code, exc.message)
+        return error_response(exc.code, exc.message, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

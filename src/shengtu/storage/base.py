@@ -1,9 +1,18 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 
 class Storage(Protocol):
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def locate(self, key: str) -> Path | str | None:
+        """Where a client gets ``key``: a local file, a URL to redirect to, or nowhere."""
+        ...
+
     async def put(self, key: str, data: bytes, content_type: str) -> None: ...
 
     async def get(self, key: str) -> bytes | None: ...

@@ -42,6 +42,16 @@ class LocalStorage:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    async def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    async def aclose(self) -> None:
+        return None
+
+    async def locate(self, key: str) -> Path | None:
+        path = self.path(key)
+        return path if path is not None and path.is_file() else None
+
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         await anyio.to_thread.run_sync(self._write, key, data)
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import secrets
 
 import anyio
-from fastapi import APIRouter, Request, UploadFile
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, UploadFile
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
 from shengtu.api.deps import ContextDep, PrincipalDep
@@ -12,7 +12,6 @@ from shengtu.api.envelope import Envelope, ok
 from shengtu.db import utcnow
 from shengtu.errors import BadRequest, NotFound
 from shengtu.storage.images import NotAnImage, sniff_image
-from shengtu.storage.local import LocalStorage
 from shengtu.storage.models import StoredFile
 from shengtu.timefmt import local
 
@@ -67,9 +66,11 @@ async def upload(file: UploadFile, ctx: ContextDep, principal: PrincipalDep) -> 
 
 
 @router.get("/files/{key:path}", include_in_schema=False)
-async def serve_file(key: str, request: Request, ctx: ContextDep) -> FileResponse:
-    storage = ctx.storage
-    path = storage.path(key) if isinstance(storage, LocalStorage) else None
-    if path is None or not path.is_file():
+async def serve_file(key: str, ctx: ContextDep) -> Response:
+    where = await ctx.storage.locate(key)
+    if where is None:
         raise NotFound("文件不存在")
-    return FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable"})
+    if isinstance(where, str):
+        # Object storage: our URL is permanent, the signed one it points to is not.
+        return RedirectResponse(where, status_code=307, headers={"Cache-Control": "no-store"})
+    return FileResponse(where, headers={"Cache-Control": "public, max-age=31536000, immutable"})

@@ -15,6 +15,8 @@ class AiTask(Base):
     __table_args__ = (
         Index("ix_ai_task_due", "status", "next_run_at"),
         Index("ix_ai_task_user_created", "user_id", "id"),
+        Index("ix_ai_task_user_status", "user_id", "status"),
+        Index("ix_ai_task_key_status", "api_key_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)

@@ -12,15 +12,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.catalog.service import CatalogModel
+from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.db import utcnow
-from shengtu.errors import BadRequest, InsufficientPoints, NotFound
+from shengtu.errors import BadRequest, InsufficientPoints, NotFound, TooManyRequests
 from shengtu.events.relay import task_version
 from shengtu.netguard import check_public_url
 from shengtu.points import service as points
 from shengtu.points.models import PointsAccount
 from shengtu.storage.models import StoredFile
-from shengtu.tasks.machine import Status
+from shengtu.tasks.machine import ACTIVE, Status
 from shengtu.tasks.models import AiTask
 from shengtu.tasks.schemas import TaskDetail, task_detail
 from shengtu.timefmt import local
@@ -129,6 +130,8 @@ async def submit(ctx: AppContext, req: SubmitInput) -> TaskDetail:
     now = utcnow()
     async with ctx.db.write() as session:
         balance_after = await points.debit(session, req.user_id, model.points_cost)
+        # The debit locked this user's points row: the counts below cannot race.
+        await _check_inflight(session, settings, req)
         task = AiTask(
             task_no=f"pending-{uuid.uuid4().hex}",
             user_id=req.user_id,
@@ -169,6 +172,25 @@ async def submit(ctx: AppContext, req: SubmitInput) -> TaskDetail:
         req.user_id, {"event": "task.updated", "data": detail.model_dump()}, task_version(task)
     )
     return detail
+
+
+async def _check_inflight(session: AsyncSession, settings: Settings, req: SubmitInput) -> None:
+    active = [s.value for s in ACTIVE]
+    limits = [(settings.max_inflight_tasks, AiTask.user_id == req.user_id, "当前用户")]
+    if req.api_key_id is not None:
+        limits.append(
+            (settings.max_inflight_per_api_key, AiTask.api_key_id == req.api_key_id, "该 API Key")
+        )
+    for limit, owner, who in limits:
+        if not limit:
+            continue
+        count = await session.scalar(
+            select(func.count()).select_from(AiTask).where(owner, AiTask.status.in_(active))
+        )
+        if (count or 0) >= limit:
+            raise TooManyRequests(
+                f"{who}进行中的任务已达上限 {limit} 个,请等待任务完成后再提交", retry_after=5
+            )
 
 
 async def get_task(session: AsyncSession, user_id: int, task_no: str) -> AiTask:
