@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform as host
 import statistics
 import sys
@@ -21,7 +22,8 @@ import httpx
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support import Platform
+from tests.databases import ScratchDatabase, reachable
+from tests.support import Platform, RedisServer, free_port, wait_http
 
 SPEC_BODY = {
     "modelName": "sc_soraimg_text_1x1",
@@ -94,10 +96,105 @@ async def detail_load(p: Platform, token: str, seconds: float, connections: int)
     return {"rps": len(latencies) / elapsed, "latencies": latencies, "errors": errors}
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def submit_load(
+    urls: list[str], tokens: list[str], total: int, connections: int
+) -> dict[str, Any]:
+    """``total`` submits spread over the API processes and users, ``connections`` at once."""
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    clients = [
+        httpx.AsyncClient(base_url=u, limits=httpx.Limits(max_connections=connections))
+        for u in urls
+    ]
+    counter = iter(range(total))
+
+    async def one() -> None:
+        for i in counter:
+            client = clients[i % len(clients)]
+            headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
+            t0 = time.perf_counter()
+            r = await client.post("/user/ai/tasks/submit", json=SPEC_BODY, headers=headers)
+            latencies.append(time.perf_counter() - t0)
+            codes[r.status_code] = codes.get(r.status_code, 0) + 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(connections)))
+    elapsed = time.perf_counter() - began
+    for c in clients:
+        await c.aclose()
+    return {"rps": total / elapsed, "latencies": latencies, "codes": codes}
+
+
+def scaled(rows: list[tuple[str, str]], tasks: int) -> None:
+    """2 API processes on MariaDB + Redis: submit throughput; one worker's tasks in flight."""
+    if not reachable("mariadb"):
+        rows.append(("scaled shape", "skipped: MariaDB is not reachable on 127.0.0.1:3306"))
+        return
+    with tempfile.TemporaryDirectory() as tmp, ScratchDatabase("mariadb") as database:
+        redis = RedisServer(Path(tmp)).start()
+        p = Platform(
+            Path(tmp),
+            worker=False,
+            database_url=database.url,
+            SHENGTU_REDIS_URL=redis.url,
+            SHENGTU_SANDBOX_LATENCY="30",
+            SHENGTU_POLL_INTERVAL="5",
+            SHENGTU_FIRST_POLL_DELAY="3",
+            SHENGTU_TASK_DEADLINE="300",
+            SHENGTU_MAX_INFLIGHT_TASKS="100000",
+            SHENGTU_UPSTREAM_RPS="100000",
+            SHENGTU_WORKER_CONCURRENCY="256",
+            SHENGTU_LOG_LEVEL="WARNING",
+        ).start()
+        try:
+            port2 = free_port()
+            api2 = f"http://127.0.0.1:{port2}"
+            wait_http(api2 + "/healthz", p.spawn("serve", "--no-worker", "--port", str(port2)))
+            users = [p.new_user(points=10_000_000) for _ in range(20)]
+            load = asyncio.run(submit_load([p.url, api2], [u.token for u in users], tasks, 64))
+            lat = load["latencies"]
+            rows.append(
+                (
+                    "POST submit, 2 API processes, MariaDB + Redis, 64 conns, 20 users",
+                    f"{load['rps']:.0f} req/s · p50 {pct(lat, 0.5) * 1000:.1f} ms · "
+                    f"p99 {pct(lat, 0.99) * 1000:.1f} ms · codes {load['codes']}",
+                )
+            )
+            worker = p.spawn("worker")
+            time.sleep(8)  # every task submitted upstream, then polled every 5 s
+            c0, t0 = cpu_seconds(worker.proc.pid), time.perf_counter()
+            time.sleep(10)
+            cpu = (cpu_seconds(worker.proc.pid) - c0) / (time.perf_counter() - t0)
+            rss = int(
+                Path(f"/proc/{worker.proc.pid}/status").read_text().split("VmRSS:")[1].split()[0]
+            )
+            in_flight = sum(
+                u.client.get("/user/ai/tasks/list?status=processing&size=1").json()["data"]["total"]
+                + u.client.get("/user/ai/tasks/list?status=queued&size=1").json()["data"]["total"]
+                for u in users
+            )
+            rows.append(
+                (
+                    "one worker, MariaDB, sandbox 30 s, poll 5 s: tasks in flight",
+                    f"{in_flight} tracked · CPU {cpu * 100:.0f}% of a core"
+                    f" · RSS {rss / 1024:.0f} MB",
+                )
+            )
+        finally:
+            p.stop()
+            redis.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--scaled-tasks", type=int, default=2000)
     args = parser.parse_args()
     rows: list[tuple[str, str]] = []
     for label, poll, first in [
@@ -137,6 +234,7 @@ def main() -> None:
                 p.audit()
             finally:
                 p.stop()
+    scaled(rows, args.scaled_tasks)
     width = max(len(r[0]) for r in rows)
     print(f"\nShengtu bench · {host.node()} · {host.machine()} · Python {host.python_version()}")
     print("-" * (width + 60))

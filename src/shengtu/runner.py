@@ -50,6 +50,9 @@ def _uvicorn(app: Any, *, ws: str = "auto", embedded: bool = False) -> uvicorn.S
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        # Longer than a load balancer's idle timeout (often 60 s), so the balancer, not
+        # we, closes idle connections: no request is sent into a closing socket.
+        timeout_keep_alive=75,
         ws_ping_interval=20,
         ws=ws,
     )

@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shengtu.errors import ShengtuError
@@ -92,9 +93,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(OperationalError)
-    async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database_unavailable", error=str(exc.orig)[:300])
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeout)
+    async def _db_down(_: Request, exc: Exception) -> JSONResponse:
+        log.error("database_unavailable", error=str(getattr(exc, "orig", exc))[:300])
         return error_response(503, "数据库暂时不可用,请稍后再试")
+
+    @app.exception_handler(OSError)
+    async def _connection_failed(_: Request, exc: OSError) -> JSONResponse:
+        # A driver that raises the socket's own error (asyncpg on connect, Redis …).
+        log.error("backend_unreachable", error_type=type(exc).__name__, error=str(exc)[:300])
+        return error_response(503, "服务暂时不可用,请稍后再试")
 
     @app.exception_handler(DBAPIError)
     async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:

@@ -130,6 +130,8 @@ class SandboxState:
         self.font_path = font_path
         self.prompts: OrderedDict[str, str] = OrderedDict()
         self.images: OrderedDict[str, bytes] = OrderedDict()
+        # How many times each prompt was accepted: lets tests see a task run twice.
+        self.accepted: OrderedDict[str, int] = OrderedDict()
         self.submits = 0
         self.polls = 0
 
@@ -173,6 +175,7 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         state.submits += 1
         job_id = new_job_id(size, directive, int(time.time() * 1000))
         state.remember(state.prompts, job_id, prompt, 50_000)
+        state.remember(state.accepted, prompt, state.accepted.get(prompt, 0) + 1, 50_000)
         return _reply(200, "成功", {"id": job_id, "count": 1})
 
     async def detail(request: Request) -> Response:
@@ -218,11 +221,17 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
     async def health(_: Request) -> Response:
         return JSONResponse({"ok": True, "submits": state.submits, "polls": state.polls})
 
+    async def stats(_: Request) -> Response:
+        return JSONResponse(
+            {"submits": state.submits, "polls": state.polls, "accepted": dict(state.accepted)}
+        )
+
     return Starlette(
         routes=[
             Route("/api/async/detail", detail, methods=["GET"]),
             Route("/api/async/{slug}", submit, methods=["POST"]),
             Route("/results/{job_id}.png", result, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
+            Route("/stats", stats, methods=["GET"]),
         ]
     )
