@@ -113,6 +113,19 @@ def user_create(
     typer.echo(f"已创建用户 {user.username} (id={user.id}, role={user.role}, points={points})")
 
 
+@user_app.command("delete")
+def user_delete(
+    name: str, yes: Annotated[bool, typer.Option("--yes", help="no question asked")] = False
+) -> None:
+    """Delete user NAME with their tasks, ledger and API keys."""
+    from shengtu.accounts.service import delete_user
+
+    if not yes:
+        typer.confirm(f"删除用户 {name} 及其全部任务、流水和 API Key?", abort=True)
+    _with_db(_settings(), lambda db: delete_user(db, name))
+    typer.echo(f"已删除用户 {name}")
+
+
 @points_app.command("grant")
 def points_grant(
     name: str,

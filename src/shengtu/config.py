@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     worker_batch: int = Field(default=100, ge=1)
     lease_seconds: float = Field(default=120.0, gt=0)
 
+    login_failures_per_window: int = Field(default=10, ge=1)
+    login_failure_window_seconds: int = Field(default=300, ge=1)
     user_requests_per_minute: int = Field(default=600, ge=0)
     api_key_requests_per_minute: int = Field(default=600, ge=0)
     max_inflight_tasks: int = Field(default=20, ge=0)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from shengtu.accounts import service
 from shengtu.accounts.models import ApiKey, User
@@ -15,7 +15,7 @@ from shengtu.accounts.schemas import (
 )
 from shengtu.api.deps import ContextDep, PrincipalDep
 from shengtu.api.envelope import Envelope, ok
-from shengtu.errors import Forbidden
+from shengtu.errors import Forbidden, Unauthorized
 from shengtu.timefmt import fmt
 
 router = APIRouter(tags=["accounts"])
@@ -46,8 +46,15 @@ async def register(body: Credentials, ctx: ContextDep) -> Envelope[UserOut]:
 
 
 @router.post("/user/auth/login", response_model=Envelope[LoginOut])
-async def login(body: Credentials, ctx: ContextDep) -> Envelope[LoginOut]:
-    user = await service.authenticate(ctx.db, body.username, body.password)
+async def login(body: Credentials, request: Request, ctx: ContextDep) -> Envelope[LoginOut]:
+    client = request.client.host if request.client else "unknown"
+    name = body.username.strip()
+    await ctx.limits.login_allowed(name, client)
+    try:
+        user = await service.authenticate(ctx.db, body.username, body.password)
+    except Unauthorized:
+        await ctx.limits.login_failed(name, client)
+        raise
     token, expires_in = service.issue_token(ctx.settings, user)
     return ok(LoginOut(token=token, expiresIn=expires_in, user=_user_out(user)))
 

@@ -64,6 +64,13 @@ async def create_user(
     return user
 
 
+async def delete_user(db: Database, username: str) -> None:
+    """Remove the user and everything that is theirs (tasks, ledger, keys, files' rows)."""
+    async with db.write() as session:
+        user = await get_user_by_name(session, username)
+        await session.delete(user)
+
+
 async def authenticate(db: Database, username: str, password: str) -> User:
     async with db.read() as session:
         user = await session.scalar(select(User).where(User.username == username.strip()))

@@ -17,7 +17,7 @@ from shengtu.logs import get_logger
 log = get_logger("shengtu.api")
 
 _HTTP_MESSAGES = {
-    400: "参数错误",
+    400: "参数错误:请求体无法解析",
     401: "未登录或Token过期",
     403: "无权访问",
     404: "接口不存在",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 
-from limits import RateLimitItemPerMinute
+from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
@@ -34,6 +34,9 @@ class RequestLimits:
         else:
             storage = MemoryStorage()
         self._limiter = MovingWindowRateLimiter(storage)
+        self._login: RateLimitItem = RateLimitItemPerSecond(
+            settings.login_failures_per_window, settings.login_failure_window_seconds
+        )
         self._per_user = (
             RateLimitItemPerMinute(settings.user_requests_per_minute)
             if settings.user_requests_per_minute
@@ -44,6 +47,26 @@ class RequestLimits:
             if settings.api_key_requests_per_minute
             else None
         )
+
+    async def login_allowed(self, username: str, client: str) -> None:
+        """Refuse a login while this name or this address has failed too often lately."""
+        for key in (f"login-name:{username}", f"login-ip:{client}"):
+            try:
+                if await self._limiter.test(self._login, key):
+                    continue
+                stats = await self._limiter.get_window_stats(self._login, key)
+            except Exception as exc:
+                log.warning("rate_limit_unavailable", error=repr(exc)[:200])
+                return
+            retry = max(1, math.ceil(stats.reset_time - time.time()))
+            raise TooManyRequests(f"登录失败次数过多,请 {retry} 秒后再试", retry_after=retry)
+
+    async def login_failed(self, username: str, client: str) -> None:
+        for key in (f"login-name:{username}", f"login-ip:{client}"):
+            try:
+                await self._limiter.hit(self._login, key)
+            except Exception as exc:
+                log.warning("rate_limit_unavailable", error=repr(exc)[:200])
 
     async def check(self, principal: Principal) -> None:
         checks = []

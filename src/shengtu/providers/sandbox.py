@@ -8,6 +8,19 @@ Prompt directives make it misbehave on purpose:
 - ``[sandbox:error500]``  submit answers HTTP 500
 - ``[sandbox:timeout]``   the job never finishes
 - ``[sandbox:badimage]``  the result URL serves something that is not an image
+
+and, for the reliability suite, every other way an upstream can go wrong:
+
+- ``[sandbox:submit429]``  the first submit answers 429 with Retry-After: 1, the next is accepted
+- ``[sandbox:slowsubmit]`` / ``[sandbox:slowpoll]``  answer after SLOW_SECONDS (a client timeout)
+- ``[sandbox:garbage]``  polls answer with malformed JSON
+- ``[sandbox:status7]``  polls answer with a status value the protocol does not have
+- ``[sandbox:poll429]``  polls answer 429 with Retry-After: 1
+- ``[sandbox:result404]``  the result URL answers 404
+- ``[sandbox:redirectprivate]``  the result URL redirects to 169.254.169.254
+- ``[sandbox:html]``  the result URL serves an HTML page with status 200
+- ``[sandbox:huge]``  the result URL streams 200 MB
+- ``[sandbox:truncated]``  the result is a PNG cut in half
 """
 
 from __future__ import annotations
@@ -20,6 +33,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +42,34 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 SIZES = {"auto": (1024, 1024), "1:1": (1024, 1024), "2:3": (1024, 1536), "3:2": (1536, 1024)}
 _SIZE_CODE = {"auto": "a", "1:1": "s", "2:3": "p", "3:2": "l"}
 _CODE_SIZE = {v: k for k, v in _SIZE_CODE.items()}
-DIRECTIVES = {"fail": "f", "timeout": "t", "badimage": "b", "error500": "e"}
+DIRECTIVES = {
+    "fail": "f",
+    "timeout": "t",
+    "badimage": "b",
+    "error500": "e",
+    "submit429": "n",  # accepted on the second try, then a normal job
+    "slowsubmit": "n",
+    "slowpoll": "s",
+    "garbage": "g",
+    "status7": "u",
+    "poll429": "q",
+    "result404": "4",
+    "redirectprivate": "r",
+    "html": "h",
+    "huge": "z",
+    "truncated": "x",
+}
+_CODE_DIRECTIVE = {code: name for name, code in DIRECTIVES.items() if code != "n"}
+SLOW_SECONDS = 3.0
+HUGE_BYTES = 200 * 1024 * 1024
 _DIRECTIVE_RE = re.compile(r"\[sandbox:([a-z0-9]+)\]")
-_ID_RE = re.compile(r"^image_[0-9a-f]{12}-([0-9a-f]{1,14})-([aslp])([nftb])$")
+_ID_RE = re.compile(r"^image_[0-9a-f]{12}-([0-9a-f]{1,14})-([aslp])([a-z0-9])$")
 _FONT_CANDIDATES = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
@@ -66,7 +99,7 @@ def parse_job_id(job_id: str) -> tuple[int, str, str] | None:
     m = _ID_RE.match(job_id)
     if not m:
         return None
-    directive = {v: k for k, v in DIRECTIVES.items()}.get(m.group(3), "")
+    directive = _CODE_DIRECTIVE.get(m.group(3), "")
     return int(m.group(1), 16), _CODE_SIZE[m.group(2)], directive
 
 
@@ -132,6 +165,7 @@ class SandboxState:
         self.images: OrderedDict[str, bytes] = OrderedDict()
         # How many times each prompt was accepted: lets tests see a task run twice.
         self.accepted: OrderedDict[str, int] = OrderedDict()
+        self.throttled: OrderedDict[str, bool] = OrderedDict()
         self.submits = 0
         self.polls = 0
 
@@ -142,10 +176,21 @@ class SandboxState:
             cache.popitem(last=False)
 
 
-def _reply(code: int, msg: str, data: Any, status: int = 200) -> JSONResponse:
+def _reply(
+    code: int, msg: str, data: Any, status: int = 200, retry_after: int | None = None
+) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(
-        {"code": code, "msg": msg, "data": data, "exec_time": 0.01}, status_code=status
+        {"code": code, "msg": msg, "data": data, "exec_time": 0.01},
+        status_code=status,
+        headers=headers,
     )
+
+
+async def _zeros(total: int) -> AsyncIterator[bytes]:
+    chunk = bytes(1024 * 1024)
+    for _ in range(total // len(chunk)):
+        yield chunk
 
 
 def create_sandbox_app(state: SandboxState) -> Starlette:
@@ -172,6 +217,11 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         directive = parse_directive(prompt)
         if directive == "error500":
             return Response("Internal Server Error (sandbox)", status_code=500)
+        if directive == "submit429" and prompt not in state.throttled:
+            state.remember(state.throttled, prompt, True, 50_000)
+            return _reply(429, "请求过于频繁", [], status=429, retry_after=1)
+        if directive == "slowsubmit":
+            await anyio.sleep(SLOW_SECONDS)
         state.submits += 1
         job_id = new_job_id(size, directive, int(time.time() * 1000))
         state.remember(state.prompts, job_id, prompt, 50_000)
@@ -187,6 +237,16 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         if parsed is None:
             return _reply(400, "任务不存在", [])
         started_ms, _size, directive = parsed
+        if directive == "slowpoll":
+            await anyio.sleep(SLOW_SECONDS)
+        elif directive == "garbage":
+            return Response(
+                '{"code": 200, "data": {"status": 2, "result": [', media_type="application/json"
+            )
+        elif directive == "status7":
+            return _reply(200, "成功", {"id": job_id, "status": 7, "result": []})
+        elif directive == "poll429":
+            return _reply(429, "请求过于频繁", [], status=429, retry_after=1)
         elapsed = time.time() - started_ms / 1000
         data: dict[str, Any] = {"id": job_id, "result": [], "message": None, "fail_reason": None}
         if elapsed < state.latency * 0.1:
@@ -211,11 +271,21 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
             return Response(
                 b"<html><body>this is not an image</body></html>", media_type="image/png"
             )
+        if directive == "result404":
+            return Response("expired", status_code=404)
+        if directive == "redirectprivate":
+            return RedirectResponse("http://169.254.169.254/latest/meta-data/", status_code=302)
+        if directive == "html":
+            return Response("<!doctype html><title>登录</title>", media_type="text/html")
+        if directive == "huge":
+            return StreamingResponse(_zeros(HUGE_BYTES), media_type="image/png")
         png = state.images.get(job_id)
         if png is None:
             prompt = state.prompts.get(job_id, "(沙箱重启后提示词已不在内存中)")
             png = await anyio.to_thread.run_sync(draw_png, prompt, size, job_id, state.font_path)
             state.remember(state.images, job_id, png, 64)
+        if directive == "truncated":
+            png = png[: len(png) // 2]
         return Response(png, media_type="image/png")
 
     async def health(_: Request) -> Response:

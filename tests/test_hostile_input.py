@@ -1,0 +1,76 @@
+"""Hostile bodies get a clean 4xx in the envelope and change nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from PIL import Image
+
+from tests.support import Platform, User
+
+SUBMIT = "/user/ai/tasks/submit"
+
+
+def _unchanged(user: User, balance: int) -> None:
+    assert user.balance() == balance
+    assert user.client.get("/user/ai/tasks/list").json()["data"]["total"] == 0
+
+
+def _post_raw(user: User, body: bytes) -> tuple[int, dict[str, object]]:
+    r = user.client.post(SUBMIT, content=body, headers={"Content-Type": "application/json"})
+    return r.status_code, r.json()
+
+
+def test_huge_and_deep_bodies(audited: Platform) -> None:
+    user = audited.new_user(points=100)
+    deep = b'{"modelName": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    status, body = _post_raw(user, deep)
+    assert status in (400, 413) and body["code"] == status, body
+    status, body = _post_raw(
+        user, b'{"modelName": "x", "prompt": "' + b"a" * (20 * 1024 * 1024) + b'"}'
+    )
+    assert (status, body["message"]) == (413, "请求体过大"), body
+    _unchanged(user, 100)
+
+
+def test_megabyte_prompt_and_ten_thousand_images(audited: Platform) -> None:
+    user = audited.new_user(points=100)
+    status, body = _post_raw(
+        user, json.dumps({"modelName": "sc_soraimg_text_1x1", "prompt": "猫" * 1_000_000}).encode()
+    )
+    assert status == 400 and "prompt 过长" in str(body["message"])
+    urls = [f"https://example.com/{i}.png" for i in range(10_000)]
+    for image_url in (urls, json.dumps(urls)):
+        status, body = _post_raw(
+            user,
+            json.dumps(
+                {"modelName": "sc_soraimg_img2img_1x1", "prompt": "猫", "imageUrl": image_url}
+            ).encode(),
+        )
+        assert status == 400 and "参考图最多 10 张" in str(body["message"])
+    for value in (None, 1, 1.5, True, {"a": 1}, [1, 2]):
+        status, body = _post_raw(user, json.dumps({"modelName": value, "prompt": "猫"}).encode())
+        assert status == 400 and body["data"] is None, (value, body)
+    _unchanged(user, 100)
+
+
+def test_uploads_that_lie_or_explode(platform: Platform) -> None:
+    user = platform.new_user()
+    bomb = io.BytesIO()
+    Image.new("1", (30_000, 30_000)).save(bomb, format="PNG")
+    assert len(bomb.getvalue()) < 1024 * 1024  # small on the wire, 900 megapixels inside
+    cases = [
+        (bomb.getvalue(), "bomb.png", ("疑似解压炸弹", "尺寸过大")),
+        (b"GIF89a" + b"\x00" * 100, "fake.gif", ("不是有效图片",)),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "header-only.png", ("不是有效图片",)),
+        (b"%PDF-1.4 not a picture", "doc.png", ("不是有效图片", "不支持的图片格式")),
+    ]
+    for data, name, words in cases:
+        r = user.client.post("/user/files/upload", files={"file": (name, data, "image/png")})
+        assert r.status_code == 400, (name, r.text)
+        assert any(w in r.json()["message"] for w in words), (name, r.json())
+    big = user.client.post(
+        "/user/files/upload", files={"file": ("big.png", b"\x00" * (11 * 1024 * 1024), "image/png")}
+    )
+    assert big.status_code in (400, 413) and big.json()["code"] == big.status_code
