@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench venv clean
+.PHONY: run test lint format bench chaos venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The reliability suite's long versions; prints a table of what it tried.
+CHAOS_TESTS := tests/test_ledger_machine.py tests/e2e/test_chaos_kills.py tests/test_submit_storm.py \
+	tests/e2e/test_upstream_faults.py tests/unit/test_netguard.py tests/unit/test_fetch_pinning.py \
+	tests/test_hostile_input.py tests/test_auth_attacks.py tests/test_schemathesis.py
+chaos: $(STAMP)
+	rm -f .chaos-report.jsonl
+	SHENGTU_CHAOS=1 SHENGTU_CHAOS_REPORT=$(CURDIR)/.chaos-report.jsonl $(BIN)/python -m pytest -q $(CHAOS_TESTS)
+	@$(BIN)/python -m tests.chaos .chaos-report.jsonl
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

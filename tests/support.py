@@ -40,6 +40,8 @@ def base_env(data_dir: Path, **overrides: Any) -> dict[str, str]:
         SHENGTU_USER_REQUESTS_PER_MINUTE="100000",
         SHENGTU_API_KEY_REQUESTS_PER_MINUTE="100000",
         SHENGTU_MAX_INFLIGHT_TASKS="10",
+        # Every test logs in from 127.0.0.1, and schemathesis fails logins by the hundred.
+        SHENGTU_LOGIN_IP_FAILURES_PER_WINDOW="100000",
         SHENGTU_MAX_INFLIGHT_PER_API_KEY="3",
         SHENGTU_JWT_SECRET=secrets.token_urlsafe(32),
         PYTHONUNBUFFERED="1",

@@ -50,10 +50,14 @@ def test_a_deleted_user_is_401_at_once(platform: Platform) -> None:
     platform.audit()
 
 
-def test_login_is_throttled_per_name(tmp_path: object) -> None:
+def test_login_is_throttled_per_name_and_per_address(tmp_path: object) -> None:
     from pathlib import Path
 
-    platform = Platform(Path(str(tmp_path)), SHENGTU_LOGIN_FAILURES_PER_WINDOW="3").start()
+    platform = Platform(
+        Path(str(tmp_path)),
+        SHENGTU_LOGIN_FAILURES_PER_WINDOW="3",
+        SHENGTU_LOGIN_IP_FAILURES_PER_WINDOW="6",
+    ).start()
     try:
         user = platform.new_user()
         codes = []

@@ -7,6 +7,7 @@ import json
 
 from PIL import Image
 
+from tests.chaos import report
 from tests.support import Platform, User
 
 SUBMIT = "/user/ai/tasks/submit"
@@ -70,6 +71,7 @@ def test_uploads_that_lie_or_explode(platform: Platform) -> None:
         r = user.client.post("/user/files/upload", files={"file": (name, data, "image/png")})
         assert r.status_code == 400, (name, r.text)
         assert any(w in r.json()["message"] for w in words), (name, r.json())
+    report("hostile uploads", cases=len(cases) + 1, faults=len(cases) + 1)
     big = user.client.post(
         "/user/files/upload", files={"file": ("big.png", b"\x00" * (11 * 1024 * 1024), "image/png")}
     )

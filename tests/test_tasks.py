@@ -264,3 +264,23 @@ def test_models_are_the_spec_catalog(platform: Platform) -> None:
     for ratio in ("auto", "1x1", "2x3", "3x2"):
         assert rows[f"sc_soraimg_text_{ratio}"]["pointsCost"] == 30
         assert rows[f"sc_soraimg_img2img_{ratio}"]["pointsCost"] == 35
+
+
+def test_cancel_ends_the_task_failed_with_the_points_back(audited: Platform) -> None:
+    user = audited.new_user(points=100)
+    slow = user.submit(modelName="sc_soraimg_text_1x1", prompt="[sandbox:timeout] 取消我")["data"]
+    r = user.client.post(f"/user/ai/tasks/{slow['taskNo']}/cancel")
+    assert r.status_code == 200, r.json()
+    assert r.json()["data"]["status"] == "failed"
+    assert r.json()["data"]["errorMessage"] == "用户已取消任务"
+    assert user.balance() == 100
+    again = user.client.post(f"/user/ai/tasks/{slow['taskNo']}/cancel")
+    assert again.status_code == 409 and "已结束" in again.json()["message"]
+
+    done = user.wait(
+        user.submit(modelName="sc_soraimg_text_1x1", prompt="来不及取消")["data"]["taskNo"]
+    )
+    late = user.client.post(f"/user/ai/tasks/{done['taskNo']}/cancel")
+    assert late.status_code == 409
+    assert user.balance() == 70
+    assert user.task(slow["taskNo"])["status"] == "failed"  # the worker did not bring it back

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from shengtu import __version__
 from shengtu.accounts.router import router as accounts_router
-from shengtu.api.envelope import Envelope, ok
+from shengtu.api.envelope import ERROR_RESPONSES, Envelope, ok
 from shengtu.api.errors import install_error_handlers
 from shengtu.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from shengtu.catalog.router import router as catalog_router
@@ -75,9 +75,14 @@ def create_app(ctx: AppContext, *, with_worker: bool = True) -> FastAPI:
         files_router,
         events_router,
     ):
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
 
-    @app.get("/healthz", response_model=Envelope[dict[str, str]], tags=["health"])
+    @app.get(
+        "/healthz",
+        response_model=Envelope[dict[str, str]],
+        tags=["health"],
+        responses=ERROR_RESPONSES,
+    )
     async def healthz() -> Envelope[dict[str, str]]:
         async with ctx.db.read() as session:
             await session.execute(text("SELECT 1"))

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=120.0, gt=0)
 
     login_failures_per_window: int = Field(default=10, ge=1)
+    # Per address, higher: many honest users may share one address (an office, a NAT).
+    login_ip_failures_per_window: int = Field(default=100, ge=1)
     login_failure_window_seconds: int = Field(default=300, ge=1)
     user_requests_per_minute: int = Field(default=600, ge=0)
     api_key_requests_per_minute: int = Field(default=600, ge=0)

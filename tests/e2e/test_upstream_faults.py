@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+from tests.chaos import report
 from tests.support import Platform, free_port
 
 FAULTS = {
@@ -104,7 +105,14 @@ def test_every_upstream_fault_ends_terminal_refunded_and_logged(tmp_path: Path) 
         )
         assert done == completed + len(healthy)
         assert user.balance() == 10_000 - 30 * done
-        platform.audit()
+        audit = platform.audit()
+        report(
+            "upstream faults (sandbox directives)",
+            cases=len(FAULTS),
+            tasks=len(listed),
+            faults=len(listed) - len(healthy) - 1,  # every task but the healthy and the 429 one
+            violations=audit.count("[违反]"),
+        )
     finally:
         platform.stop()
 

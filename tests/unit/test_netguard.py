@@ -6,6 +6,7 @@ import ipaddress
 import pytest
 
 from shengtu.netguard import UnsafeURL, check_public_url, is_public_ip
+from tests.chaos import report
 
 REFUSED = [
     "http://127.0.0.1/a.png",
@@ -76,6 +77,13 @@ def test_accepted(url: str) -> None:
 def test_a_fetch_needs_a_resolvable_name() -> None:
     with pytest.raises(UnsafeURL, match="无法解析"):
         asyncio.run(check_public_url("https://no-such-host.invalid/a.png", require_resolved=True))
+
+
+def test_corpus_is_large_enough() -> None:
+    assert len(REFUSED) >= 40
+    report(
+        "SSRF corpus (each URL asserted)", cases=len(REFUSED) + len(ACCEPTED), faults=len(REFUSED)
+    )
 
 
 def test_embedded_ipv4_is_judged_too() -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
 
 from shengtu.accounts import service
 from shengtu.accounts.models import ApiKey, User
@@ -87,7 +89,11 @@ async def list_api_keys(ctx: ContextDep, principal: PrincipalDep) -> Envelope[li
     return ok([_key_out(k, ctx.settings.timezone) for k in keys])
 
 
+# Ids are 63-bit on every database; a larger number is simply no id of ours.
+KeyId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
 @router.delete("/user/api-keys/{key_id}", response_model=Envelope[None])
-async def delete_api_key(key_id: int, ctx: ContextDep, principal: PrincipalDep) -> Envelope[None]:
+async def delete_api_key(key_id: KeyId, ctx: ContextDep, principal: PrincipalDep) -> Envelope[None]:
     await service.revoke_api_key(ctx.db, principal.user.id, key_id)
     return ok(None)

@@ -64,7 +64,10 @@ def decode_token(secret: str, token: str) -> TokenClaims | None:
             options={"require": ["sub", "exp", "iat", "iss"]},
             leeway=5,
         )
-        return TokenClaims(user_id=int(payload["sub"]), epoch=int(payload.get("ep", 0)))
+        user_id = int(payload["sub"])
+        if not 0 < user_id < 2**63:
+            return None
+        return TokenClaims(user_id=user_id, epoch=int(payload.get("ep", 0)))
     except (jwt.PyJWTError, ValueError, TypeError):
         return None
 

@@ -21,6 +21,25 @@ class ErrorEnvelope(BaseModel):
     data: None = None
 
 
+ERROR_CODES = {
+    400: "参数错误",
+    401: "未登录或Token过期",
+    402: "积分不足",
+    403: "无权访问",
+    404: "资源不存在",
+    405: "请求方法不被允许",
+    409: "资源冲突",
+    413: "请求体过大",
+    429: "请求过于频繁",
+    500: "服务器错误",
+    503: "服务暂时不可用",
+}
+# Every route may answer any of these, always in the envelope: the OpenAPI document says so.
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorEnvelope, "description": text} for code, text in ERROR_CODES.items()
+}
+
+
 def ok(data: T) -> Envelope[T]:
     return Envelope[T](data=data)
 

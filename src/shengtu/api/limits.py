@@ -37,6 +37,9 @@ class RequestLimits:
         self._login: RateLimitItem = RateLimitItemPerSecond(
             settings.login_failures_per_window, settings.login_failure_window_seconds
         )
+        self._login_ip: RateLimitItem = RateLimitItemPerSecond(
+            settings.login_ip_failures_per_window, settings.login_failure_window_seconds
+        )
         self._per_user = (
             RateLimitItemPerMinute(settings.user_requests_per_minute)
             if settings.user_requests_per_minute
@@ -48,13 +51,16 @@ class RequestLimits:
             else None
         )
 
+    def _login_keys(self, username: str, client: str) -> list[tuple[RateLimitItem, str]]:
+        return [(self._login, f"login-name:{username}"), (self._login_ip, f"login-ip:{client}")]
+
     async def login_allowed(self, username: str, client: str) -> None:
         """Refuse a login while this name or this address has failed too often lately."""
-        for key in (f"login-name:{username}", f"login-ip:{client}"):
+        for item, key in self._login_keys(username, client):
             try:
-                if await self._limiter.test(self._login, key):
+                if await self._limiter.test(item, key):
                     continue
-                stats = await self._limiter.get_window_stats(self._login, key)
+                stats = await self._limiter.get_window_stats(item, key)
             except Exception as exc:
                 log.warning("rate_limit_unavailable", error=repr(exc)[:200])
                 return
@@ -62,9 +68,9 @@ class RequestLimits:
             raise TooManyRequests(f"登录失败次数过多,请 {retry} 秒后再试", retry_after=retry)
 
     async def login_failed(self, username: str, client: str) -> None:
-        for key in (f"login-name:{username}", f"login-ip:{client}"):
+        for item, key in self._login_keys(username, client):
             try:
-                await self._limiter.hit(self._login, key)
+                await self._limiter.hit(item, key)
             except Exception as exc:
                 log.warning("rate_limit_unavailable", error=repr(exc)[:200])
 

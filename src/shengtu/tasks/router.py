@@ -47,6 +47,11 @@ async def list_tasks(
     return ok(Page[TaskDetail].of([task_detail(t, tz) for t in rows], total, page, size))
 
 
+@router.post("/user/ai/tasks/{task_no}/cancel", response_model=Envelope[TaskDetail])
+async def cancel(task_no: str, ctx: ContextDep, principal: PrincipalDep) -> Envelope[TaskDetail]:
+    return ok(await service.cancel(ctx, principal.user.id, task_no))
+
+
 @router.get("/user/ai/tasks/{task_no}", response_model=Envelope[TaskDetail])
 async def get_task(task_no: str, ctx: ContextDep, principal: PrincipalDep) -> Envelope[TaskDetail]:
     async with ctx.db.read() as session:

@@ -15,13 +15,13 @@ from shengtu.catalog.service import CatalogModel
 from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.db import utcnow
-from shengtu.errors import BadRequest, InsufficientPoints, NotFound, TooManyRequests
+from shengtu.errors import BadRequest, Conflict, InsufficientPoints, NotFound, TooManyRequests
 from shengtu.events.relay import task_version
 from shengtu.netguard import check_public_url
 from shengtu.points import service as points
 from shengtu.points.models import PointsAccount
 from shengtu.storage.models import StoredFile
-from shengtu.tasks.machine import ACTIVE, Status
+from shengtu.tasks.machine import ACTIVE, TERMINAL, Status, move
 from shengtu.tasks.models import AiTask
 from shengtu.tasks.schemas import TaskDetail, task_detail
 from shengtu.timefmt import local
@@ -191,6 +191,28 @@ async def _check_inflight(session: AsyncSession, settings: Settings, req: Submit
             raise TooManyRequests(
                 f"{who}进行中的任务已达上限 {limit} 个,请等待任务完成后再提交", retry_after=5
             )
+
+
+async def cancel(ctx: AppContext, user_id: int, task_no: str) -> TaskDetail:
+    """End an unfinished task as ``failed`` with the points back.
+
+    The move is guarded by the task's status, so a cancel and a worker finishing the
+    same task cannot both win; the upstream job, which has no cancel, runs on unseen.
+    """
+    async with ctx.db.write() as session:
+        task = await get_task(session, user_id, task_no)
+        if task.status in TERMINAL:
+            raise Conflict(f"任务 {task_no} 已结束({task.status}),无法取消")
+        moved = await move(
+            session, task, Status.FAILED, lease_owner=None, error_message="用户已取消任务"
+        )
+        if moved is None:
+            raise Conflict(f"任务 {task_no} 的状态刚刚改变,请刷新后再试")
+    detail = task_detail(moved, ctx.settings.timezone)
+    await ctx.bus.publish(
+        user_id, {"event": "task.updated", "data": detail.model_dump()}, task_version(moved)
+    )
+    return detail
 
 
 async def get_task(session: AsyncSession, user_id: int, task_no: str) -> AiTask:

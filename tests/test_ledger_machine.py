@@ -1,0 +1,221 @@
+"""The ledger under every interleaving Hypothesis can find: grants, submits, completions,
+failures, cancels and two workers racing for one task, across several users."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from sqlalchemy import select
+
+from shengtu.config import Settings
+from shengtu.context import AppContext
+from shengtu.db import utcnow
+from shengtu.errors import Conflict, InsufficientPoints, TooManyRequests
+from shengtu.migrate import upgrade
+from shengtu.points import service as points
+from shengtu.points.models import PointsAccount
+from shengtu.tasks import service as tasks
+from shengtu.tasks.machine import ACTIVE, Status, move
+from shengtu.tasks.models import AiTask
+from tests.chaos import report
+
+LONG = os.environ.get("SHENGTU_CHAOS") == "1"
+USERS = 3
+COST = {"sc_soraimg_text_1x1": 30, "sc_soraimg_img2img_1x1": 35}
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated database with the users in it, copied for every example."""
+    from shengtu.accounts.service import create_user
+    from shengtu.db import Database
+
+    folder = tmp_path_factory.mktemp("ledger-template")
+    settings = Settings(data_dir=folder)
+    upgrade(settings)
+
+    async def users() -> None:
+        db = Database(settings.resolved_database_url)
+        for i in range(USERS):
+            await create_user(db, f"user{i}", "password-123")
+        await db.dispose()
+
+    asyncio.run(users())
+    return folder / "shengtu.db"
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    template: Path
+    workdir: Path
+
+    @initialize()
+    def setup(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        folder = self.workdir / f"run-{uuid.uuid4().hex}"
+        folder.mkdir()
+        shutil.copy(self.template, folder / "shengtu.db")
+        self.ctx = AppContext.build(
+            Settings(data_dir=folder, max_inflight_tasks=0, max_inflight_per_api_key=0)
+        )
+        self.users = list(range(1, USERS + 1))
+        self.expected = dict.fromkeys(self.users, 0)
+        self.open_tasks: list[str] = []
+        type(self).examples += 1
+
+    def teardown(self) -> None:
+        if hasattr(self, "ctx"):
+            self.run(self.ctx.aclose())
+        if hasattr(self, "loop"):
+            self.loop.close()
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    async def _task(self, task_no: str) -> AiTask:
+        async with self.ctx.db.read() as session:
+            task = await session.scalar(select(AiTask).where(AiTask.task_no == task_no))
+        assert task is not None
+        return task
+
+    examples = 0
+    steps = 0
+    submitted = 0
+
+    @rule(user=st.integers(0, USERS - 1), amount=st.integers(1, 300))
+    def grant(self, user: int, amount: int) -> None:
+        async def go() -> None:
+            async with self.ctx.db.write() as session:
+                await points.grant(session, self.users[user], amount)
+
+        self.run(go())
+        self.expected[self.users[user]] += amount
+
+    @rule(user=st.integers(0, USERS - 1), model=st.sampled_from(sorted(COST)))
+    def submit(self, user: int, model: str) -> None:
+        uid = self.users[user]
+        image = "https://example.com/a.png" if "img2img" in model else None
+        request = tasks.SubmitInput(uid, None, model, "一只猫", image)
+        try:
+            detail = self.run(tasks.submit(self.ctx, request))
+        except InsufficientPoints:
+            assert self.expected[uid] < COST[model]
+            return
+        except TooManyRequests:
+            return
+        assert self.expected[uid] >= COST[model]
+        self.expected[uid] -= COST[model]
+        type(self).submitted += 1
+        self.open_tasks.append(detail.taskNo)
+
+    def _finish(self, index: int, target: Status, *, stale: AiTask | None = None) -> bool:
+        task_no = self.open_tasks[index % len(self.open_tasks)]
+
+        async def go() -> bool:
+            task = stale or await self._task(task_no)
+            if task.status not in ACTIVE:
+                return False
+            async with self.ctx.db.write() as session:
+                if target is Status.COMPLETED and task.status == Status.CREATED:
+                    # A worker first has the upstream accept it.
+                    queued = await move(session, task, Status.QUEUED, lease_owner=None)
+                    if queued is None:
+                        return False
+                    task = queued
+                moved = await move(session, task, target, lease_owner=None)
+            return moved is not None
+
+        won = bool(self.run(go()))
+        if won:
+            if target is Status.FAILED:
+                task = self.run(self._task(task_no))
+                self.expected[task.user_id] += task.points_cost
+            self.open_tasks.remove(task_no)
+        return won
+
+    @precondition(lambda self: self.open_tasks)
+    @rule(index=st.integers(0, 1000))
+    def complete(self, index: int) -> None:
+        self._finish(index, Status.COMPLETED)
+
+    @precondition(lambda self: self.open_tasks)
+    @rule(index=st.integers(0, 1000))
+    def fail(self, index: int) -> None:
+        self._finish(index, Status.FAILED)
+
+    @precondition(lambda self: self.open_tasks)
+    @rule(index=st.integers(0, 1000))
+    def cancel(self, index: int) -> None:
+        task_no = self.open_tasks[index % len(self.open_tasks)]
+        task = self.run(self._task(task_no))
+        try:
+            self.run(tasks.cancel(self.ctx, task.user_id, task_no))
+        except Conflict:
+            return
+        self.expected[task.user_id] += task.points_cost
+        self.open_tasks.remove(task_no)
+
+    @precondition(lambda self: self.open_tasks)
+    @rule(index=st.integers(0, 1000), first=st.sampled_from([Status.COMPLETED, Status.FAILED]))
+    def two_workers_race(self, index: int, first: Status) -> None:
+        """Both read the task, then both write: exactly one move may win."""
+        task_no = self.open_tasks[index % len(self.open_tasks)]
+        snapshot = self.run(self._task(task_no))
+        if snapshot.status == Status.CREATED:
+            return
+        second = Status.FAILED if first is Status.COMPLETED else Status.COMPLETED
+        won_first = self._finish(index, first, stale=snapshot)
+        if won_first:
+            assert task_no not in self.open_tasks
+            self.open_tasks.append(task_no)  # let the loser try on the same index
+            lost = self._finish(self.open_tasks.index(task_no), second, stale=snapshot)
+            assert not lost, "two workers both moved one task"
+            if task_no in self.open_tasks:
+                self.open_tasks.remove(task_no)
+
+    @invariant()
+    def ledger_holds(self) -> None:
+        if not hasattr(self, "ctx"):
+            return
+        type(self).steps += 1
+
+        async def go() -> None:
+            async with self.ctx.db.snapshot() as session:
+                checks = await points.audit(session, utcnow() - timedelta(hours=1))
+                balances = dict(
+                    (await session.execute(select(PointsAccount.user_id, PointsAccount.balance)))
+                    .tuples()
+                    .all()
+                )
+            for check in checks:
+                assert check.ok, (check.name, check.violations)
+            assert balances == self.expected
+
+        self.run(go())
+
+
+def test_ledger_state_machine(template: Path, tmp_path: Path) -> None:
+    LedgerMachine.template = template
+    LedgerMachine.workdir = tmp_path
+    machine = LedgerMachine.TestCase
+    machine.settings = settings(
+        max_examples=200 if LONG else 25,
+        stateful_step_count=60 if LONG else 25,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    machine().runTest()
+    report(
+        "ledger state machine (hypothesis)",
+        cases=LedgerMachine.steps,
+        tasks=LedgerMachine.submitted,
+    )

@@ -1,0 +1,51 @@
+"""Concurrent submits racing balances of random size: exactly the affordable ones win."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections import Counter
+
+import httpx
+
+from tests.chaos import report
+from tests.support import Platform
+
+LONG = os.environ.get("SHENGTU_CHAOS") == "1"
+SUBMITS = 2000 if LONG else 300
+USERS = 40 if LONG else 10
+
+
+def test_submit_storm_accepts_exactly_the_affordable(audited: Platform) -> None:
+    rng = random.Random(11)
+    users = []
+    for _ in range(USERS):
+        points = rng.randrange(0, 30 * 10)  # at most 9 tasks: under the in-flight limit of 10
+        users.append((audited.new_user(points=points) if points else audited.new_user(), points))
+    targets = [rng.randrange(USERS) for _ in range(SUBMITS)]
+
+    async def storm() -> list[tuple[int, int]]:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(base_url=audited.url, limits=limits, timeout=120) as client:
+
+            async def one(n: int) -> tuple[int, int]:
+                user, _ = users[n]
+                r = await client.post(
+                    "/user/ai/tasks/submit",
+                    headers={"Authorization": f"Bearer {user.token}"},
+                    json={"modelName": "sc_soraimg_text_1x1", "prompt": "抢购"},
+                )
+                return n, r.json()["code"]
+
+            return await asyncio.gather(*(one(n) for n in targets))
+
+    results = asyncio.run(storm())
+    assert {code for _, code in results} <= {200, 402}, Counter(code for _, code in results)
+    wins = Counter(n for n, code in results if code == 200)
+    tried = Counter(targets)
+    for n, (user, points) in enumerate(users):
+        affordable = min(points // 30, tried[n])
+        assert wins[n] == affordable, (n, points, tried[n], wins[n])
+        assert user.balance() == points - 30 * affordable >= 0
+    report("submit storm", cases=SUBMITS, tasks=sum(wins.values()))
