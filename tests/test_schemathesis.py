@@ -9,12 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.chaos import report
 from tests.support import Platform
 
 LONG = os.environ.get("SHENGTU_CHAOS") == "1"
 
 
+@pytest.mark.timeout(1800 if LONG else 300)
 def test_no_server_error_and_no_answer_outside_the_schema(
     platform: Platform, tmp_path: Path
 ) -> None:
