@@ -153,9 +153,28 @@ class Platform:
             data_dir, SHENGTU_PORT=self.port, SHENGTU_PUBLIC_BASE_URL=self.url, **overrides
         )
         self.worker = worker
+        self.sandbox_url = ""
         self.processes: list[Process] = []
         self.admin: User | None = None
         self.clients: list[httpx.Client] = []
+
+    @classmethod
+    def with_sandbox_process(cls, data_dir: Path, **overrides: Any) -> Platform:
+        """A platform without an in-process worker, whose upstream is a sandbox in a
+        process of its own: it outlives the workers and API processes a test kills."""
+        port = free_port()
+        key = "sbx-" + secrets.token_hex(8)
+        platform = cls(
+            data_dir,
+            worker=False,
+            SHENGTU_SUCHUANG_BASE_URL=f"http://127.0.0.1:{port}",
+            SHENGTU_SUCHUANG_API_KEY=key,
+            **overrides,
+        )
+        platform.sandbox_url = f"http://127.0.0.1:{port}"
+        sandbox = platform.spawn("sandbox", "--port", str(port), "--key", key)
+        wait_http(platform.sandbox_url + "/healthz", sandbox)
+        return platform
 
     def start(self) -> Platform:
         cli(self.env, "migrate")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 import threading
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from tests.chaos import report
-from tests.support import Platform, free_port, wait_http
+from tests.support import Platform, wait_http
 
 LONG = os.environ.get("SHENGTU_CHAOS") == "1"
 TASKS = 500 if LONG else 60
@@ -24,21 +23,14 @@ WORKER_KILLS = 20 if LONG else 4
 @pytest.mark.timeout(1800 if LONG else 300)
 def test_kills_lose_nothing(tmp_path: Path) -> None:
     rng = random.Random(int(os.environ.get("SHENGTU_CHAOS_SEED", "7")))
-    sandbox_port = free_port()
-    key = "sbx-" + secrets.token_hex(8)
-    platform = Platform(
+    platform = Platform.with_sandbox_process(
         tmp_path,
-        worker=False,
-        SHENGTU_SUCHUANG_BASE_URL=f"http://127.0.0.1:{sandbox_port}",
-        SHENGTU_SUCHUANG_API_KEY=key,
         SHENGTU_SANDBOX_LATENCY="1",
         SHENGTU_LEASE_SECONDS="2",
         SHENGTU_TASK_DEADLINE="300",
         SHENGTU_MAX_INFLIGHT_TASKS="100000",
         SHENGTU_LOG_LEVEL="WARNING",
     )
-    sandbox = platform.spawn("sandbox", "--port", str(sandbox_port), "--key", key)
-    wait_http(f"http://127.0.0.1:{sandbox_port}/healthz", sandbox)
     platform.start()
     try:
         user = platform.new_user(points=TASKS * 30)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from pathlib import Path
 
 from tests.databases import ScratchDatabase
-from tests.support import Platform, User, free_port, wait_http
+from tests.support import Platform, User, wait_http
 
 
 def _statuses(user: User, numbers: list[str]) -> list[str]:
@@ -17,21 +16,14 @@ def _statuses(user: User, numbers: list[str]) -> list[str]:
 def test_worker_killed_mid_task_and_restarted_finishes_every_task(
     tmp_path: Path, fresh_database: ScratchDatabase
 ) -> None:
-    sandbox_port = free_port()
-    key = "sbx-" + secrets.token_hex(8)
-    platform = Platform(
+    platform = Platform.with_sandbox_process(
         tmp_path,
-        worker=False,
         database_url=fresh_database.url,
-        SHENGTU_SUCHUANG_BASE_URL=f"http://127.0.0.1:{sandbox_port}",
-        SHENGTU_SUCHUANG_API_KEY=key,
         SHENGTU_SANDBOX_LATENCY="3",
         SHENGTU_LEASE_SECONDS="2",
         SHENGTU_TASK_DEADLINE="60",
         SHENGTU_MAX_INFLIGHT_TASKS="50",
     )
-    sandbox = platform.spawn("sandbox", "--port", str(sandbox_port), "--key", key)
-    wait_http(f"http://127.0.0.1:{sandbox_port}/healthz", sandbox)
     platform.start()
     try:
         user = platform.new_user(points=1000)

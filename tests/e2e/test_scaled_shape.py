@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from collections import Counter
 from pathlib import Path
@@ -59,15 +58,10 @@ def test_scaled_shape_survives_a_killed_worker_and_a_redis_restart(
 ) -> None:
     with ScratchDatabase(backend) as database:
         redis = RedisServer(tmp_path).start()
-        sandbox_port = free_port()
-        key = "sbx-" + secrets.token_hex(8)
-        platform = Platform(
+        platform = Platform.with_sandbox_process(
             tmp_path,
-            worker=False,
             database_url=database.url,
             SHENGTU_REDIS_URL=redis.url,
-            SHENGTU_SUCHUANG_BASE_URL=f"http://127.0.0.1:{sandbox_port}",
-            SHENGTU_SUCHUANG_API_KEY=key,
             SHENGTU_SANDBOX_LATENCY="2",
             SHENGTU_POLL_INTERVAL="0.3",
             SHENGTU_FIRST_POLL_DELAY="0.2",
@@ -79,8 +73,6 @@ def test_scaled_shape_survives_a_killed_worker_and_a_redis_restart(
             SHENGTU_WORKER_CONCURRENCY=str(WORKER_CONCURRENCY),
             SHENGTU_LOG_LEVEL="WARNING",
         )
-        sandbox = platform.spawn("sandbox", "--port", str(sandbox_port), "--key", key)
-        wait_http(f"http://127.0.0.1:{sandbox_port}/healthz", sandbox)
         platform.start()
         try:
             port2 = free_port()
@@ -159,7 +151,7 @@ def test_scaled_shape_survives_a_killed_worker_and_a_redis_restart(
             # Upstream: a task runs twice only if a worker died between the upstream
             # accepting it and our write; at most one per step the killed worker had.
             accepted: Counter[str] = Counter(
-                httpx.get(f"http://127.0.0.1:{sandbox_port}/stats").json()["accepted"]
+                httpx.get(platform.sandbox_url + "/stats").json()["accepted"]
             )
             for _, kind, prompt in numbers.values():
                 if kind == "error500":
