@@ -47,41 +47,34 @@ def require(backend: str) -> None:
     pytest.skip(message)
 
 
-async def _create(backend: str, name: str) -> None:
+# utf8mb4_bin: usernames compare as on SQLite and PostgreSQL (case-sensitive).
+CREATE = {
+    "mariadb": "CREATE DATABASE `{}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+    "postgresql": 'CREATE DATABASE "{}"',
+}
+DROP = {
+    "mariadb": "DROP DATABASE IF EXISTS `{}`",
+    "postgresql": 'DROP DATABASE IF EXISTS "{}" WITH (FORCE)',
+}
+
+
+async def _admin(backend: str, statement: str) -> None:
+    """Run one statement as the server's administrator (outside any database)."""
     if backend == "mariadb":
         import asyncmy  # type: ignore[import-untyped]
 
         conn = await asyncmy.connect(host="127.0.0.1", port=3306, user="root", password="")
         async with conn.cursor() as cur:
-            # utf8mb4_bin: usernames compare as on SQLite and PostgreSQL (case-sensitive).
-            await cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+            await cur.execute(statement)
         conn.close()
     else:
         import asyncpg
 
-        conn = await asyncpg.connect(
+        pg = await asyncpg.connect(
             host="127.0.0.1", port=5432, user="postgres", database="postgres"
         )
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-
-
-async def _drop(backend: str, name: str) -> None:
-    if backend == "mariadb":
-        import asyncmy
-
-        conn = await asyncmy.connect(host="127.0.0.1", port=3306, user="root", password="")
-        async with conn.cursor() as cur:
-            await cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        conn.close()
-    else:
-        import asyncpg
-
-        conn = await asyncpg.connect(
-            host="127.0.0.1", port=5432, user="postgres", database="postgres"
-        )
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+        await pg.execute(statement)
+        await pg.close()
 
 
 class ScratchDatabase:
@@ -95,13 +88,13 @@ class ScratchDatabase:
     def __enter__(self) -> ScratchDatabase:
         require(self.backend)
         if self.backend == "mariadb":
-            asyncio.run(_create("mariadb", self.name))
+            asyncio.run(_admin("mariadb", CREATE["mariadb"].format(self.name)))
             self.url = f"mysql+asyncmy://root@127.0.0.1:3306/{self.name}?charset=utf8mb4"
         elif self.backend == "postgresql":
-            asyncio.run(_create("postgresql", self.name))
+            asyncio.run(_admin("postgresql", CREATE["postgresql"].format(self.name)))
             self.url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.name}"
         return self
 
     def __exit__(self, *_: object) -> None:
         if self.backend != "sqlite":
-            asyncio.run(_drop(self.backend, self.name))
+            asyncio.run(_admin(self.backend, DROP[self.backend].format(self.name)))
