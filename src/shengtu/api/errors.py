@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -73,6 +73,17 @@ def describe_validation_error(err: dict[str, Any]) -> str:
     return f"参数 {field} 格式错误"
 
 
+def _refused_value(exc: DBAPIError) -> bool:
+    """A data exception: SQLSTATE class 22, however the driver's error is wrapped."""
+    if isinstance(exc, DataError):
+        return True
+    for err in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        state = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+        if isinstance(state, str) and state.startswith("22"):
+            return True
+    return False
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ShengtuError)
     async def _domain(_: Request, exc: ShengtuError) -> JSONResponse:
@@ -107,6 +118,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:
+        if _refused_value(exc):
+            # A value the database refuses for what it is (a NUL byte for PostgreSQL,
+            # say): the client's input; the transaction was rolled back.
+            log.warning("database_refused_value", error=str(exc.orig)[:300])
+            return error_response(400, "参数错误:参数中含有无法保存的字符或取值")
         log.error("database_error", error=str(exc.orig)[:300])
         return error_response(500, "服务器错误")
 
