@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import httpx
 from PIL import Image
 
 from tests.chaos import report
@@ -76,3 +77,51 @@ def test_uploads_that_lie_or_explode(platform: Platform) -> None:
         "/user/files/upload", files={"file": ("big.png", b"\x00" * (11 * 1024 * 1024), "image/png")}
     )
     assert big.status_code in (400, 413) and big.json()["code"] == big.status_code
+
+
+def test_nul_bytes_are_refused_at_the_edge(audited: Platform) -> None:
+    """A NUL byte anywhere a client can put one: 400 in the envelope, on every database."""
+    user = audited.new_user(points=100)
+    assert audited.admin is not None
+    nul = "a\x00b"
+    posts: list[tuple[httpx.Client, str, dict[str, object]]] = [
+        (user.client, SUBMIT, {"modelName": "sc_soraimg_text_1x1", "prompt": nul}),
+        (user.client, SUBMIT, {"modelName": nul, "prompt": "猫"}),
+        (
+            user.client,
+            SUBMIT,
+            {"modelName": "sc_soraimg_img2img_1x1", "prompt": "猫", "imageUrl": [nul]},
+        ),
+        (
+            user.client,
+            SUBMIT,
+            {
+                "modelName": "sc_soraimg_img2img_1x1",
+                "prompt": "猫",
+                "imageUrl": json.dumps(["https://example.com/a\x00.png"]),
+            },
+        ),
+        (user.client, "/user/auth/register", {"username": nul, "password": "pw-123456"}),
+        (user.client, "/user/auth/login", {"username": user.name, "password": nul}),
+        (user.client, "/user/auth/password", {"oldPassword": user.password, "newPassword": nul}),
+        (user.client, "/user/api-keys", {"name": nul}),
+        (
+            audited.admin.client,
+            "/admin/points/grant",
+            {"username": user.name, "amount": 1, "note": nul},
+        ),
+    ]
+    for client, path, body in posts:
+        r = client.post(path, json=body)
+        assert r.status_code == 400 and "非法字符" in r.json()["message"], (path, body, r.text)
+    for path in (
+        "/user/ai/tasks/TASK-1%00",
+        "/user/ai/tasks/list?status=%00",
+        "/user/points/consumption/records?x=a%00b",
+    ):
+        r = user.client.get(path)
+        assert r.status_code == 400 and r.json()["code"] == 400, (path, r.text)
+    report("NUL bytes", cases=len(posts) + 3, faults=len(posts) + 3)
+    assert user.client.get("/user/api-keys").json()["data"] == []
+    assert user.client.get("/user/auth/me").json()["code"] == 200  # the password did not change
+    _unchanged(user, 100)

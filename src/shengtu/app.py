@@ -16,7 +16,7 @@ from shengtu import __version__
 from shengtu.accounts.router import router as accounts_router
 from shengtu.api.envelope import ERROR_RESPONSES, Envelope, ok
 from shengtu.api.errors import install_error_handlers
-from shengtu.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from shengtu.api.middleware import EdgeGuardMiddleware, RequestIdMiddleware
 from shengtu.catalog.router import router as catalog_router
 from shengtu.context import AppContext
 from shengtu.events.relay import EventRelay
@@ -58,14 +58,12 @@ def create_app(ctx: AppContext, *, with_worker: bool = True) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
         # The backstop for chunked bodies (answered in plain text, outside our middleware);
-        # BodySizeLimitMiddleware answers declared ones first, at half this, in the envelope.
+        # EdgeGuardMiddleware answers declared ones first, at half this, in the envelope.
         max_body_size=2 * (ctx.settings.max_upload_bytes + 1024 * 1024),
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    app.add_middleware(
-        BodySizeLimitMiddleware, max_body=ctx.settings.max_upload_bytes + 1024 * 1024
-    )
+    app.add_middleware(EdgeGuardMiddleware, max_body=ctx.settings.max_upload_bytes + 1024 * 1024)
     app.add_middleware(RequestIdMiddleware)
     for router in (
         accounts_router,

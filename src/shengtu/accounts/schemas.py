@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from shengtu.api.inputs import RequestBody
 
-class Credentials(BaseModel):
+
+class Credentials(RequestBody):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
 
 
-class PasswordChange(BaseModel):
+class PasswordChange(RequestBody):
     oldPassword: str = Field(min_length=1, max_length=256)
     newPassword: str = Field(min_length=1, max_length=256)
 
@@ -26,7 +28,7 @@ class LoginOut(BaseModel):
     user: UserOut
 
 
-class ApiKeyCreate(BaseModel):
+class ApiKeyCreate(RequestBody):
     name: str = Field(default="default", max_length=64)
 
 

@@ -54,11 +54,31 @@ class RequestIdMiddleware:
             structlog.contextvars.clear_contextvars()
 
 
-class BodySizeLimitMiddleware:
-    """Refuse a declared body over the limit with the envelope, before reading it.
+async def send_envelope(send: Send, code: int, message: str) -> None:
+    """Answer in the envelope from plain ASGI, closing the connection (the body is unread)."""
+    body = json.dumps({"code": code, "message": message, "data": None}, ensure_ascii=False)
+    encoded = body.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": code,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(encoded)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": encoded})
 
-    FastAPI's own ``max_body_size`` stays as the backstop for bodies sent without a
-    Content-Length (chunked); it answers in plain text.
+
+class EdgeGuardMiddleware:
+    """Refuse what no route should see, before any route reads it.
+
+    A declared body over the limit gets 413 in the envelope (FastAPI's own ``max_body_size``
+    stays as the backstop for chunked bodies; it answers in plain text). A NUL byte in the
+    path or query gets 400: PostgreSQL cannot store it, and it never means anything here;
+    request bodies refuse it in :class:`shengtu.api.inputs.RequestBody`.
     """
 
     def __init__(self, app: ASGIApp, max_body: int) -> None:
@@ -69,20 +89,17 @@ class BodySizeLimitMiddleware:
         if scope["type"] == "http":
             declared = dict(scope.get("headers") or []).get(b"content-length", b"")
             if declared.isdigit() and int(declared) > self.max_body:
-                body = json.dumps(
-                    {"code": 413, "message": "请求体过大", "data": None}, ensure_ascii=False
-                ).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 413,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await send_envelope(send, 413, "请求体过大")
                 return
+        if scope["type"] in ("http", "websocket") and _has_nul_in_target(scope):
+            if scope["type"] == "http":
+                await send_envelope(send, 400, "参数错误:地址中含有非法字符(NUL)")
+            else:
+                await send({"type": "websocket.close", "code": 1008})
+            return
         await self.app(scope, receive, send)
+
+
+def _has_nul_in_target(scope: Scope) -> bool:
+    query: bytes = scope.get("query_string") or b""
+    return "\x00" in scope.get("path", "") or b"\x00" in query or b"%00" in query.lower()

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from shengtu.api.inputs import RequestBody
+
 
 class BalanceOut(BaseModel):
     userId: int
@@ -19,7 +21,7 @@ class LedgerOut(BaseModel):
     createTime: str
 
 
-class GrantRequest(BaseModel):
+class GrantRequest(RequestBody):
     username: str = Field(min_length=1, max_length=64)
     amount: int = Field(ge=-1_000_000_000, le=1_000_000_000)
     note: str | None = Field(default=None, max_length=255)

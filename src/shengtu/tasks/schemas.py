@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from shengtu.api.inputs import RequestBody
 from shengtu.tasks.models import AiTask
 from shengtu.timefmt import fmt
 
@@ -16,7 +17,7 @@ _SNIPPET_LIMIT = 30
 _SENTENCE_END = re.compile(r"[,\uff0c\u3002.!\uff01?\uff1f;\uff1b\n]")
 
 
-class SubmitRequest(BaseModel):
+class SubmitRequest(RequestBody):
     modelName: str = Field(min_length=1, max_length=64)
     prompt: str | None = None
     imageUrl: str | list[str] | None = None

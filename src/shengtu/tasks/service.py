@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shengtu.api.inputs import contains_nul
 from shengtu.catalog.service import CatalogModel
 from shengtu.config import Settings
 from shengtu.context import AppContext
@@ -70,6 +71,8 @@ def parse_image_urls(value: str | list[str] | None, limit: int) -> list[str]:
     cleaned = [u.strip() for u in urls]
     if any(not u for u in cleaned):
         raise BadRequest("参数错误:imageUrl 中有空地址")
+    if contains_nul(cleaned):
+        raise BadRequest("参数错误:imageUrl 含有非法字符(NUL)")
     return cleaned
 
 
@@ -78,8 +81,6 @@ def validate_prompt(prompt: str | None, max_chars: int) -> str:
         raise BadRequest("参数错误:prompt 不能为空")
     if len(prompt) > max_chars:
         raise BadRequest(f"参数错误:prompt 过长(最多 {max_chars} 个字符,收到 {len(prompt)})")
-    if "\x00" in prompt:
-        raise BadRequest("参数错误:prompt 含有非法字符")
     return prompt.strip()
 
 

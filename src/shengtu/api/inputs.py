@@ -1,0 +1,28 @@
+"""The base of every request body: strings that no database can store are refused here.
+
+PostgreSQL refuses a NUL byte in text and MySQL and SQLite would keep it silently; either
+way it is never a meaningful character in a name, a prompt or a URL, so it stops at the edge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationInfo, field_validator
+
+
+def contains_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple):
+        return any(contains_nul(item) for item in value)
+    return False
+
+
+class RequestBody(BaseModel):
+    @field_validator("*")
+    @classmethod
+    def _refuse_nul(cls, value: Any, info: ValidationInfo) -> Any:
+        if contains_nul(value):
+            raise ValueError(f"参数 {info.field_name} 含有非法字符(NUL)")
+        return value
