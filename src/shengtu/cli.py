@@ -63,15 +63,17 @@ def serve(
         settings.host = host
     if port:
         settings.port = port
-    asyncio.run(run_serve(settings, with_worker=not no_worker))
+    from shengtu.runner import run
+
+    run(run_serve(settings, with_worker=not no_worker))
 
 
 @app.command()
 def worker() -> None:
     """Run a worker alone: claims due tasks from the database and carries them to the end."""
-    from shengtu.runner import work
+    from shengtu.runner import run, work
 
-    asyncio.run(work(_settings()))
+    run(work(_settings()))
 
 
 @app.command()
@@ -82,10 +84,10 @@ def sandbox(
 ) -> None:
     """Run the sandbox upstream alone (it speaks the 速创 protocol)."""
     from shengtu.providers.registry import sandbox_key
-    from shengtu.runner import sandbox_forever
+    from shengtu.runner import run, sandbox_forever
 
     settings = _settings()
-    asyncio.run(sandbox_forever(settings, host, port, key or sandbox_key(settings)))
+    run(sandbox_forever(settings, host, port, key or sandbox_key(settings)))
 
 
 @app.command()

@@ -11,7 +11,8 @@ from shengtu.context import AppContext
 from shengtu.errors import Forbidden, Unauthorized
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
+    # async: FastAPI runs a plain function dependency in a worker thread, per request.
     ctx: AppContext = request.app.state.ctx
     return ctx
 
