@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy import DateTime, MetaData, event, make_url, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
@@ -25,6 +25,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+from shengtu.sqlite_inline import inline_connector
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -63,12 +65,14 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 def _sqlite_engine(url: str, begin: str | None, pool_size: int) -> AsyncEngine:
     """``begin=None``: autocommit reads. Each statement reads a consistent snapshot in
-    WAL mode, and skipping BEGIN/ROLLBACK saves two thread hops per session."""
+    WAL mode, and skipping BEGIN/ROLLBACK saves two round trips per session.
+
+    Statements run on the loop's own thread (:mod:`shengtu.sqlite_inline`)."""
     engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        connect_args={"timeout": 30},
+        async_creator=inline_connector(make_url(url).database or ":memory:", timeout=30),
         pool_reset_on_return="rollback" if begin else None,
     )
 
