@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     download_attempts: int = Field(default=3, ge=1)
     upstream_timeout: float = Field(default=30.0, gt=0)
     upstream_rps: float = Field(default=15.0, gt=0)
-    worker_concurrency: int = Field(default=64, ge=1)
+    worker_concurrency: int = Field(default=256, ge=1)
     worker_batch: int = Field(default=100, ge=1)
     lease_seconds: float = Field(default=120.0, gt=0)
 

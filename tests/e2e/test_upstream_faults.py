@@ -129,7 +129,10 @@ def test_connection_refused_fails_after_bounded_retries(tmp_path: Path) -> None:
             user.submit(modelName="sc_soraimg_text_1x1", prompt="没有上游")["data"]["taskNo"]
         )
         assert task["status"] == "failed"
-        assert task["errorMessage"] == "提交上游失败:无法连接上游接口: ConnectError(已尝试 3 次)"
+        assert (
+            task["errorMessage"]
+            == "提交上游失败:无法连接上游接口:连接被拒绝或地址不可达(已尝试 3 次)"
+        )
         assert user.balance() == 30
         assert "sk-upstream-that-is-not-there" not in platform.server.log_text()
         platform.audit()

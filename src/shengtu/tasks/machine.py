@@ -10,8 +10,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.dml import Update
 
 from shengtu.db import utcnow
 from shengtu.points import service as points
@@ -47,6 +49,26 @@ def check_move(current: str, target: str) -> None:
         raise IllegalTransition(f"{current} → {target}")
 
 
+# One UPDATE per shape of move, built once: composing an ORM UPDATE cost more CPU than
+# running it (a worker makes one move per poll, hundreds a second).
+_MOVE_STATEMENTS: dict[tuple[tuple[str, ...], bool], Update] = {}
+_TASKS: Table = AiTask.__table__  # type: ignore[assignment]
+
+
+def _move_statement(columns: tuple[str, ...], leased: bool) -> Update:
+    key = (columns, leased)
+    stmt = _MOVE_STATEMENTS.get(key)
+    if stmt is None:
+        stmt = update(_TASKS).where(
+            _TASKS.c.id == bindparam("w_id"), _TASKS.c.status == bindparam("w_status")
+        )
+        if leased:
+            stmt = stmt.where(_TASKS.c.lease_owner == bindparam("w_owner"))
+        stmt = stmt.values({name: bindparam(f"v_{name}") for name in columns})
+        _MOVE_STATEMENTS[key] = stmt
+    return stmt
+
+
 async def move(
     session: AsyncSession,
     task: AiTask,
@@ -59,27 +81,32 @@ async def move(
 
     With ``lease_owner`` the move also requires that the mover still holds the lease,
     and releases it. A move to ``failed`` refunds the task's points in this transaction.
+    On success ``task`` itself is returned, holding what was written: the guard (same
+    status, same lease) means nobody else wrote the row since it was read.
     """
     check_move(task.status, target)
     now = utcnow()
-    stmt = (
-        update(AiTask)
-        .where(AiTask.id == task.id, AiTask.status == task.status)
-        .values(status=target.value, updated_at=now, lease_owner=None, lease_until=None, **values)
-    )
-    if lease_owner is not None:
-        stmt = stmt.where(AiTask.lease_owner == lease_owner)
+    changes: dict[str, Any] = {
+        "status": target.value,
+        "updated_at": now,
+        "lease_owner": None,
+        "lease_until": None,
+        **values,
+    }
     if target is Status.COMPLETED:
-        stmt = stmt.values(progress=100, completed_at=now)
+        changes.update(progress=100, completed_at=now)
     elif target is Status.FAILED:
-        stmt = stmt.values(completed_at=now)
-    result = await session.execute(stmt)
+        changes["completed_at"] = now
+    columns = tuple(sorted(changes))
+    params = {f"v_{name}": changes[name] for name in columns}
+    params.update(w_id=task.id, w_status=task.status)
+    if lease_owner is not None:
+        params["w_owner"] = lease_owner
+    result = await session.execute(_move_statement(columns, lease_owner is not None), params)
     if getattr(result, "rowcount", 0) != 1:
         return None
     if target is Status.FAILED:
         await points.refund(session, task.user_id, task.points_cost, task.task_no)
-    moved = await session.scalar(
-        select(AiTask).where(AiTask.id == task.id).execution_options(populate_existing=True)
-    )
-    assert moved is not None
-    return moved
+    for name, value in changes.items():
+        set_committed_value(task, name, value)
+    return task

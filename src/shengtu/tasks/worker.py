@@ -63,6 +63,12 @@ class Worker:
             timeout=httpx.Timeout(60.0, connect=10.0), headers={"User-Agent": "Shengtu/0.1"}
         )
         self.steps_done = 0
+        # Set when every slot is busy: the loop then waits for a quarter of them to free
+        # up (not for the next tick), so throughput isn't capped at one batch per tick.
+        self._full = False
+        self._refill_at = max(
+            1, min(self.settings.worker_batch, self.settings.worker_concurrency) // 4
+        )
 
     @property
     def tick(self) -> float:
@@ -86,6 +92,7 @@ class Worker:
                     self._spawn(task)
                 if claimed and self._capacity() > 0:
                     continue
+                self._full = self._capacity() <= 0
                 await self._idle()
         finally:
             if self._steps:
@@ -157,6 +164,9 @@ class Worker:
         finally:
             self._inflight.discard(task.id)
             self.steps_done += 1
+            if self._full and self._capacity() >= self._refill_at:
+                self._full = False
+                self.ctx.bus.wakeup.set()
             structlog.contextvars.unbind_contextvars("task_no")
 
     async def step(self, task: AiTask) -> None:
@@ -322,12 +332,13 @@ class Worker:
         await self._move(task, Status.FAILED, error_message=message[:1000], **values)
 
     async def _move(self, task: AiTask, target: Status, **values: object) -> bool:
+        before = (task.status, task.progress)
         async with self.ctx.db.write() as session:
             moved = await move(session, task, target, lease_owner=self.owner, **values)
         if moved is None:
             log.warning("lease_lost", status=task.status, target=target.value)
             return False
-        if moved.status != task.status or moved.progress != task.progress:
+        if (moved.status, moved.progress) != before:
             log.info("task_moved", status=moved.status, progress=moved.progress)
             detail = task_detail(moved, self.settings.timezone)
             await self.ctx.bus.publish(
