@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench chaos venv clean
+.PHONY: run test lint format bench bench-quick chaos venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,12 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+# Benchmarks, not tests: wrk (Debian's package) drives the server from its own process.
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.run --quick
 
 # The reliability suite's long versions; prints a table of what it tried.
 CHAOS_TESTS := tests/test_ledger_machine.py tests/e2e/test_chaos_kills.py tests/test_submit_storm.py \

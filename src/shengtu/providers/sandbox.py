@@ -168,6 +168,17 @@ class SandboxState:
         self.throttled: OrderedDict[str, bool] = OrderedDict()
         self.submits = 0
         self.polls = 0
+        # Seen from outside the worker, for the benchmark: when each job was last polled,
+        # the gaps between successive polls, and when each job was first answered "done".
+        self.last_polled: OrderedDict[str, float] = OrderedDict()
+        self.poll_gaps: list[float] = []
+        self.first_done: OrderedDict[str, float] = OrderedDict()
+
+    def record_poll(self, job_id: str, now: float) -> None:
+        previous = self.last_polled.get(job_id)
+        if previous is not None and len(self.poll_gaps) < 1_000_000:
+            self.poll_gaps.append(now - previous)
+        self.remember(self.last_polled, job_id, now, 100_000)
 
     def remember(self, cache: OrderedDict[str, Any], key: str, value: Any, limit: int) -> None:
         cache[key] = value
@@ -185,6 +196,17 @@ def _reply(
         status_code=status,
         headers=headers,
     )
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"count": 0}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {"count": len(ordered), "p50": at(0.5), "p99": at(0.99), "max": ordered[-1]}
 
 
 async def _zeros(total: int) -> AsyncIterator[bytes]:
@@ -237,6 +259,8 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         if parsed is None:
             return _reply(400, "任务不存在", [])
         started_ms, _size, directive = parsed
+        polled_at = time.time()
+        state.record_poll(job_id, polled_at)
         if directive == "slowpoll":
             await anyio.sleep(SLOW_SECONDS)
         elif directive == "garbage":
@@ -259,6 +283,8 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         else:
             base = str(request.base_url).rstrip("/")
             data.update(status=2, progress=100, result=[f"{base}/results/{job_id}.png"])
+            if job_id not in state.first_done:
+                state.remember(state.first_done, job_id, polled_at, 100_000)
         return _reply(200, "成功", data)
 
     async def result(request: Request) -> Response:
@@ -291,10 +317,19 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
     async def health(_: Request) -> Response:
         return JSONResponse({"ok": True, "submits": state.submits, "polls": state.polls})
 
-    async def stats(_: Request) -> Response:
-        return JSONResponse(
-            {"submits": state.submits, "polls": state.polls, "accepted": dict(state.accepted)}
-        )
+    async def stats(request: Request) -> Response:
+        body = {
+            "submits": state.submits,
+            "polls": state.polls,
+            "accepted": dict(state.accepted),
+            "jobs_polled": len(state.last_polled),
+            "poll_gaps": _quantiles(state.poll_gaps),
+            # prompt → when upstream first said "done" (unix seconds)
+            "done_at": {state.prompts.get(j, j): t for j, t in state.first_done.items()},
+        }
+        if request.query_params.get("reset"):
+            state.poll_gaps.clear()
+        return JSONResponse(body)
 
     return Starlette(
         routes=[
