@@ -99,6 +99,19 @@ def _sqlite_engine(url: str, begin: str | None, pool_size: int) -> AsyncEngine:
     return engine
 
 
+def _connect_errors_as_oserror(engine: AsyncEngine) -> None:
+    """asyncmy on uvloop raises RuntimeError ("Transport does not expose socket instance")
+    when the server or a proxy closes the connection during the handshake; that is a
+    connection failure, and is reported as one (503, like the others)."""
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Dialect, _: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.loaded_dbapi.connect(*cargs, **cparams)
+        except RuntimeError as exc:
+            raise ConnectionResetError(f"database connection lost during handshake: {exc}") from exc
+
+
 class Database:
     def __init__(self, url: str, pool_size: int = 10, overflow: int = 10) -> None:
         self.url = url
@@ -121,6 +134,8 @@ class Database:
                 **options,
             )
             self.read_engine = self.engine
+            if url.startswith(("mysql", "mariadb")):
+                _connect_errors_as_oserror(self.engine)
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False)
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self._write_lock: asyncio.Lock | None = None
