@@ -54,7 +54,7 @@ class Mode:
     seconds: float  # each HTTP load
     users: int
     tasks_per_user: int
-    hot_tasks: int  # what the hot user can pay for
+    hot_tasks: int  # what the hot user can pay for: fewer than one run submits, so 402s follow
     worker_tasks: int
     worker_poll: float
     worker_window: float
@@ -62,8 +62,8 @@ class Mode:
     scaled: bool
 
 
-QUICK = Mode("quick", 3, 16, 3, 300, 1500, 3.0, 8, 20, False)
-FULL = Mode("full", 10, 64, 10, 2000, 5000, 10.0, 30, 100, True)
+QUICK = Mode("quick", 3, 16, 3, 150, 1500, 3.0, 8, 20, False)
+FULL = Mode("full", 10, 64, 10, 500, 5000, 10.0, 30, 100, True)
 
 
 @dataclass
