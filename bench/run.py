@@ -62,7 +62,7 @@ class Mode:
     scaled: bool
 
 
-QUICK = Mode("quick", 3, 16, 3, 150, 1500, 3.0, 8, 20, False)
+QUICK = Mode("quick", 3, 16, 3, 150, 1000, 3.0, 6, 20, False)
 FULL = Mode("full", 10, 64, 10, 500, 5000, 10.0, 30, 100, True)
 
 
