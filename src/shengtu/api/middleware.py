@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import time
@@ -11,6 +10,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shengtu.api.errors import error_response
 from shengtu.logs import get_logger
 
 log = get_logger("shengtu.access")
@@ -54,22 +54,12 @@ class RequestIdMiddleware:
             structlog.contextvars.clear_contextvars()
 
 
-async def send_envelope(send: Send, code: int, message: str) -> None:
+async def send_envelope(
+    scope: Scope, receive: Receive, send: Send, code: int, message: str
+) -> None:
     """Answer in the envelope from plain ASGI, closing the connection (the body is unread)."""
-    body = json.dumps({"code": code, "message": message, "data": None}, ensure_ascii=False)
-    encoded = body.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": code,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(encoded)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": encoded})
+    response = error_response(code, message, headers={"connection": "close"})
+    await response(scope, receive, send)
 
 
 class EdgeGuardMiddleware:
@@ -89,11 +79,11 @@ class EdgeGuardMiddleware:
         if scope["type"] == "http":
             declared = dict(scope.get("headers") or []).get(b"content-length", b"")
             if declared.isdigit() and int(declared) > self.max_body:
-                await send_envelope(send, 413, "请求体过大")
+                await send_envelope(scope, receive, send, 413, "请求体过大")
                 return
         if scope["type"] in ("http", "websocket") and _has_nul_in_target(scope):
             if scope["type"] == "http":
-                await send_envelope(send, 400, "参数错误:地址中含有非法字符(NUL)")
+                await send_envelope(scope, receive, send, 400, "参数错误:地址中含有非法字符(NUL)")
             else:
                 await send({"type": "websocket.close", "code": 1008})
             return
