@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from shengtu import __version__
 from shengtu.accounts.router import router as accounts_router
 from shengtu.api.envelope import ERROR_RESPONSES, Envelope, ok
 from shengtu.api.errors import install_error_handlers
+from shengtu.api.hot import HotReads
 from shengtu.api.middleware import EdgeGuardMiddleware, RequestIdMiddleware
 from shengtu.catalog.router import router as catalog_router
 from shengtu.context import AppContext
@@ -29,7 +31,10 @@ from shengtu.tasks.worker import Worker
 WEB_DIR = Path(__file__).parent / "web"
 
 
-def create_app(ctx: AppContext, *, with_worker: bool = True) -> FastAPI:
+def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = True) -> FastAPI:
+    """``hot_reads=False`` leaves every request to the FastAPI routes: the reference the
+    hot path (:mod:`shengtu.api.hot`) is tested against."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ctx.start()
@@ -41,6 +46,9 @@ def create_app(ctx: AppContext, *, with_worker: bool = True) -> FastAPI:
             worker = Worker(ctx)
             worker_task = asyncio.create_task(worker.run())
         app.state.worker = worker
+        # What start-up made (modules, models, compiled statements) lives as long as the
+        # process: out of the collector's sight, its full passes only walk the requests' own.
+        gc.freeze()
         try:
             yield
         finally:
@@ -63,6 +71,8 @@ def create_app(ctx: AppContext, *, with_worker: bool = True) -> FastAPI:
     )
     app.state.ctx = ctx
     install_error_handlers(app)
+    if hot_reads:
+        app.add_middleware(HotReads, ctx=ctx)  # innermost of ours: after the edge guard
     app.add_middleware(EdgeGuardMiddleware, max_body=ctx.settings.max_upload_bytes + 1024 * 1024)
     app.add_middleware(RequestIdMiddleware)
     for router in (

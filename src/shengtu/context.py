@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from shengtu.accounts.service import Authenticator
 from shengtu.api.limits import RequestLimits
 from shengtu.catalog.service import Catalog
 from shengtu.config import Settings
@@ -25,6 +26,7 @@ class AppContext:
     bus: EventBus
     catalog: Catalog
     limits: RequestLimits
+    auth: Authenticator
     providers: dict[str, Provider] = field(default_factory=dict)
 
     @classmethod
@@ -60,6 +62,7 @@ class AppContext:
             bus=bus,
             catalog=Catalog(db),
             limits=RequestLimits(settings),
+            auth=Authenticator(db, settings.resolved_jwt_secret()),
             providers=providers or {},
         )
 
@@ -72,4 +75,6 @@ class AppContext:
             await provider.aclose()
         await self.bus.aclose()
         await self.storage.aclose()
+        await self.auth.aclose()
+        await self.limits.aclose()
         await self.db.dispose()

@@ -9,12 +9,14 @@ writers of one process queue fairly instead of spinning in SQLite's busy handler
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVarTuple, cast
 
-from sqlalchemy import DateTime, MetaData, event, make_url, text
+from sqlalchemy import DateTime, MetaData, Select, event, make_url, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
@@ -35,6 +37,9 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+_Row = TypeVarTuple("_Row")
 
 
 class Base(DeclarativeBase):
@@ -112,6 +117,72 @@ def _connect_errors_as_oserror(engine: AsyncEngine) -> None:
             raise ConnectionResetError(f"database connection lost during handshake: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class _CompiledRead:
+    sql: str
+    binds: tuple[str, ...]
+    defaults: Mapping[str, Any]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+
+class SqliteRowReader:
+    """One-row reads on SQLite by statements compiled once: the hot GETs' path.
+
+    A connection of its own in autocommit, run on the loop's thread like
+    :mod:`shengtu.sqlite_inline`. In WAL mode a read never waits on a writer, and each
+    statement sees the last commit. The columns' own result processors convert the row, so
+    the values are those the ORM would load (datetimes, JSON, booleans).
+    """
+
+    def __init__(self, path: str, dialect: Dialect) -> None:
+        self._path = path
+        self._dialect = dialect
+        self._conn: sqlite3.Connection | None = None
+        self._compiled: dict[Select[*tuple[Any, ...]], _CompiledRead] = {}
+
+    def _compile(self, stmt: Select[*tuple[Any, ...]]) -> _CompiledRead:
+        compiled = stmt.compile(dialect=self._dialect)
+        processors = tuple(
+            column.type.dialect_impl(self._dialect).result_processor(self._dialect, None)
+            for column in stmt.selected_columns
+        )
+        binds = tuple(compiled.positiontup or ())
+        for name, processor in compiled._bind_processors.items():
+            if processor is not None:
+                # Only plain ints and strings are bound here; anything else needs processing.
+                raise TypeError(f"bind parameter {name} needs a processor")
+        defaults = {
+            name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
+        }
+        return _CompiledRead(compiled.string, binds, defaults, processors)
+
+    def first(
+        self, stmt: Select[*tuple[Any, ...]], params: Mapping[str, Any]
+    ) -> tuple[Any, ...] | None:
+        read = self._compiled.get(stmt)
+        if read is None:
+            read = self._compiled[stmt] = self._compile(stmt)
+        if self._conn is None:
+            self._conn = sqlite3.connect(
+                self._path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA query_only=ON")
+        row = self._conn.execute(
+            read.sql, [params[n] if n in params else read.defaults[n] for n in read.binds]
+        ).fetchone()
+        if row is None:
+            return None
+        return tuple(
+            value if processor is None or value is None else processor(value)
+            for value, processor in zip(row, read.processors, strict=True)
+        )
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 class Database:
     def __init__(self, url: str, pool_size: int = 10, overflow: int = 10) -> None:
         self.url = url
@@ -119,6 +190,9 @@ class Database:
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE", pool_size=2)
             self.read_engine = _sqlite_engine(url, None, pool_size=pool_size)
+            self._rows: SqliteRowReader | None = SqliteRowReader(
+                make_url(url).database or ":memory:", self.engine.dialect
+            )
         else:
             options: dict[str, Any] = {}
             if url.startswith(("mysql", "mariadb")):
@@ -134,6 +208,7 @@ class Database:
                 **options,
             )
             self.read_engine = self.engine
+            self._rows = None
             if url.startswith(("mysql", "mariadb")):
                 _connect_errors_as_oserror(self.engine)
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -161,6 +236,17 @@ class Database:
         async with self._reader() as session, session.begin():
             yield session
 
+    async def first(self, stmt: Select[*_Row], params: Mapping[str, Any]) -> tuple[*_Row] | None:
+        """The first row of a Core SELECT, or None: no session, no ORM, no transaction.
+
+        For the reads every request makes (the caller, the task, the balance); ``stmt``
+        should be built once and reused, with its values as ``bindparam``s."""
+        if self._rows is not None:
+            return cast("tuple[*_Row] | None", self._rows.first(stmt, params))
+        async with self.read_engine.connect() as conn:
+            row = (await conn.execute(stmt, params)).first()
+        return None if row is None else row.tuple()
+
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncSession]:
         """Reads that all see one moment of the database (for the audit)."""
@@ -182,6 +268,8 @@ class Database:
                     await session.rollback()
 
     async def dispose(self) -> None:
+        if self._rows is not None:
+            self._rows.close()
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()

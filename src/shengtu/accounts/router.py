@@ -63,14 +63,14 @@ async def login(body: Credentials, request: Request, ctx: ContextDep) -> Envelop
 
 @router.get("/user/auth/me", response_model=Envelope[UserOut])
 async def me(principal: PrincipalDep) -> Envelope[UserOut]:
-    return ok(_user_out(principal.user))
+    return ok(UserOut(userId=principal.user_id, username=principal.username, role=principal.role))
 
 
 @router.post("/user/auth/password", response_model=Envelope[None])
 async def change_password(
     body: PasswordChange, ctx: ContextDep, principal: PrincipalDep
 ) -> Envelope[None]:
-    await service.change_password(ctx.db, principal.user.id, body.oldPassword, body.newPassword)
+    await service.change_password(ctx.db, principal.user_id, body.oldPassword, body.newPassword)
     return ok(None)
 
 
@@ -78,14 +78,14 @@ async def change_password(
 async def create_api_key(
     body: ApiKeyCreate, ctx: ContextDep, principal: PrincipalDep
 ) -> Envelope[ApiKeyCreated]:
-    key, raw = await service.create_api_key(ctx.db, principal.user.id, body.name)
+    key, raw = await service.create_api_key(ctx.db, principal.user_id, body.name)
     out = _key_out(key, ctx.settings.timezone)
     return ok(ApiKeyCreated(**out.model_dump(), key=raw))
 
 
 @router.get("/user/api-keys", response_model=Envelope[list[ApiKeyOut]])
 async def list_api_keys(ctx: ContextDep, principal: PrincipalDep) -> Envelope[list[ApiKeyOut]]:
-    keys = await service.list_api_keys(ctx.db, principal.user.id)
+    keys = await service.list_api_keys(ctx.db, principal.user_id)
     return ok([_key_out(k, ctx.settings.timezone) for k in keys])
 
 
@@ -95,5 +95,5 @@ KeyId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 @router.delete("/user/api-keys/{key_id}", response_model=Envelope[None])
 async def delete_api_key(key_id: KeyId, ctx: ContextDep, principal: PrincipalDep) -> Envelope[None]:
-    await service.revoke_api_key(ctx.db, principal.user.id, key_id)
+    await service.revoke_api_key(ctx.db, principal.user_id, key_id)
     return ok(None)

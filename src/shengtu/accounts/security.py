@@ -15,6 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 JWT_ALGORITHM = "HS256"
 JWT_ISSUER = "shengtu"
 API_KEY_PREFIX = "sk-"
+TOKEN_LEEWAY_SECONDS = 5
 
 _hasher = PasswordHasher()
 # A real hash to verify against when the user does not exist, so that a wrong
@@ -37,6 +38,7 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 class TokenClaims:
     user_id: int
     epoch: int
+    expires_at: float  # Unix time, with the leeway ``decode_token`` allows
 
 
 def issue_token(secret: str, user_id: int, epoch: int, ttl: timedelta) -> tuple[str, datetime]:
@@ -62,12 +64,16 @@ def decode_token(secret: str, token: str) -> TokenClaims | None:
             algorithms=[JWT_ALGORITHM],
             issuer=JWT_ISSUER,
             options={"require": ["sub", "exp", "iat", "iss"]},
-            leeway=5,
+            leeway=TOKEN_LEEWAY_SECONDS,
         )
         user_id = int(payload["sub"])
         if not 0 < user_id < 2**63:
             return None
-        return TokenClaims(user_id=user_id, epoch=int(payload.get("ep", 0)))
+        return TokenClaims(
+            user_id=user_id,
+            epoch=int(payload.get("ep", 0)),
+            expires_at=float(payload["exp"]) + TOKEN_LEEWAY_SECONDS,
+        )
     except (jwt.PyJWTError, ValueError, TypeError):
         return None
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import anyio
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +18,10 @@ from shengtu.accounts.models import ApiKey, User
 from shengtu.config import Settings
 from shengtu.db import Database, utcnow
 from shengtu.errors import BadRequest, Conflict, NotFound, Unauthorized
+from shengtu.logs import get_logger
 from shengtu.points import service as points
+
+log = get_logger("shengtu.accounts")
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-\u4e00-\u9fff]{3,32}$")
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -27,8 +32,14 @@ API_KEY_LIMIT = 20
 class Principal:
     """Who is calling: the user, and the API key when one was used."""
 
-    user: User
+    user_id: int
+    username: str
+    role: str
     api_key_id: int | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
 
 
 def check_username(username: str) -> str:
@@ -110,44 +121,101 @@ async def get_user_by_name(session: AsyncSession, username: str) -> User:
     return user
 
 
-async def principal_from_credential(db: Database, secret: str, credential: str) -> Principal:
-    """Resolve a JWT or an ``sk-`` key to a live user, or raise 401."""
-    credential = credential.strip()
-    if credential.startswith(security.API_KEY_PREFIX):
-        return await _principal_from_api_key(db, credential)
-    claims = security.decode_token(secret, credential)
-    if claims is None:
-        raise Unauthorized()
-    async with db.read() as session:
-        user = await session.get(User, claims.user_id)
-    if user is None or not user.is_active or user.auth_epoch != claims.epoch:
-        raise Unauthorized()
-    return Principal(user=user)
+_USER_BY_ID = select(User.username, User.role, User.is_active, User.auth_epoch).where(
+    User.id == bindparam("user_id")
+)
+_KEY_BY_HASH = (
+    select(ApiKey.id, ApiKey.last_used_at, User.id, User.username, User.role, User.is_active)
+    .join(User, User.id == ApiKey.user_id)
+    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+)
+KEY_TOUCH_SECONDS = 60
+KEY_TOUCH_BATCH_SECONDS = 0.5
+_VERIFIED_TOKENS_MAX = 100_000
 
 
-async def _principal_from_api_key(db: Database, raw: str) -> Principal:
-    digest = security.api_key_hash(raw)
-    async with db.read() as session:
-        row = (
-            await session.execute(
-                select(ApiKey, User)
-                .join(User, User.id == ApiKey.user_id)
-                .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
-            )
-        ).first()
-    if row is None:
-        raise Unauthorized("API Key 无效或已吊销")
-    key, user = row
-    if not user.is_active:
-        raise Unauthorized()
-    now = utcnow()
-    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
-        # Only once a minute: a write on every request would cost more than the request.
-        async with db.write() as session:
-            await session.execute(
-                update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now)
-            )
-    return Principal(user=user, api_key_id=key.id)
+class Authenticator:
+    """Resolves a JWT or an ``sk-`` key to a live user, or raises 401.
+
+    Every call reads the user (or the key and its user): a disabled user, a password
+    change (the epoch) or a revoked key takes effect on the next request. What is kept is
+    only what cannot change: that a token string carries a valid signature and these
+    claims, until it expires.
+    """
+
+    def __init__(self, db: Database, secret: str) -> None:
+        self._db = db
+        self._secret = secret
+        self._verified: dict[str, security.TokenClaims] = {}
+        self._touch_pending: dict[int, datetime] = {}
+        self._toucher: asyncio.Task[None] | None = None
+
+    def _claims(self, token: str) -> security.TokenClaims | None:
+        claims = self._verified.get(token)
+        if claims is not None:
+            if claims.expires_at > time.time():
+                return claims
+            del self._verified[token]
+        claims = security.decode_token(self._secret, token)
+        if claims is not None:
+            if len(self._verified) >= _VERIFIED_TOKENS_MAX:
+                self._verified.clear()
+            self._verified[token] = claims
+        return claims
+
+    async def principal(self, credential: str) -> Principal:
+        credential = credential.strip()
+        if credential.startswith(security.API_KEY_PREFIX):
+            return await self._from_api_key(credential)
+        claims = self._claims(credential)
+        if claims is None:
+            raise Unauthorized()
+        row = await self._db.first(_USER_BY_ID, {"user_id": claims.user_id})
+        if row is None:
+            raise Unauthorized()
+        username, role, active, epoch = row
+        if not active or epoch != claims.epoch:
+            raise Unauthorized()
+        return Principal(user_id=claims.user_id, username=username, role=role)
+
+    async def _from_api_key(self, raw: str) -> Principal:
+        row = await self._db.first(_KEY_BY_HASH, {"key_hash": security.api_key_hash(raw)})
+        if row is None:
+            raise Unauthorized("API Key 无效或已吊销")
+        key_id, last_used, user_id, username, role, active = row
+        if not active:
+            raise Unauthorized()
+        now = utcnow()
+        if last_used is None or (now - last_used).total_seconds() > KEY_TOUCH_SECONDS:
+            self._touch(key_id, now)
+        return Principal(user_id=user_id, username=username, role=role, api_key_id=key_id)
+
+    def _touch(self, key_id: int, now: datetime) -> None:
+        """Record the key's use, at most about once a minute, without the request waiting:
+        it is a hint for the key list, not part of the answer. The uses of the next half
+        second are written together, in one transaction: one write per key, each holding
+        SQLite's writer in turn, stalled every request when many keys came back at once."""
+        self._touch_pending[key_id] = now
+        if self._toucher is None or self._toucher.done():
+            self._toucher = asyncio.create_task(self._write_touches())
+
+    async def _write_touches(self) -> None:
+        await asyncio.sleep(KEY_TOUCH_BATCH_SECONDS)
+        pending, self._touch_pending = self._touch_pending, {}
+        try:
+            async with self._db.write() as session:
+                await session.execute(
+                    update(ApiKey)
+                    .where(ApiKey.id.in_(sorted(pending)))
+                    .values(last_used_at=max(pending.values()))
+                )
+        except Exception as exc:
+            log.warning("api_key_touch_failed", keys=len(pending), error=repr(exc)[:200])
+
+    async def aclose(self) -> None:
+        """Write the key uses still waiting (a moment's worth)."""
+        if self._toucher is not None and not self._toucher.done():
+            await asyncio.wait([self._toucher], timeout=5)
 
 
 async def create_api_key(db: Database, user_id: int, name: str) -> tuple[ApiKey, str]:

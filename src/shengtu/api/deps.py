@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from shengtu.accounts.service import Principal, principal_from_credential
+from shengtu.accounts.service import Principal
 from shengtu.context import AppContext
 from shengtu.errors import Forbidden, Unauthorized
 
@@ -20,31 +21,42 @@ async def get_context(request: Request) -> AppContext:
 ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
-def credential_from_headers(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    scheme, _, value = auth.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    key = request.headers.get("x-api-key", "").strip()
-    return key or None
+def credential_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """A Bearer token from ``Authorization``, else an ``X-API-Key`` (the first of each)."""
+    auth = key = None
+    for name, value in headers:
+        if name == b"authorization" and auth is None:
+            auth = value.decode("latin-1")
+        elif name == b"x-api-key" and key is None:
+            key = value.decode("latin-1")
+    scheme, _, token = (auth or "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return (key or "").strip() or None
+
+
+NO_CREDENTIAL = "未登录或Token过期:请在 Authorization 头中提供 Bearer Token 或 API Key"
+
+
+async def authorize(ctx: AppContext, headers: Iterable[tuple[bytes, bytes]]) -> Principal:
+    """The caller of a request, within their request-rate limits; else 401 or 429."""
+    credential = credential_from_headers(headers)
+    if credential is None:
+        raise Unauthorized(NO_CREDENTIAL)
+    principal = await ctx.auth.principal(credential)
+    await ctx.limits.check(principal)
+    return principal
 
 
 async def get_principal(request: Request, ctx: ContextDep) -> Principal:
-    credential = credential_from_headers(request)
-    if credential is None:
-        raise Unauthorized("未登录或Token过期:请在 Authorization 头中提供 Bearer Token 或 API Key")
-    principal = await principal_from_credential(
-        ctx.db, ctx.settings.resolved_jwt_secret(), credential
-    )
-    await ctx.limits.check(principal)
-    return principal
+    return await authorize(ctx, request.scope["headers"])
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 async def get_admin(principal: PrincipalDep) -> Principal:
-    if not principal.user.is_admin:
+    if not principal.is_admin:
         raise Forbidden("需要管理员权限")
     return principal
 

@@ -84,11 +84,30 @@ def _refused_value(exc: DBAPIError) -> bool:
     return False
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ShengtuError)
-    async def _domain(_: Request, exc: ShengtuError) -> JSONResponse:
+def failure_response(exc: Exception) -> JSONResponse:
+    """The envelope for a failure raised while serving a request (not a validation error)."""
+    if isinstance(exc, ShengtuError):
         return error_response(exc.code, exc.message, headers=exc.headers)
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        log.error("database_unavailable", error=str(getattr(exc, "orig", exc))[:300])
+        return error_response(503, "数据库暂时不可用,请稍后再试")
+    if isinstance(exc, OSError):
+        # A driver that raises the socket's own error (asyncpg on connect, Redis …).
+        log.error("backend_unreachable", error_type=type(exc).__name__, error=str(exc)[:300])
+        return error_response(503, "服务暂时不可用,请稍后再试")
+    if isinstance(exc, DBAPIError):
+        if _refused_value(exc):
+            # A value the database refuses for what it is (a NUL byte for PostgreSQL,
+            # say): the client's input; the transaction was rolled back.
+            log.warning("database_refused_value", error=str(exc.orig)[:300])
+            return error_response(400, "参数错误:参数中含有无法保存的字符或取值")
+        log.error("database_error", error=str(exc.orig)[:300])
+        return error_response(500, "服务器错误")
+    log.exception("unhandled_error", error_type=type(exc).__name__)
+    return error_response(500, "服务器错误")
 
+
+def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
@@ -103,30 +122,11 @@ def install_error_handlers(app: FastAPI) -> None:
         message = _HTTP_MESSAGES.get(code, "请求失败")
         return error_response(code, message, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(InterfaceError)
-    @app.exception_handler(PoolTimeout)
-    async def _db_down(_: Request, exc: Exception) -> JSONResponse:
-        log.error("database_unavailable", error=str(getattr(exc, "orig", exc))[:300])
-        return error_response(503, "数据库暂时不可用,请稍后再试")
+    async def _failure(_: Request, exc: Exception) -> JSONResponse:
+        return failure_response(exc)
 
-    @app.exception_handler(OSError)
-    async def _connection_failed(_: Request, exc: OSError) -> JSONResponse:
-        # A driver that raises the socket's own error (asyncpg on connect, Redis …).
-        log.error("backend_unreachable", error_type=type(exc).__name__, error=str(exc)[:300])
-        return error_response(503, "服务暂时不可用,请稍后再试")
-
-    @app.exception_handler(DBAPIError)
-    async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:
-        if _refused_value(exc):
-            # A value the database refuses for what it is (a NUL byte for PostgreSQL,
-            # say): the client's input; the transaction was rolled back.
-            log.warning("database_refused_value", error=str(exc.orig)[:300])
-            return error_response(400, "参数错误:参数中含有无法保存的字符或取值")
-        log.error("database_error", error=str(exc.orig)[:300])
-        return error_response(500, "服务器错误")
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled_error", error_type=type(exc).__name__)
-        return error_response(500, "服务器错误")
+    # By class, not only ``Exception``: Starlette answers a handler for ``Exception`` from its
+    # outermost layer (ServerErrorMiddleware), outside the request-id and access-log layer.
+    for kind in (ShengtuError, OperationalError, InterfaceError, PoolTimeout, OSError, DBAPIError):
+        app.add_exception_handler(kind, _failure)
+    app.add_exception_handler(Exception, _failure)

@@ -7,7 +7,6 @@ import contextlib
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from shengtu.accounts.service import principal_from_credential
 from shengtu.context import AppContext
 from shengtu.errors import ShengtuError
 
@@ -22,17 +21,15 @@ async def task_events(websocket: WebSocket) -> None:
         auth = websocket.headers.get("authorization", "")
         token = auth.partition(" ")[2] if auth.lower().startswith("bearer ") else ""
     try:
-        principal = await principal_from_credential(
-            ctx.db, ctx.settings.resolved_jwt_secret(), token
-        )
+        principal = await ctx.auth.principal(token)
     except ShengtuError:
         # Accept, then close with a code a browser can read (a refused handshake is only "403").
         await websocket.accept()
         await websocket.close(code=4401, reason="未登录或Token过期")
         return
     await websocket.accept()
-    async with ctx.bus.subscribe(principal.user.id) as queue:
-        await websocket.send_json({"event": "connected", "data": {"userId": principal.user.id}})
+    async with ctx.bus.subscribe(principal.user_id) as queue:
+        await websocket.send_json({"event": "connected", "data": {"userId": principal.user_id}})
 
         async def drain_client() -> None:
             # Reading is how a close from the client is noticed.

@@ -20,7 +20,7 @@ PageSize = Annotated[int, Query(ge=1, le=100)]
 @router.get("/user/points/consumption/balance", response_model=Envelope[BalanceOut])
 async def balance(ctx: ContextDep, principal: PrincipalDep) -> Envelope[BalanceOut]:
     async with ctx.db.read() as session:
-        account = await service.balance(session, principal.user.id)
+        account = await service.balance(session, principal.user_id)
     return ok(
         BalanceOut(
             userId=account.user_id,
@@ -35,7 +35,7 @@ async def records(
     ctx: ContextDep, principal: PrincipalDep, page: PageNo = 1, size: PageSize = 10
 ) -> Envelope[Page[LedgerOut]]:
     async with ctx.db.read() as session:
-        rows, total = await service.records(session, principal.user.id, page, size)
+        rows, total = await service.records(session, principal.user_id, page, size)
     tz = ctx.settings.timezone
     out = [
         LedgerOut(

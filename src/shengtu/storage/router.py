@@ -44,7 +44,7 @@ async def upload(file: UploadFile, ctx: ContextDep, principal: PrincipalDep) -> 
         async with ctx.db.write() as session:
             session.add(
                 StoredFile(
-                    user_id=principal.user.id,
+                    user_id=principal.user_id,
                     key=key,
                     content_type=info.content_type,
                     size=len(data),

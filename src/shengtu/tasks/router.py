@@ -19,7 +19,7 @@ async def submit(
     detail = await service.submit(
         ctx,
         service.SubmitInput(
-            user_id=principal.user.id,
+            user_id=principal.user_id,
             api_key_id=principal.api_key_id,
             model_name=body.modelName,
             prompt=body.prompt,
@@ -41,7 +41,7 @@ async def list_tasks(
 ) -> Envelope[Page[TaskDetail]]:
     async with ctx.db.read() as session:
         rows, total = await service.list_tasks(
-            session, principal.user.id, page=page, size=size, task_type=taskType, status=status
+            session, principal.user_id, page=page, size=size, task_type=taskType, status=status
         )
     tz = ctx.settings.timezone
     return ok(Page[TaskDetail].of([task_detail(t, tz) for t in rows], total, page, size))
@@ -49,11 +49,11 @@ async def list_tasks(
 
 @router.post("/user/ai/tasks/{task_no}/cancel", response_model=Envelope[TaskDetail])
 async def cancel(task_no: str, ctx: ContextDep, principal: PrincipalDep) -> Envelope[TaskDetail]:
-    return ok(await service.cancel(ctx, principal.user.id, task_no))
+    return ok(await service.cancel(ctx, principal.user_id, task_no))
 
 
 @router.get("/user/ai/tasks/{task_no}", response_model=Envelope[TaskDetail])
 async def get_task(task_no: str, ctx: ContextDep, principal: PrincipalDep) -> Envelope[TaskDetail]:
     async with ctx.db.read() as session:
-        task = await service.get_task(session, principal.user.id, task_no)
+        task = await service.get_task(session, principal.user_id, task_no)
     return ok(task_detail(task, ctx.settings.timezone))

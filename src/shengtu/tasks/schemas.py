@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Literal
+from datetime import datetime
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -55,7 +56,27 @@ def image_url_field(urls: list[str]) -> str | None:
     return json.dumps(urls, ensure_ascii=False)
 
 
-def task_detail(task: AiTask, tz: str) -> TaskDetail:
+class TaskRow(NamedTuple):
+    """The columns a task's answer is made of, read without the ORM."""
+
+    task_no: str
+    model_name: str
+    status: str
+    task_type: str
+    progress: int
+    prompt: str
+    image_urls: list[str] | None
+    result_url: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    error_message: str | None
+    points_cost: int
+
+
+TASK_ROW_COLUMNS = tuple(getattr(AiTask, name) for name in TaskRow._fields)
+
+
+def task_detail(task: AiTask | TaskRow, tz: str) -> TaskDetail:
     return TaskDetail(
         taskNo=task.task_no,
         modelName=task.model_name,

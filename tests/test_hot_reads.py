@@ -1,0 +1,147 @@
+"""The hot reads (shengtu/api/hot.py) answer exactly as the FastAPI routes they stand in for.
+
+The served platform answers through the hot path; the same database, read through an
+in-process app built with ``hot_reads=False``, answers through the routes. Every answer
+(status, body bytes, content type and length, Retry-After) must be the same, success or
+failure, on every database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from shengtu.api.hot import HotReads, route
+from shengtu.app import create_app
+from shengtu.config import Settings
+from shengtu.context import AppContext
+from tests.support import Platform
+
+Request = tuple[str, dict[str, str]]
+
+
+def _settings(platform: Platform) -> Settings:
+    values = {
+        k.removeprefix("SHENGTU_").lower(): v
+        for k, v in platform.env.items()
+        if k.startswith("SHENGTU_")
+    }
+    return Settings(**values)
+
+
+def _answer(response: httpx.Response) -> tuple[Any, ...]:
+    return (
+        response.status_code,
+        response.content,
+        response.headers.get("content-type"),
+        response.headers.get("content-length"),
+        response.headers.get("retry-after"),
+    )
+
+
+def _through_routes(platform: Platform, requests: list[Request]) -> list[tuple[Any, ...]]:
+    async def go() -> list[tuple[Any, ...]]:
+        ctx = AppContext.build(_settings(platform), role="api")
+        await ctx.start()
+        try:
+            app = create_app(ctx, with_worker=False, hot_reads=False)
+            assert not any(m.cls is HotReads for m in app.user_middleware)
+            served = create_app(ctx, with_worker=False)
+            assert any(m.cls is HotReads for m in served.user_middleware)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                return [_answer(await client.get(p, headers=h)) for p, h in requests]
+        finally:
+            await ctx.aclose()
+
+    return asyncio.run(go())
+
+
+def _served(platform: Platform, requests: list[Request]) -> list[tuple[Any, ...]]:
+    with httpx.Client(base_url=platform.url, timeout=30) as client:
+        return [_answer(client.get(p, headers=h)) for p, h in requests]
+
+
+def test_hot_reads_answer_byte_for_byte_as_the_routes(audited: Platform) -> None:
+    owner = audited.new_user(points=1000)
+    other = audited.new_user(points=1000)
+    done = owner.submit(modelName="sc_soraimg_text_1x1", prompt="一只猫,在窗台上。第二句")
+    failed = owner.submit(modelName="sc_soraimg_text_1x1", prompt="[sandbox:fail] 失败的任务")
+    images = owner.submit(
+        modelName="sc_soraimg_img2img_2x3",
+        prompt="转换为水彩画风格",
+        imageUrl='["https://example.com/a.png","https://example.com/b.png"]',
+    )
+    numbers = [t["data"]["taskNo"] for t in (done, failed, images)]
+    finished = [owner.wait(n) for n in numbers[:2]]
+    assert [t["status"] for t in finished] == ["completed", "failed"]
+    key = owner.client.post("/user/api-keys", json={"name": "热读"}).json()["data"]["key"]
+    revoked = owner.client.post("/user/api-keys", json={"name": "吊销"}).json()["data"]
+    assert owner.client.delete(f"/user/api-keys/{revoked['id']}").json()["code"] == 200
+
+    jwt = {"Authorization": f"Bearer {owner.token}"}
+    by_key = {"X-API-Key": key}
+    requests: list[Request] = []
+    for n in numbers:
+        requests += [(f"/user/ai/tasks/{n}", jwt), (f"/user/ai/tasks/{n}", by_key)]
+    requests += [
+        ("/user/points/consumption/balance", jwt),
+        ("/user/points/consumption/balance", by_key),
+        # Refusals, each in its envelope.
+        (f"/user/ai/tasks/{numbers[0]}", {"Authorization": f"Bearer {other.token}"}),
+        ("/user/ai/tasks/TASK-20250101000000000-0000", jwt),
+        ("/user/ai/tasks/" + "任务" * 40, jwt),
+        (f"/user/ai/tasks/{numbers[0]}", {}),
+        ("/user/points/consumption/balance", {}),
+        (f"/user/ai/tasks/{numbers[0]}", {"Authorization": "Bearer not-a-token"}),
+        (f"/user/ai/tasks/{numbers[0]}", {"Authorization": f"Bearer {owner.token}x"}),
+        (f"/user/ai/tasks/{numbers[0]}", {"X-API-Key": revoked["key"]}),
+        (f"/user/ai/tasks/{numbers[0]}", {"X-API-Key": "sk-unknown"}),
+        # Paths beside the hot ones go on to the routes, in both.
+        ("/user/ai/tasks/list", jwt),
+        ("/user/ai/tasks/", jwt),
+        (f"/user/ai/tasks/{numbers[0]}/", jwt),
+        ("/user/points/consumption/balance/", jwt),
+    ]
+    claimed = [route("GET", path) is not None for path, _ in requests]
+    assert claimed == [True] * 17 + [False] * 4  # the served answers are the hot path's
+    served = _served(audited, requests)
+    reference = _through_routes(audited, requests)
+    for request, fast, reference_answer in zip(requests, served, reference, strict=True):
+        assert fast == reference_answer, request
+    statuses = [answer[0] for answer in served]
+    assert statuses[:8] == [200] * 8
+    assert statuses[8:17] == [404, 404, 404, 401, 401, 401, 401, 401, 401]
+
+
+def test_hot_reads_keep_the_rate_limit(tmp_path: Any) -> None:
+    platform = Platform(tmp_path, SHENGTU_USER_REQUESTS_PER_MINUTE="4").start()
+    try:
+        user = platform.new_user()
+        task_no = "TASK-20250101000000000-0000"
+        codes = [user.client.get(f"/user/ai/tasks/{task_no}").status_code for _ in range(3)]
+        refused = user.client.get("/user/points/consumption/balance")
+        assert codes == [404, 404, 404]  # each one counted, though it found nothing
+        assert refused.status_code == 200
+        refused = user.client.get("/user/points/consumption/balance")
+        assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 15
+        assert "该用户每分钟最多 4 次请求" in refused.json()["message"]
+    finally:
+        platform.stop()
+
+
+def test_an_api_key_use_is_recorded_without_the_request_waiting(platform: Platform) -> None:
+    user = platform.new_user()
+    key = user.client.post("/user/api-keys", json={"name": "记录"}).json()["data"]["key"]
+    by_key = platform.client(**{"X-API-Key": key})
+    assert by_key.get("/user/points/consumption/balance").json()["code"] == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        keys = user.client.get("/user/api-keys").json()["data"]
+        if keys[0]["lastUsedTime"] is not None:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the key's use was never recorded")
