@@ -72,7 +72,11 @@ class Worker:
 
     @property
     def tick(self) -> float:
-        return max(0.05, min(1.0, self.settings.poll_interval / 2))
+        # Short: tasks fall due one by one, and a claim each tick takes what fell due since
+        # the last. At a 1 s tick, one worker tracking 640 tasks at a 5 s interval ran ~130
+        # steps in one burst each second, and the API requests sharing its process waited
+        # behind the burst (p99 200 ms instead of 20). An idle tick is one indexed read.
+        return max(0.05, min(0.1, self.settings.poll_interval / 2))
 
     def stop(self) -> None:
         self._stop.set()
