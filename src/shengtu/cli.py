@@ -73,7 +73,7 @@ def worker() -> None:
     """Run a worker alone: claims due tasks from the database and carries them to the end."""
     from shengtu.runner import run, work
 
-    run(work(_settings()))
+    run(work(_settings()), accepts_connections=False)
 
 
 @app.command()
