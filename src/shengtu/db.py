@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVarTuple, cast
@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
-from shengtu.sqlite_inline import inline_connector
+from shengtu.sqlite_inline import inline_connector, open_sqlite
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -68,6 +68,13 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value
 
 
+SQLITE_TIMEOUT = 30  # seconds in SQLite's busy handler before "database is locked"
+
+
+def _sqlite_path(url: str) -> str:
+    return make_url(url).database or ":memory:"
+
+
 def _sqlite_engine(url: str, begin: str | None, pool_size: int) -> AsyncEngine:
     """``begin=None``: autocommit reads. Each statement reads a consistent snapshot in
     WAL mode, and skipping BEGIN/ROLLBACK saves two round trips per session.
@@ -77,7 +84,7 @@ def _sqlite_engine(url: str, begin: str | None, pool_size: int) -> AsyncEngine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        async_creator=inline_connector(make_url(url).database or ":memory:", timeout=30),
+        async_creator=inline_connector(_sqlite_path(url), SQLITE_TIMEOUT),
         pool_reset_on_return="rollback" if begin else None,
     )
 
@@ -163,9 +170,7 @@ class SqliteRowReader:
         if read is None:
             read = self._compiled[stmt] = self._compile(stmt)
         if self._conn is None:
-            self._conn = sqlite3.connect(
-                self._path, timeout=30, isolation_level=None, check_same_thread=False
-            )
+            self._conn = open_sqlite(self._path, SQLITE_TIMEOUT)
             self._conn.execute("PRAGMA query_only=ON")
         row = self._conn.execute(
             read.sql, [params[n] if n in params else read.defaults[n] for n in read.binds]
@@ -210,7 +215,7 @@ class Database:
             self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE", pool_size=2)
             self.read_engine = _sqlite_engine(url, None, pool_size=pool_size)
             self._rows: SqliteRowReader | None = SqliteRowReader(
-                make_url(url).database or ":memory:", self.engine.dialect
+                _sqlite_path(url), self.engine.dialect
             )
         else:
             options: dict[str, Any] = {}
@@ -244,24 +249,23 @@ class Database:
         if self.is_sqlite:
             if self._write_lock is None:
                 self._write_lock = asyncio.Lock()
-            async with (
-                self._write_lock,
-                _inline_session(self._writer) as session,
-                session.begin(),
-            ):
+            async with self._write_lock, self._session(self._writer) as session, session.begin():
                 yield session
         else:
-            async with self._writer() as session, session.begin():
+            async with self._session(self._writer) as session, session.begin():
                 yield session
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        if self.is_sqlite:
-            async with _inline_session(self._reader) as session, session.begin():
-                yield session
-        else:
-            async with self._reader() as session, session.begin():
-                yield session
+        async with self._session(self._reader) as session, session.begin():
+            yield session
+
+    def _session(
+        self, maker: async_sessionmaker[AsyncSession]
+    ) -> AbstractAsyncContextManager[AsyncSession]:
+        # SQLite's sessions close in place (_inline_session); the others keep SQLAlchemy's
+        # close in a task of its own, which a cancellation cannot cut short mid-I/O.
+        return _inline_session(maker) if self.is_sqlite else maker()
 
     async def first(self, stmt: Select[*_Row], params: Mapping[str, Any]) -> tuple[*_Row] | None:
         """The first row of a Core SELECT, or None: no session, no ORM, no transaction.

@@ -131,13 +131,17 @@ class InlineConnection:
             self._conn.close()
 
 
+def open_sqlite(path: str, timeout: float) -> sqlite3.Connection:
+    """A connection in autocommit (BEGIN is ours to issue), for use on the loop's thread."""
+    # check_same_thread=False: SQLAlchemy's pool may close a connection from the thread
+    # that runs garbage collection; every use is on the loop's thread.
+    return sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+
+
 def inline_connector(path: str, timeout: float) -> Callable[[], Awaitable[InlineConnection]]:
     """``create_async_engine(async_creator=…)`` for the database file at ``path``."""
 
     async def connect() -> InlineConnection:
-        # check_same_thread=False: SQLAlchemy's pool may close a connection from the
-        # thread that runs garbage collection; every use is on the loop's thread.
-        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
-        return InlineConnection(conn)
+        return InlineConnection(open_sqlite(path, timeout))
 
     return connect

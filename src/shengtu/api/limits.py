@@ -47,6 +47,8 @@ class RateStore(Protocol):
         """0 when one more is within ``rate`` now (and, with ``take``, counted);
         else the seconds until it would be."""
 
+    async def aclose(self) -> None: ...
+
 
 class MemoryRates:
     """For one process. Keys whose arrival time has passed are forgotten as the map grows."""
@@ -67,6 +69,9 @@ class MemoryRates:
                 self._tat = {k: t for k, t in self._tat.items() if t > now}
                 self._sweep_at = max(10_000, 2 * len(self._tat))
         return 0.0
+
+    async def aclose(self) -> None:
+        pass
 
 
 # KEYS[1]: the key; ARGV: interval, period, take (1/0). Redis's clock, so that every
@@ -110,7 +115,7 @@ def _retry_after(wait: float) -> int:
 
 class RequestLimits:
     def __init__(self, settings: Settings) -> None:
-        self._store: MemoryRates | RedisRates = (
+        self._store: RateStore = (
             RedisRates(settings.redis_url) if settings.redis_url else MemoryRates()
         )
         window = settings.login_failure_window_seconds
@@ -158,5 +163,4 @@ class RequestLimits:
                 )
 
     async def aclose(self) -> None:
-        if isinstance(self._store, RedisRates):
-            await self._store.aclose()
+        await self._store.aclose()
