@@ -185,19 +185,15 @@ def http_benchmarks(report: Report, mode: Mode, work: Path) -> None:
     # The upstream is a `shengtu sandbox` process of its own, as a real upstream is another
     # service; the worker runs inside `serve` (the embedded default) and polls the seeded
     # tasks every 5 s throughout (the 5 below).
-    upstream_port = free_port()
-    p = Platform(
+    (work / "embedded").mkdir()
+    p = Platform.with_sandbox_process(
         work / "embedded",
-        SHENGTU_SUCHUANG_BASE_URL=f"http://127.0.0.1:{upstream_port}",
-        SHENGTU_SUCHUANG_API_KEY="sbx-bench",
+        worker=True,
         SHENGTU_SANDBOX_LATENCY="3600",
         SHENGTU_POLL_INTERVAL="5",
         SHENGTU_FIRST_POLL_DELAY="3",
         **CAMPAIGN,
     )
-    p.data_dir.mkdir()
-    upstream = p.spawn("sandbox", "--port", str(upstream_port), "--key", "sbx-bench")
-    wait_http(f"http://127.0.0.1:{upstream_port}/healthz", upstream)
     p.start()
     try:
         pid = (server_pid(p),)
@@ -205,8 +201,7 @@ def http_benchmarks(report: Report, mode: Mode, work: Path) -> None:
         seeded = seed_users(p, mode.users, mode.tasks_per_user)
         # Measure the steady state: the seeded tasks submitted upstream and polled once
         # (the first poll comes 3 s after the submit), so the worker's first burst is over.
-        upstream_url = f"http://127.0.0.1:{upstream_port}"
-        while sandbox_stats(upstream_url)["submits"] < mode.users * mode.tasks_per_user:
+        while sandbox_stats(p.sandbox_url)["submits"] < mode.users * mode.tasks_per_user:
             time.sleep(0.2)
         time.sleep(3 + 1)
 
@@ -422,24 +417,19 @@ def completion_latency(report: Report, mode: Mode, work: Path) -> None:
     """From the sandbox first answering "done" to the client seeing ``completed``."""
     data = work / "completion"
     data.mkdir()
-    sandbox_port = free_port()
-    key = "sbx-bench"
-    p = Platform(
+    p = Platform.with_sandbox_process(
         data,
-        SHENGTU_SUCHUANG_BASE_URL=f"http://127.0.0.1:{sandbox_port}",
-        SHENGTU_SUCHUANG_API_KEY=key,
+        worker=True,
         SHENGTU_SANDBOX_LATENCY="1",
         SHENGTU_POLL_INTERVAL="1",
         SHENGTU_FIRST_POLL_DELAY="0.5",
         **CAMPAIGN,
     )
-    sandbox = p.spawn("sandbox", "--port", str(sandbox_port), "--key", key)
-    wait_http(f"http://127.0.0.1:{sandbox_port}/healthz", sandbox)
     p.start()
     try:
         user = p.new_user(points=100_000_000)
         seen = asyncio.run(watch_completions(p, user, mode.completions))
-        done_at = sandbox_stats(f"http://127.0.0.1:{sandbox_port}")["done_at"]
+        done_at = sandbox_stats(p.sandbox_url)["done_at"]
         for channel in ("websocket", "poll every 50 ms"):
             lags = sorted(seen[channel][prompt] - done_at[prompt] for prompt in seen[channel])
             p50, p99 = lags[len(lags) // 2], lags[min(len(lags) - 1, int(0.99 * len(lags)))]

@@ -159,14 +159,17 @@ class Platform:
         self.clients: list[httpx.Client] = []
 
     @classmethod
-    def with_sandbox_process(cls, data_dir: Path, **overrides: Any) -> Platform:
-        """A platform without an in-process worker, whose upstream is a sandbox in a
-        process of its own: it outlives the workers and API processes a test kills."""
+    def with_sandbox_process(
+        cls, data_dir: Path, *, worker: bool = False, **overrides: Any
+    ) -> Platform:
+        """A platform whose upstream is a sandbox in a process of its own: it outlives the
+        workers and API processes a test kills. ``worker``: run the worker inside ``serve``
+        (else the caller starts ``shengtu worker`` processes)."""
         port = free_port()
         key = "sbx-" + secrets.token_hex(8)
         platform = cls(
             data_dir,
-            worker=False,
+            worker=worker,
             SHENGTU_SUCHUANG_BASE_URL=f"http://127.0.0.1:{port}",
             SHENGTU_SUCHUANG_API_KEY=key,
             **overrides,
