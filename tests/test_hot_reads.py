@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from shengtu.api.hot import HotReads, route
-from shengtu.app import create_app
+from shengtu.app import ShengtuApp, create_app
 from shengtu.config import Settings
 from shengtu.context import AppContext
 from tests.support import Platform
@@ -42,15 +42,22 @@ def _answer(response: httpx.Response) -> tuple[Any, ...]:
     )
 
 
+def _edge_layers(app: ShengtuApp) -> list[type]:
+    layers, layer = [], app.edge
+    while layer is not None:
+        layers.append(type(layer))
+        layer = getattr(layer, "app", None)
+    return layers
+
+
 def _through_routes(platform: Platform, requests: list[Request]) -> list[tuple[Any, ...]]:
     async def go() -> list[tuple[Any, ...]]:
         ctx = AppContext.build(_settings(platform), role="api")
         await ctx.start()
         try:
             app = create_app(ctx, with_worker=False, hot_reads=False)
-            assert not any(m.cls is HotReads for m in app.user_middleware)
-            served = create_app(ctx, with_worker=False)
-            assert any(m.cls is HotReads for m in served.user_middleware)
+            assert HotReads not in _edge_layers(app)
+            assert HotReads in _edge_layers(create_app(ctx, with_worker=False))
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 return [_answer(await client.get(p, headers=h)) for p, h in requests]

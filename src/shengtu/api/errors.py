@@ -125,8 +125,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _failure(_: Request, exc: Exception) -> JSONResponse:
         return failure_response(exc)
 
-    # By class, not only ``Exception``: Starlette answers a handler for ``Exception`` from its
-    # outermost layer (ServerErrorMiddleware), outside the request-id and access-log layer.
+    # By class, not only ``Exception``: Starlette answers a handler for ``Exception`` from
+    # ServerErrorMiddleware, which then raises the exception on to the server (a traceback
+    # in the log for every expected 503); by class, ExceptionMiddleware answers, and that ends it.
     for kind in (ShengtuError, OperationalError, InterfaceError, PoolTimeout, OSError, DBAPIError):
         app.add_exception_handler(kind, _failure)
     app.add_exception_handler(Exception, _failure)
