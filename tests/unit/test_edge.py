@@ -47,3 +47,7 @@ def test_a_crash_is_answered_in_the_envelope_with_its_request_id(
     logged = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
     crashes = [e for e in logged if e.get("event") == "unhandled_error"]
     assert crashes and crashes[0]["request_id"] == "crash-1"
+    access = [e for e in logged if e.get("event") == "request"]
+    assert [(e["path"], e["status"], e["request_id"]) for e in access] == [
+        ("/crash", 500, "crash-1")
+    ]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import time
-from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,35 +20,44 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 class RequestIdMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # Bound once, after logging is configured: the module's lazy proxy builds a new
+        # bound logger on every call, ~2 µs, a few percent of a hot read, even when the
+        # level filters the line out.
+        self.log = log.bind()
+        self.logs_requests = self.log.is_enabled_for(logging.INFO)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        incoming = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
         request_id = incoming if _SAFE_ID.match(incoming) else secrets.token_hex(8)
+        id_header = (b"x-request-id", request_id.encode())
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
-        status: dict[str, Any] = {"code": 0}
+        status = 0
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-                headers = list(message.get("headers") or [])
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
+                nonlocal status
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), id_header]}
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if scope["type"] == "http":
-                log.info(
+            if self.logs_requests and scope["type"] == "http":
+                self.log.info(
                     "request",
                     method=scope.get("method"),
                     path=scope.get("path"),
-                    status=status["code"],
+                    status=status,
                     ms=round((time.perf_counter() - started) * 1000, 1),
                 )
             structlog.contextvars.clear_contextvars()
