@@ -1,9 +1,10 @@
-"""The reads clients repeat most, answered without FastAPI's inner layers or the ORM.
+"""The reads clients repeat most, answered in front of FastAPI, without the ORM.
 
 A client waiting on a task polls ``GET /user/ai/tasks/{taskNo}`` (the spec's way), and a
 console polls its balance. Through the router, dependency solving, response validation and
 an ORM session, one such read cost about 2 ms of CPU, most of it in those layers rather
-than in the two indexed reads it makes. Here it is the same work, in plain ASGI: the same
+than in the two indexed reads it makes. Here it is the same work, in plain ASGI, behind only
+the request-id and edge-guard layers (:class:`shengtu.app.ShengtuApp`): the same
 authentication and rate limits (:func:`shengtu.api.deps.authorize`), the same statements'
 rows turned into the same response models, and the same error envelopes
 (:func:`shengtu.api.errors.failure_response`). The FastAPI routes stay: they document the
