@@ -18,7 +18,7 @@ from shengtu.api.hot import HotReads, route
 from shengtu.app import ShengtuApp, create_app
 from shengtu.config import Settings
 from shengtu.context import AppContext
-from tests.support import Platform
+from tests.support import Platform, cli
 
 Request = tuple[str, dict[str, str]]
 
@@ -88,6 +88,15 @@ def test_hot_reads_answer_byte_for_byte_as_the_routes(audited: Platform) -> None
     key = owner.client.post("/user/api-keys", json={"name": "热读"}).json()["data"]["key"]
     revoked = owner.client.post("/user/api-keys", json={"name": "吊销"}).json()["data"]
     assert owner.client.delete(f"/user/api-keys/{revoked['id']}").json()["code"] == 200
+    other_key = other.client.post("/user/api-keys", json={"name": "k"}).json()["data"]["key"]
+    # A token from before a password change, and a deleted user's token and key.
+    moved = audited.new_user()
+    moved_token = moved.token
+    password = {"oldPassword": moved.password, "newPassword": "another-password"}
+    assert moved.client.post("/user/auth/password", json=password).json()["code"] == 200
+    gone = audited.new_user()
+    gone_key = gone.client.post("/user/api-keys", json={"name": "k"}).json()["data"]["key"]
+    cli(audited.env, "user", "delete", gone.name, "--yes")
 
     jwt = {"Authorization": f"Bearer {owner.token}"}
     by_key = {"X-API-Key": key}
@@ -99,6 +108,7 @@ def test_hot_reads_answer_byte_for_byte_as_the_routes(audited: Platform) -> None
         ("/user/points/consumption/balance", by_key),
         # Refusals, each in its envelope.
         (f"/user/ai/tasks/{numbers[0]}", {"Authorization": f"Bearer {other.token}"}),
+        (f"/user/ai/tasks/{numbers[0]}", {"X-API-Key": other_key}),
         ("/user/ai/tasks/TASK-20250101000000000-0000", jwt),
         ("/user/ai/tasks/" + "任务" * 40, jwt),
         (f"/user/ai/tasks/{numbers[0]}", {}),
@@ -107,6 +117,9 @@ def test_hot_reads_answer_byte_for_byte_as_the_routes(audited: Platform) -> None
         (f"/user/ai/tasks/{numbers[0]}", {"Authorization": f"Bearer {owner.token}x"}),
         (f"/user/ai/tasks/{numbers[0]}", {"X-API-Key": revoked["key"]}),
         (f"/user/ai/tasks/{numbers[0]}", {"X-API-Key": "sk-unknown"}),
+        ("/user/points/consumption/balance", {"Authorization": f"Bearer {moved_token}"}),
+        ("/user/points/consumption/balance", {"Authorization": f"Bearer {gone.token}"}),
+        ("/user/points/consumption/balance", {"X-API-Key": gone_key}),
         # Paths beside the hot ones go on to the routes, in both.
         ("/user/ai/tasks/list", jwt),
         ("/user/ai/tasks/", jwt),
@@ -114,14 +127,14 @@ def test_hot_reads_answer_byte_for_byte_as_the_routes(audited: Platform) -> None
         ("/user/points/consumption/balance/", jwt),
     ]
     claimed = [route("GET", path) is not None for path, _ in requests]
-    assert claimed == [True] * 17 + [False] * 4  # the served answers are the hot path's
+    assert claimed == [True] * 21 + [False] * 4  # the served answers are the hot path's
     served = _served(audited, requests)
     reference = _through_routes(audited, requests)
     for request, fast, reference_answer in zip(requests, served, reference, strict=True):
         assert fast == reference_answer, request
     statuses = [answer[0] for answer in served]
     assert statuses[:8] == [200] * 8
-    assert statuses[8:17] == [404, 404, 404, 401, 401, 401, 401, 401, 401]
+    assert statuses[8:21] == [404] * 4 + [401] * 9
 
 
 def test_hot_reads_keep_the_rate_limit(tmp_path: Any) -> None:

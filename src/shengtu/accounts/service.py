@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any
 
 import anyio
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -134,6 +137,21 @@ KEY_TOUCH_BATCH_SECONDS = 0.5
 _VERIFIED_TOKENS_MAX = 100_000
 
 
+NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, eq=False)
+class Joined:
+    """A row read in the same statement as the caller's user: ``columns`` of ``target``,
+    left-joined ``on`` the user (``User.id``), so that the caller is found whether or not
+    that row is (its values are then all None). One statement instead of two: the hot reads
+    (:mod:`shengtu.api.hot`) need the caller and one row of theirs on every request."""
+
+    columns: tuple[Any, ...]
+    target: Any
+    on: ColumnElement[bool]
+
+
 class Authenticator:
     """Resolves a JWT or an ``sk-`` key to a live user, or raises 401.
 
@@ -149,6 +167,7 @@ class Authenticator:
         self._verified: dict[str, security.TokenClaims] = {}
         self._touch_pending: dict[int, datetime] = {}
         self._toucher: asyncio.Task[None] | None = None
+        self._joined: dict[tuple[Select[*tuple[Any, ...]], Joined], Select[*tuple[Any, ...]]] = {}
 
     def _claims(self, token: str) -> security.TokenClaims | None:
         claims = self._verified.get(token)
@@ -164,31 +183,59 @@ class Authenticator:
         return claims
 
     async def principal(self, credential: str) -> Principal:
+        principal, _ = await self.principal_with(credential)
+        return principal
+
+    async def principal_with(
+        self, credential: str, joined: Joined | None = None, params: Mapping[str, Any] = NO_PARAMS
+    ) -> tuple[Principal, tuple[Any, ...]]:
+        """The caller, and the values of the ``joined`` row (bound by ``params``)."""
         credential = credential.strip()
         if credential.startswith(security.API_KEY_PREFIX):
-            return await self._from_api_key(credential)
+            return await self._from_api_key(credential, joined, params)
         claims = self._claims(credential)
         if claims is None:
             raise Unauthorized()
-        row = await self._db.first(_USER_BY_ID, {"user_id": claims.user_id})
+        row = await self._db.first(
+            self._statement(_USER_BY_ID, joined), {**params, "user_id": claims.user_id}
+        )
         if row is None:
             raise Unauthorized()
-        username, role, active, epoch = row
+        username, role, active, epoch = row[:4]
         if not active or epoch != claims.epoch:
             raise Unauthorized()
-        return Principal(user_id=claims.user_id, username=username, role=role)
+        return Principal(user_id=claims.user_id, username=username, role=role), row[4:]
 
-    async def _from_api_key(self, raw: str) -> Principal:
-        row = await self._db.first(_KEY_BY_HASH, {"key_hash": security.api_key_hash(raw)})
+    async def _from_api_key(
+        self, raw: str, joined: Joined | None, params: Mapping[str, Any]
+    ) -> tuple[Principal, tuple[Any, ...]]:
+        row = await self._db.first(
+            self._statement(_KEY_BY_HASH, joined),
+            {**params, "key_hash": security.api_key_hash(raw)},
+        )
         if row is None:
             raise Unauthorized("API Key 无效或已吊销")
-        key_id, last_used, user_id, username, role, active = row
+        key_id, last_used, user_id, username, role, active = row[:6]
         if not active:
             raise Unauthorized()
         now = utcnow()
         if last_used is None or (now - last_used).total_seconds() > KEY_TOUCH_SECONDS:
             self._touch(key_id, now)
-        return Principal(user_id=user_id, username=username, role=role, api_key_id=key_id)
+        principal = Principal(user_id=user_id, username=username, role=role, api_key_id=key_id)
+        return principal, row[6:]
+
+    def _statement(
+        self, base: Select[*tuple[Any, ...]], joined: Joined | None
+    ) -> Select[*tuple[Any, ...]]:
+        """``base``, with ``joined``'s columns; built once per pair (the row reader keeps
+        each statement compiled, by identity)."""
+        if joined is None:
+            return base
+        statement = self._joined.get((base, joined))
+        if statement is None:
+            statement = base.add_columns(*joined.columns).outerjoin(joined.target, joined.on)
+            self._joined[(base, joined)] = statement
+        return statement
 
     def _touch(self, key_id: int, now: datetime) -> None:
         """Record the key's use, at most about once a minute, without the request waiting:

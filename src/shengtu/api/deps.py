@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Annotated
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from shengtu.accounts.service import Principal
+from shengtu.accounts.service import NO_PARAMS, Joined, Principal
 from shengtu.context import AppContext
 from shengtu.errors import Forbidden, Unauthorized
 
@@ -40,12 +40,23 @@ NO_CREDENTIAL = "未登录或Token过期:请在 Authorization 头中提供 Beare
 
 async def authorize(ctx: AppContext, headers: Iterable[tuple[bytes, bytes]]) -> Principal:
     """The caller of a request, within their request-rate limits; else 401 or 429."""
+    principal, _ = await authorize_with(ctx, headers)
+    return principal
+
+
+async def authorize_with(
+    ctx: AppContext,
+    headers: Iterable[tuple[bytes, bytes]],
+    joined: Joined | None = None,
+    params: Mapping[str, Any] = NO_PARAMS,
+) -> tuple[Principal, tuple[Any, ...]]:
+    """:func:`authorize`, and the caller's ``joined`` row, read in the same statement."""
     credential = credential_from_headers(headers)
     if credential is None:
         raise Unauthorized(NO_CREDENTIAL)
-    principal = await ctx.auth.principal(credential)
+    principal, row = await ctx.auth.principal_with(credential, joined, params)
     await ctx.limits.check(principal)
-    return principal
+    return principal, row
 
 
 async def get_principal(request: Request, ctx: ContextDep) -> Principal:

@@ -5,22 +5,25 @@ console polls its balance. Through the router, dependency solving, response vali
 an ORM session, one such read cost about 2 ms of CPU, most of it in those layers rather
 than in the two indexed reads it makes. Here it is the same work, in plain ASGI, behind only
 the request-id and edge-guard layers (:class:`shengtu.app.ShengtuApp`): the same
-authentication and rate limits (:func:`shengtu.api.deps.authorize`), the same statements'
-rows turned into the same response models, and the same error envelopes
-(:func:`shengtu.api.errors.failure_response`). The FastAPI routes stay: they document the
+authentication and rate limits (:func:`shengtu.api.deps.authorize_with`, which reads the
+caller and the row asked for in one statement), the same response models, and the same error
+envelopes (:func:`shengtu.api.errors.failure_response`). The FastAPI routes stay: they document the
 API and are the reference; ``tests/test_hot_reads.py`` compares the answers byte for byte.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shengtu.accounts.service import Principal
-from shengtu.api.deps import authorize
+from shengtu.accounts.models import User
+from shengtu.accounts.service import NO_PARAMS, Joined
+from shengtu.api.deps import authorize_with
 from shengtu.api.envelope import Envelope
 from shengtu.api.errors import failure_response
 from shengtu.context import AppContext
@@ -34,33 +37,55 @@ from shengtu.timefmt import fmt
 TASKS_PREFIX = "/user/ai/tasks/"
 BALANCE_PATH = "/user/points/consumption/balance"
 
-_TASK = select(*TASK_ROW_COLUMNS).where(
-    AiTask.task_no == bindparam("task_no"), AiTask.user_id == bindparam("user_id")
-)
-_BALANCE = select(PointsAccount.user_id, PointsAccount.balance, PointsAccount.expire_time).where(
-    PointsAccount.user_id == bindparam("user_id")
-)
 _JSON_HEADERS = (b"content-type", b"application/json")
 
-Read = Callable[[AppContext, Principal, str], Awaitable[BaseModel]]
+
+@dataclass(frozen=True)
+class Read:
+    """The caller's row this read needs (read with the caller, in one statement), and the
+    answer made of its values (all None when the caller has no such row)."""
+
+    joined: Joined
+    answer: Callable[[AppContext, tuple[Any, ...], str], BaseModel]
+    argument: str | None = None  # the bind parameter the path's argument fills
+
+    def params(self, argument: str) -> Mapping[str, Any]:
+        return NO_PARAMS if self.argument is None else {self.argument: argument}
 
 
-async def task_read(ctx: AppContext, principal: Principal, task_no: str) -> BaseModel:
-    row = await ctx.db.first(_TASK, {"task_no": task_no, "user_id": principal.user_id})
-    if row is None:
+def _task_answer(ctx: AppContext, row: tuple[Any, ...], task_no: str) -> BaseModel:
+    if row[0] is None:
         raise NotFound(f"任务 {task_no[:40]} 不存在")
     return Envelope[TaskDetail](data=task_detail(TaskRow._make(row), ctx.settings.timezone))
 
 
-async def balance_read(ctx: AppContext, principal: Principal, _: str) -> BaseModel:
-    row = await ctx.db.first(_BALANCE, {"user_id": principal.user_id})
-    if row is None:
-        raise NotFound("积分账户不存在")
+def _balance_answer(ctx: AppContext, row: tuple[Any, ...], _: str) -> BaseModel:
     user_id, balance, expire_time = row
+    if user_id is None:
+        raise NotFound("积分账户不存在")
     out = BalanceOut(
         userId=user_id, balance=balance, expireTime=fmt(expire_time, ctx.settings.timezone)
     )
     return Envelope[BalanceOut](data=out)
+
+
+TASK_READ = Read(
+    Joined(
+        TASK_ROW_COLUMNS,
+        AiTask,
+        and_(AiTask.user_id == User.id, AiTask.task_no == bindparam("task_no")),
+    ),
+    _task_answer,
+    argument="task_no",
+)
+BALANCE_READ = Read(
+    Joined(
+        (PointsAccount.user_id, PointsAccount.balance, PointsAccount.expire_time),
+        PointsAccount,
+        PointsAccount.user_id == User.id,
+    ),
+    _balance_answer,
+)
 
 
 def route(method: str, path: str) -> tuple[Read, str] | None:
@@ -71,10 +96,10 @@ def route(method: str, path: str) -> tuple[Read, str] | None:
         task_no = path[len(TASKS_PREFIX) :]
         # "list" and deeper paths are other routes; an empty number matches no route.
         if task_no and task_no != "list" and "/" not in task_no:
-            return task_read, task_no
+            return TASK_READ, task_no
         return None
     if path == BALANCE_PATH:
-        return balance_read, ""
+        return BALANCE_READ, ""
     return None
 
 
@@ -92,8 +117,10 @@ class HotReads:
             return
         read, argument = found
         try:
-            principal = await authorize(self.ctx, scope["headers"])
-            answer = await read(self.ctx, principal, argument)
+            _, row = await authorize_with(
+                self.ctx, scope["headers"], read.joined, read.params(argument)
+            )
+            answer = read.answer(self.ctx, row, argument)
         except Exception as exc:
             await failure_response(exc)(scope, receive, send)
             return
