@@ -129,7 +129,9 @@ class _CompiledRead:
     sql: str
     binds: tuple[str, ...]
     defaults: Mapping[str, Any]
-    processors: tuple[Callable[[Any], Any] | None, ...]
+    # (column index, result processor), only for the columns that have one: most have none
+    # (ints, strings), and a pass over every column cost more than the conversions.
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
 
 
 class SqliteRowReader:
@@ -149,19 +151,21 @@ class SqliteRowReader:
 
     def _compile(self, stmt: Select[*tuple[Any, ...]]) -> _CompiledRead:
         compiled = stmt.compile(dialect=self._dialect)
-        processors = tuple(
-            column.type.dialect_impl(self._dialect).result_processor(self._dialect, None)
-            for column in stmt.selected_columns
-        )
-        binds = tuple(compiled.positiontup or ())
-        for name, processor in compiled._bind_processors.items():
+        processors = []
+        for index, column in enumerate(stmt.selected_columns):
+            impl = column.type.dialect_impl(self._dialect)
+            processor = impl.result_processor(self._dialect, None)
             if processor is not None:
+                processors.append((index, processor))
+        binds = tuple(compiled.positiontup or ())
+        for name, bind_processor in compiled._bind_processors.items():
+            if bind_processor is not None:
                 # Only plain ints and strings are bound here; anything else needs processing.
                 raise TypeError(f"bind parameter {name} needs a processor")
         defaults = {
             name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
         }
-        return _CompiledRead(compiled.string, binds, defaults, processors)
+        return _CompiledRead(compiled.string, binds, defaults, tuple(processors))
 
     def first(
         self, stmt: Select[*tuple[Any, ...]], params: Mapping[str, Any]
@@ -177,10 +181,13 @@ class SqliteRowReader:
         ).fetchone()
         if row is None:
             return None
-        return tuple(
-            value if processor is None or value is None else processor(value)
-            for value, processor in zip(row, read.processors, strict=True)
-        )
+        if not read.processors:
+            return tuple(row)
+        values = list(row)
+        for index, processor in read.processors:
+            if values[index] is not None:
+                values[index] = processor(values[index])
+        return tuple(values)
 
     def close(self) -> None:
         if self._conn is not None:
