@@ -8,6 +8,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, RedirectResponse
@@ -43,13 +44,17 @@ class ShengtuApp(FastAPI):
     also carries the request id, in its header and in its log line.
     """
 
-    edge: ASGIApp | None = None
+    def __init__(self, ctx: AppContext, *, hot_reads: bool, **fastapi: Any) -> None:
+        edge_limit = ctx.settings.max_upload_bytes + 1024 * 1024
+        # The backstop for chunked bodies (answered in plain text, outside our middleware);
+        # EdgeGuardMiddleware answers declared ones first, at half this, in the envelope.
+        super().__init__(max_body_size=2 * edge_limit, **fastapi)
+        stack = super().__call__
+        inner: ASGIApp = HotReads(stack, ctx) if hot_reads else stack
+        self.edge = RequestIdMiddleware(EdgeGuardMiddleware(inner, max_body=edge_limit))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.edge is None:
-            await super().__call__(scope, receive, send)
-        else:
-            await self.edge(scope, receive, send)
+        await self.edge(scope, receive, send)
 
 
 def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = True) -> ShengtuApp:
@@ -81,22 +86,16 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
             await ctx.aclose()
 
     app = ShengtuApp(
+        ctx,
+        hot_reads=hot_reads,
         title="Shengtu 生图",
         version=__version__,
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
-        # The backstop for chunked bodies (answered in plain text, outside our middleware);
-        # EdgeGuardMiddleware answers declared ones first, at half this, in the envelope.
-        max_body_size=2 * (ctx.settings.max_upload_bytes + 1024 * 1024),
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    fastapi_stack = super(ShengtuApp, app).__call__
-    inner: ASGIApp = HotReads(fastapi_stack, ctx) if hot_reads else fastapi_stack
-    app.edge = RequestIdMiddleware(
-        EdgeGuardMiddleware(inner, max_body=ctx.settings.max_upload_bytes + 1024 * 1024)
-    )
     for router in (
         accounts_router,
         catalog_router,
