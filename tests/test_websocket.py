@@ -56,3 +56,20 @@ def test_api_key_works_and_a_bad_token_is_refused(platform: Platform) -> None:
     with pytest.raises(ConnectionClosed) as closed, connect(_ws_url(platform, "nope")) as ws:
         ws.recv(5)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+def test_a_bearer_header_works_where_the_query_has_no_token(platform: Platform) -> None:
+    user = platform.new_user()
+    url = platform.url.replace("http://", "ws://") + "/ws/tasks"
+    with connect(url, additional_headers={"Authorization": f"Bearer {user.token}"}) as ws:
+        assert (
+            json.loads(ws.recv(5))["data"]["userId"]
+            == user.client.get("/user/auth/me").json()["data"]["userId"]
+        )
+    for header in ("Bearer ", f"Basic {user.token}", user.token):
+        with (
+            pytest.raises(ConnectionClosed) as closed,
+            connect(url, additional_headers={"Authorization": header}) as ws,
+        ):
+            ws.recv(5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401, header

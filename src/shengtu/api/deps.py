@@ -21,6 +21,14 @@ async def get_context(request: Request) -> AppContext:
 ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer …`` value; None for any other."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
 def credential_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     """A Bearer token from ``Authorization``, else an ``X-API-Key`` (the first of each)."""
     auth = key = None
@@ -29,10 +37,7 @@ def credential_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | Non
             auth = value.decode("latin-1")
         elif name == b"x-api-key" and key is None:
             key = value.decode("latin-1")
-    scheme, _, token = (auth or "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return (key or "").strip() or None
+    return bearer_token(auth or "") or (key or "").strip() or None
 
 
 NO_CREDENTIAL = "未登录或Token过期:请在 Authorization 头中提供 Bearer Token 或 API Key"

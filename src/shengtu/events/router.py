@@ -7,6 +7,7 @@ import contextlib
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from shengtu.api.deps import bearer_token
 from shengtu.context import AppContext
 from shengtu.errors import ShengtuError
 
@@ -16,12 +17,12 @@ router = APIRouter(tags=["events"])
 @router.websocket("/ws/tasks")
 async def task_events(websocket: WebSocket) -> None:
     ctx: AppContext = websocket.app.state.ctx
-    token = websocket.query_params.get("token") or ""
-    if not token:
-        auth = websocket.headers.get("authorization", "")
-        token = auth.partition(" ")[2] if auth.lower().startswith("bearer ") else ""
+    # A browser's WebSocket cannot set headers: ``?token=`` first, then a Bearer header.
+    token = websocket.query_params.get("token") or bearer_token(
+        websocket.headers.get("authorization", "")
+    )
     try:
-        principal = await ctx.auth.principal(token)
+        principal = await ctx.auth.principal(token or "")
     except ShengtuError:
         # Accept, then close with a code a browser can read (a refused handshake is only "403").
         await websocket.accept()
