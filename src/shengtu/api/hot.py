@@ -27,12 +27,12 @@ from shengtu.api.deps import authorize_with
 from shengtu.api.envelope import Envelope
 from shengtu.api.errors import failure_response
 from shengtu.context import AppContext
-from shengtu.errors import NotFound
 from shengtu.points.models import PointsAccount
-from shengtu.points.schemas import BalanceOut
+from shengtu.points.schemas import BalanceOut, balance_out
+from shengtu.points.service import account_not_found
 from shengtu.tasks.models import AiTask
 from shengtu.tasks.schemas import TASK_ROW_COLUMNS, TaskDetail, TaskRow, task_detail
-from shengtu.timefmt import fmt
+from shengtu.tasks.service import task_not_found
 
 TASKS_PREFIX = "/user/ai/tasks/"
 BALANCE_PATH = "/user/points/consumption/balance"
@@ -58,18 +58,15 @@ class Read:
 
 def _task_answer(ctx: AppContext, row: tuple[Any, ...], task_no: str) -> BaseModel:
     if row[0] is None:
-        raise NotFound(f"任务 {task_no[:40]} 不存在")
+        raise task_not_found(task_no)
     return _TASK_ENVELOPE(data=task_detail(TaskRow._make(row), ctx.settings.timezone))
 
 
 def _balance_answer(ctx: AppContext, row: tuple[Any, ...], _: str) -> BaseModel:
     user_id, balance, expire_time = row
     if user_id is None:
-        raise NotFound("积分账户不存在")
-    out = BalanceOut(
-        userId=user_id, balance=balance, expireTime=fmt(expire_time, ctx.settings.timezone)
-    )
-    return _BALANCE_ENVELOPE(data=out)
+        raise account_not_found()
+    return _BALANCE_ENVELOPE(data=balance_out(user_id, balance, expire_time, ctx.settings.timezone))
 
 
 TASK_READ = Read(

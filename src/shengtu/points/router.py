@@ -8,7 +8,7 @@ from shengtu.accounts.service import get_user_by_name
 from shengtu.api.deps import AdminDep, ContextDep, PrincipalDep
 from shengtu.api.envelope import Envelope, Page, ok
 from shengtu.points import service
-from shengtu.points.schemas import BalanceOut, GrantRequest, LedgerOut
+from shengtu.points.schemas import BalanceOut, GrantRequest, LedgerOut, balance_out
 from shengtu.timefmt import fmt
 
 router = APIRouter(tags=["points"])
@@ -21,13 +21,8 @@ PageSize = Annotated[int, Query(ge=1, le=100)]
 async def balance(ctx: ContextDep, principal: PrincipalDep) -> Envelope[BalanceOut]:
     async with ctx.db.read() as session:
         account = await service.balance(session, principal.user_id)
-    return ok(
-        BalanceOut(
-            userId=account.user_id,
-            balance=account.balance,
-            expireTime=fmt(account.expire_time, ctx.settings.timezone),
-        )
-    )
+    tz = ctx.settings.timezone
+    return ok(balance_out(account.user_id, account.balance, account.expire_time, tz))
 
 
 @router.get("/user/points/consumption/records", response_model=Envelope[Page[LedgerOut]])

@@ -1,14 +1,21 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
 from shengtu.api.inputs import RequestBody
+from shengtu.timefmt import fmt
 
 
 class BalanceOut(BaseModel):
     userId: int
     balance: int
     expireTime: str | None
+
+
+def balance_out(user_id: int, balance: int, expire_time: datetime | None, tz: str) -> BalanceOut:
+    return BalanceOut(userId=user_id, balance=balance, expireTime=fmt(expire_time, tz))
 
 
 class LedgerOut(BaseModel):

@@ -13,6 +13,10 @@ from shengtu.errors import BadRequest, InsufficientPoints, NotFound
 from shengtu.points.models import PointsAccount, PointsLedger
 
 
+def account_not_found() -> NotFound:
+    return NotFound("积分账户不存在")
+
+
 async def open_account(session: AsyncSession, user_id: int) -> None:
     session.add(PointsAccount(user_id=user_id, balance=0, version=0))
     await session.flush()
@@ -38,7 +42,7 @@ async def _move_balance(session: AsyncSession, user_id: int, delta: int) -> int:
             select(PointsAccount.balance).where(PointsAccount.user_id == user_id)
         )
         if current is None:
-            raise NotFound("积分账户不存在")
+            raise account_not_found()
         raise InsufficientPoints(f"积分不足:需要 {-delta} 积分,当前余额 {current} 积分")
     # The row is locked by our UPDATE until commit, so this read is our own balance.
     balance = await session.scalar(
@@ -103,7 +107,7 @@ async def refund(session: AsyncSession, user_id: int, amount: int, task_no: str)
 async def balance(session: AsyncSession, user_id: int) -> PointsAccount:
     account = await session.get(PointsAccount, user_id)
     if account is None:
-        raise NotFound("积分账户不存在")
+        raise account_not_found()
     return account
 
 

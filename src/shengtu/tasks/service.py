@@ -216,12 +216,16 @@ async def cancel(ctx: AppContext, user_id: int, task_no: str) -> TaskDetail:
     return detail
 
 
+def task_not_found(task_no: str) -> NotFound:
+    return NotFound(f"任务 {task_no[:40]} 不存在")
+
+
 async def get_task(session: AsyncSession, user_id: int, task_no: str) -> AiTask:
     task = await session.scalar(
         select(AiTask).where(AiTask.task_no == task_no, AiTask.user_id == user_id)
     )
     if task is None:
-        raise NotFound(f"任务 {task_no[:40]} 不存在")
+        raise task_not_found(task_no)
     return task
 
 
