@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from shengtu.config import Settings
 from shengtu.runner import bind, run, serve_asgi
 
 BODY = b'{"code":200,"message":"success","data":{"ok":true}}'
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    run(serve_asgi(app, bind(args.host, args.port)))
+    run(serve_asgi(app, bind(args.host, args.port), Settings()))
 
 
 if __name__ == "__main__":

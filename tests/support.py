@@ -42,6 +42,12 @@ def base_env(data_dir: Path, **overrides: Any) -> dict[str, str]:
         SHENGTU_MAX_INFLIGHT_TASKS="10",
         # Every test logs in from 127.0.0.1, and schemathesis fails logins by the hundred.
         SHENGTU_LOGIN_IP_FAILURES_PER_WINDOW="100000",
+        # Likewise every test signs up and logs in from one address, by the hundred; the
+        # tests of these limits set them low again.
+        SHENGTU_REGISTER_PER_ADDRESS="100000",
+        SHENGTU_REGISTER_TOTAL="100000",
+        SHENGTU_LOGIN_SUCCESSES_PER_WINDOW="100000",
+        SHENGTU_LOGIN_IP_SUCCESSES_PER_WINDOW="100000",
         SHENGTU_MAX_INFLIGHT_PER_API_KEY="3",
         SHENGTU_JWT_SECRET=secrets.token_urlsafe(32),
         PYTHONUNBUFFERED="1",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -266,21 +268,55 @@ def test_models_are_the_spec_catalog(platform: Platform) -> None:
         assert rows[f"sc_soraimg_img2img_{ratio}"]["pointsCost"] == 35
 
 
-def test_cancel_ends_the_task_failed_with_the_points_back(audited: Platform) -> None:
-    user = audited.new_user(points=100)
-    slow = user.submit(modelName="sc_soraimg_text_1x1", prompt="[sandbox:timeout] 取消我")["data"]
-    r = user.client.post(f"/user/ai/tasks/{slow['taskNo']}/cancel")
-    assert r.status_code == 200, r.json()
-    assert r.json()["data"]["status"] == "failed"
-    assert r.json()["data"]["errorMessage"] == "用户已取消任务"
-    assert user.balance() == 100
-    again = user.client.post(f"/user/ai/tasks/{slow['taskNo']}/cancel")
-    assert again.status_code == 409 and "已结束" in again.json()["message"]
+def test_cancel_refunds_only_what_the_upstream_never_took(tmp_path: Path) -> None:
+    """A task not yet sent upstream cancels with its points back; one the upstream accepted
+    (or a worker is sending right now) answers 409 with why, and runs on: a submit → cancel
+    loop must not buy upstream jobs with the operator's money."""
+    platform = Platform(tmp_path, worker=False).start()
+    try:
+        user = platform.new_user(points=100)
+        waiting = user.submit(modelName="sc_soraimg_text_1x1", prompt="取消我")["data"]
+        r = user.client.post(f"/user/ai/tasks/{waiting['taskNo']}/cancel")
+        assert r.status_code == 200, r.json()
+        assert r.json()["data"]["status"] == "failed"
+        assert r.json()["data"]["errorMessage"] == "用户已取消任务"
+        assert user.balance() == 100
+        again = user.client.post(f"/user/ai/tasks/{waiting['taskNo']}/cancel")
+        assert again.status_code == 409 and "已结束" in again.json()["message"]
 
-    done = user.wait(
-        user.submit(modelName="sc_soraimg_text_1x1", prompt="来不及取消")["data"]["taskNo"]
-    )
-    late = user.client.post(f"/user/ai/tasks/{done['taskNo']}/cancel")
-    assert late.status_code == 409
-    assert user.balance() == 70
-    assert user.task(slow["taskNo"])["status"] == "failed"  # the worker did not bring it back
+        # A worker takes the next one upstream: accepted there, it is no longer ours to undo.
+        accepted = user.submit(modelName="sc_soraimg_text_1x1", prompt="[sandbox:timeout] 晚了")
+        worker = platform.spawn("worker")
+        deadline = time.monotonic() + 20
+        while user.task(accepted["data"]["taskNo"])["status"] == "created":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        late = user.client.post(f"/user/ai/tasks/{accepted['data']['taskNo']}/cancel")
+        assert late.status_code == 409 and "上游费用已产生" in late.json()["message"], late.json()
+        assert user.balance() == 70
+        # It still ends (here at its deadline), refunded by the usual rule.
+        assert user.wait(accepted["data"]["taskNo"], timeout=30)["status"] == "failed"
+        assert user.balance() == 100
+        worker.stop()
+        platform.audit()
+    finally:
+        platform.stop()
+
+
+def test_cancel_waits_for_a_worker_that_is_sending_the_task(tmp_path: Path) -> None:
+    """While a worker holds a created task (its submit in flight), cancel answers 409."""
+    platform = Platform.with_sandbox_process(
+        tmp_path, worker=True, SHENGTU_UPSTREAM_TIMEOUT="3", SHENGTU_TASK_DEADLINE="20"
+    ).start()
+    try:
+        user = platform.new_user(points=100)
+        task_no = user.submit(
+            modelName="sc_soraimg_text_1x1", prompt="[sandbox:slowsubmit] 提交中"
+        )["data"]["taskNo"]
+        time.sleep(1.0)  # the worker has claimed it and waits on the slow upstream
+        r = user.client.post(f"/user/ai/tasks/{task_no}/cancel")
+        assert r.status_code == 409 and "正在提交给上游" in r.json()["message"], r.json()
+        assert user.task(task_no)["status"] == "created"
+        assert user.balance() == 70
+    finally:
+        platform.stop()

@@ -11,18 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shengtu import __version__
 from shengtu.accounts.router import router as accounts_router
+from shengtu.api import pages
 from shengtu.api.envelope import ERROR_RESPONSES, Envelope, ok
 from shengtu.api.errors import install_error_handlers
 from shengtu.api.hot import HotReads
 from shengtu.api.middleware import EdgeGuardMiddleware, RequestIdMiddleware
 from shengtu.catalog.router import router as catalog_router
+from shengtu.codes.router import router as codes_router
 from shengtu.context import AppContext
+from shengtu.errors import NotFound
 from shengtu.events.relay import EventRelay
 from shengtu.events.router import router as events_router
 from shengtu.points.router import router as points_router
@@ -31,6 +34,7 @@ from shengtu.tasks.router import router as tasks_router
 from shengtu.tasks.worker import Worker
 
 WEB_DIR = Path(__file__).parent / "web"
+CONSOLE_ASSETS = frozenset({"console.js", "console.css"})
 
 
 class ShengtuApp(FastAPI):
@@ -91,7 +95,8 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
         title="Shengtu 生图",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        # Served below, with its security headers.
+        docs_url=None,
         redoc_url=None,
     )
     app.state.ctx = ctx
@@ -100,6 +105,7 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
         accounts_router,
         catalog_router,
         points_router,
+        codes_router,
         tasks_router,
         files_router,
         events_router,
@@ -123,6 +129,18 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
 
     @app.get("/console/", include_in_schema=False)
     async def console() -> FileResponse:
-        return FileResponse(WEB_DIR / "index.html", media_type="text/html; charset=utf-8")
+        return pages.page(WEB_DIR / "index.html")
+
+    @app.get("/console/{name}", include_in_schema=False)
+    async def console_asset(name: str) -> FileResponse:
+        if name not in CONSOLE_ASSETS:
+            raise NotFound("文件不存在")
+        return pages.static(WEB_DIR / name)
+
+    docs = pages.swagger_page("/openapi.json", f"{app.title} - API")
+
+    @app.get("/docs", include_in_schema=False)
+    async def api_docs() -> Response:
+        return docs
 
     return app

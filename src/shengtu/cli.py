@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -19,6 +20,8 @@ app = typer.Typer(help="Shengtu 生图: AI image generation billed in points.", 
 user_app = typer.Typer(help="Users.", no_args_is_help=True)
 points_app = typer.Typer(help="Points.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
+codes_app = typer.Typer(help="Redemption and invitation codes.", no_args_is_help=True)
+app.add_typer(codes_app, name="codes")
 app.add_typer(user_app, name="user")
 app.add_typer(points_app, name="points")
 app.add_typer(apikey_app, name="apikey")
@@ -128,6 +131,70 @@ def user_delete(
     typer.echo(f"已删除用户 {name}")
 
 
+def _set_active(name: str, active: bool) -> None:
+    from shengtu.accounts.service import set_active
+
+    _with_db(_settings(), lambda db: set_active(db, name, active))
+
+
+@user_app.command("disable")
+def user_disable(name: str) -> None:
+    """Ban user NAME: their tokens and API keys stop working at once; their data stays."""
+    _set_active(name, False)
+    typer.echo(f"已停用用户 {name}")
+
+
+@user_app.command("enable")
+def user_enable(name: str) -> None:
+    """Lift a ban."""
+    _set_active(name, True)
+    typer.echo(f"已启用用户 {name}")
+
+
+@codes_app.command("create")
+def codes_create(
+    count: Annotated[int, typer.Option("--count", min=1, max=10_000)] = 1,
+    points: Annotated[int, typer.Option("--points", min=0)] = 0,
+    days: Annotated[float | None, typer.Option("--days", help="valid for this many days")] = None,
+    note: Annotated[str | None, typer.Option("--note")] = None,
+) -> None:
+    """Make COUNT codes worth POINTS each (0: an invitation only); prints one a line."""
+    from shengtu.codes.service import create_batch
+
+    expires = utcnow() + timedelta(days=days) if days else None
+
+    async def job(db: Database) -> list[str]:
+        async with db.write() as session:
+            made = await create_batch(session, count, points, note=note, expires_at=expires)
+            return [c.code for c in made]
+
+    for code in _with_db(_settings(), job):
+        typer.echo(code)
+
+
+@app.command()
+def sweep() -> None:
+    """Delete uploads no task used in time, and results past their retention, once."""
+    from shengtu.context import AppContext
+    from shengtu.storage.service import sweep as run_sweep
+
+    settings = _settings()
+
+    async def job() -> str:
+        ctx = AppContext.build(settings, role="worker")
+        await ctx.start()
+        try:
+            result = await run_sweep(ctx)
+        finally:
+            await ctx.aclose()
+        return (
+            f"已删除未使用的上传 {result.uploads_deleted} 个, "
+            f"过期结果图片 {result.results_expired} 个"
+        )
+
+    typer.echo(asyncio.run(job()))
+
+
 @points_app.command("grant")
 def points_grant(
     name: str,
@@ -203,7 +270,7 @@ def demo() -> None:
     if password:
         typer.echo(f"  密码:   {password}   (只显示这一次)")
     typer.echo(f"  Token:  {jwt_token}")
-    typer.echo(f"  控制台: {base}/console/#token={jwt_token}")
+    typer.echo(f"  控制台: {base}/console/ (用户名 demo 登录,或粘贴上面的 Token)")
     typer.echo(f'  试一试: export YOUR_JWT_TOKEN="{jwt_token}"')
     typer.echo("")
 
@@ -237,4 +304,7 @@ def audit(
 
 
 def main() -> None:
+    # Everything Shengtu writes (the database, its journal, secrets, stored files) is its
+    # own: not readable by the machine's other users.
+    os.umask(0o077)
     app()

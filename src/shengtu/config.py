@@ -8,8 +8,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_CHARS = 32
+
+
+def ensure_private_dir(path: Path) -> None:
+    """The data folder holds the database and the secrets: its owner's alone (0700)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        path.chmod(0o700)
 
 
 class Settings(BaseSettings):
@@ -28,8 +38,19 @@ class Settings(BaseSettings):
 
     jwt_secret: str = ""
     jwt_expire_minutes: int = Field(default=24 * 60, ge=1)
+    # Kept for older configurations: false is the same as register_mode=closed.
     allow_register: bool = True
+    # open: anyone; code: an invitation (redemption) code is needed; closed: admins only.
+    register_mode: Literal["open", "code", "closed"] = "open"
     register_points: int = Field(default=0, ge=0)
+    register_per_address: int = Field(default=10, ge=1)
+    register_total: int = Field(default=300, ge=1)
+    register_window_seconds: int = Field(default=3600, ge=1)
+    # Comma-separated addresses or networks of the proxies whose X-Forwarded-For we believe.
+    trusted_proxies: str = ""
+    # Each argon2 hash takes ~64 MiB and a core for ~0.1 s: a flood must queue, not pile up.
+    password_hash_concurrency: int = Field(default=2, ge=1)
+    password_hash_wait_seconds: float = Field(default=10.0, gt=0)
 
     suchuang_base_url: str = "https://api.wuyinkeji.com"
     suchuang_api_key: str = ""
@@ -57,6 +78,12 @@ class Settings(BaseSettings):
     # Per address, higher: many honest users may share one address (an office, a NAT).
     login_ip_failures_per_window: int = Field(default=100, ge=1)
     login_failure_window_seconds: int = Field(default=300, ge=1)
+    # Successful logins too: a stolen password must not mint tokens without end.
+    login_successes_per_window: int = Field(default=30, ge=1)
+    login_ip_successes_per_window: int = Field(default=300, ge=1)
+    redeem_failures_per_window: int = Field(default=10, ge=1)
+    redeem_ip_failures_per_window: int = Field(default=50, ge=1)
+    redeem_failure_window_seconds: int = Field(default=3600, ge=1)
     user_requests_per_minute: int = Field(default=600, ge=0)
     api_key_requests_per_minute: int = Field(default=600, ge=0)
     max_inflight_tasks: int = Field(default=20, ge=0)
@@ -74,8 +101,45 @@ class Settings(BaseSettings):
 
     max_result_bytes: int = Field(default=30 * 1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # 4096 × 4096: decoded as RGBA that is 64 MiB, and at most image_decode_concurrency
+    # pictures are decoded at once in one process.
+    max_image_pixels: int = Field(default=4096 * 4096, ge=64 * 64)
+    image_decode_concurrency: int = Field(default=2, ge=1)
+    upload_daily_bytes: int = Field(default=200 * 1024 * 1024, ge=0)
+    upload_daily_count: int = Field(default=200, ge=0)
+    # An upload no task used within this many hours is deleted by the sweep.
+    upload_unused_hours: float = Field(default=24.0, gt=0)
+    # 0 keeps results forever; else a result this many days old is deleted (410 after).
+    result_retention_days: float = Field(default=0.0, ge=0)
+    sweep_interval_seconds: float = Field(default=600.0, gt=0)
+
+    resolver_threads: int = Field(default=8, ge=1)
+    resolver_queue: int = Field(default=64, ge=1)
+
+    ws_recheck_seconds: float = Field(default=30.0, gt=0)
+    ws_idle_seconds: float = Field(default=900.0, gt=0)
+    ws_max_per_user: int = Field(default=8, ge=1)
+    ws_max_per_process: int = Field(default=2000, ge=1)
+    # A client gets this long to send a request's headers (slowloris), and one process
+    # holds at most max_connections connections (503 beyond).
+    header_timeout: float = Field(default=15.0, gt=0)
+    max_connections: int = Field(default=4096, ge=16)
     max_prompt_chars: int = Field(default=4000, ge=1)
     max_reference_images: int = Field(default=10, ge=1)
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"SHENGTU_JWT_SECRET 至少需要 {MIN_SECRET_CHARS} 个字符"
+                "(例如 python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return value
+
+    @property
+    def effective_register_mode(self) -> str:
+        return self.register_mode if self.allow_register else "closed"
 
     @property
     def resolved_database_url(self) -> str:
@@ -102,22 +166,31 @@ class Settings(BaseSettings):
         """
         if self.jwt_secret:
             return self.jwt_secret
-        path = self.data_dir / "jwt_secret"
-        if path.exists():
-            return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        secret = secrets.token_urlsafe(48)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(secret)
-        tmp.chmod(0o600)
-        try:
-            # link() fails if another process won the race; then read theirs.
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink(missing_ok=True)
+        return read_or_create_secret(self.data_dir, "jwt_secret")
+
+
+def read_or_create_secret(data_dir: Path, name: str) -> str:
+    """A random secret kept in ``data_dir/name``, made once, readable by its owner only.
+
+    The file is created 0600 (never wider, not even for a moment), under a temporary name
+    and then linked into place: of two processes racing, one wins and both read its secret.
+    """
+    path = data_dir / name
+    if path.exists():
         return path.read_text().strip()
+    ensure_private_dir(data_dir)
+    tmp = data_dir / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+        # link() fails if another process won the race; then read theirs.
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 @lru_cache

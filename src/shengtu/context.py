@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from shengtu.accounts.service import Authenticator
+from shengtu.accounts.service import Authenticator, hash_gate
+from shengtu.api.clientaddr import ClientAddresses, parse_networks
 from shengtu.api.limits import RequestLimits
 from shengtu.catalog.service import Catalog
 from shengtu.config import Settings
 from shengtu.db import Database
 from shengtu.events.bus import EventBus
 from shengtu.events.redis_bus import RedisEventBus
+from shengtu.gates import Gate
+from shengtu.netguard import Resolver
 from shengtu.providers.base import Provider
 from shengtu.storage.base import Storage
 from shengtu.storage.local import LocalStorage
@@ -27,6 +30,10 @@ class AppContext:
     catalog: Catalog
     limits: RequestLimits
     auth: Authenticator
+    hashing: Gate
+    decoding: Gate
+    resolver: Resolver
+    clients: ClientAddresses
     providers: dict[str, Provider] = field(default_factory=dict)
 
     @classmethod
@@ -63,6 +70,14 @@ class AppContext:
             catalog=Catalog(db),
             limits=RequestLimits(settings),
             auth=Authenticator(db, settings.resolved_jwt_secret()),
+            hashing=hash_gate(
+                settings.password_hash_concurrency, settings.password_hash_wait_seconds
+            ),
+            decoding=Gate(
+                settings.image_decode_concurrency, 30.0, "服务器繁忙(图片处理排队过长),请稍后再试"
+            ),
+            resolver=Resolver(settings.resolver_threads, settings.resolver_queue),
+            clients=ClientAddresses(parse_networks(settings.trusted_proxies)),
             providers=providers or {},
         )
 
@@ -78,3 +93,4 @@ class AppContext:
         await self.auth.aclose()
         await self.limits.aclose()
         await self.db.dispose()
+        self.resolver.close()

@@ -46,6 +46,11 @@ class Conflict(ShengtuError):
     default_message = "资源冲突"
 
 
+class Gone(ShengtuError):
+    code = 410
+    default_message = "资源已过期删除"
+
+
 class TooManyRequests(ShengtuError):
     code = 429
     default_message = "请求过于频繁,请稍后再试"

@@ -5,6 +5,7 @@ Every line carries the request id and task number bound in context vars.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -32,6 +33,14 @@ def redact(value: Any) -> Any:
     return value
 
 
+def digest(value: Any) -> dict[str, Any]:
+    """What INFO logs of a prompt or an upstream body: its length and a short hash, enough
+    to match two lines up, not to read what a user wrote (that is DEBUG's)."""
+    text = value if isinstance(value, str) else _dumps(value, sort_keys=True)
+    data = text.encode("utf-8", errors="replace")
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()[:16]}
+
+
 def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     return {
         k: (_REDACTED if _SECRET_KEYS.search(k) and k != "event" else redact(v))
@@ -44,6 +53,14 @@ def _dumps(obj: Any, **kw: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, **kw)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a line is logged (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure_logging(settings: Settings) -> None:
     fmt = settings.log_format
     if fmt == "auto":
@@ -54,15 +71,30 @@ def configure_logging(settings: Settings) -> None:
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact_processor,
+    ]
+    # Libraries log through the standard library (uvicorn's "Invalid HTTP request
+    # received", alembic): their lines are rendered like ours, not as bare text.
+    handler = _StderrHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(max(level, logging.WARNING))
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact_processor,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,

@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from shengtu.config import Settings
+from shengtu.config import Settings, ensure_private_dir
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -21,5 +21,5 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
     if settings.resolved_database_url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(settings.data_dir)
     command.upgrade(alembic_config(settings.resolved_database_url), revision)

@@ -2,6 +2,7 @@
 
 from shengtu.accounts.models import ApiKey, User
 from shengtu.catalog.models import PointsConfig
+from shengtu.codes.models import RedeemCode
 from shengtu.db import Base
 from shengtu.points.models import PointsAccount, PointsLedger
 from shengtu.storage.models import StoredFile
@@ -14,6 +15,7 @@ __all__ = [
     "PointsAccount",
     "PointsConfig",
     "PointsLedger",
+    "RedeemCode",
     "StoredFile",
     "User",
 ]

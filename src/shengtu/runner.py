@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from shengtu.app import create_app
 from shengtu.config import Settings
@@ -57,6 +58,53 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, with a deadline for a request's headers.
+
+    uvicorn times only the quiet between requests; a client that opens a connection and
+    sends its headers a byte a minute (slowloris) holds it for ever. Here the headers of
+    each request must be complete within ``header_timeout`` seconds of its first byte
+    (of the connection, for the first request), or the connection is closed."""
+
+    header_timeout = 15.0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def _arm_header_timer(self) -> None:
+        self._disarm_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._header_timer is None:
+            self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_header_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+
+def header_timeout_protocol(seconds: float) -> type[HeaderTimeoutProtocol]:
+    return type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout": seconds})
+
+
 class _EmbeddedServer(uvicorn.Server):
     """A server that leaves signals to the process's main server."""
 
@@ -65,9 +113,23 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-def _uvicorn(app: Any, *, ws: str = "auto", embedded: bool = False) -> uvicorn.Server:
+def _uvicorn(
+    app: Any,
+    *,
+    ws: str = "auto",
+    embedded: bool = False,
+    header_timeout: float | None = None,
+    max_connections: int | None = None,
+) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
+        http=header_timeout_protocol(header_timeout) if header_timeout else "auto",
+        # Beyond this many connections (or requests in progress) uvicorn answers 503.
+        limit_concurrency=max_connections,
+        # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and rewrite the
+        # peer; who the client is stays Shengtu's call (SHENGTU_TRUSTED_PROXIES).
+        proxy_headers=False,
+        server_header=False,
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -140,13 +202,19 @@ async def serve(settings: Settings, *, with_worker: bool = True) -> None:
 
 async def _serve_app(settings: Settings, app: Any, sock: socket.socket) -> None:
     log.info("serving", url=settings.resolved_public_base_url, port=settings.port)
-    await serve_asgi(app, sock)
+    await serve_asgi(app, sock, settings)
 
 
-async def serve_asgi(app: Any, sock: socket.socket) -> None:
+async def serve_asgi(app: Any, sock: socket.socket, settings: Settings) -> None:
     """Serve any ASGI app with the API's own server settings (the benchmark's baseline
     is served through here too, so the two differ only in the app)."""
-    await _uvicorn(app, ws="websockets-sansio").serve(sockets=[sock])
+    server = _uvicorn(
+        app,
+        ws="websockets-sansio",
+        header_timeout=settings.header_timeout,
+        max_connections=settings.max_connections,
+    )
+    await server.serve(sockets=[sock])
 
 
 async def work(settings: Settings) -> None:

@@ -20,3 +20,9 @@ def fmt(dt: datetime | None, tz: str) -> str | None:
     if dt is None:
         return None
     return local(dt, tz).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def midnight_utc(dt: datetime, tz: str) -> datetime:
+    """The start of ``dt``'s local day, as naive UTC (what the database columns store)."""
+    start = local(dt, tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    return start.astimezone(UTC).replace(tzinfo=None)

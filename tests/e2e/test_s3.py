@@ -100,7 +100,16 @@ def test_signed_urls_behind_our_permanent_urls(tmp_path: Path, s3_endpoint: str)
         )
         picture = httpx.get(done["resultUrl"], follow_redirects=True)
         assert Image.open(io.BytesIO(picture.content)).size == (1024, 1024)
-        assert httpx.get(upload_url, follow_redirects=True).content == _png()
+        stored = httpx.get(upload_url, follow_redirects=True).content
+        assert Image.open(io.BytesIO(stored)).tobytes() == Image.open(io.BytesIO(_png())).tobytes()
+
+        # /files/ signs only keys the platform stored, not whatever else is in the bucket.
+        s3 = _client(s3_endpoint)
+        s3.put_object(Bucket=BUCKET, Key="backups/operator.sql", Body=b"secret")
+        s3.put_object(Bucket=BUCKET, Key="uploads/2020/01/01/planted.png", Body=_png())
+        for key in ("backups/operator.sql", "uploads/2020/01/01/planted.png"):
+            refused = httpx.get(f"{platform.url}/files/{key}")
+            assert refused.status_code == 404 and refused.json()["code"] == 404, key
 
         keys = [o["Key"] for o in _client(s3_endpoint).list_objects_v2(Bucket=BUCKET)["Contents"]]
         assert any(k.startswith("results/") for k in keys) and any(
@@ -136,5 +145,39 @@ def test_public_base_url_is_the_result_url(tmp_path: Path, s3_endpoint: str) -> 
         assert done["resultUrl"].startswith(public + "/results/")
         picture = httpx.get(done["resultUrl"])
         assert Image.open(io.BytesIO(picture.content)).size == (1536, 1024)
+    finally:
+        platform.stop()
+
+
+def test_racing_sweeps_on_s3_delete_each_unused_upload_once(
+    tmp_path: Path, s3_endpoint: str
+) -> None:
+    platform = Platform(
+        tmp_path, **_s3_env(s3_endpoint, SHENGTU_UPLOAD_UNUSED_HOURS="0.0003")
+    ).start()
+    try:
+        user = platform.new_user(points=35 * 2)
+        urls = []
+        for i in range(8):
+            png = io.BytesIO()
+            Image.new("RGB", (8, 8), (i, 9, 9)).save(png, format="PNG")
+            up = user.client.post(
+                "/user/files/upload", files={"file": ("a.png", png.getvalue(), "image/png")}
+            ).json()
+            urls.append(up["data"]["url"])
+        for url in urls[:2]:
+            task = user.submit(modelName="sc_soraimg_img2img_1x1", prompt="用它", imageUrl=url)
+            assert task["code"] == 200, task
+        __import__("time").sleep(1.5)
+        sweeps = [platform.spawn("sweep"), platform.spawn("sweep")]
+        for proc in sweeps:
+            assert proc.proc.wait(60) == 0, proc.log_text()
+        counts = [int(p.log_text().split("已删除未使用的上传 ")[1].split(" ")[0]) for p in sweeps]
+        assert sum(counts) == 6, counts
+        listed = _client(s3_endpoint).list_objects_v2(Bucket=BUCKET, Prefix="uploads/")
+        kept = sorted(obj["Key"] for obj in listed.get("Contents", []))
+        assert kept == sorted(url.split("/files/", 1)[1] for url in urls[:2])
+        for url in urls[2:]:
+            assert httpx.get(url).status_code == 404
     finally:
         platform.stop()

@@ -13,8 +13,9 @@ from shengtu.migrate import upgrade
 from tests.databases import ScratchDatabase
 
 INSERT = text(
-    "INSERT INTO users (username, password_hash, role, is_active, auth_epoch, created_at)"
-    " VALUES (:name, 'x', 'user', TRUE, 0, '2025-01-01')"
+    "INSERT INTO users"
+    " (username, password_hash, role, is_active, auth_epoch, auth_nonce, created_at)"
+    " VALUES (:name, 'x', 'user', TRUE, 0, :name, '2025-01-01')"
 )
 
 

@@ -5,6 +5,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shengtu.accounts.security import new_user_nonce
 from shengtu.db import Base, UtcDateTime, utcnow
 
 ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -12,6 +13,8 @@ ID = BigInteger().with_variant(Integer(), "sqlite")
 
 class User(Base):
     __tablename__ = "users"
+    # SQLite hands a deleted top id out again without AUTOINCREMENT.
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -20,6 +23,8 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Bumped on password change: tokens carry it, so older tokens stop working.
     auth_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    # Carried by every token of this user and by no other user's (security.TokenClaims).
+    auth_nonce: Mapped[str] = mapped_column(String(32), default=new_user_nonce)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     @property
@@ -29,6 +34,7 @@ class User(Base):
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.accounts import service
 from shengtu.accounts.models import ApiKey, User
@@ -13,11 +14,14 @@ from shengtu.accounts.schemas import (
     Credentials,
     LoginOut,
     PasswordChange,
+    PasswordChanged,
+    Registration,
     UserOut,
 )
 from shengtu.api.deps import ContextDep, PrincipalDep
 from shengtu.api.envelope import Envelope, ok
-from shengtu.errors import Forbidden, Unauthorized
+from shengtu.codes import service as codes
+from shengtu.errors import BadRequest, Forbidden
 from shengtu.timefmt import fmt
 
 router = APIRouter(tags=["accounts"])
@@ -38,25 +42,38 @@ def _key_out(key: ApiKey, tz: str) -> ApiKeyOut:
 
 
 @router.post("/user/auth/register", response_model=Envelope[UserOut])
-async def register(body: Credentials, ctx: ContextDep) -> Envelope[UserOut]:
-    if not ctx.settings.allow_register:
+async def register(body: Registration, request: Request, ctx: ContextDep) -> Envelope[UserOut]:
+    mode = ctx.settings.effective_register_mode
+    if mode == "closed":
         raise Forbidden("本站未开放注册,请联系管理员")
+    code = (body.code or "").strip()
+    if mode == "code" and not code:
+        raise BadRequest("本站注册需要邀请码(兑换码),请填写 code")
+    # The cheap checks first: a refusal costs no password hash.
+    service.check_username(body.username)
+    service.check_password(body.password)
+    await ctx.limits.registration(ctx.clients.of(request.scope))
+
+    async def spend_code(session: AsyncSession, user: User) -> None:
+        await codes.redeem(session, code, user.id)
+
     user = await service.create_user(
-        ctx.db, body.username, body.password, points_amount=ctx.settings.register_points
+        ctx.db,
+        body.username,
+        body.password,
+        points_amount=ctx.settings.register_points,
+        gate=ctx.hashing,
+        on_create=spend_code if code else None,
     )
     return ok(_user_out(user))
 
 
 @router.post("/user/auth/login", response_model=Envelope[LoginOut])
 async def login(body: Credentials, request: Request, ctx: ContextDep) -> Envelope[LoginOut]:
-    client = request.client.host if request.client else "unknown"
-    name = body.username.strip()
-    await ctx.limits.login_allowed(name, client)
-    try:
-        user = await service.authenticate(ctx.db, body.username, body.password)
-    except Unauthorized:
-        await ctx.limits.login_failed(name, client)
-        raise
+    client = ctx.clients.of(request.scope)
+    attempt = await ctx.limits.login_attempt(body.username, client)
+    user = await service.authenticate(ctx.db, body.username, body.password, ctx.hashing)
+    await ctx.limits.login_succeeded(body.username, client, attempt)
     token, expires_in = service.issue_token(ctx.settings, user)
     return ok(LoginOut(token=token, expiresIn=expires_in, user=_user_out(user)))
 
@@ -66,18 +83,28 @@ async def me(principal: PrincipalDep) -> Envelope[UserOut]:
     return ok(UserOut(userId=principal.user_id, username=principal.username, role=principal.role))
 
 
-@router.post("/user/auth/password", response_model=Envelope[None])
+@router.post("/user/auth/password", response_model=Envelope[PasswordChanged])
 async def change_password(
     body: PasswordChange, ctx: ContextDep, principal: PrincipalDep
-) -> Envelope[None]:
-    await service.change_password(ctx.db, principal.user_id, body.oldPassword, body.newPassword)
-    return ok(None)
+) -> Envelope[PasswordChanged]:
+    """Ends every older token; revokes every API key unless ``keepApiKeys`` is true."""
+    service.require_login_token(principal, "修改密码")
+    revoked = await service.change_password(
+        ctx.db,
+        principal.user_id,
+        body.oldPassword,
+        body.newPassword,
+        keep_api_keys=body.keepApiKeys,
+        gate=ctx.hashing,
+    )
+    return ok(PasswordChanged(revokedApiKeys=revoked))
 
 
 @router.post("/user/api-keys", response_model=Envelope[ApiKeyCreated])
 async def create_api_key(
     body: ApiKeyCreate, ctx: ContextDep, principal: PrincipalDep
 ) -> Envelope[ApiKeyCreated]:
+    service.require_login_token(principal, "创建 API Key")
     key, raw = await service.create_api_key(ctx.db, principal.user_id, body.name)
     out = _key_out(key, ctx.settings.timezone)
     return ok(ApiKeyCreated(**out.model_dump(), key=raw))

@@ -10,9 +10,21 @@ class Credentials(RequestBody):
     password: str = Field(min_length=1, max_length=256)
 
 
+class Registration(Credentials):
+    # An invitation or redemption code: needed when SHENGTU_REGISTER_MODE=code; elsewhere
+    # optional, and its points are credited to the new account.
+    code: str | None = Field(default=None, max_length=80)
+
+
 class PasswordChange(RequestBody):
     oldPassword: str = Field(min_length=1, max_length=256)
     newPassword: str = Field(min_length=1, max_length=256)
+    # By default a password change revokes every API key too; true keeps them.
+    keepApiKeys: bool = False
+
+
+class PasswordChanged(BaseModel):
+    revokedApiKeys: int
 
 
 class UserOut(BaseModel):

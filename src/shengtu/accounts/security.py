@@ -38,15 +38,25 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 class TokenClaims:
     user_id: int
     epoch: int
+    # The user's own random value: a user id can come back (a deleted user's, on a
+    # database that reuses ids), this cannot, so a token never opens another account.
+    nonce: str
     expires_at: float  # Unix time, with the leeway ``decode_token`` allows
 
 
-def issue_token(secret: str, user_id: int, epoch: int, ttl: timedelta) -> tuple[str, datetime]:
+def new_user_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+def issue_token(
+    secret: str, user_id: int, epoch: int, nonce: str, ttl: timedelta
+) -> tuple[str, datetime]:
     now = datetime.now(UTC)
     expires = now + ttl
     payload = {
         "sub": str(user_id),
         "ep": epoch,
+        "un": nonce,
         "iss": JWT_ISSUER,
         "iat": int(now.timestamp()),
         "nbf": int(now.timestamp()),
@@ -63,15 +73,17 @@ def decode_token(secret: str, token: str) -> TokenClaims | None:
             secret,
             algorithms=[JWT_ALGORITHM],
             issuer=JWT_ISSUER,
-            options={"require": ["sub", "exp", "iat", "iss"]},
+            options={"require": ["sub", "exp", "iat", "iss", "un"]},
             leeway=TOKEN_LEEWAY_SECONDS,
         )
         user_id = int(payload["sub"])
-        if not 0 < user_id < 2**63:
+        nonce = payload["un"]
+        if not 0 < user_id < 2**63 or not isinstance(nonce, str) or not nonce:
             return None
         return TokenClaims(
             user_id=user_id,
             epoch=int(payload.get("ep", 0)),
+            nonce=nonce,
             expires_at=float(payload["exp"]) + TOKEN_LEEWAY_SECONDS,
         )
     except (jwt.PyJWTError, ValueError, TypeError):

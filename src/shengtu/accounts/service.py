@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-import anyio
 from sqlalchemy import ColumnElement, Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +19,8 @@ from shengtu.accounts import security
 from shengtu.accounts.models import ApiKey, User
 from shengtu.config import Settings
 from shengtu.db import Database, utcnow
-from shengtu.errors import BadRequest, Conflict, NotFound, Unauthorized
+from shengtu.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from shengtu.gates import Gate
 from shengtu.logs import get_logger
 from shengtu.points import service as points
 
@@ -45,6 +45,14 @@ class Principal:
         return self.role == "admin"
 
 
+def hash_gate(slots: int = 2, wait: float = 10.0) -> Gate:
+    return Gate(slots, wait, "服务器繁忙(密码校验排队过长),请稍后再试")
+
+
+# The CLI's gate: one process, one operator.
+CLI_GATE = hash_gate()
+
+
 def check_username(username: str) -> str:
     username = username.strip()
     if not USERNAME_RE.match(username):
@@ -58,11 +66,23 @@ def check_password(password: str) -> str:
     return password
 
 
+# Run inside the new user's transaction, after the user row exists (e.g. spending an
+# invitation code): an exception undoes the whole registration.
+OnCreate = Callable[[AsyncSession, User], Awaitable[None]]
+
+
 async def create_user(
-    db: Database, username: str, password: str, *, points_amount: int = 0, admin: bool = False
+    db: Database,
+    username: str,
+    password: str,
+    *,
+    points_amount: int = 0,
+    admin: bool = False,
+    gate: Gate = CLI_GATE,
+    on_create: OnCreate | None = None,
 ) -> User:
     username = check_username(username)
-    password_hash = await anyio.to_thread.run_sync(security.hash_password, check_password(password))
+    password_hash = await gate.run(security.hash_password, check_password(password))
     try:
         async with db.write() as session:
             user = User(
@@ -73,47 +93,81 @@ async def create_user(
             await points.open_account(session, user.id)
             if points_amount > 0:
                 await points.grant(session, user.id, points_amount, note="开户赠送")
+            if on_create is not None:
+                await on_create(session, user)
     except IntegrityError as exc:
         raise Conflict(f"用户名 {username} 已被占用") from exc
     return user
 
 
 async def delete_user(db: Database, username: str) -> None:
-    """Remove the user and everything that is theirs (tasks, ledger, keys, files' rows)."""
+    """Remove the user and everything that is theirs (tasks, ledger, keys, files' rows).
+
+    For data removal; to ban someone, :func:`set_active` (their history stays)."""
     async with db.write() as session:
         user = await get_user_by_name(session, username)
         await session.delete(user)
 
 
-async def authenticate(db: Database, username: str, password: str) -> User:
+async def set_active(db: Database, username: str, active: bool) -> User:
+    """Disable (ban) or enable a user: a disabled user's tokens and keys are refused on
+    their very next request (:class:`Authenticator` reads ``is_active`` every time)."""
+    async with db.write() as session:
+        user = await get_user_by_name(session, username)
+        user.is_active = active
+    return user
+
+
+async def authenticate(db: Database, username: str, password: str, gate: Gate = CLI_GATE) -> User:
     async with db.read() as session:
         user = await session.scalar(select(User).where(User.username == username.strip()))
     hashed = user.password_hash if user is not None else None
-    valid = await anyio.to_thread.run_sync(security.verify_password, hashed, password)
+    valid = await gate.run(security.verify_password, hashed, password)
     if user is None or not valid or not user.is_active:
         raise Unauthorized("用户名或密码错误")
     return user
 
 
-async def change_password(db: Database, user_id: int, old: str, new: str) -> None:
+async def change_password(
+    db: Database,
+    user_id: int,
+    old: str,
+    new: str,
+    *,
+    keep_api_keys: bool = False,
+    gate: Gate = CLI_GATE,
+) -> int:
+    """Change the password: every older token stops working, and unless ``keep_api_keys``
+    every API key is revoked too (whoever knew the old password may have made one).
+    Returns the number of keys revoked."""
     async with db.read() as session:
         user = await session.get(User, user_id)
     if user is None:
         raise Unauthorized()
-    if not await anyio.to_thread.run_sync(security.verify_password, user.password_hash, old):
+    if not await gate.run(security.verify_password, user.password_hash, old):
         raise BadRequest("原密码错误")
-    new_hash = await anyio.to_thread.run_sync(security.hash_password, check_password(new))
+    new_hash = await gate.run(security.hash_password, check_password(new))
     async with db.write() as session:
         await session.execute(
             update(User)
             .where(User.id == user_id)
             .values(password_hash=new_hash, auth_epoch=User.auth_epoch + 1)
         )
+        if keep_api_keys:
+            return 0
+        result = await session.execute(
+            update(ApiKey)
+            .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 def issue_token(settings: Settings, user: User) -> tuple[str, int]:
     ttl = timedelta(minutes=settings.jwt_expire_minutes)
-    token, _ = security.issue_token(settings.resolved_jwt_secret(), user.id, user.auth_epoch, ttl)
+    token, _ = security.issue_token(
+        settings.resolved_jwt_secret(), user.id, user.auth_epoch, user.auth_nonce, ttl
+    )
     return token, int(ttl.total_seconds())
 
 
@@ -124,9 +178,9 @@ async def get_user_by_name(session: AsyncSession, username: str) -> User:
     return user
 
 
-_USER_BY_ID = select(User.username, User.role, User.is_active, User.auth_epoch).where(
-    User.id == bindparam("user_id")
-)
+_USER_BY_ID = select(
+    User.username, User.role, User.is_active, User.auth_epoch, User.auth_nonce
+).where(User.id == bindparam("user_id"))
 _KEY_BY_HASH = (
     select(ApiKey.id, ApiKey.last_used_at, User.id, User.username, User.role, User.is_active)
     .join(User, User.id == ApiKey.user_id)
@@ -201,10 +255,10 @@ class Authenticator:
         )
         if row is None:
             raise Unauthorized()
-        username, role, active, epoch = row[:4]
-        if not active or epoch != claims.epoch:
+        username, role, active, epoch, nonce = row[:5]
+        if not active or epoch != claims.epoch or nonce != claims.nonce:
             raise Unauthorized()
-        return Principal(user_id=claims.user_id, username=username, role=role), row[4:]
+        return Principal(user_id=claims.user_id, username=username, role=role), row[5:]
 
     async def _from_api_key(
         self, raw: str, joined: Joined | None, params: Mapping[str, Any]
@@ -263,6 +317,13 @@ class Authenticator:
         """Write the key uses still waiting (a moment's worth)."""
         if self._toucher is not None and not self._toucher.done():
             await asyncio.wait([self._toucher], timeout=5)
+
+
+def require_login_token(principal: Principal, action: str) -> None:
+    """Managing keys and the password needs a login token: a leaked key must not mint
+    more keys (that outlive its revocation) or lock its owner out."""
+    if principal.api_key_id is not None:
+        raise Forbidden(f"{action}需要使用登录 Token,不能使用 API Key")
 
 
 async def create_api_key(db: Database, user_id: int, name: str) -> tuple[ApiKey, str]:

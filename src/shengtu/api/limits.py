@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,6 +48,9 @@ class RateStore(Protocol):
         """0 when one more is within ``rate`` now (and, with ``take``, counted);
         else the seconds until it would be."""
 
+    async def release(self, key: str, rate: Rate) -> None:
+        """Give back one that was taken: it did not count after all."""
+
     async def aclose(self) -> None: ...
 
 
@@ -70,6 +74,11 @@ class MemoryRates:
                 self._sweep_at = max(10_000, 2 * len(self._tat))
         return 0.0
 
+    async def release(self, key: str, rate: Rate) -> None:
+        tat = self._tat.get(key)
+        if tat is not None:
+            self._tat[key] = tat - rate.interval
+
     async def aclose(self) -> None:
         pass
 
@@ -92,12 +101,21 @@ if ARGV[3] == '1' then
 end
 return '0'
 """
+# KEYS[1]: the key; ARGV[1]: interval. Moves the arrival time back by one interval.
+_GCRA_RELEASE = """
+local tat = redis.call('GET', KEYS[1])
+if tat then
+  redis.call('SET', KEYS[1], string.format('%.6f', tonumber(tat) - tonumber(ARGV[1])), 'KEEPTTL')
+end
+return 0
+"""
 
 
 class RedisRates:
     def __init__(self, url: str) -> None:
         self._client = redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
         self._script = self._client.register_script(_GCRA)
+        self._release = self._client.register_script(_GCRA_RELEASE)
 
     async def acquire(self, key: str, rate: Rate, take: bool) -> float:
         wait = await self._script(
@@ -105,12 +123,24 @@ class RedisRates:
         )
         return float(wait)
 
+    async def release(self, key: str, rate: Rate) -> None:
+        await self._release(keys=[f"shengtu:rate:{key}"], args=[rate.interval])
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
 
 def _retry_after(wait: float) -> int:
     return max(1, math.ceil(wait))
+
+
+def throttle_name(username: str) -> str:
+    """One throttle key per name however it is spelled: MySQL compares names without case,
+    so ``Alice``, ``alice`` and a full-width ``ａｌｉｃｅ`` must share their count."""
+    return unicodedata.normalize("NFKC", username).strip().casefold()
+
+
+Slots = list[tuple[Rate, str]]
 
 
 class RequestLimits:
@@ -121,6 +151,14 @@ class RequestLimits:
         window = settings.login_failure_window_seconds
         self._login = Rate(settings.login_failures_per_window, window)
         self._login_ip = Rate(settings.login_ip_failures_per_window, window)
+        self._login_ok = Rate(settings.login_successes_per_window, window)
+        self._login_ok_ip = Rate(settings.login_ip_successes_per_window, window)
+        register_window = settings.register_window_seconds
+        self._register_ip = Rate(settings.register_per_address, register_window)
+        self._register_all = Rate(settings.register_total, register_window)
+        redeem_window = settings.redeem_failure_window_seconds
+        self._redeem = Rate(settings.redeem_failures_per_window, redeem_window)
+        self._redeem_ip = Rate(settings.redeem_ip_failures_per_window, redeem_window)
         per_user, per_key = settings.user_requests_per_minute, settings.api_key_requests_per_minute
         self._per_user = Rate(per_user, 60) if per_user else None
         self._per_key = Rate(per_key, 60) if per_key else None
@@ -132,20 +170,65 @@ class RequestLimits:
             log.warning("rate_limit_unavailable", error=repr(exc)[:200])
             return 0.0
 
-    def _login_keys(self, username: str, client: str) -> list[tuple[Rate, str]]:
-        return [(self._login, f"login-name:{username}"), (self._login_ip, f"login-ip:{client}")]
+    async def _release(self, slots: Slots) -> None:
+        for rate, key in slots:
+            try:
+                await self._store.release(key, rate)
+            except Exception as exc:
+                log.warning("rate_limit_unavailable", error=repr(exc)[:200])
 
-    async def login_allowed(self, username: str, client: str) -> None:
-        """Refuse a login while this name or this address has failed too often lately."""
-        for rate, key in self._login_keys(username, client):
-            wait = await self._wait(key, rate, take=False)
+    async def _take_all(self, slots: Slots, refusal: str) -> Slots:
+        """Take one of each slot, atomically per slot; all or none: on a refusal the ones
+        already taken are given back and 429 is raised (``refusal`` has ``{retry}``)."""
+        taken: Slots = []
+        for rate, key in slots:
+            wait = await self._wait(key, rate, take=True)
             if wait > 0:
+                await self._release(taken)
                 retry = _retry_after(wait)
-                raise TooManyRequests(f"登录失败次数过多,请 {retry} 秒后再试", retry_after=retry)
+                raise TooManyRequests(refusal.format(retry=retry), retry_after=retry)
+            taken.append((rate, key))
+        return taken
 
-    async def login_failed(self, username: str, client: str) -> None:
-        for rate, key in self._login_keys(username, client):
-            await self._wait(key, rate, take=True)
+    async def login_attempt(self, username: str, client: str) -> Slots:
+        """Count a login attempt as a failure before its password is checked, so that
+        parallel guesses cannot all slip in before the first is counted; a success gives
+        it back (:meth:`login_succeeded`). 429 while the name or the address is over."""
+        name = throttle_name(username)
+        return await self._take_all(
+            [(self._login, f"login-name:{name}"), (self._login_ip, f"login-ip:{client}")],
+            "登录失败次数过多,请 {retry} 秒后再试",
+        )
+
+    async def login_succeeded(self, username: str, client: str, attempt: Slots) -> None:
+        """The attempt was no failure; but successes are limited too (a stolen password
+        must not mint tokens without end)."""
+        await self._release(attempt)
+        name = throttle_name(username)
+        await self._take_all(
+            [
+                (self._login_ok, f"login-ok-name:{name}"),
+                (self._login_ok_ip, f"login-ok-ip:{client}"),
+            ],
+            "登录过于频繁,请 {retry} 秒后再试",
+        )
+
+    async def redeem_attempt(self, user_id: int, client: str) -> Slots:
+        """Like a login: counted as a failed try first, given back when the code was good."""
+        return await self._take_all(
+            [(self._redeem, f"redeem-user:{user_id}"), (self._redeem_ip, f"redeem-ip:{client}")],
+            "兑换失败次数过多,请 {retry} 秒后再试",
+        )
+
+    async def redeem_succeeded(self, attempt: Slots) -> None:
+        await self._release(attempt)
+
+    async def registration(self, client: str) -> None:
+        """One sign-up from ``client``, within its address's share and everyone's."""
+        await self._take_all(
+            [(self._register_ip, f"register-ip:{client}"), (self._register_all, "register-all")],
+            "注册过于频繁,请 {retry} 秒后再试",
+        )
 
     async def check(self, principal: Principal) -> None:
         checks = []

@@ -72,5 +72,8 @@ class EventBus:
     def subscribed_users(self) -> list[int]:
         return list(self._subscribers)
 
+    def subscribers_of(self, user_id: int) -> int:
+        return len(self._subscribers.get(user_id, ()))
+
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())

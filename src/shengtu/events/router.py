@@ -1,9 +1,17 @@
-"""``/ws/tasks?token=…``: every status and progress change of the caller's tasks."""
+"""``/ws/tasks?token=…``: every status and progress change of the caller's tasks.
+
+A socket lives as long as its credential: the user and token (or key) are checked again
+before events are sent and every ``SHENGTU_WS_RECHECK_SECONDS``, so a password change,
+expiry, ban or deletion ends it. A user has at most ``SHENGTU_WS_MAX_PER_USER`` sockets on
+one process and a process ``SHENGTU_WS_MAX_PER_PROCESS``; a socket with nothing to say for
+``SHENGTU_WS_IDLE_SECONDS`` is closed. Every close says why, in its frame's reason.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -13,41 +21,102 @@ from shengtu.errors import ShengtuError
 
 router = APIRouter(tags=["events"])
 
+# Close codes in the application range, each with its reason (a frame's reason is at most
+# 123 bytes of UTF-8: about 40 Chinese characters).
+UNAUTHORIZED = (4401, "未登录或Token过期")
+CREDENTIAL_ENDED = (4401, "登录已失效(密码修改、账号停用或Token过期),请重新登录")
+TOO_MANY = (4429, "实时连接数已达上限,请关闭其他页面后重试")
+IDLE = (4408, "连接空闲超时,请重新连接")
+# Checked before an event is sent, but not more often than this: a burst of progress
+# events costs one read.
+EVENT_RECHECK_SECONDS = 1.0
+
+
+async def _close(websocket: WebSocket, why: tuple[int, str]) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.close(code=why[0], reason=why[1])
+
 
 @router.websocket("/ws/tasks")
 async def task_events(websocket: WebSocket) -> None:
     ctx: AppContext = websocket.app.state.ctx
+    settings = ctx.settings
     # A browser's WebSocket cannot set headers: ``?token=`` first, then a Bearer header.
-    token = websocket.query_params.get("token") or bearer_token(
+    credential = websocket.query_params.get("token") or bearer_token(
         websocket.headers.get("authorization", "")
     )
+    # Accept first, then close with a code a browser can read (a refused handshake is
+    # only "403").
     try:
-        principal = await ctx.auth.principal(token or "")
+        principal = await ctx.auth.principal(credential or "")
     except ShengtuError:
-        # Accept, then close with a code a browser can read (a refused handshake is only "403").
         await websocket.accept()
-        await websocket.close(code=4401, reason="未登录或Token过期")
+        await _close(websocket, UNAUTHORIZED)
+        return
+    bus = ctx.bus
+    if (
+        bus.subscriber_count() >= settings.ws_max_per_process
+        or bus.subscribers_of(principal.user_id) >= settings.ws_max_per_user
+    ):
+        await websocket.accept()
+        await _close(websocket, TOO_MANY)
         return
     await websocket.accept()
-    async with ctx.bus.subscribe(principal.user_id) as queue:
+    async with bus.subscribe(principal.user_id) as queue:
         await websocket.send_json({"event": "connected", "data": {"userId": principal.user_id}})
+        last_active = checked_at = time.monotonic()
+
+        async def still_valid() -> bool:
+            nonlocal checked_at
+            checked_at = time.monotonic()
+            try:
+                current = await ctx.auth.principal(credential or "")
+            except ShengtuError:
+                return False
+            return current.user_id == principal.user_id
 
         async def drain_client() -> None:
+            nonlocal last_active
             # Reading is how a close from the client is noticed.
             with contextlib.suppress(WebSocketDisconnect):
                 while True:
                     await websocket.receive_text()
+                    last_active = time.monotonic()
 
         reader = asyncio.create_task(drain_client())
+        getter: asyncio.Task[object] | None = None
         try:
             while not reader.done():
-                getter = asyncio.create_task(queue.get())
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
-                    getter.cancel()
+                now = time.monotonic()
+                if now - last_active >= settings.ws_idle_seconds:
+                    await _close(websocket, IDLE)
                     break
-                await websocket.send_json(getter.result())
+                if now - checked_at >= settings.ws_recheck_seconds and not await still_valid():
+                    await _close(websocket, CREDENTIAL_ENDED)
+                    break
+                wake = min(
+                    last_active + settings.ws_idle_seconds, checked_at + settings.ws_recheck_seconds
+                )
+                if getter is None:
+                    getter = asyncio.create_task(queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, reader},
+                    timeout=max(0.05, wake - time.monotonic()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if getter not in done:
+                    continue
+                event, getter = getter.result(), None
+                if time.monotonic() - checked_at >= EVENT_RECHECK_SECONDS and not (
+                    await still_valid()
+                ):
+                    await _close(websocket, CREDENTIAL_ENDED)
+                    break
+                await websocket.send_json(event)
+                last_active = time.monotonic()
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
             reader.cancel()
+            if getter is not None:
+                getter.cancel()

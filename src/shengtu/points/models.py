@@ -8,7 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shengtu.accounts.models import ID
 from shengtu.db import Base, UtcDateTime, utcnow
 
-LEDGER_KINDS = ("grant", "consume", "refund", "adjust", "expire")
+LEDGER_KINDS = ("grant", "consume", "refund", "adjust", "expire", "redeem")
 
 
 class PointsAccount(Base):

@@ -89,9 +89,16 @@ async def _apply(
 
 
 async def grant(session: AsyncSession, user_id: int, amount: int, note: str | None = None) -> int:
+    return await credit(session, user_id, amount, "grant", note)
+
+
+async def credit(
+    session: AsyncSession, user_id: int, amount: int, kind: str, note: str | None = None
+) -> int:
+    """Add ``amount`` points under ledger ``kind`` (a grant, a redeemed code)."""
     if amount <= 0:
         raise BadRequest("发放积分须为正整数")
-    return await _apply(session, user_id, amount, "grant", note=note)
+    return await _apply(session, user_id, amount, kind, note=note)
 
 
 async def adjust(session: AsyncSession, user_id: int, delta: int, note: str | None = None) -> int:

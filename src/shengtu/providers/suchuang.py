@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from shengtu.logs import get_logger
+from shengtu.logs import digest, get_logger
 from shengtu.providers.base import RateLimiter, UpstreamError, UpstreamJob, UpstreamState
 from shengtu.storage.fetch import origin
 
@@ -100,14 +100,16 @@ class SuChuangProvider:
     async def _call(self, method: str, path: str, *, task_no: str, **kwargs: Any) -> dict[str, Any]:
         await self._limiter.acquire()
         started = time.perf_counter()
+        sent = kwargs.get("json")
         log.info(
             "upstream_request",
             task_no=task_no,
             method=method,
             path=path,
-            body=kwargs.get("json"),
+            body=digest(sent) if sent is not None else None,
             params=kwargs.get("params"),
         )
+        log.debug("upstream_request_body", task_no=task_no, body=sent)
         try:
             async with self._client().request(
                 method, self.base_url + path, allow_redirects=False, **kwargs
@@ -132,8 +134,9 @@ class SuChuangProvider:
             path=path,
             status=status,
             elapsed_ms=elapsed_ms,
-            body=text[:4000],
+            body=digest(text),
         )
+        log.debug("upstream_response_body", task_no=task_no, body=text[:4000])
         if status == 429:
             raise UpstreamError(
                 "上游限流(HTTP 429)", transient=True, retry_after=_retry_after(headers)

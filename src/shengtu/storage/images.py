@@ -1,4 +1,8 @@
-"""What a file really is: sniffed with Pillow, never trusted from a header or a name."""
+"""What a file really is: sniffed with Pillow, never trusted from a header or a name.
+
+The size is read from the header before a single pixel is decoded, and a picture over the
+pixel cap is refused there: a 243 KB PNG can declare 8000 × 7999 pixels, 256 MB decoded.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 FORMATS = {
     "PNG": ("png", "image/png"),
@@ -14,7 +18,7 @@ FORMATS = {
     "WEBP": ("webp", "image/webp"),
     "GIF": ("gif", "image/gif"),
 }
-MAX_PIXELS = 64_000_000
+DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
 class NotAnImage(ValueError):
@@ -29,29 +33,69 @@ class ImageInfo:
     height: int
 
 
-def sniff_image(data: bytes) -> ImageInfo:
-    """Check that ``data`` is a whole picture of an accepted format and sane size."""
+def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """The picture, opened (header only), of an accepted format and within ``max_pixels``."""
     if not data:
         raise NotAnImage("文件为空")
     try:
+        img = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise NotAnImage("图片像素过多,疑似解压炸弹") from exc
+    except Exception as exc:
+        raise NotAnImage("内容不是有效的图片") from exc
+    fmt = img.format or ""
+    width, height = img.size
+    if fmt not in FORMATS:
+        img.close()
+        raise NotAnImage(f"不支持的图片格式 {fmt or '未知'}")
+    if width * height > max_pixels:
+        img.close()
+        raise NotAnImage(f"图片尺寸过大({width}×{height},最多 {max_pixels:,} 像素)")
+    return img
+
+
+def _decoded(data: bytes, max_pixels: int) -> Image.Image:
+    """The picture, whole: a truncated or corrupt file raises."""
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                fmt = img.format or ""
-                width, height = img.size
-                if fmt not in FORMATS:
-                    raise NotAnImage(f"不支持的图片格式 {fmt or '未知'}")
-                if width * height > MAX_PIXELS:
-                    raise NotAnImage(f"图片尺寸过大({width}×{height})")
+            with _open_checked(data, max_pixels) as img:
                 img.verify()
             # verify() does not decode pixels; a load() finds truncated data.
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
+            img = _open_checked(data, max_pixels)
+            img.load()
+            return img
     except NotAnImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise NotAnImage("图片像素过多,疑似解压炸弹") from exc
     except Exception as exc:
         raise NotAnImage("内容不是有效的图片") from exc
-    ext, content_type = FORMATS[fmt]
-    return ImageInfo(ext, content_type, width, height)
+
+
+def sniff_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Check that ``data`` is a whole picture of an accepted format and sane size."""
+    with _decoded(data, max_pixels) as img:
+        ext, content_type = FORMATS[img.format or ""]
+        return ImageInfo(ext, content_type, img.width, img.height)
+
+
+def reencode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, ImageInfo]:
+    """An uploaded picture drawn anew: what it shows (turned upright as its EXIF says),
+    and none of what it carries (EXIF with the camera's GPS position, comments, ICC
+    tricks, trailing bytes). Animated GIFs keep their first frame, as PNG."""
+    with _decoded(data, max_pixels) as img:
+        fmt = img.format or ""
+        upright = ImageOps.exif_transpose(img)
+        out = io.BytesIO()
+        if fmt == "JPEG":
+            upright.convert("RGB").save(out, "JPEG", quality=92)
+        elif fmt == "WEBP":
+            upright.save(out, "WEBP", quality=92)
+        else:
+            fmt = "PNG"
+            if upright.mode not in ("RGB", "RGBA", "L", "LA", "P"):
+                upright = upright.convert("RGBA")
+            upright.save(out, "PNG")
+        ext, content_type = FORMATS[fmt]
+        return out.getvalue(), ImageInfo(ext, content_type, upright.width, upright.height)

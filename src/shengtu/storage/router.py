@@ -1,19 +1,13 @@
 from __future__ import annotations
 
-import secrets
-
-import anyio
 from fastapi import APIRouter, UploadFile
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
 from shengtu.api.deps import ContextDep, PrincipalDep
 from shengtu.api.envelope import Envelope, ok
-from shengtu.db import utcnow
-from shengtu.errors import BadRequest, NotFound
-from shengtu.storage.images import NotAnImage, sniff_image
-from shengtu.storage.models import StoredFile
-from shengtu.timefmt import local
+from shengtu.errors import BadRequest, Gone, NotFound
+from shengtu.storage import service
 
 router = APIRouter(tags=["files"])
 
@@ -29,48 +23,48 @@ class UploadOut(BaseModel):
 
 @router.post("/user/files/upload", response_model=Envelope[UploadOut])
 async def upload(file: UploadFile, ctx: ContextDep, principal: PrincipalDep) -> Envelope[UploadOut]:
+    """Store a reference picture. It is drawn anew (no EXIF, no GPS position); an upload
+    no task uses within ``SHENGTU_UPLOAD_UNUSED_HOURS`` is deleted; a daily quota applies."""
     limit = ctx.settings.max_upload_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise BadRequest(f"参数错误:文件超过 {limit // (1024 * 1024)} MB 上限")
-    try:
-        info = await anyio.to_thread.run_sync(sniff_image, data)
-    except NotAnImage as exc:
-        raise BadRequest(f"参数错误:上传的文件不是有效图片({exc})") from exc
-    day = local(utcnow(), ctx.settings.timezone)
-    key = f"uploads/{day:%Y/%m/%d}/{secrets.token_hex(16)}.{info.ext}"
-    await ctx.storage.put(key, data, info.content_type)
-    try:
-        async with ctx.db.write() as session:
-            session.add(
-                StoredFile(
-                    user_id=principal.user_id,
-                    key=key,
-                    content_type=info.content_type,
-                    size=len(data),
-                )
-            )
-    except BaseException:
-        await ctx.storage.delete(key)  # no file without its row
-        raise
+    stored = await service.upload(ctx, principal.user_id, data)
     return ok(
         UploadOut(
-            url=ctx.storage.url(key),
-            key=key,
-            size=len(data),
-            contentType=info.content_type,
-            width=info.width,
-            height=info.height,
+            url=ctx.storage.url(stored.key),
+            key=stored.key,
+            size=stored.size,
+            contentType=stored.info.content_type,
+            width=stored.info.width,
+            height=stored.info.height,
         )
     )
 
 
+# Served files are pictures only, never a page: a sandbox CSP keeps a file that some
+# browser sniffs as HTML from running script on our origin.
+FILE_HEADERS = {
+    "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
 @router.get("/files/{key:path}", include_in_schema=False)
 async def serve_file(key: str, ctx: ContextDep) -> Response:
-    where = await ctx.storage.locate(key)
+    async with ctx.db.read() as session:
+        state = await service.file_state(session, key)
+    if state == "expired":
+        raise Gone("图片已超过保存期限,已被删除")
+    where = await ctx.storage.locate(key) if state == "ok" else None
     if where is None:
         raise NotFound("文件不存在")
     if isinstance(where, str):
         # Object storage: our URL is permanent, the signed one it points to is not.
-        return RedirectResponse(where, status_code=307, headers={"Cache-Control": "no-store"})
-    return FileResponse(where, headers={"Cache-Control": "public, max-age=31536000, immutable"})
+        return RedirectResponse(
+            where, status_code=307, headers={"Cache-Control": "no-store", **FILE_HEADERS}
+        )
+    return FileResponse(
+        where, headers={"Cache-Control": "public, max-age=31536000, immutable", **FILE_HEADERS}
+    )

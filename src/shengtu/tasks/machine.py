@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Table, bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Update
@@ -51,12 +51,12 @@ def check_move(current: str, target: str) -> None:
 
 # One UPDATE per shape of move, built once: composing an ORM UPDATE cost more CPU than
 # running it (a worker makes one move per poll, hundreds a second).
-_MOVE_STATEMENTS: dict[tuple[tuple[str, ...], bool], Update] = {}
+_MOVE_STATEMENTS: dict[tuple[tuple[str, ...], bool, bool], Update] = {}
 _TASKS: Table = AiTask.__table__  # type: ignore[assignment]
 
 
-def _move_statement(columns: tuple[str, ...], leased: bool) -> Update:
-    key = (columns, leased)
+def _move_statement(columns: tuple[str, ...], leased: bool, unleased: bool) -> Update:
+    key = (columns, leased, unleased)
     stmt = _MOVE_STATEMENTS.get(key)
     if stmt is None:
         stmt = update(_TASKS).where(
@@ -64,6 +64,10 @@ def _move_statement(columns: tuple[str, ...], leased: bool) -> Update:
         )
         if leased:
             stmt = stmt.where(_TASKS.c.lease_owner == bindparam("w_owner"))
+        if unleased:
+            stmt = stmt.where(
+                or_(_TASKS.c.lease_until.is_(None), _TASKS.c.lease_until < bindparam("w_now"))
+            )
         stmt = stmt.values({name: bindparam(f"v_{name}") for name in columns})
         _MOVE_STATEMENTS[key] = stmt
     return stmt
@@ -75,12 +79,15 @@ async def move(
     target: Status,
     *,
     lease_owner: str | None,
+    unleased: bool = False,
     **values: Any,
 ) -> AiTask | None:
     """Move ``task`` (as last read) to ``target``; None when someone else moved it first.
 
     With ``lease_owner`` the move also requires that the mover still holds the lease,
-    and releases it. A move to ``failed`` refunds the task's points in this transaction.
+    and releases it; with ``unleased``, that no worker holds a live lease on it (one may
+    be talking to the upstream about it right now). A move to ``failed`` refunds the
+    task's points in this transaction.
     On success ``task`` itself is returned, holding what was written: the guard (same
     status, same lease) means nobody else wrote the row since it was read.
     """
@@ -102,7 +109,10 @@ async def move(
     params.update(w_id=task.id, w_status=task.status)
     if lease_owner is not None:
         params["w_owner"] = lease_owner
-    result = await session.execute(_move_statement(columns, lease_owner is not None), params)
+    if unleased:
+        params["w_now"] = now
+    statement = _move_statement(columns, lease_owner is not None, unleased)
+    result = await session.execute(statement, params)
     if getattr(result, "rowcount", 0) != 1:
         return None
     if target is Status.FAILED:

@@ -17,6 +17,7 @@ class AiTask(Base):
         Index("ix_ai_task_user_created", "user_id", "id"),
         Index("ix_ai_task_user_status", "user_id", "status"),
         Index("ix_ai_task_key_status", "api_key_id", "status"),
+        Index("ix_ai_task_completed", "completed_at"),
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
@@ -53,3 +54,5 @@ class AiTask(Base):
     submitted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # When the retention sweep deleted the stored picture (SHENGTU_RESULT_RETENTION_DAYS).
+    result_expired_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

@@ -37,6 +37,8 @@ class TaskDetail(BaseModel):
     completeTime: str | None
     errorMessage: str | None
     pointsCost: int
+    # True once the picture was deleted at the end of its retention (its URL answers 410).
+    resultExpired: bool = False
 
 
 def prompt_snippet(prompt: str) -> str:
@@ -71,6 +73,7 @@ class TaskRow(NamedTuple):
     completed_at: datetime | None
     error_message: str | None
     points_cost: int
+    result_expired_at: datetime | None
 
 
 TASK_ROW_COLUMNS = tuple(getattr(AiTask, name) for name in TaskRow._fields)
@@ -90,4 +93,5 @@ def task_detail(task: AiTask | TaskRow, tz: str) -> TaskDetail:
         completeTime=fmt(task.completed_at, tz),
         errorMessage=task.error_message,
         pointsCost=task.points_cost,
+        resultExpired=task.result_expired_at is not None,
     )

@@ -18,10 +18,11 @@ from shengtu.context import AppContext
 from shengtu.db import utcnow
 from shengtu.errors import BadRequest, Conflict, InsufficientPoints, NotFound, TooManyRequests
 from shengtu.events.relay import task_version
-from shengtu.netguard import check_public_url
+from shengtu.netguard import WEB_PORTS, check_public_url, parse_http_url
 from shengtu.points import service as points
 from shengtu.points.models import PointsAccount
 from shengtu.storage.models import StoredFile
+from shengtu.storage.service import mark_used
 from shengtu.tasks.machine import ACTIVE, TERMINAL, Status, move
 from shengtu.tasks.models import AiTask
 from shengtu.tasks.schemas import TaskDetail, task_detail
@@ -84,9 +85,18 @@ def validate_prompt(prompt: str | None, max_chars: int) -> str:
     return prompt.strip()
 
 
-async def _check_reference_urls(ctx: AppContext, user_id: int, urls: list[str]) -> None:
-    own_keys = {u: ctx.storage.key_from_url(u) for u in urls}
-    wanted = [k for k in own_keys.values() if k]
+@dataclass(frozen=True)
+class References:
+    """The reference images of a submit: uploads of the user's own, and outside URLs."""
+
+    urls: list[str]
+    own_keys: list[str]
+    external: list[str]
+
+
+async def _check_own_uploads(ctx: AppContext, user_id: int, urls: list[str]) -> References:
+    own = {u: ctx.storage.key_from_url(u) for u in urls}
+    wanted = [k for k in own.values() if k]
     if wanted:
         async with ctx.db.read() as session:
             found = set(
@@ -96,15 +106,25 @@ async def _check_reference_urls(ctx: AppContext, user_id: int, urls: list[str]) 
                     )
                 )
             )
-        for url, key in own_keys.items():
+        for url, key in own.items():
             if key and key not in found:
                 raise BadRequest(f"参数错误:参考图不存在或不属于当前用户: {url[:100]}")
-    external = [u for u, k in own_keys.items() if not k]
-    # The first refusal wins; all are checked at once so a slow resolver costs one wait.
-    await asyncio.gather(*(check_public_url(u) for u in external))
+    return References(urls, wanted, [u for u, k in own.items() if not k])
 
 
-async def validate_submit(ctx: AppContext, req: SubmitInput) -> tuple[CatalogModel, str, list[str]]:
+async def _check_external_urls(ctx: AppContext, urls: list[str]) -> None:
+    """Outside URLs are handed to the upstream: public addresses and web ports only.
+    Looked up in the submit's own bounded resolver, all at once (a slow name costs one
+    wait); the first refusal wins."""
+    await asyncio.gather(
+        *(check_public_url(u, resolver=ctx.resolver, ports=WEB_PORTS) for u in urls)
+    )
+
+
+async def validate_submit(
+    ctx: AppContext, req: SubmitInput
+) -> tuple[CatalogModel, str, References]:
+    """The checks that need no network: model, prompt, references' shape and ownership."""
     model = await ctx.catalog.get(req.model_name)
     if model is None:
         raise BadRequest(f"参数错误:模型 {req.model_name[:64]} 不存在或已停用")
@@ -114,25 +134,30 @@ async def validate_submit(ctx: AppContext, req: SubmitInput) -> tuple[CatalogMod
         raise BadRequest(f"参数错误:图生图模型 {model.model_name} 需要至少一张参考图(imageUrl)")
     if not model.takes_images and urls:
         raise BadRequest(f"参数错误:文生图模型 {model.model_name} 不接受参考图(imageUrl)")
-    await _check_reference_urls(ctx, req.user_id, urls)
-    return model, prompt, urls
+    for url in urls:
+        parse_http_url(url)
+    return model, prompt, await _check_own_uploads(ctx, req.user_id, urls)
 
 
 async def submit(ctx: AppContext, req: SubmitInput) -> TaskDetail:
-    model, prompt, urls = await validate_submit(ctx, req)
+    model, prompt, refs = await validate_submit(ctx, req)
     settings = ctx.settings
+    # The cheap refusals before any name lookup: a zero-point account or one at its
+    # in-flight limit costs no DNS. The write transaction below stays the judge of both.
     async with ctx.db.read() as session:
         account = await session.get(PointsAccount, req.user_id)
-    if account is not None and account.balance < model.points_cost:
-        # Refused without the write lock; the conditional UPDATE below stays the judge.
-        raise InsufficientPoints(
-            f"积分不足:需要 {model.points_cost} 积分,当前余额 {account.balance} 积分"
-        )
+        if account is not None and account.balance < model.points_cost:
+            raise InsufficientPoints(
+                f"积分不足:需要 {model.points_cost} 积分,当前余额 {account.balance} 积分"
+            )
+        await _check_inflight(session, settings, req)
+    await _check_external_urls(ctx, refs.external)
     now = utcnow()
     async with ctx.db.write() as session:
         balance_after = await points.debit(session, req.user_id, model.points_cost)
         # The debit locked this user's points row: the counts below cannot race.
         await _check_inflight(session, settings, req)
+        await mark_used(session, req.user_id, refs.own_keys)
         task = AiTask(
             task_no=f"pending-{uuid.uuid4().hex}",
             user_id=req.user_id,
@@ -142,7 +167,7 @@ async def submit(ctx: AppContext, req: SubmitInput) -> TaskDetail:
             status=Status.CREATED.value,
             progress=0,
             prompt=prompt,
-            image_urls=urls,
+            image_urls=refs.urls,
             points_cost=model.points_cost,
             provider=model.provider,
             upstream_model=model.upstream_model,
@@ -195,20 +220,33 @@ async def _check_inflight(session: AsyncSession, settings: Settings, req: Submit
 
 
 async def cancel(ctx: AppContext, user_id: int, task_no: str) -> TaskDetail:
-    """End an unfinished task as ``failed`` with the points back.
+    """End a task the upstream has not accepted as ``failed``, with the points back.
 
-    The move is guarded by the task's status, so a cancel and a worker finishing the
-    same task cannot both win; the upstream job, which has no cancel, runs on unseen.
+    Only then does a cancel cost the operator nothing: once the upstream accepted the job
+    it runs on and is paid for (the 速创 protocol has no cancel), so a refund then would
+    let submit → cancel loops spend the operator's money for free; that answers 409. The
+    move is guarded by the status and by the lease: a worker that holds the task may be
+    sending it upstream at this moment, and the cancel waits for it (409, try again).
     """
     async with ctx.db.write() as session:
         task = await get_task(session, user_id, task_no)
         if task.status in TERMINAL:
             raise Conflict(f"任务 {task_no} 已结束({task.status}),无法取消")
+        if task.status != Status.CREATED:
+            raise Conflict(
+                f"任务 {task_no} 已被上游接受并开始生成,上游费用已产生,无法取消;"
+                "任务将正常完成,失败时自动退还积分"
+            )
         moved = await move(
-            session, task, Status.FAILED, lease_owner=None, error_message="用户已取消任务"
+            session,
+            task,
+            Status.FAILED,
+            lease_owner=None,
+            unleased=True,
+            error_message="用户已取消任务",
         )
         if moved is None:
-            raise Conflict(f"任务 {task_no} 的状态刚刚改变,请刷新后再试")
+            raise Conflict(f"任务 {task_no} 正在提交给上游,请稍后刷新后再试")
     detail = task_detail(moved, ctx.settings.timezone)
     await ctx.bus.publish(
         user_id, {"event": "task.updated", "data": detail.model_dump()}, task_version(moved)

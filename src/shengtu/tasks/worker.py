@@ -13,9 +13,10 @@ import math
 import os
 import secrets
 import socket
+import time
 from datetime import datetime, timedelta
+from typing import Any
 
-import anyio
 import httpx
 import structlog
 from sqlalchemy import or_, select, update
@@ -25,6 +26,7 @@ from shengtu.db import utcnow
 from shengtu.events.relay import task_version
 from shengtu.logs import get_logger
 from shengtu.providers.base import Provider, UpstreamError, UpstreamJob, UpstreamState
+from shengtu.storage import service as storage_service
 from shengtu.storage.fetch import FetchError, fetch_image_bytes
 from shengtu.storage.images import NotAnImage, sniff_image
 from shengtu.tasks.machine import ACTIVE, Status, move
@@ -69,6 +71,8 @@ class Worker:
         self._refill_at = max(
             1, min(self.settings.worker_batch, self.settings.worker_concurrency) // 4
         )
+        self._sweep_at = 0.0
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def tick(self) -> float:
@@ -94,15 +98,33 @@ class Worker:
                     continue
                 for task in claimed:
                     self._spawn(task)
+                self._maybe_sweep()
                 if claimed and self._capacity() > 0:
                     continue
                 self._full = self._capacity() <= 0
                 await self._idle()
         finally:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
             if self._steps:
                 await asyncio.wait(self._steps, timeout=10)
             await self._http.aclose()
             log.info("worker_stopped", owner=self.owner)
+
+    def _maybe_sweep(self) -> None:
+        """Now and then, in the background: delete unused uploads and expired results
+        (safe while other workers sweep too: see :mod:`shengtu.storage.service`)."""
+        now = time.monotonic()
+        if now < self._sweep_at or (self._sweeper is not None and not self._sweeper.done()):
+            return
+        self._sweep_at = now + self.settings.sweep_interval_seconds
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        try:
+            await storage_service.sweep(self.ctx)
+        except Exception:
+            log.exception("sweep_failed")
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -268,7 +290,9 @@ class Worker:
                 max_bytes=self.settings.max_result_bytes,
                 trusted_origins=provider.trusted_origins,
             )
-            info = await anyio.to_thread.run_sync(sniff_image, fetched.data)
+            info = await self.ctx.decoding.run(
+                sniff_image, fetched.data, self.settings.max_image_pixels
+            )
         except FetchError as exc:
             if exc.transient and task.attempts + 1 < self.settings.download_attempts:
                 await self._retry(task, exc.message, None)
@@ -335,7 +359,7 @@ class Worker:
         log.warning("task_failed", reason=message)
         await self._move(task, Status.FAILED, error_message=message[:1000], **values)
 
-    async def _move(self, task: AiTask, target: Status, **values: object) -> bool:
+    async def _move(self, task: AiTask, target: Status, **values: Any) -> bool:
         before = (task.status, task.progress)
         async with self.ctx.db.write() as session:
             moved = await move(session, task, target, lease_owner=self.owner, **values)
