@@ -8,6 +8,9 @@ import pytest
 from tests.databases import ScratchDatabase, selected
 from tests.support import Platform, User
 
+# The browser and page fixtures, for the console tests.
+pytest_plugins = ["tests.browser"]
+
 
 @pytest.fixture(scope="session", params=selected())
 def database(request: pytest.FixtureRequest) -> Iterator[ScratchDatabase]:
@@ -51,3 +54,12 @@ def rich_user(audited: Platform) -> User:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Keeps each phase's report on the test, so a fixture can tell it failed
+    (the browser fixture keeps a screenshot then)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
