@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     download_attempts: int = Field(default=3, ge=1)
     upstream_timeout: float = Field(default=30.0, gt=0)
     upstream_rps: float = Field(default=15.0, gt=0)
+    # A submit whose answer was lost after it was sent may have started a job upstream,
+    # which the operator pays for. fail: the task fails and is refunded, never sent twice;
+    # retry: send it again (only for an upstream that deduplicates submits).
+    uncertain_submit: Literal["fail", "retry"] = "fail"
     worker_concurrency: int = Field(default=256, ge=1)
     worker_batch: int = Field(default=100, ge=1)
     lease_seconds: float = Field(default=120.0, gt=0)

@@ -7,13 +7,17 @@ import json
 import time
 from pathlib import Path
 
+import httpx
+import pytest
+
 from tests.chaos import report
 from tests.support import Platform, free_port
 
 FAULTS = {
     # directive: (final status, words its errorMessage must carry)
     "submit429": ("completed", ""),
-    "slowsubmit": ("failed", "提交上游失败:上游接口超时(已尝试 3 次)"),
+    # Sent, and the answer lost: never sent again (SHENGTU_UNCERTAIN_SUBMIT=fail).
+    "slowsubmit": ("failed", "提交上游失败:上游接口超时,无法确认上游是否已接受任务"),
     "slowpoll": ("failed", "任务超时:上游在 10 秒内未完成(最近一次错误:上游接口超时)"),
     "garbage": ("failed", "最近一次错误:上游返回了无法解析的内容"),
     "status7": ("failed", "最近一次错误:上游返回未知状态: 7"),
@@ -135,6 +139,44 @@ def test_connection_refused_fails_after_bounded_retries(tmp_path: Path) -> None:
         )
         assert user.balance() == 30
         assert "sk-upstream-that-is-not-there" not in platform.server.log_text()
+        platform.audit()
+    finally:
+        platform.stop()
+
+
+@pytest.mark.parametrize(("policy", "jobs"), [("fail", 1), ("retry", 3)])
+def test_an_uncertain_submit_starts_as_many_upstream_jobs_as_the_policy_says(
+    tmp_path: Path, policy: str, jobs: int
+) -> None:
+    """The sandbox takes the job but answers after the client gave up: did it start?
+    ``fail`` never asks twice; ``retry`` (for upstreams that deduplicate) asks again."""
+    platform = Platform.with_sandbox_process(
+        tmp_path,
+        worker=True,
+        SHENGTU_UPSTREAM_TIMEOUT="1",
+        SHENGTU_UNCERTAIN_SUBMIT=policy,
+    ).start()
+    try:
+        user = platform.new_user(points=30)
+        prompt = f"答复丢失 {policy} [sandbox:slowsubmit]"
+        task = user.wait(
+            user.submit(modelName="sc_soraimg_text_1x1", prompt=prompt)["data"]["taskNo"]
+        )
+        assert task["status"] == "failed"
+        assert user.balance() == 30
+        time.sleep(3.5)  # the sandbox's SLOW_SECONDS: its last job is accepted by now
+        accepted = httpx.get(platform.sandbox_url + "/stats").json()["accepted"]
+        assert accepted.get(prompt) == jobs, accepted
+        counted = [
+            e
+            for e in (
+                json.loads(line)
+                for line in platform.server.log_text().splitlines()
+                if line.startswith("{")
+            )
+            if e.get("event") == "uncertain_submit" and e.get("task_no") == task["taskNo"]
+        ]
+        assert len(counted) == jobs and {e["policy"] for e in counted} == {policy}
         platform.audit()
     finally:
         platform.stop()

@@ -34,13 +34,26 @@ class UpstreamError(Exception):
 
     ``transient``: trying again later may work (network, 5xx, 429, garbage).
     Otherwise the upstream refused for good and the task fails at once.
+    ``uncertain``: the request was sent and its answer lost (read timeout, reset): the
+    upstream may have started a job for it, and sending it again may start a second.
     """
 
-    def __init__(self, message: str, *, transient: bool, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        retry_after: float | None = None,
+        uncertain: bool = False,
+        key_rejected: bool = False,
+    ):
         super().__init__(message)
         self.message = message
         self.transient = transient
         self.retry_after = retry_after
+        self.uncertain = uncertain
+        # The upstream refused the key itself (bad key, no balance): no task should use it.
+        self.key_rejected = key_rejected
 
 
 class Provider(Protocol):
@@ -54,6 +67,10 @@ class Provider(Protocol):
     async def submit(self, job: UpstreamJob) -> UpstreamState: ...
 
     async def poll(self, upstream_id: str, task_no: str = "") -> UpstreamState: ...
+
+    async def check(self) -> None:
+        """Proves the address and the key without starting a paid job; raises UpstreamError."""
+        ...
 
     async def aclose(self) -> None: ...
 

@@ -29,6 +29,20 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+def _track_connection() -> aiohttp.TraceConfig:
+    """Marks a request's trace context once it has a connection: from then on a lost
+    answer is uncertain (the request may have reached the upstream); before, it is not."""
+
+    async def connected(_: Any, context: Any, __: Any) -> None:
+        if isinstance(context.trace_request_ctx, dict):
+            context.trace_request_ctx["connected"] = True
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_end.append(connected)
+    trace.on_connection_reuseconn.append(connected)
+    return trace
+
+
 def _connection_failure(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return "连接被拒绝或地址不可达"
@@ -49,6 +63,15 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
         if size > limit:
             break
     return b"".join(chunks)
+
+
+def _key_refused(message: str) -> str | None:
+    """What to tell the admin when a refusal is about the key, not the task."""
+    if "无效" in message and ("key" in message.lower() or "密钥" in message):
+        return "上游鉴权失败,请检查上游密钥配置"
+    if "余额不足" in message or "余额已用完" in message or "额度不足" in message:
+        return "上游账户余额不足"
+    return None
 
 
 def _message(body: dict[str, Any]) -> str:
@@ -90,6 +113,7 @@ class SuChuangProvider:
                 # Kept-alive connections, enough for the upstream's whole rate limit.
                 connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=30),
                 trust_env=False,
+                trace_configs=[_track_connection()],
             )
         return self._session
 
@@ -110,19 +134,38 @@ class SuChuangProvider:
             params=kwargs.get("params"),
         )
         log.debug("upstream_request_body", task_no=task_no, body=sent)
+        trace: dict[str, bool] = {"connected": False}
         try:
             async with self._client().request(
-                method, self.base_url + path, allow_redirects=False, **kwargs
+                method,
+                self.base_url + path,
+                allow_redirects=False,
+                trace_request_ctx=trace,
+                **kwargs,
             ) as response:
                 status, headers = response.status, response.headers
                 raw = await _read_capped(response, MAX_ANSWER_BYTES)
         except TimeoutError as exc:
-            log.warning("upstream_timeout", task_no=task_no, path=path, error=type(exc).__name__)
-            raise UpstreamError("上游接口超时", transient=True) from exc
+            uncertain = trace["connected"]
+            log.warning(
+                "upstream_timeout",
+                task_no=task_no,
+                path=path,
+                error=type(exc).__name__,
+                uncertain=uncertain,
+            )
+            raise UpstreamError("上游接口超时", transient=True, uncertain=uncertain) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            log.warning("upstream_unreachable", task_no=task_no, path=path, error=repr(exc))
+            uncertain = trace["connected"] and not isinstance(exc, aiohttp.ClientConnectorError)
+            log.warning(
+                "upstream_unreachable",
+                task_no=task_no,
+                path=path,
+                error=repr(exc),
+                uncertain=uncertain,
+            )
             raise UpstreamError(
-                f"无法连接上游接口:{_connection_failure(exc)}", transient=True
+                f"无法连接上游接口:{_connection_failure(exc)}", transient=True, uncertain=uncertain
             ) from exc
         if len(raw) > MAX_ANSWER_BYTES:
             raise UpstreamError("上游返回的内容过大", transient=True)
@@ -146,7 +189,9 @@ class SuChuangProvider:
                 f"上游服务错误(HTTP {status})", transient=True, retry_after=_retry_after(headers)
             )
         if status in (401, 403):
-            raise UpstreamError("上游鉴权失败,请检查上游密钥配置", transient=False)
+            raise UpstreamError(
+                "上游鉴权失败,请检查上游密钥配置", transient=False, key_rejected=True
+            )
         try:
             body = json.loads(text)
         except ValueError as exc:
@@ -167,9 +212,12 @@ class SuChuangProvider:
         code = body.get("code")
         if code != 200:
             message = _message(body)
-            if "无效" in message and ("key" in message.lower() or "密钥" in message):
-                message = "上游鉴权失败,请检查上游密钥配置"
-            raise UpstreamError(f"上游拒绝任务: {message}", transient=False)
+            rejected = _key_refused(message)
+            if rejected:
+                message = rejected
+            raise UpstreamError(
+                f"上游拒绝任务: {message}", transient=False, key_rejected=bool(rejected)
+            )
         data = body.get("data")
         upstream_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(upstream_id, str) or not upstream_id:
@@ -203,3 +251,11 @@ class SuChuangProvider:
             reason = data.get("message") or data.get("fail_reason") or "上游生成失败"
             return UpstreamState(upstream_id, "failed", str(status), error=str(reason)[:500])
         return UpstreamState(upstream_id, phase, str(status), progress)  # type: ignore[arg-type]
+
+    async def check(self) -> None:
+        # The detail of a job that does not exist: free, and it proves the key.
+        try:
+            await self.poll("shengtu-check-0", "")
+        except UpstreamError as exc:
+            if exc.transient or exc.key_rejected:
+                raise

@@ -225,6 +225,18 @@ class Worker:
         try:
             state = await provider.submit(job)
         except UpstreamError as exc:
+            if exc.uncertain and self.settings.uncertain_submit == "fail":
+                # Sending it again could start (and bill the operator for) a second job.
+                log.warning("uncertain_submit", policy="fail", reason=exc.message)
+                await self.fail(
+                    task,
+                    f"提交上游失败:{exc.message},无法确认上游是否已接受任务;"
+                    "为避免重复生成,任务不再重试",
+                    upstream_status="uncertain",
+                )
+                return
+            if exc.uncertain:
+                log.warning("uncertain_submit", policy="retry", reason=exc.message)
             if exc.transient and task.attempts + 1 < self.settings.submit_attempts:
                 await self._retry(task, exc.message, exc.retry_after)
             else:
