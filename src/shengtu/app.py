@@ -23,6 +23,7 @@ from shengtu.api.errors import install_error_handlers
 from shengtu.api.hot import HotReads
 from shengtu.api.middleware import EdgeGuardMiddleware, RequestIdMiddleware
 from shengtu.catalog.router import router as catalog_router
+from shengtu.channels.router import router as channels_router
 from shengtu.codes.router import router as codes_router
 from shengtu.context import AppContext
 from shengtu.errors import NotFound
@@ -106,6 +107,7 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
         catalog_router,
         points_router,
         codes_router,
+        channels_router,
         tasks_router,
         files_router,
         events_router,

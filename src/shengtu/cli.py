@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from shengtu.channels.cli import channel_app
 from shengtu.config import Settings, get_settings
 from shengtu.db import Database, utcnow
 from shengtu.errors import ShengtuError
@@ -25,6 +26,7 @@ app.add_typer(codes_app, name="codes")
 app.add_typer(user_app, name="user")
 app.add_typer(points_app, name="points")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(channel_app, name="channel")
 
 T = TypeVar("T")
 DEMO_USER = "demo"

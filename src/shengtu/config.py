@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_CHARS = 32
@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     jwt_secret: str = ""
+    # Seals the upstream keys of channels at rest; generated into the data folder when
+    # unset. Every process must have the same one, and losing it loses the keys.
+    secret_key: str = ""
     jwt_expire_minutes: int = Field(default=24 * 60, ge=1)
     # Kept for older configurations: false is the same as register_mode=closed.
     allow_register: bool = True
@@ -131,12 +134,12 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(default=4000, ge=1)
     max_reference_images: int = Field(default=10, ge=1)
 
-    @field_validator("jwt_secret")
+    @field_validator("jwt_secret", "secret_key")
     @classmethod
-    def _long_enough(cls, value: str) -> str:
+    def _long_enough(cls, value: str, info: ValidationInfo) -> str:
         if value and len(value) < MIN_SECRET_CHARS:
             raise ValueError(
-                f"SHENGTU_JWT_SECRET 至少需要 {MIN_SECRET_CHARS} 个字符"
+                f"SHENGTU_{str(info.field_name).upper()} 至少需要 {MIN_SECRET_CHARS} 个字符"
                 "(例如 python -c 'import secrets; print(secrets.token_urlsafe(48))')"
             )
         return value
@@ -171,6 +174,11 @@ class Settings(BaseSettings):
         if self.jwt_secret:
             return self.jwt_secret
         return read_or_create_secret(self.data_dir, "jwt_secret")
+
+    def resolved_secret_key(self) -> str:
+        if self.secret_key:
+            return self.secret_key
+        return read_or_create_secret(self.data_dir, "secret_key")
 
 
 def read_or_create_secret(data_dir: Path, name: str) -> str:

@@ -9,6 +9,8 @@ from shengtu.accounts.service import Authenticator, hash_gate
 from shengtu.api.clientaddr import ClientAddresses, parse_networks
 from shengtu.api.limits import RequestLimits
 from shengtu.catalog.service import Catalog
+from shengtu.channels.pool import ChannelPool
+from shengtu.channels.secrets import KeyBox
 from shengtu.config import Settings
 from shengtu.db import Database
 from shengtu.events.bus import EventBus
@@ -34,6 +36,10 @@ class AppContext:
     decoding: Gate
     resolver: Resolver
     clients: ClientAddresses
+    key_box: KeyBox
+    channels: ChannelPool
+    # The upstream of the settings (SHENGTU_SUCHUANG_*, or the sandbox) for models that
+    # no channel serves.
     providers: dict[str, Provider] = field(default_factory=dict)
 
     @classmethod
@@ -53,6 +59,7 @@ class AppContext:
             storage = S3Storage(settings)
         else:
             storage = LocalStorage(settings.data_dir / "files", settings.resolved_public_base_url)
+        key_box = KeyBox(settings.resolved_secret_key())
         bus: EventBus
         if settings.redis_url:
             bus = RedisEventBus(
@@ -78,6 +85,8 @@ class AppContext:
             ),
             resolver=Resolver(settings.resolver_threads, settings.resolver_queue),
             clients=ClientAddresses(parse_networks(settings.trusted_proxies)),
+            key_box=key_box,
+            channels=ChannelPool(db, key_box),
             providers=providers or {},
         )
 
@@ -88,6 +97,7 @@ class AppContext:
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
+        await self.channels.aclose()
         await self.bus.aclose()
         await self.storage.aclose()
         await self.auth.aclose()

@@ -2,6 +2,7 @@
 
 from shengtu.accounts.models import ApiKey, User
 from shengtu.catalog.models import PointsConfig
+from shengtu.channels.models import Channel, ChannelKey, ChannelModel
 from shengtu.codes.models import RedeemCode
 from shengtu.db import Base
 from shengtu.points.models import PointsAccount, PointsLedger
@@ -12,6 +13,9 @@ __all__ = [
     "AiTask",
     "ApiKey",
     "Base",
+    "Channel",
+    "ChannelKey",
+    "ChannelModel",
     "PointsAccount",
     "PointsConfig",
     "PointsLedger",

@@ -177,6 +177,9 @@ def test_an_uncertain_submit_starts_as_many_upstream_jobs_as_the_policy_says(
             if e.get("event") == "uncertain_submit" and e.get("task_no") == task["taskNo"]
         ]
         assert len(counted) == jobs and {e["policy"] for e in counted} == {policy}
+        assert platform.admin is not None
+        channels = platform.admin.client.get("/admin/channels").json()["data"]
+        assert [c["uncertainCount"] for c in channels] == [jobs]
         platform.audit()
     finally:
         platform.stop()

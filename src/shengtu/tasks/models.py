@@ -18,6 +18,7 @@ class AiTask(Base):
         Index("ix_ai_task_user_status", "user_id", "status"),
         Index("ix_ai_task_key_status", "api_key_id", "status"),
         Index("ix_ai_task_completed", "completed_at"),
+        Index("ix_ai_task_channel_status", "channel_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
@@ -36,6 +37,9 @@ class AiTask(Base):
     error_message: Mapped[str | None] = mapped_column(String(1024), nullable=True)
 
     provider: Mapped[str] = mapped_column(String(32))
+    # The channel and key that accepted the task (none: the upstream of the settings).
+    channel_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    channel_key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     upstream_model: Mapped[str] = mapped_column(String(64))
     upstream_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     upstream_id: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -21,6 +21,9 @@ import httpx
 import structlog
 from sqlalchemy import or_, select, update
 
+from shengtu.channels import service as channel_service
+from shengtu.channels.bootstrap import sync_env_channel
+from shengtu.channels.pool import Route
 from shengtu.context import AppContext
 from shengtu.db import utcnow
 from shengtu.events.relay import task_version
@@ -88,6 +91,10 @@ class Worker:
 
     async def run(self) -> None:
         log.info("worker_started", owner=self.owner, concurrency=self.settings.worker_concurrency)
+        try:
+            await sync_env_channel(self.ctx)
+        except Exception:
+            log.exception("channel_sync_failed")
         try:
             while not self._stop.is_set():
                 try:
@@ -203,50 +210,136 @@ class Worker:
                 reason += f"(最近一次错误:{task.last_error})"
             await self.fail(task, reason)
             return
-        provider = self.ctx.providers.get(task.provider)
-        if provider is None:
-            await self.fail(task, f"上游 {task.provider} 未配置,任务无法执行")
-            return
         if task.status == Status.CREATED:
-            await self._submit(task, provider)
+            await self._submit(task)
+            return
+        if task.channel_key_id is not None:
+            await self.ctx.channels.refresh()
+            provider = self.ctx.channels.provider(task.channel_key_id)
         else:
-            await self._poll(task, provider)
+            provider = self.ctx.providers.get(task.provider)
+        if provider is None:
+            await self.fail(task, "受理该任务的上游渠道或密钥已被删除,无法查询结果")
+            return
+        await self._poll(task, provider)
 
     # -- the three kinds of step ------------------------------------------------------
 
-    async def _submit(self, task: AiTask, provider: Provider) -> None:
-        job = UpstreamJob(
-            task_no=task.task_no,
-            upstream_model=task.upstream_model,
-            params=dict(task.upstream_params or {}),
-            prompt=task.prompt,
-            image_urls=list(task.image_urls or []),
-        )
-        try:
-            state = await provider.submit(job)
-        except UpstreamError as exc:
-            if exc.uncertain and self.settings.uncertain_submit == "fail":
-                # Sending it again could start (and bill the operator for) a second job.
-                log.warning("uncertain_submit", policy="fail", reason=exc.message)
-                await self.fail(
+    def _routes(self, task: AiTask) -> list[Route | None]:
+        """Where to send the task, in order: the channels that serve its model, or, where
+        none does, the upstream of the settings (``None``: the key or the sandbox)."""
+        pool = self.ctx.channels
+        if pool.serves(task.model_name):
+            return list(pool.candidates(task.model_name))
+        return [None] if task.provider in self.ctx.providers else []
+
+    async def _submit(self, task: AiTask) -> None:
+        await self.ctx.channels.refresh()
+        routes = self._routes(task)
+        if not routes:
+            if self.ctx.channels.has_routes(task.model_name):
+                # Every key that serves it is at its in-flight cap: wait, at no cost.
+                await self._move(
                     task,
-                    f"提交上游失败:{exc.message},无法确认上游是否已接受任务;"
-                    "为避免重复生成,任务不再重试",
-                    upstream_status="uncertain",
+                    Status.CREATED,
+                    last_error="所有上游渠道的并发已满,排队等待",
+                    next_run_at=self._clamp(
+                        task, utcnow() + timedelta(seconds=self.settings.poll_interval)
+                    ),
                 )
-                return
-            if exc.uncertain:
-                log.warning("uncertain_submit", policy="retry", reason=exc.message)
-            if exc.transient and task.attempts + 1 < self.settings.submit_attempts:
-                await self._retry(task, exc.message, exc.retry_after)
             else:
-                tries = f"(已尝试 {task.attempts + 1} 次)" if exc.transient else ""
-                await self.fail(task, f"提交上游失败:{exc.message}{tries}")
+                await self.fail(task, "没有可用的上游渠道,任务无法执行")
             return
+        last: UpstreamError | None = None
+        for route in routes:
+            provider = (
+                self.ctx.providers[task.provider]
+                if route is None
+                else self.ctx.channels.provider(route.key_id)
+            )
+            if provider is None:
+                continue
+            job = UpstreamJob(
+                task_no=task.task_no,
+                upstream_model=route.upstream_model if route else task.upstream_model,
+                params=dict(route.upstream_params if route else task.upstream_params or {}),
+                prompt=task.prompt,
+                image_urls=list(task.image_urls or []),
+            )
+            try:
+                state = await provider.submit(job)
+            except UpstreamError as exc:
+                last = exc
+                if exc.uncertain:
+                    await self._uncertain(task, route, exc)
+                    return
+                if exc.key_rejected and route is not None:
+                    await self._reject_key(route, exc)
+                    continue
+                if not exc.transient:
+                    # The upstream refused the task itself (its content): not elsewhere either.
+                    await self.fail(task, f"提交上游失败:{exc.message}")
+                    return
+                if route is not None:
+                    log.warning(
+                        "channel_failed_over", channel=route.channel_name, reason=exc.message
+                    )
+                continue
+            if route is not None:
+                self.ctx.channels.started(route.key_id)
+            await self._accepted(task, route, state)
+            return
+        if last is None or last.key_rejected:
+            reason = f"({last.message})" if last else ""
+            await self.fail(task, f"没有可用的上游渠道,任务无法执行{reason}")
+        elif task.attempts + 1 < self.settings.submit_attempts:
+            await self._retry(task, last.message, last.retry_after)
+        else:
+            await self.fail(task, f"提交上游失败:{last.message}(已尝试 {task.attempts + 1} 次)")
+
+    async def _uncertain(self, task: AiTask, route: Route | None, exc: UpstreamError) -> None:
+        """The submit was sent and its answer lost: a job may be running upstream, paid for.
+        ``fail`` (the default) never sends it again; ``retry`` does, for upstreams that
+        deduplicate. Counted per channel either way."""
+        policy = route.uncertain_submit if route else self.settings.uncertain_submit
+        channel = route.channel_name if route else task.provider
+        log.warning("uncertain_submit", policy=policy, channel=channel, reason=exc.message)
+        if route is not None:
+            async with self.ctx.db.write() as session:
+                await channel_service.count_uncertain(session, route.channel_id)
+        if policy == "fail":
+            await self.fail(
+                task,
+                f"提交上游失败:{exc.message},无法确认上游是否已接受任务;"
+                "为避免重复生成,任务不再重试",
+                upstream_status="uncertain",
+                channel_id=route.channel_id if route else None,
+                channel_key_id=route.key_id if route else None,
+            )
+        elif task.attempts + 1 < self.settings.submit_attempts:
+            await self._retry(task, exc.message, exc.retry_after)
+        else:
+            await self.fail(task, f"提交上游失败:{exc.message}(已尝试 {task.attempts + 1} 次)")
+
+    async def _reject_key(self, route: Route, exc: UpstreamError) -> None:
+        log.error(
+            "channel_key_disabled",
+            channel=route.channel_name,
+            key_id=route.key_id,
+            reason=exc.message,
+        )
+        async with self.ctx.db.write() as session:
+            await channel_service.disable_key_for(session, route.key_id, exc.message)
+        await self.ctx.channels.refresh(force=True)
+
+    async def _accepted(self, task: AiTask, route: Route | None, state: UpstreamState) -> None:
         now = utcnow()
         await self._move(
             task,
             Status.QUEUED,
+            channel_id=route.channel_id if route else None,
+            channel_key_id=route.key_id if route else None,
+            upstream_model=route.upstream_model if route else task.upstream_model,
             upstream_id=state.upstream_id,
             upstream_status=state.raw_status,
             submitted_at=now,

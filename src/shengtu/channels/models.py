@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shengtu.accounts.models import ID
+from shengtu.db import Base, UtcDateTime, utcnow
+
+
+class Channel(Base):
+    """One upstream account: a protocol at a base URL, with keys, serving catalog models."""
+
+    __tablename__ = "channel"
+    # Tasks name the channel that took them: an id is never handed out twice.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    protocol: Mapped[str] = mapped_column(String(32))
+    base_url: Mapped[str] = mapped_column(String(512))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    weight: Mapped[int] = mapped_column(Integer, default=1)
+    key_rps: Mapped[float] = mapped_column(Float, default=15.0)
+    key_inflight: Mapped[int] = mapped_column(Integer, default=0)
+    timeout_seconds: Mapped[float] = mapped_column(Float, default=30.0)
+    cost_per_picture: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=Decimal(0))
+    uncertain_submit: Mapped[str] = mapped_column(String(16), default="fail")
+    uncertain_count: Mapped[int] = mapped_column(Integer, default=0)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ChannelKey(Base):
+    __tablename__ = "channel_key"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channel.id", ondelete="CASCADE"))
+    sealed: Mapped[str] = mapped_column(Text)
+    hint: Mapped[str] = mapped_column(String(16))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ChannelModel(Base):
+    """A catalog model a channel serves, under the upstream's own name and parameters."""
+
+    __tablename__ = "channel_model"
+    __table_args__ = (UniqueConstraint("channel_id", "model_name"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channel.id", ondelete="CASCADE"))
+    model_name: Mapped[str] = mapped_column(String(64), index=True)
+    upstream_model: Mapped[str] = mapped_column(String(64))
+    upstream_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

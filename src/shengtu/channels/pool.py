@@ -1,0 +1,191 @@
+"""Which (channel, key) a task goes to: the routing table, read from the database.
+
+Every worker keeps the table in memory and re-reads it every second, so an admin's
+change reaches all workers without a message. A task accepted through a key is polled
+through that key; a key's provider (its HTTP session and pacing) lives while the table
+names it, enabled or not, so tasks accepted before a key was disabled can still be polled.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from shengtu.channels.models import Channel, ChannelKey, ChannelModel
+from shengtu.channels.secrets import KeyBox
+from shengtu.db import Database
+from shengtu.logs import get_logger
+from shengtu.providers.base import Provider
+from shengtu.providers.suchuang import SuChuangProvider
+from shengtu.tasks.models import AiTask
+
+log = get_logger("shengtu.channels")
+
+# Cheap (three small tables): an admin's change reaches every worker within a second.
+REFRESH_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Route:
+    channel_id: int
+    channel_name: str
+    key_id: int
+    priority: int
+    weight: int
+    inflight_cap: int
+    uncertain_submit: str
+    upstream_model: str
+    upstream_params: dict[str, Any]
+
+
+ProviderFactory = Callable[[Channel, str], Provider]
+
+
+def build_provider(channel: Channel, key: str) -> Provider:
+    if channel.protocol == "suchuang":
+        return SuChuangProvider(
+            channel.base_url, key, timeout=channel.timeout_seconds, rps=channel.key_rps
+        )
+    raise ValueError(f"暂不支持的上游协议: {channel.protocol}")
+
+
+class ChannelPool:
+    def __init__(
+        self, db: Database, box: KeyBox, factory: ProviderFactory = build_provider
+    ) -> None:
+        self._db = db
+        self._box = box
+        self._factory = factory
+        self._routes: dict[str, list[Route]] = {}
+        # key id → (the sealed key and channel settings it was built from, its provider)
+        self._providers: dict[int, tuple[tuple[Any, ...], Provider]] = {}
+        self._inflight: dict[int, int] = {}
+        self._configured: set[str] = set()
+        self._loaded_at = -REFRESH_SECONDS
+
+    async def refresh(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._loaded_at < REFRESH_SECONDS:
+            return
+        self._loaded_at = now
+        async with self._db.read() as session:
+            channels = list(await session.scalars(select(Channel)))
+            keys = list(await session.scalars(select(ChannelKey)))
+            models = list(await session.scalars(select(ChannelModel)))
+            capped = any(c.key_inflight for c in channels)
+            inflight: dict[int, int] = {}
+            if capped:
+                # Tasks each key holds upstream now, by every worker; between two reads
+                # this process adds its own (``started``).
+                inflight = {
+                    row[0]: int(row[1])
+                    for row in await session.execute(
+                        select(AiTask.channel_key_id, func.count())
+                        .where(
+                            AiTask.channel_key_id.is_not(None),
+                            AiTask.status.in_(("queued", "processing")),
+                        )
+                        .group_by(AiTask.channel_key_id)
+                    )
+                    if row[0] is not None
+                }
+        by_id = {c.id: c for c in channels}
+        providers: dict[int, tuple[tuple[Any, ...], Provider]] = {}
+        stale: list[Provider] = []
+        for key in keys:
+            channel = by_id.get(key.channel_id)
+            if channel is None:
+                continue
+            recipe = (
+                key.sealed,
+                channel.protocol,
+                channel.base_url,
+                channel.timeout_seconds,
+                channel.key_rps,
+            )
+            known = self._providers.get(key.id)
+            if known is not None and known[0] == recipe:
+                providers[key.id] = known
+                continue
+            if known is not None:
+                stale.append(known[1])
+            try:
+                providers[key.id] = (recipe, self._factory(channel, self._box.open(key.sealed)))
+            except ValueError as exc:
+                log.error(
+                    "channel_key_unusable", channel=channel.name, key_id=key.id, error=str(exc)
+                )
+        for key_id, (_, provider) in self._providers.items():
+            if key_id not in providers:
+                stale.append(provider)
+        routes: dict[str, list[Route]] = {}
+        for model in models:
+            channel = by_id.get(model.channel_id)
+            if channel is None or not channel.enabled:
+                continue
+            for key in keys:
+                if key.channel_id != channel.id or not key.enabled or key.id not in providers:
+                    continue
+                routes.setdefault(model.model_name, []).append(
+                    Route(
+                        channel_id=channel.id,
+                        channel_name=channel.name,
+                        key_id=key.id,
+                        priority=channel.priority,
+                        weight=max(1, channel.weight),
+                        inflight_cap=channel.key_inflight,
+                        uncertain_submit=channel.uncertain_submit,
+                        upstream_model=model.upstream_model,
+                        upstream_params=dict(model.upstream_params or {}),
+                    )
+                )
+        self._providers, self._routes = providers, routes
+        self._configured = {m.model_name for m in models if m.channel_id in by_id}
+        self._inflight = inflight
+        for provider in stale:
+            await provider.aclose()
+
+    def serves(self, model_name: str) -> bool:
+        """Whether channels serve the model: then only they do, even when all of them are
+        disabled (the upstream of the settings serves only models no channel names)."""
+        return model_name in self._configured
+
+    def has_routes(self, model_name: str) -> bool:
+        return bool(self._routes.get(model_name))
+
+    def candidates(self, model_name: str) -> list[Route]:
+        """The routes to try, in order: highest priority first; within a priority, drawn
+        by weight; keys at their in-flight cap left out."""
+        by_priority: dict[int, list[Route]] = {}
+        for route in self._routes.get(model_name, []):
+            if route.inflight_cap and self._inflight.get(route.key_id, 0) >= route.inflight_cap:
+                continue
+            by_priority.setdefault(route.priority, []).append(route)
+        ordered: list[Route] = []
+        for priority in sorted(by_priority, reverse=True):
+            pool = list(by_priority[priority])
+            while pool:
+                # Weighted draw without replacement (secrets are not at stake here).
+                pick = random.choices(pool, weights=[r.weight for r in pool])[0]  # noqa: S311
+                ordered.append(pick)
+                pool.remove(pick)
+        return ordered
+
+    def provider(self, key_id: int | None) -> Provider | None:
+        if key_id is None:
+            return None
+        known = self._providers.get(key_id)
+        return known[1] if known else None
+
+    def started(self, key_id: int) -> None:
+        self._inflight[key_id] = self._inflight.get(key_id, 0) + 1
+
+    async def aclose(self) -> None:
+        for _, provider in self._providers.values():
+            await provider.aclose()
+        self._providers = {}

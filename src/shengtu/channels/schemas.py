@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from shengtu.api.inputs import RequestBody
+
+# The protocols a channel may speak. Only 速创 has a provider yet (issue 12 names two more).
+PROTOCOLS = ("suchuang",)
+Protocol = Literal["suchuang"]
+UncertainPolicy = Literal["fail", "retry"]
+
+
+class ChannelModelIn(RequestBody):
+    modelName: str = Field(min_length=1, max_length=64)
+    upstreamModel: str = Field(min_length=1, max_length=64)
+    upstreamParams: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChannelSettings(RequestBody):
+    """What an admin may change on a channel (every field optional on update)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    baseUrl: str | None = Field(default=None, min_length=1, max_length=512)
+    priority: int | None = Field(default=None, ge=-1000, le=1000)
+    weight: int | None = Field(default=None, ge=1, le=1000)
+    keyRps: float | None = Field(default=None, gt=0, le=1000)
+    keyInflight: int | None = Field(default=None, ge=0, le=100_000)
+    timeoutSeconds: float | None = Field(default=None, gt=0, le=3600)
+    costPerPicture: Decimal | None = Field(default=None, ge=0, le=100_000, decimal_places=4)
+    uncertainSubmit: UncertainPolicy | None = None
+    enabled: bool | None = None
+    # Keys to add, and ids of keys to remove; models replace the channel's list when given.
+    addKeys: list[str] = Field(default_factory=list, max_length=100)
+    removeKeyIds: list[int] = Field(default_factory=list, max_length=100)
+    models: list[ChannelModelIn] | None = Field(default=None, max_length=500)
+
+
+class ChannelCreate(ChannelSettings):
+    name: str = Field(min_length=1, max_length=64)
+    protocol: Protocol = "suchuang"
+    baseUrl: str = Field(min_length=1, max_length=512)
+    models: list[ChannelModelIn] = Field(min_length=1, max_length=500)
+
+
+class ChannelKeyOut(BaseModel):
+    id: int
+    key: str  # masked: …abcd
+    enabled: bool
+    disabledReason: str | None
+
+
+class ChannelOut(BaseModel):
+    id: int
+    name: str
+    protocol: str
+    baseUrl: str
+    priority: int
+    weight: int
+    keyRps: float
+    keyInflight: int
+    timeoutSeconds: float
+    costPerPicture: str
+    uncertainSubmit: str
+    uncertainCount: int
+    enabled: bool
+    keys: list[ChannelKeyOut]
+    models: list[ChannelModelIn]
+    createTime: str
+    updateTime: str
+
+
+class ChannelTestOut(BaseModel):
+    ok: bool
+    latencyMs: float
+    message: str

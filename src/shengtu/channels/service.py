@@ -1,0 +1,285 @@
+"""Channels: created, changed and removed by admins; keys sealed before they are stored."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shengtu.catalog.models import PointsConfig
+from shengtu.channels.models import Channel, ChannelKey, ChannelModel
+from shengtu.channels.pool import build_provider
+from shengtu.channels.schemas import (
+    ChannelCreate,
+    ChannelKeyOut,
+    ChannelModelIn,
+    ChannelOut,
+    ChannelSettings,
+    ChannelTestOut,
+)
+from shengtu.channels.secrets import KeyBox, mask
+from shengtu.db import Database, utcnow
+from shengtu.errors import BadRequest, Conflict, NotFound
+from shengtu.providers.base import UpstreamError
+from shengtu.tasks.machine import ACTIVE
+from shengtu.tasks.models import AiTask
+from shengtu.timefmt import fmt
+
+_SETTING_COLUMNS = {
+    "name": "name",
+    "baseUrl": "base_url",
+    "priority": "priority",
+    "weight": "weight",
+    "keyRps": "key_rps",
+    "keyInflight": "key_inflight",
+    "timeoutSeconds": "timeout_seconds",
+    "costPerPicture": "cost_per_picture",
+    "uncertainSubmit": "uncertain_submit",
+    "enabled": "enabled",
+}
+
+
+def _check_base_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest("参数错误:baseUrl 须为 http:// 或 https:// 开头的地址")
+    return url.strip().rstrip("/")
+
+
+def _check_key(key: str) -> str:
+    key = key.strip()
+    if not 8 <= len(key) <= 512 or any(ch.isspace() or ord(ch) < 32 for ch in key):
+        raise BadRequest("参数错误:上游密钥须为 8-512 个非空白字符")
+    return key
+
+
+async def _check_models(session: AsyncSession, models: list[ChannelModelIn]) -> None:
+    names = [m.modelName for m in models]
+    if len(set(names)) != len(names):
+        raise BadRequest("参数错误:同一渠道的模型不能重复")
+    known = set(
+        await session.scalars(
+            select(PointsConfig.model_name).where(PointsConfig.model_name.in_(names))
+        )
+    )
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise BadRequest(f"参数错误:模型 {missing[0][:64]} 不在模型目录中")
+
+
+async def get_channel(session: AsyncSession, channel_id: int) -> Channel:
+    channel = await session.get(Channel, channel_id)
+    if channel is None:
+        raise NotFound(f"渠道 {channel_id} 不存在")
+    return channel
+
+
+async def describe(session: AsyncSession, channel: Channel, tz: str) -> ChannelOut:
+    keys = await session.scalars(
+        select(ChannelKey).where(ChannelKey.channel_id == channel.id).order_by(ChannelKey.id)
+    )
+    models = await session.scalars(
+        select(ChannelModel).where(ChannelModel.channel_id == channel.id).order_by(ChannelModel.id)
+    )
+    return ChannelOut(
+        id=channel.id,
+        name=channel.name,
+        protocol=channel.protocol,
+        baseUrl=channel.base_url,
+        priority=channel.priority,
+        weight=channel.weight,
+        keyRps=channel.key_rps,
+        keyInflight=channel.key_inflight,
+        timeoutSeconds=channel.timeout_seconds,
+        costPerPicture=str(Decimal(channel.cost_per_picture).quantize(Decimal("0.0001"))),
+        uncertainSubmit=channel.uncertain_submit,
+        uncertainCount=channel.uncertain_count,
+        enabled=channel.enabled,
+        keys=[
+            ChannelKeyOut(id=k.id, key=k.hint, enabled=k.enabled, disabledReason=k.disabled_reason)
+            for k in keys
+        ],
+        models=[
+            ChannelModelIn(
+                modelName=m.model_name,
+                upstreamModel=m.upstream_model,
+                upstreamParams=dict(m.upstream_params or {}),
+            )
+            for m in models
+        ],
+        createTime=fmt(channel.created_at, tz) or "",
+        updateTime=fmt(channel.updated_at, tz) or "",
+    )
+
+
+async def list_channels(session: AsyncSession) -> list[Channel]:
+    return list(
+        await session.scalars(select(Channel).order_by(Channel.priority.desc(), Channel.id))
+    )
+
+
+def _add_keys(session: AsyncSession, box: KeyBox, channel_id: int, keys: list[str]) -> None:
+    for raw in keys:
+        key = _check_key(raw)
+        session.add(ChannelKey(channel_id=channel_id, sealed=box.seal(key), hint=mask(key)))
+
+
+def _set_models(session: AsyncSession, channel_id: int, models: list[ChannelModelIn]) -> None:
+    for m in models:
+        session.add(
+            ChannelModel(
+                channel_id=channel_id,
+                model_name=m.modelName,
+                upstream_model=m.upstreamModel,
+                upstream_params=m.upstreamParams,
+            )
+        )
+
+
+async def create(session: AsyncSession, box: KeyBox, body: ChannelCreate) -> Channel:
+    if not body.addKeys:
+        raise BadRequest("参数错误:渠道至少需要一个上游密钥(addKeys)")
+    await _check_models(session, body.models)
+    values: dict[str, Any] = {
+        column: getattr(body, field)
+        for field, column in _SETTING_COLUMNS.items()
+        if getattr(body, field) is not None
+    }
+    values["base_url"] = _check_base_url(body.baseUrl)
+    channel = Channel(protocol=body.protocol, **values)
+    session.add(channel)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"渠道名称 {body.name} 已存在") from exc
+    _add_keys(session, box, channel.id, body.addKeys)
+    _set_models(session, channel.id, body.models)
+    await session.flush()
+    return channel
+
+
+async def change(
+    session: AsyncSession, box: KeyBox, channel_id: int, body: ChannelSettings
+) -> Channel:
+    channel = await get_channel(session, channel_id)
+    values: dict[str, Any] = {
+        column: getattr(body, field)
+        for field, column in _SETTING_COLUMNS.items()
+        if getattr(body, field) is not None
+    }
+    if "base_url" in values:
+        values["base_url"] = _check_base_url(values["base_url"])
+    if body.models is not None:
+        if not body.models:
+            raise BadRequest("参数错误:渠道至少需要服务一个模型")
+        await _check_models(session, body.models)
+    if body.removeKeyIds:
+        owned = set(
+            await session.scalars(
+                select(ChannelKey.id).where(
+                    ChannelKey.channel_id == channel.id, ChannelKey.id.in_(body.removeKeyIds)
+                )
+            )
+        )
+        if owned != set(body.removeKeyIds):
+            raise BadRequest("参数错误:removeKeyIds 中有不属于该渠道的密钥")
+        await session.execute(delete(ChannelKey).where(ChannelKey.id.in_(owned)))
+    _add_keys(session, box, channel.id, body.addKeys)
+    left = await session.scalar(
+        select(func.count()).select_from(ChannelKey).where(ChannelKey.channel_id == channel.id)
+    )
+    if not left:
+        raise BadRequest("参数错误:渠道至少需要一个上游密钥")
+    if body.models is not None:
+        await session.execute(delete(ChannelModel).where(ChannelModel.channel_id == channel.id))
+        _set_models(session, channel.id, body.models)
+    values["updated_at"] = utcnow()
+    try:
+        await session.execute(update(Channel).where(Channel.id == channel.id).values(**values))
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"渠道名称 {body.name} 已存在") from exc
+    await session.refresh(channel)
+    return channel
+
+
+async def set_key_enabled(
+    session: AsyncSession, channel_id: int, key_id: int, enabled: bool, reason: str | None = None
+) -> None:
+    result = await session.execute(
+        update(ChannelKey)
+        .where(ChannelKey.id == key_id, ChannelKey.channel_id == channel_id)
+        .values(
+            enabled=enabled, disabled_reason=None if enabled else (reason or "管理员停用")[:255]
+        )
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise NotFound(f"渠道 {channel_id} 没有密钥 {key_id}")
+
+
+async def remove(session: AsyncSession, channel_id: int) -> None:
+    channel = await get_channel(session, channel_id)
+    busy = await session.scalar(
+        select(func.count())
+        .select_from(AiTask)
+        .where(AiTask.channel_id == channel.id, AiTask.status.in_([s.value for s in ACTIVE]))
+    )
+    if busy:
+        raise Conflict(f"渠道仍有 {busy} 个进行中的任务:请先停用,等任务结束后再删除")
+    await session.execute(delete(ChannelKey).where(ChannelKey.channel_id == channel.id))
+    await session.execute(delete(ChannelModel).where(ChannelModel.channel_id == channel.id))
+    await session.execute(delete(Channel).where(Channel.id == channel.id))
+
+
+async def count_uncertain(session: AsyncSession, channel_id: int) -> None:
+    await session.execute(
+        update(Channel)
+        .where(Channel.id == channel_id)
+        .values(uncertain_count=Channel.uncertain_count + 1)
+    )
+
+
+async def disable_key_for(session: AsyncSession, key_id: int, reason: str) -> None:
+    """The upstream refused the key itself (401/403, balance exhausted): until an admin
+    enables it again, no task goes to it."""
+    await session.execute(
+        update(ChannelKey)
+        .where(ChannelKey.id == key_id, ChannelKey.enabled.is_(True))
+        .values(enabled=False, disabled_reason=reason[:255])
+    )
+
+
+async def first_enabled_key(session: AsyncSession, channel_id: int) -> ChannelKey | None:
+    key: ChannelKey | None = await session.scalar(
+        select(ChannelKey)
+        .where(ChannelKey.channel_id == channel_id, ChannelKey.enabled.is_(True))
+        .order_by(ChannelKey.id)
+        .limit(1)
+    )
+    return key
+
+
+async def probe(db: Database, box: KeyBox, channel_id: int) -> ChannelTestOut:
+    """Asks the upstream, through the channel's first enabled key, about a job that does not
+    exist: an answer proves the address and the key, and starts no paid job."""
+    async with db.read() as session:
+        channel = await get_channel(session, channel_id)
+        key = await first_enabled_key(session, channel_id)
+    if key is None:
+        return ChannelTestOut(ok=False, latencyMs=0.0, message="渠道没有启用的密钥")
+    provider = build_provider(channel, box.open(key.sealed))
+    started = time.perf_counter()
+    try:
+        await provider.check()
+        ok, message = True, "上游可达,密钥有效"
+    except UpstreamError as exc:
+        ok, message = False, exc.message
+    finally:
+        await provider.aclose()
+    latency = round((time.perf_counter() - started) * 1000, 1)
+    return ChannelTestOut(ok=ok, latencyMs=latency, message=message)

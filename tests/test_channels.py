@@ -1,0 +1,180 @@
+"""Upstream channels (issue 12): keys sealed at rest, routing by priority and weight,
+failover on failures that certainly started no job, and keys the upstream refuses."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support import Platform, cli, free_port, wait_http
+
+MODEL = "sc_soraimg_text_1x1"
+
+
+def _sandbox(platform: Platform) -> tuple[str, str]:
+    """Another sandbox upstream, in a process of its own: (base URL, key)."""
+    port = free_port()
+    key = "sbx-" + secrets.token_hex(8)
+    proc = platform.spawn("sandbox", "--port", str(port), "--key", key)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/healthz", proc)
+    return url, key
+
+
+def _channel(platform: Platform, **body: Any) -> dict[str, Any]:
+    assert platform.admin is not None
+    body.setdefault(
+        "models",
+        [{"modelName": MODEL, "upstreamModel": "image_gpt", "upstreamParams": {"size": "1:1"}}],
+    )
+    answer = platform.admin.client.post("/admin/channels", json=body).json()
+    assert answer["code"] == 200, answer
+    time.sleep(1.2)  # workers re-read the channels every second
+    return answer["data"]  # type: ignore[no-any-return]
+
+
+def _accepted(sandbox_url: str) -> int:
+    return sum(httpx.get(sandbox_url + "/stats").json()["accepted"].values())
+
+
+def test_keys_are_sealed_at_rest_masked_in_answers_and_absent_from_logs(tmp_path: Path) -> None:
+    platform = Platform(tmp_path).start()
+    try:
+        url, key = _sandbox(platform)
+        made = _channel(platform, name="备用", baseUrl=url, addKeys=[key])
+        assert made["keys"] == [
+            {
+                "id": made["keys"][0]["id"],
+                "key": "…" + key[-4:],
+                "enabled": True,
+                "disabledReason": None,
+            }
+        ]
+        assert platform.admin is not None
+        listed = platform.admin.client.get("/admin/channels").text
+        shown = platform.admin.client.get(f"/admin/channels/{made['id']}").text
+        assert key not in listed and key not in shown
+        with sqlite3.connect(platform.data_dir / "shengtu.db") as db:
+            (sealed,) = db.execute("SELECT sealed FROM channel_key").fetchone()
+        assert key not in sealed
+        assert key.encode() not in (platform.data_dir / "shengtu.db").read_bytes()
+        # And it works: a task goes through it.
+        user = platform.new_user(points=30)
+        task = user.wait(user.submit(modelName=MODEL, prompt="经渠道")["data"]["taskNo"])
+        assert task["status"] == "completed"
+        assert _accepted(url) == 1
+        for proc in platform.processes:
+            assert key not in proc.log_text()
+        # Users see no channel.
+        assert "channel" not in str(task).lower()
+        assert user.client.get("/admin/channels").status_code == 403
+    finally:
+        platform.stop()
+
+
+def test_failover_to_the_next_channel_and_priority_first(tmp_path: Path) -> None:
+    platform = Platform(tmp_path).start()
+    try:
+        good_url, good_key = _sandbox(platform)
+        dead = f"http://127.0.0.1:{free_port()}"  # refuses connections: no job started
+        _channel(platform, name="主渠道", baseUrl=dead, addKeys=["sk-dead-000000"], priority=10)
+        _channel(platform, name="备用", baseUrl=good_url, addKeys=[good_key], priority=0)
+        user = platform.new_user(points=30 * 5)
+        numbers = [
+            user.submit(modelName=MODEL, prompt=f"转移 {i}")["data"]["taskNo"] for i in range(5)
+        ]
+        for task_no in numbers:
+            assert user.wait(task_no)["status"] == "completed"
+        assert _accepted(good_url) == 5
+        assert user.balance() == 0
+        platform.audit()
+    finally:
+        platform.stop()
+
+
+def test_a_refused_key_is_disabled_with_its_reason_and_no_channel_left_refunds(
+    tmp_path: Path,
+) -> None:
+    platform = Platform(tmp_path).start()
+    try:
+        url, key = _sandbox(platform)
+        bad = _channel(
+            platform, name="坏密钥", baseUrl=url, addKeys=["sk-wrong-key-1234"], priority=5
+        )
+        _channel(platform, name="好密钥", baseUrl=url, addKeys=[key])
+        user = platform.new_user(points=60)
+        first = user.wait(user.submit(modelName=MODEL, prompt="换个密钥")["data"]["taskNo"])
+        assert first["status"] == "completed"
+        assert platform.admin is not None
+        shown = platform.admin.client.get(f"/admin/channels/{bad['id']}").json()["data"]
+        assert shown["keys"][0]["enabled"] is False
+        assert "鉴权失败" in shown["keys"][0]["disabledReason"]
+
+        # The good one disabled too: nothing is left, and the task says so, refunded.
+        channels = platform.admin.client.get("/admin/channels").json()["data"]
+        good = next(c for c in channels if c["name"] == "好密钥")
+        assert (
+            platform.admin.client.post(f"/admin/channels/{good['id']}/disable").json()["data"][
+                "enabled"
+            ]
+            is False
+        )
+        time.sleep(1.2)  # workers re-read the channels every second
+        before = user.balance()
+        last = user.wait(user.submit(modelName=MODEL, prompt="无路可走")["data"]["taskNo"])
+        assert last["status"] == "failed"
+        assert "没有可用的上游渠道" in last["errorMessage"]
+        assert user.balance() == before
+        platform.audit()
+    finally:
+        platform.stop()
+
+
+def test_channels_from_the_command_line(tmp_path: Path) -> None:
+    platform = Platform(tmp_path).start()
+    try:
+        url, key = _sandbox(platform)
+        added = cli(
+            platform.env,
+            "channel",
+            "add",
+            "--name",
+            "命令行",
+            "--base-url",
+            url,
+            "--key",
+            key,
+            "--model",
+            f'{MODEL}=image_gpt:{{"size": "1:1"}}',
+        ).stdout
+        channel_id = added.split("\t")[0]
+        assert key not in added and "…" + key[-4:] in added
+        assert "命令行" in cli(platform.env, "channel", "list").stdout
+        assert "密钥有效" in cli(platform.env, "channel", "test", channel_id).stdout
+        cli(platform.env, "channel", "disable", channel_id)
+        shown = cli(platform.env, "channel", "show", channel_id).stdout
+        assert '"enabled": false' in shown and key not in shown
+        cli(platform.env, "channel", "delete", channel_id)
+        assert "命令行" not in cli(platform.env, "channel", "list").stdout
+        refused = cli(
+            platform.env,
+            "channel",
+            "add",
+            "--name",
+            "x",
+            "--base-url",
+            "ftp://a",
+            "--key",
+            key,
+            "--model",
+            MODEL,
+            check=False,
+        )
+        assert refused.returncode == 1 and "baseUrl" in refused.stderr
+    finally:
+        platform.stop()
