@@ -10,11 +10,12 @@ file is gone.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Executable, Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.context import AppContext
@@ -143,36 +144,46 @@ class SweepResult:
     results_expired: int = 0
 
 
+async def _claim_and_delete(
+    ctx: AppContext,
+    candidates: Select[Any, Any],
+    claim: Callable[[int], Executable],
+) -> int:
+    """Batch by batch: read candidate rows (id, file key), claim each with one guarded
+    statement, and delete the files of the rows this call won. Of racing sweeps each row is
+    won once, so each file is deleted once; the count is this call's."""
+    done = 0
+    while True:
+        async with ctx.db.read() as session:
+            rows = (await session.execute(candidates.limit(SWEEP_BATCH))).all()
+        if not rows:
+            return done
+        won: list[str] = []
+        async with ctx.db.write() as session:
+            for row_id, key in rows:
+                result = await session.execute(claim(row_id))
+                if getattr(result, "rowcount", 0) == 1 and key is not None:
+                    won.append(key)
+        for key in won:
+            await ctx.storage.delete(key)
+        done += len(won)
+        if len(rows) < SWEEP_BATCH:
+            return done
+
+
 async def sweep_uploads(ctx: AppContext, now: datetime | None = None) -> int:
     """Delete the uploads no task used within ``upload_unused_hours``; the count this call
     deleted (a racing sweep deletes the others)."""
     cutoff = (now or utcnow()) - timedelta(hours=ctx.settings.upload_unused_hours)
-    deleted = 0
-    while True:
-        async with ctx.db.read() as session:
-            candidates = (
-                await session.execute(
-                    select(StoredFile.id, StoredFile.key)
-                    .where(StoredFile.used_at.is_(None), StoredFile.created_at < cutoff)
-                    .order_by(StoredFile.id)
-                    .limit(SWEEP_BATCH)
-                )
-            ).all()
-        if not candidates:
-            return deleted
-        won: list[str] = []
-        async with ctx.db.write() as session:
-            for file_id, key in candidates:
-                result = await session.execute(
-                    delete(StoredFile).where(StoredFile.id == file_id, StoredFile.used_at.is_(None))
-                )
-                if getattr(result, "rowcount", 0) == 1:
-                    won.append(key)
-        for key in won:
-            await ctx.storage.delete(key)
-        deleted += len(won)
-        if len(candidates) < SWEEP_BATCH:
-            return deleted
+    return await _claim_and_delete(
+        ctx,
+        select(StoredFile.id, StoredFile.key)
+        .where(StoredFile.used_at.is_(None), StoredFile.created_at < cutoff)
+        .order_by(StoredFile.id),
+        lambda file_id: delete(StoredFile).where(
+            StoredFile.id == file_id, StoredFile.used_at.is_(None)
+        ),
+    )
 
 
 async def sweep_results(ctx: AppContext, now: datetime | None = None) -> int:
@@ -183,38 +194,21 @@ async def sweep_results(ctx: AppContext, now: datetime | None = None) -> int:
         return 0
     now = now or utcnow()
     cutoff = now - timedelta(days=days)
-    expired = 0
-    while True:
-        async with ctx.db.read() as session:
-            candidates = (
-                await session.execute(
-                    select(AiTask.id, AiTask.result_key)
-                    .where(
-                        AiTask.completed_at < cutoff,
-                        AiTask.result_key.is_not(None),
-                        AiTask.result_expired_at.is_(None),
-                    )
-                    .order_by(AiTask.completed_at)
-                    .limit(SWEEP_BATCH)
-                )
-            ).all()
-        if not candidates:
-            return expired
-        won: list[str] = []
-        async with ctx.db.write() as session:
-            for task_id, key in candidates:
-                result = await session.execute(
-                    update(AiTask)
-                    .where(AiTask.id == task_id, AiTask.result_expired_at.is_(None))
-                    .values(result_expired_at=now)
-                )
-                if getattr(result, "rowcount", 0) == 1 and key is not None:
-                    won.append(key)
-        for key in won:
-            await ctx.storage.delete(key)
-        expired += len(won)
-        if len(candidates) < SWEEP_BATCH:
-            return expired
+    return await _claim_and_delete(
+        ctx,
+        select(AiTask.id, AiTask.result_key)
+        .where(
+            AiTask.completed_at < cutoff,
+            AiTask.result_key.is_not(None),
+            AiTask.result_expired_at.is_(None),
+        )
+        .order_by(AiTask.completed_at),
+        lambda task_id: (
+            update(AiTask)
+            .where(AiTask.id == task_id, AiTask.result_expired_at.is_(None))
+            .values(result_expired_at=now)
+        ),
+    )
 
 
 async def sweep(ctx: AppContext) -> SweepResult:
