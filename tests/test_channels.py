@@ -47,14 +47,10 @@ def test_keys_are_sealed_at_rest_masked_in_answers_and_absent_from_logs(tmp_path
     try:
         url, key = _sandbox(platform)
         made = _channel(platform, name="备用", baseUrl=url, addKeys=[key])
-        assert made["keys"] == [
-            {
-                "id": made["keys"][0]["id"],
-                "key": "…" + key[-4:],
-                "enabled": True,
-                "disabledReason": None,
-            }
-        ]
+        (shown_key,) = made["keys"]
+        assert shown_key["key"] == "…" + key[-4:] and shown_key["enabled"] is True
+        assert shown_key["breaker"] == "closed"
+
         assert platform.admin is not None
         listed = platform.admin.client.get("/admin/channels").text
         shown = platform.admin.client.get(f"/admin/channels/{made['id']}").text
@@ -91,6 +87,15 @@ def test_failover_to_the_next_channel_and_priority_first(tmp_path: Path) -> None
         for task_no in numbers:
             assert user.wait(task_no)["status"] == "completed"
         assert _accepted(good_url) == 5
+        # Admins see each try: the dead channel refused, the spare accepted.
+        assert platform.admin is not None
+        tries = platform.admin.client.get(f"/admin/tasks/{numbers[0]}/attempts").json()["data"]
+        assert [(t["channelName"], t["outcome"]) for t in tries] == [
+            ("主渠道", "failed"),
+            ("备用", "accepted"),
+        ], tries
+        assert "无法连接上游接口" in tries[0]["error"]
+        assert user.client.get(f"/admin/tasks/{numbers[0]}/attempts").status_code == 403
         assert user.balance() == 0
         platform.audit()
     finally:
@@ -176,5 +181,61 @@ def test_channels_from_the_command_line(tmp_path: Path) -> None:
             check=False,
         )
         assert refused.returncode == 1 and "baseUrl" in refused.stderr
+    finally:
+        platform.stop()
+
+
+def _key_state(platform: Platform, channel_id: int) -> dict[str, Any]:
+    assert platform.admin is not None
+    data = platform.admin.client.get(f"/admin/channels/{channel_id}").json()["data"]
+    return data["keys"][0]  # type: ignore[no-any-return]
+
+
+def test_a_dead_channel_opens_its_breaker_and_a_probe_closes_it(tmp_path: Path) -> None:
+    platform = Platform(
+        tmp_path,
+        SHENGTU_BREAKER_FAILURES="2",
+        SHENGTU_BREAKER_COOLDOWN_SECONDS="1",
+        SHENGTU_BREAKER_MAX_COOLDOWN_SECONDS="4",
+        SHENGTU_MAX_INFLIGHT_TASKS="100",
+    ).start()
+    try:
+        port, key = free_port(), "sbx-" + secrets.token_hex(8)
+        main_url = f"http://127.0.0.1:{port}"
+        main = platform.spawn("sandbox", "--port", str(port), "--key", key)
+        wait_http(main_url + "/healthz", main)
+        spare_url, spare_key = _sandbox(platform)
+        first = _channel(platform, name="主", baseUrl=main_url, addKeys=[key], priority=10)
+        _channel(platform, name="备", baseUrl=spare_url, addKeys=[spare_key])
+        user = platform.new_user(points=30 * 100)
+
+        def run(n: int, label: str) -> None:
+            numbers = [
+                user.submit(modelName=MODEL, prompt=f"{label} {i}")["data"]["taskNo"]
+                for i in range(n)
+            ]
+            for task_no in numbers:
+                assert user.wait(task_no)["status"] == "completed"
+
+        run(5, "正常")
+        assert _accepted(main_url) == 5 and _accepted(spare_url) == 0
+
+        main.kill()  # the main channel's upstream dies
+        run(10, "故障")
+        assert _accepted(spare_url) == 10
+        state = _key_state(platform, first["id"])
+        assert state["breaker"] in ("open", "probe") and state["lastError"], state
+
+        main = platform.spawn("sandbox", "--port", str(port), "--key", key)
+        wait_http(main_url + "/healthz", main)
+        deadline = time.monotonic() + 30
+        while _key_state(platform, first["id"])["breaker"] != "closed":
+            assert time.monotonic() < deadline, _key_state(platform, first["id"])
+            run(1, "探测")
+            time.sleep(0.5)
+        run(5, "恢复")
+        assert _accepted(main_url) >= 5  # traffic is back on the main channel
+        assert _key_state(platform, first["id"])["consecutiveFailures"] == 0
+        platform.audit()
     finally:
         platform.stop()

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     # which the operator pays for. fail: the task fails and is refunded, never sent twice;
     # retry: send it again (only for an upstream that deduplicates submits).
     uncertain_submit: Literal["fail", "retry"] = "fail"
+    # A channel key's breaker: open after this many failures in a row, for a cool-down
+    # that starts here and doubles while failures go on, up to the maximum.
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_cooldown_seconds: float = Field(default=10.0, gt=0)
+    breaker_max_cooldown_seconds: float = Field(default=600.0, gt=0)
     worker_concurrency: int = Field(default=256, ge=1)
     worker_batch: int = Field(default=100, ge=1)
     lease_seconds: float = Field(default=120.0, gt=0)

@@ -2,7 +2,7 @@
 
 from shengtu.accounts.models import ApiKey, User
 from shengtu.catalog.models import PointsConfig
-from shengtu.channels.models import Channel, ChannelKey, ChannelModel
+from shengtu.channels.models import Channel, ChannelKey, ChannelModel, TaskAttempt
 from shengtu.codes.models import RedeemCode
 from shengtu.db import Base
 from shengtu.points.models import PointsAccount, PointsLedger
@@ -21,5 +21,6 @@ __all__ = [
     "PointsLedger",
     "RedeemCode",
     "StoredFile",
+    "TaskAttempt",
     "User",
 ]

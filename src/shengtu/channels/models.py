@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    Index,
     Integer,
     Numeric,
     String,
@@ -55,6 +56,13 @@ class ChannelKey(Base):
     hint: Mapped[str] = mapped_column(String(16))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # The breaker: failures in a row; while open_until is ahead no task goes here; once it
+    # has passed, one worker claims the probe by moving it on; a success closes it.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    open_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    cooldown_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    last_error: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    last_error_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -69,3 +77,22 @@ class ChannelModel(Base):
     model_name: Mapped[str] = mapped_column(String(64), index=True)
     upstream_model: Mapped[str] = mapped_column(String(64))
     upstream_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class TaskAttempt(Base):
+    """One try at handing a task to an upstream: shown to admins, never to users."""
+
+    __tablename__ = "task_attempt"
+    __table_args__ = (Index("ix_task_attempt_key_started", "key_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("ai_task.id", ondelete="CASCADE"), index=True)
+    channel_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # accepted | failed (certainly no job) | refused (the task) | key_rejected | uncertain
+    outcome: Mapped[str] = mapped_column(String(16))
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime] = mapped_column(UtcDateTime)

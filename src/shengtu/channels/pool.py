@@ -12,13 +12,14 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
 from shengtu.channels.models import Channel, ChannelKey, ChannelModel
 from shengtu.channels.secrets import KeyBox
-from shengtu.db import Database
+from shengtu.db import Database, utcnow
 from shengtu.logs import get_logger
 from shengtu.providers.base import Provider
 from shengtu.providers.suchuang import SuChuangProvider
@@ -41,6 +42,9 @@ class Route:
     uncertain_submit: str
     upstream_model: str
     upstream_params: dict[str, Any]
+    # The breaker: open until then (None: closed); failing: a failure since the last success.
+    open_until: datetime | None = None
+    failing: bool = False
 
 
 ProviderFactory = Callable[[Channel, str], Provider]
@@ -142,6 +146,8 @@ class ChannelPool:
                         uncertain_submit=channel.uncertain_submit,
                         upstream_model=model.upstream_model,
                         upstream_params=dict(model.upstream_params or {}),
+                        open_until=key.open_until,
+                        failing=bool(key.consecutive_failures or key.open_until),
                     )
                 )
         self._providers, self._routes = providers, routes
@@ -160,11 +166,15 @@ class ChannelPool:
 
     def candidates(self, model_name: str) -> list[Route]:
         """The routes to try, in order: highest priority first; within a priority, drawn
-        by weight; keys at their in-flight cap left out."""
+        by weight; keys at their in-flight cap or with an open breaker left out (a key whose
+        cool-down is over stays in: the caller claims its probe)."""
         by_priority: dict[int, list[Route]] = {}
+        now = utcnow()
         for route in self._routes.get(model_name, []):
             if route.inflight_cap and self._inflight.get(route.key_id, 0) >= route.inflight_cap:
                 continue
+            if route.open_until is not None and route.open_until > now:
+                continue  # its breaker is open
             by_priority.setdefault(route.priority, []).append(route)
         ordered: list[Route] = []
         for priority in sorted(by_priority, reverse=True):

@@ -7,7 +7,13 @@ from fastapi import APIRouter
 from shengtu.api.deps import AdminDep, ContextDep
 from shengtu.api.envelope import Envelope, ok
 from shengtu.channels import service
-from shengtu.channels.schemas import ChannelCreate, ChannelOut, ChannelSettings, ChannelTestOut
+from shengtu.channels.schemas import (
+    AttemptOut,
+    ChannelCreate,
+    ChannelOut,
+    ChannelSettings,
+    ChannelTestOut,
+)
 
 router = APIRouter(tags=["admin: channels"])
 
@@ -102,3 +108,10 @@ async def test_channel(channel_id: int, ctx: ContextDep, _: AdminDep) -> Envelop
     """Asks the upstream through the channel's first enabled key about a job that does not
     exist: proves the address and the key, and starts no paid job."""
     return ok(await service.probe(ctx.db, ctx.key_box, channel_id))
+
+
+@router.get("/admin/tasks/{task_no}/attempts", response_model=Envelope[list[AttemptOut]])
+async def task_attempts(task_no: str, ctx: ContextDep, _: AdminDep) -> Envelope[list[AttemptOut]]:
+    """Every try at handing the task upstream: channel, key, outcome, status, latency."""
+    async with ctx.db.read() as session:
+        return ok(await service.attempts_of(session, task_no, ctx.settings.timezone))

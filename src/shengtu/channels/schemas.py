@@ -50,6 +50,13 @@ class ChannelKeyOut(BaseModel):
     key: str  # masked: …abcd
     enabled: bool
     disabledReason: str | None
+    # closed: in use; open: skipped until openUntil; probe: its cool-down is over, and
+    # the next task to it is the probe that closes or reopens it.
+    breaker: Literal["closed", "open", "probe"]
+    consecutiveFailures: int
+    openUntil: str | None
+    lastError: str | None
+    lastErrorTime: str | None
 
 
 class ChannelOut(BaseModel):
@@ -76,3 +83,15 @@ class ChannelTestOut(BaseModel):
     ok: bool
     latencyMs: float
     message: str
+
+
+class AttemptOut(BaseModel):
+    channelId: int | None
+    channelName: str | None
+    keyId: int | None
+    outcome: str
+    httpStatus: int | None
+    latencyMs: float
+    error: str | None
+    startTime: str
+    endTime: str

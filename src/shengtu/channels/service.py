@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.catalog.models import PointsConfig
-from shengtu.channels.models import Channel, ChannelKey, ChannelModel
+from shengtu.channels.models import Channel, ChannelKey, ChannelModel, TaskAttempt
 from shengtu.channels.pool import build_provider
 from shengtu.channels.schemas import (
+    AttemptOut,
     ChannelCreate,
     ChannelKeyOut,
     ChannelModelIn,
@@ -23,6 +25,7 @@ from shengtu.channels.schemas import (
     ChannelTestOut,
 )
 from shengtu.channels.secrets import KeyBox, mask
+from shengtu.config import Settings
 from shengtu.db import Database, utcnow
 from shengtu.errors import BadRequest, Conflict, NotFound
 from shengtu.providers.base import UpstreamError
@@ -79,7 +82,25 @@ async def get_channel(session: AsyncSession, channel_id: int) -> Channel:
     return channel
 
 
+def _key_out(key: ChannelKey, now: datetime, tz: str) -> ChannelKeyOut:
+    breaker: Literal["closed", "open", "probe"] = "closed"
+    if key.open_until is not None:
+        breaker = "open" if key.open_until > now else "probe"
+    return ChannelKeyOut(
+        id=key.id,
+        key=key.hint,
+        enabled=key.enabled,
+        disabledReason=key.disabled_reason,
+        breaker=breaker,
+        consecutiveFailures=key.consecutive_failures,
+        openUntil=fmt(key.open_until, tz),
+        lastError=key.last_error,
+        lastErrorTime=fmt(key.last_error_at, tz),
+    )
+
+
 async def describe(session: AsyncSession, channel: Channel, tz: str) -> ChannelOut:
+    now = utcnow()
     keys = await session.scalars(
         select(ChannelKey).where(ChannelKey.channel_id == channel.id).order_by(ChannelKey.id)
     )
@@ -100,10 +121,7 @@ async def describe(session: AsyncSession, channel: Channel, tz: str) -> ChannelO
         uncertainSubmit=channel.uncertain_submit,
         uncertainCount=channel.uncertain_count,
         enabled=channel.enabled,
-        keys=[
-            ChannelKeyOut(id=k.id, key=k.hint, enabled=k.enabled, disabledReason=k.disabled_reason)
-            for k in keys
-        ],
+        keys=[_key_out(k, now, tz) for k in keys],
         models=[
             ChannelModelIn(
                 modelName=m.model_name,
@@ -283,3 +301,75 @@ async def probe(db: Database, box: KeyBox, channel_id: int) -> ChannelTestOut:
         await provider.aclose()
     latency = round((time.perf_counter() - started) * 1000, 1)
     return ChannelTestOut(ok=ok, latencyMs=latency, message=message)
+
+
+async def key_failed(session: AsyncSession, key_id: int, error: str, settings: Settings) -> bool:
+    """One more failure in a row for the key; True when this one opened its breaker (or,
+    after a failed probe, opened it again for twice as long)."""
+    key = await session.get(ChannelKey, key_id, with_for_update=True)
+    if key is None:
+        return False
+    now = utcnow()
+    key.consecutive_failures += 1
+    key.last_error, key.last_error_at = error[:255], now
+    if key.consecutive_failures < settings.breaker_failures:
+        return False
+    key.cooldown_seconds = min(
+        settings.breaker_max_cooldown_seconds,
+        key.cooldown_seconds * 2 if key.cooldown_seconds else settings.breaker_cooldown_seconds,
+    )
+    key.open_until = now + timedelta(seconds=key.cooldown_seconds)
+    return True
+
+
+async def key_succeeded(session: AsyncSession, key_id: int) -> None:
+    await session.execute(
+        update(ChannelKey)
+        .where(
+            ChannelKey.id == key_id,
+            or_(ChannelKey.consecutive_failures > 0, ChannelKey.open_until.is_not(None)),
+        )
+        .values(consecutive_failures=0, open_until=None, cooldown_seconds=0.0)
+    )
+
+
+async def claim_probe(
+    session: AsyncSession, key_id: int, seen_open_until: datetime, hold_seconds: float
+) -> bool:
+    """Of the workers that saw the key's cool-down end, the one whose UPDATE still finds
+    ``open_until`` as it saw it sends the probe; it holds the breaker open meanwhile."""
+    now = utcnow()
+    if seen_open_until > now:
+        return False
+    result = await session.execute(
+        update(ChannelKey)
+        .where(ChannelKey.id == key_id, ChannelKey.open_until == seen_open_until)
+        .values(open_until=now + timedelta(seconds=hold_seconds))
+    )
+    return getattr(result, "rowcount", 0) == 1
+
+
+async def attempts_of(session: AsyncSession, task_no: str, tz: str) -> list[AttemptOut]:
+    task_id = await session.scalar(select(AiTask.id).where(AiTask.task_no == task_no))
+    if task_id is None:
+        raise NotFound(f"任务 {task_no[:40]} 不存在")
+    rows = await session.execute(
+        select(TaskAttempt, Channel.name)
+        .outerjoin(Channel, Channel.id == TaskAttempt.channel_id)
+        .where(TaskAttempt.task_id == task_id)
+        .order_by(TaskAttempt.id)
+    )
+    return [
+        AttemptOut(
+            channelId=a.channel_id,
+            channelName=name,
+            keyId=a.key_id,
+            outcome=a.outcome,
+            httpStatus=a.http_status,
+            latencyMs=a.latency_ms,
+            error=a.error,
+            startTime=fmt(a.started_at, tz) or "",
+            endTime=fmt(a.ended_at, tz) or "",
+        )
+        for a, name in rows
+    ]

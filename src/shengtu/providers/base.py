@@ -46,6 +46,7 @@ class UpstreamError(Exception):
         retry_after: float | None = None,
         uncertain: bool = False,
         key_rejected: bool = False,
+        http_status: int | None = None,
     ):
         super().__init__(message)
         self.message = message
@@ -54,6 +55,7 @@ class UpstreamError(Exception):
         self.uncertain = uncertain
         # The upstream refused the key itself (bad key, no balance): no task should use it.
         self.key_rejected = key_rejected
+        self.http_status = http_status
 
 
 class Provider(Protocol):

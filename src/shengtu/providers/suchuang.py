@@ -182,24 +182,37 @@ class SuChuangProvider:
         log.debug("upstream_response_body", task_no=task_no, body=text[:4000])
         if status == 429:
             raise UpstreamError(
-                "上游限流(HTTP 429)", transient=True, retry_after=_retry_after(headers)
+                "上游限流(HTTP 429)",
+                transient=True,
+                retry_after=_retry_after(headers),
+                http_status=status,
             )
         if status >= 500:
             raise UpstreamError(
-                f"上游服务错误(HTTP {status})", transient=True, retry_after=_retry_after(headers)
+                f"上游服务错误(HTTP {status})",
+                transient=True,
+                retry_after=_retry_after(headers),
+                http_status=status,
             )
         if status in (401, 403):
             raise UpstreamError(
-                "上游鉴权失败,请检查上游密钥配置", transient=False, key_rejected=True
+                "上游鉴权失败,请检查上游密钥配置",
+                transient=False,
+                key_rejected=True,
+                http_status=status,
             )
         try:
             body = json.loads(text)
         except ValueError as exc:
-            raise UpstreamError("上游返回了无法解析的内容", transient=True) from exc
+            raise UpstreamError(
+                "上游返回了无法解析的内容", transient=True, http_status=status
+            ) from exc
         if not isinstance(body, dict):
-            raise UpstreamError("上游返回了无法解析的内容", transient=True)
+            raise UpstreamError("上游返回了无法解析的内容", transient=True, http_status=status)
         if status >= 400:
-            raise UpstreamError(f"上游拒绝请求: {_message(body)}", transient=False)
+            raise UpstreamError(
+                f"上游拒绝请求: {_message(body)}", transient=False, http_status=status
+            )
         return body
 
     async def submit(self, job: UpstreamJob) -> UpstreamState:

@@ -14,6 +14,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from sqlalchemy import or_, select, update
 
 from shengtu.channels import service as channel_service
 from shengtu.channels.bootstrap import sync_env_channel
+from shengtu.channels.models import TaskAttempt
 from shengtu.channels.pool import Route
 from shengtu.context import AppContext
 from shengtu.db import utcnow
@@ -41,6 +43,27 @@ log = get_logger("shengtu.worker")
 
 MAX_BACKOFF = 60.0
 QUEUED_PROGRESS = 5
+
+
+def _attempt(
+    task: AiTask,
+    route: Route | None,
+    outcome: str,
+    started: datetime,
+    clock: float,
+    exc: UpstreamError | None = None,
+) -> TaskAttempt:
+    return TaskAttempt(
+        task_id=task.id,
+        channel_id=route.channel_id if route else None,
+        key_id=route.key_id if route else None,
+        outcome=outcome,
+        http_status=exc.http_status if exc else None,
+        latency_ms=round((time.perf_counter() - clock) * 1000, 1),
+        error=exc.message[:500] if exc else None,
+        started_at=started,
+        ended_at=utcnow(),
+    )
 
 
 def estimate_progress(task: AiTask, reported: int | None, now: datetime, expected: float) -> int:
@@ -242,7 +265,7 @@ class Worker:
                 await self._move(
                     task,
                     Status.CREATED,
-                    last_error="所有上游渠道的并发已满,排队等待",
+                    last_error="上游渠道暂不可用(并发已满或熔断冷却中),排队等待",
                     next_run_at=self._clamp(
                         task, utcnow() + timedelta(seconds=self.settings.poll_interval)
                     ),
@@ -266,10 +289,16 @@ class Worker:
                 prompt=task.prompt,
                 image_urls=list(task.image_urls or []),
             )
+            # A key whose breaker's cool-down is over: one task, of all workers', probes it.
+            probing = route is not None and route.open_until is not None
+            if probing and route is not None and not await self._claim_probe(route):
+                continue
+            started, clock = utcnow(), time.perf_counter()
             try:
                 state = await provider.submit(job)
             except UpstreamError as exc:
                 last = exc
+                await self._attempt_failed(task, route, exc, started, clock)
                 if exc.uncertain:
                     await self._uncertain(task, route, exc)
                     return
@@ -287,7 +316,8 @@ class Worker:
                 continue
             if route is not None:
                 self.ctx.channels.started(route.key_id)
-            await self._accepted(task, route, state)
+            attempt = _attempt(task, route, "accepted", started, clock)
+            await self._accepted(task, route, state, attempt)
             return
         if last is None or last.key_rejected:
             reason = f"({last.message})" if last else ""
@@ -332,11 +362,57 @@ class Worker:
             await channel_service.disable_key_for(session, route.key_id, exc.message)
         await self.ctx.channels.refresh(force=True)
 
-    async def _accepted(self, task: AiTask, route: Route | None, state: UpstreamState) -> None:
+    async def _claim_probe(self, route: Route) -> bool:
+        assert route.open_until is not None
+        hold = self.settings.upstream_timeout + 5.0
+        async with self.ctx.db.write() as session:
+            won = await channel_service.claim_probe(session, route.key_id, route.open_until, hold)
+        if won:
+            log.info("channel_probe", channel=route.channel_name, key_id=route.key_id)
+        return won
+
+    async def _attempt_failed(
+        self,
+        task: AiTask,
+        route: Route | None,
+        exc: UpstreamError,
+        started: datetime,
+        clock: float,
+    ) -> None:
+        """Records the attempt; a failure of the upstream (not a refusal of the task, nor of
+        the key, which is disabled apart) counts towards its key's breaker."""
+        if exc.uncertain:
+            outcome = "uncertain"
+        elif exc.key_rejected:
+            outcome = "key_rejected"
+        else:
+            outcome = "failed" if exc.transient else "refused"
+        async with self.ctx.db.write() as session:
+            session.add(_attempt(task, route, outcome, started, clock, exc))
+            if route is not None and outcome in ("failed", "uncertain"):
+                opened = await channel_service.key_failed(
+                    session, route.key_id, exc.message, self.settings
+                )
+                if opened:
+                    log.warning(
+                        "channel_breaker_opened",
+                        channel=route.channel_name,
+                        key_id=route.key_id,
+                        reason=exc.message,
+                    )
+
+    async def _accepted(
+        self, task: AiTask, route: Route | None, state: UpstreamState, attempt: TaskAttempt
+    ) -> None:
         now = utcnow()
+        if route is not None and route.failing:
+            async with self.ctx.db.write() as session:
+                await channel_service.key_succeeded(session, route.key_id)
+            log.info("channel_breaker_closed", channel=route.channel_name, key_id=route.key_id)
         await self._move(
             task,
             Status.QUEUED,
+            also=(attempt,),
             channel_id=route.channel_id if route else None,
             channel_key_id=route.key_id if route else None,
             upstream_model=route.upstream_model if route else task.upstream_model,
@@ -360,7 +436,10 @@ class Worker:
                 await self.fail(task, f"查询上游任务失败:{exc.message}")
             return
         now = utcnow()
-        common = {"upstream_status": state.raw_status, "poll_count": task.poll_count + 1}
+        common: dict[str, Any] = {
+            "upstream_status": state.raw_status,
+            "poll_count": task.poll_count + 1,
+        }
         if state.phase == "failed":
             await self.fail(task, state.error or "上游生成失败,未说明原因", **common)
         elif state.phase == "succeeded":
@@ -385,7 +464,7 @@ class Worker:
             )
 
     async def _store_result(
-        self, task: AiTask, provider: Provider, state: UpstreamState, common: dict[str, object]
+        self, task: AiTask, provider: Provider, state: UpstreamState, common: dict[str, Any]
     ) -> None:
         url = state.result_urls[0]
         try:
@@ -460,13 +539,17 @@ class Worker:
         except Exception:
             log.exception("reschedule_failed")
 
-    async def fail(self, task: AiTask, message: str, **values: object) -> None:
+    async def fail(self, task: AiTask, message: str, **values: Any) -> None:
         log.warning("task_failed", reason=message)
         await self._move(task, Status.FAILED, error_message=message[:1000], **values)
 
-    async def _move(self, task: AiTask, target: Status, **values: Any) -> bool:
+    async def _move(
+        self, task: AiTask, target: Status, *, also: Sequence[object] = (), **values: Any
+    ) -> bool:
+        """``also``: rows written in the same transaction (the attempt that led here)."""
         before = (task.status, task.progress)
         async with self.ctx.db.write() as session:
+            session.add_all(also)
             moved = await move(session, task, target, lease_owner=self.owner, **values)
         if moved is None:
             log.warning("lease_lost", status=task.status, target=target.value)

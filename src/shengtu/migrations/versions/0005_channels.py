@@ -3,7 +3,8 @@
 Revision ID: 0005
 Revises: 0004
 
-Channels, their sealed keys and the catalog models each serves; a task records the channel
+Channels, their sealed keys (with each key's breaker) and the catalog models each serves;
+every attempt at handing a task upstream; a task records the channel
 and key that accepted it, and is polled through that key.
 """
 
@@ -52,6 +53,11 @@ def upgrade() -> None:
         sa.Column("hint", sa.String(length=16), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("disabled_reason", sa.String(length=255), nullable=True),
+        sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+        sa.Column("open_until", shengtu.db.UtcDateTime(), nullable=True),
+        sa.Column("cooldown_seconds", sa.Float(), nullable=False),
+        sa.Column("last_error", sa.String(length=255), nullable=True),
+        sa.Column("last_error_at", shengtu.db.UtcDateTime(), nullable=True),
         sa.Column("created_at", shengtu.db.UtcDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["channel_id"],
@@ -81,6 +87,28 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_channel_model_model_name"), "channel_model", ["model_name"], unique=False
     )
+    op.create_table(
+        "task_attempt",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("task_id", ID, nullable=False),
+        sa.Column("channel_id", sa.Integer(), nullable=True),
+        sa.Column("key_id", sa.Integer(), nullable=True),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("http_status", sa.Integer(), nullable=True),
+        sa.Column("latency_ms", sa.Float(), nullable=False),
+        sa.Column("error", sa.String(length=500), nullable=True),
+        sa.Column("started_at", shengtu.db.UtcDateTime(), nullable=False),
+        sa.Column("ended_at", shengtu.db.UtcDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["task_id"],
+            ["ai_task.id"],
+            name=op.f("fk_task_attempt_task_id_ai_task"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_task_attempt")),
+    )
+    op.create_index(op.f("ix_task_attempt_task_id"), "task_attempt", ["task_id"], unique=False)
+    op.create_index("ix_task_attempt_key_started", "task_attempt", ["key_id", "started_at"])
     with op.batch_alter_table("ai_task") as batch_op:
         batch_op.add_column(sa.Column("channel_id", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("channel_key_id", sa.Integer(), nullable=True))
@@ -92,6 +120,9 @@ def downgrade() -> None:
         batch_op.drop_index("ix_ai_task_channel_status")
         batch_op.drop_column("channel_key_id")
         batch_op.drop_column("channel_id")
+    op.drop_index("ix_task_attempt_key_started", table_name="task_attempt")
+    op.drop_index(op.f("ix_task_attempt_task_id"), table_name="task_attempt")
+    op.drop_table("task_attempt")
     op.drop_index(op.f("ix_channel_model_model_name"), table_name="channel_model")
     op.drop_table("channel_model")
     op.drop_table("channel_key")
