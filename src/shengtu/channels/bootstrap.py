@@ -79,6 +79,12 @@ async def _sync(ctx: AppContext, key: str) -> None:
             timeoutSeconds=settings.upstream_timeout,
             uncertainSubmit=settings.uncertain_submit,
             addKeys=[] if known else [key],
-            removeKeyIds=[k.id for k in keys if k not in known],
         )
+        # A key no longer in the settings is disabled, not removed: tasks it took are
+        # still polled through it.
+        for old in keys:
+            if old not in known and old.enabled:
+                await service.set_key_enabled(
+                    session, channel.id, old.id, False, "已不在 SHENGTU_SUCHUANG_API_KEY 中"
+                )
         await service.change(session, ctx.key_box, channel.id, change)

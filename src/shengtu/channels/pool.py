@@ -8,6 +8,7 @@ names it, enabled or not, so tasks accepted before a key was disabled can still 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -71,12 +72,20 @@ class ChannelPool:
         self._inflight: dict[int, int] = {}
         self._configured: set[str] = set()
         self._loaded_at = -REFRESH_SECONDS
+        self._lock = asyncio.Lock()
 
     async def refresh(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._loaded_at < REFRESH_SECONDS:
+        if not force and time.monotonic() - self._loaded_at < REFRESH_SECONDS:
             return
-        self._loaded_at = now
+        # Concurrent steps wait for the one read in progress: before it ends the table is
+        # empty, and a task polled then would find no provider for its key.
+        async with self._lock:
+            if not force and time.monotonic() - self._loaded_at < REFRESH_SECONDS:
+                return
+            await self._load()
+            self._loaded_at = time.monotonic()
+
+    async def _load(self) -> None:
         async with self._db.read() as session:
             channels = list(await session.scalars(select(Channel)))
             keys = list(await session.scalars(select(ChannelKey)))

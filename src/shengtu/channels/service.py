@@ -206,6 +206,16 @@ async def change(
         )
         if owned != set(body.removeKeyIds):
             raise BadRequest("参数错误:removeKeyIds 中有不属于该渠道的密钥")
+        busy = await session.scalar(
+            select(func.count())
+            .select_from(AiTask)
+            .where(
+                AiTask.channel_key_id.in_(owned),
+                AiTask.status.in_([s.value for s in ACTIVE]),
+            )
+        )
+        if busy:
+            raise Conflict(f"要删除的密钥仍有 {busy} 个进行中的任务:请先停用,等任务结束后再删除")
         await session.execute(delete(ChannelKey).where(ChannelKey.id.in_(owned)))
     _add_keys(session, box, channel.id, body.addKeys)
     left = await session.scalar(
