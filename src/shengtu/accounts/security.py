@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -18,9 +19,14 @@ API_KEY_PREFIX = "sk-"
 TOKEN_LEEWAY_SECONDS = 5
 
 _hasher = PasswordHasher()
-# A real hash to verify against when the user does not exist, so that a wrong
-# username costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("shengtu-timing-equaliser")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A real hash to verify against when the user does not exist, so that a wrong
+    username costs as long as a wrong password. Made on first use: every CLI command
+    imports this module, and a hash costs a third of a second."""
+    return _hasher.hash("shengtu-timing-equaliser")
 
 
 def hash_password(password: str) -> str:
@@ -29,7 +35,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        return _hasher.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
     except (VerificationError, InvalidHashError):
         return False
 

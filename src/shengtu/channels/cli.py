@@ -1,33 +1,33 @@
-"""``shengtu channel …``: the admin API's channel operations, from the command line."""
+"""``shengtu channel …``: the admin API's channel operations, from the command line.
+
+Its imports wait for a channel command: every ``shengtu`` command loads this module, and
+the channels' service pulls in the providers and the ORM (over a second)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from shengtu.channels import service
-from shengtu.channels.schemas import (
-    ChannelCreate,
-    ChannelModelIn,
-    ChannelOut,
-    ChannelSettings,
-    ChannelTestOut,
-)
-from shengtu.channels.secrets import KeyBox
 from shengtu.config import Settings, get_settings
 from shengtu.db import Database
 from shengtu.errors import ShengtuError
 from shengtu.logs import configure_logging
+
+if TYPE_CHECKING:
+    from shengtu.channels.schemas import ChannelModelIn, ChannelOut, ChannelTestOut
+    from shengtu.channels.secrets import KeyBox
 
 channel_app = typer.Typer(help="Upstream channels: accounts and keys tasks are routed to.")
 T = TypeVar("T")
 
 
 def _run(job: Callable[[Database, KeyBox, Settings], Awaitable[T]]) -> T:
+    from shengtu.channels.secrets import KeyBox
+
     settings = get_settings()
     configure_logging(settings)
 
@@ -56,6 +56,8 @@ def _line(c: ChannelOut) -> str:
 
 def _model(text: str) -> ChannelModelIn:
     """``NAME`` or ``NAME=UPSTREAM_MODEL`` or ``NAME=UPSTREAM_MODEL:{json params}``."""
+    from shengtu.channels.schemas import ChannelModelIn
+
     name, _, upstream = text.partition("=")
     upstream_model, _, params = upstream.partition(":")
     return ChannelModelIn(
@@ -87,6 +89,9 @@ def channel_add(
     uncertain: Annotated[str, typer.Option(help="fail | retry")] = "fail",
 ) -> None:
     """Add a channel; its keys are stored sealed and shown masked."""
+    from shengtu.channels import service
+    from shengtu.channels.schemas import ChannelCreate
+
     body = ChannelCreate.model_validate(
         {
             "name": name,
@@ -114,6 +119,8 @@ def channel_add(
 
 @channel_app.command("list")
 def channel_list() -> None:
+    from shengtu.channels import service
+
     async def job(db: Database, box: KeyBox, settings: Settings) -> list[str]:
         async with db.read() as session:
             return [
@@ -127,6 +134,8 @@ def channel_list() -> None:
 
 @channel_app.command("show")
 def channel_show(channel_id: int) -> None:
+    from shengtu.channels import service
+
     async def job(db: Database, box: KeyBox, settings: Settings) -> str:
         async with db.read() as session:
             channel = await service.get_channel(session, channel_id)
@@ -137,6 +146,9 @@ def channel_show(channel_id: int) -> None:
 
 
 def _set_enabled(channel_id: int, enabled: bool) -> None:
+    from shengtu.channels import service
+    from shengtu.channels.schemas import ChannelSettings
+
     async def job(db: Database, box: KeyBox, settings: Settings) -> str:
         async with db.write() as session:
             channel = await service.change(
@@ -160,6 +172,7 @@ def channel_disable(channel_id: int) -> None:
 @channel_app.command("delete")
 def channel_delete(channel_id: int) -> None:
     """Delete a channel with no task in flight (disable it first and let them end)."""
+    from shengtu.channels import service
 
     async def job(db: Database, box: KeyBox, settings: Settings) -> str:
         async with db.write() as session:
@@ -172,6 +185,7 @@ def channel_delete(channel_id: int) -> None:
 @channel_app.command("test")
 def channel_test(channel_id: int) -> None:
     """Ask the upstream through the channel's first enabled key (no paid job)."""
+    from shengtu.channels import service
 
     async def job(db: Database, box: KeyBox, settings: Settings) -> ChannelTestOut:
         return await service.probe(db, box, channel_id)
