@@ -183,3 +183,26 @@ def test_an_uncertain_submit_starts_as_many_upstream_jobs_as_the_policy_says(
         platform.audit()
     finally:
         platform.stop()
+
+
+def test_a_step_slower_than_its_lease_is_not_run_twice(tmp_path: Path) -> None:
+    """The submit takes 3 s and the lease 1 s: the worker keeps the lease alive and never
+    claims the task again while its step runs, so the upstream sees one job."""
+    platform = Platform.with_sandbox_process(
+        tmp_path, worker=True, SHENGTU_LEASE_SECONDS="1", SHENGTU_UPSTREAM_TIMEOUT="6"
+    ).start()
+    try:
+        user = platform.new_user(points=30)
+        prompt = "慢提交 [sandbox:slowsubmit]"
+        task = user.wait(
+            user.submit(modelName="sc_soraimg_text_1x1", prompt=prompt)["data"]["taskNo"]
+        )
+        assert task["status"] == "completed", task
+        time.sleep(4)  # a second submit, had one been sent, is answered by now
+        accepted = httpx.get(platform.sandbox_url + "/stats").json()["accepted"]
+        assert accepted.get(prompt) == 1, accepted
+        lost = [line for line in platform.server.log_text().splitlines() if "lease_lost" in line]
+        assert lost == []
+        platform.audit()
+    finally:
+        platform.stop()

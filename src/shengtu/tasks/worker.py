@@ -118,6 +118,7 @@ class Worker:
             await sync_env_channel(self.ctx)
         except Exception:
             log.exception("channel_sync_failed")
+        heartbeat = asyncio.create_task(self._keep_leases())
         try:
             while not self._stop.is_set():
                 try:
@@ -134,12 +135,39 @@ class Worker:
                 self._full = self._capacity() <= 0
                 await self._idle()
         finally:
+            heartbeat.cancel()
             if self._sweeper is not None:
                 self._sweeper.cancel()
             if self._steps:
                 await asyncio.wait(self._steps, timeout=10)
             await self._http.aclose()
             log.info("worker_stopped", owner=self.owner)
+
+    async def _keep_leases(self) -> None:
+        """While a step runs, its task's lease is kept alive: a step slower than the lease
+        (a long upstream call, a queue for the decoder) must not let another worker take
+        the task and call the upstream again. A killed worker stops renewing, and its
+        leases run out as before."""
+        period = max(0.2, self.settings.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(period)
+            ids = list(self._inflight)
+            if not ids:
+                continue
+            until = utcnow() + timedelta(seconds=self.settings.lease_seconds)
+            try:
+                async with self.ctx.db.write() as session:
+                    for start in range(0, len(ids), 500):
+                        await session.execute(
+                            update(AiTask)
+                            .where(
+                                AiTask.id.in_(ids[start : start + 500]),
+                                AiTask.lease_owner == self.owner,
+                            )
+                            .values(lease_until=until)
+                        )
+            except Exception:
+                log.exception("lease_renewal_failed")
 
     def _maybe_sweep(self) -> None:
         """Now and then, in the background: delete unused uploads and expired results
@@ -177,11 +205,15 @@ class Worker:
             return []
         db = self.ctx.db
         now = utcnow()
-        is_due = (
+        is_due: tuple[Any, ...] = (
             AiTask.status.in_([s.value for s in ACTIVE]),
             AiTask.next_run_at <= now,
             or_(AiTask.lease_until.is_(None), AiTask.lease_until < now),
         )
+        if self._inflight:
+            # Never a second step on a task this worker is still stepping: two would both
+            # call the upstream (a submit twice is a job paid for twice).
+            is_due = (*is_due, AiTask.id.not_in(list(self._inflight)))
         # A read first: an idle worker never takes the write lock.
         async with db.read() as session:
             if await session.scalar(select(AiTask.id).where(*is_due).limit(1)) is None:
