@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -73,6 +73,16 @@ async def _check_models(session: AsyncSession, models: list[ChannelModelIn]) -> 
     missing = [n for n in names if n not in known]
     if missing:
         raise BadRequest(f"参数错误:模型 {missing[0][:64]} 不在模型目录中")
+
+
+async def _tasks_in_flight(session: AsyncSession, taken_by: ColumnElement[bool]) -> int:
+    """Unfinished tasks that a channel or key took: they are polled through it."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(AiTask)
+        .where(taken_by, AiTask.status.in_([s.value for s in ACTIVE]))
+    )
+    return int(count or 0)
 
 
 async def get_channel(session: AsyncSession, channel_id: int) -> Channel:
@@ -206,14 +216,7 @@ async def change(
         )
         if owned != set(body.removeKeyIds):
             raise BadRequest("参数错误:removeKeyIds 中有不属于该渠道的密钥")
-        busy = await session.scalar(
-            select(func.count())
-            .select_from(AiTask)
-            .where(
-                AiTask.channel_key_id.in_(owned),
-                AiTask.status.in_([s.value for s in ACTIVE]),
-            )
-        )
+        busy = await _tasks_in_flight(session, AiTask.channel_key_id.in_(owned))
         if busy:
             raise Conflict(f"要删除的密钥仍有 {busy} 个进行中的任务:请先停用,等任务结束后再删除")
         await session.execute(delete(ChannelKey).where(ChannelKey.id.in_(owned)))
@@ -252,11 +255,7 @@ async def set_key_enabled(
 
 async def remove(session: AsyncSession, channel_id: int) -> None:
     channel = await get_channel(session, channel_id)
-    busy = await session.scalar(
-        select(func.count())
-        .select_from(AiTask)
-        .where(AiTask.channel_id == channel.id, AiTask.status.in_([s.value for s in ACTIVE]))
-    )
+    busy = await _tasks_in_flight(session, AiTask.channel_id == channel.id)
     if busy:
         raise Conflict(f"渠道仍有 {busy} 个进行中的任务:请先停用,等任务结束后再删除")
     await session.execute(delete(ChannelKey).where(ChannelKey.channel_id == channel.id))

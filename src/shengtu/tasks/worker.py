@@ -354,10 +354,15 @@ class Worker:
         if last is None or last.key_rejected:
             reason = f"({last.message})" if last else ""
             await self.fail(task, f"没有可用的上游渠道,任务无法执行{reason}")
-        elif task.attempts + 1 < self.settings.submit_attempts:
-            await self._retry(task, last.message, last.retry_after)
         else:
-            await self.fail(task, f"提交上游失败:{last.message}(已尝试 {task.attempts + 1} 次)")
+            await self._retry_submit(task, last)
+
+    async def _retry_submit(self, task: AiTask, exc: UpstreamError) -> None:
+        """Later, while tries are left; else the task fails, saying how often it tried."""
+        if task.attempts + 1 < self.settings.submit_attempts:
+            await self._retry(task, exc.message, exc.retry_after)
+        else:
+            await self.fail(task, f"提交上游失败:{exc.message}(已尝试 {task.attempts + 1} 次)")
 
     async def _uncertain(self, task: AiTask, route: Route | None, exc: UpstreamError) -> None:
         """The submit was sent and its answer lost: a job may be running upstream, paid for.
@@ -378,10 +383,8 @@ class Worker:
                 channel_id=route.channel_id if route else None,
                 channel_key_id=route.key_id if route else None,
             )
-        elif task.attempts + 1 < self.settings.submit_attempts:
-            await self._retry(task, exc.message, exc.retry_after)
         else:
-            await self.fail(task, f"提交上游失败:{exc.message}(已尝试 {task.attempts + 1} 次)")
+            await self._retry_submit(task, exc)
 
     async def _reject_key(self, route: Route, exc: UpstreamError) -> None:
         log.error(
