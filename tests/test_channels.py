@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from tests.databases import ScratchDatabase
 from tests.support import Platform, cli, free_port, wait_http
 
 MODEL = "sc_soraimg_text_1x1"
@@ -191,9 +192,12 @@ def _key_state(platform: Platform, channel_id: int) -> dict[str, Any]:
     return data["keys"][0]  # type: ignore[no-any-return]
 
 
-def test_a_dead_channel_opens_its_breaker_and_a_probe_closes_it(tmp_path: Path) -> None:
+def test_a_dead_channel_opens_its_breaker_and_a_probe_closes_it(
+    tmp_path: Path, fresh_database: ScratchDatabase
+) -> None:
     platform = Platform(
         tmp_path,
+        database_url=fresh_database.url,
         SHENGTU_BREAKER_FAILURES="2",
         SHENGTU_BREAKER_COOLDOWN_SECONDS="1",
         SHENGTU_BREAKER_MAX_COOLDOWN_SECONDS="4",
@@ -236,6 +240,57 @@ def test_a_dead_channel_opens_its_breaker_and_a_probe_closes_it(tmp_path: Path) 
         run(5, "恢复")
         assert _accepted(main_url) >= 5  # traffic is back on the main channel
         assert _key_state(platform, first["id"])["consecutiveFailures"] == 0
+        platform.audit()
+    finally:
+        platform.stop()
+
+
+def test_an_error_rate_opens_the_breaker_and_admins_see_rates_and_latencies(
+    tmp_path: Path, fresh_database: ScratchDatabase
+) -> None:
+    """Never two failures in a row, but half of the tries fail: the window's error rate
+    opens the breaker. And the channel's page shows the hour's figures."""
+    platform = Platform(
+        tmp_path,
+        database_url=fresh_database.url,
+        SHENGTU_BREAKER_FAILURES="100",
+        SHENGTU_BREAKER_MIN_ATTEMPTS="6",
+        SHENGTU_BREAKER_ERROR_RATE="0.5",
+        SHENGTU_BREAKER_COOLDOWN_SECONDS="60",
+        SHENGTU_SUBMIT_ATTEMPTS="1",
+    ).start()
+    try:
+        url, key = _sandbox(platform)
+        made = _channel(platform, name="时好时坏", baseUrl=url, addKeys=[key])
+        user = platform.new_user(points=30 * 6)
+        outcomes = []
+        for i in range(6):
+            # A 500 certainly started no job; with one try allowed, the task fails at once.
+            prompt = f"交替 {i}" + (" [sandbox:error500]" if i % 2 else "")
+            task_no = user.submit(modelName=MODEL, prompt=prompt)["data"]["taskNo"]
+            outcomes.append(user.wait(task_no)["status"])
+            state = _key_state(platform, made["id"])
+            assert state["consecutiveFailures"] <= 1, state
+            if i < 5:
+                assert state["breaker"] == "closed", (i, state)
+        assert outcomes == ["completed", "failed"] * 3
+        state = _key_state(platform, made["id"])
+        assert state["breaker"] == "open", state
+        hour = state["lastHour"]
+        assert (hour["attempts"], hour["accepted"], hour["failed"]) == (6, 3, 3), hour
+        assert hour["successRate"] == 0.5
+        assert 0 < hour["p50Ms"] <= hour["p95Ms"], hour
+        assert state["lastDay"]["attempts"] == 6
+        assert platform.admin is not None
+        channel = platform.admin.client.get(f"/admin/channels/{made['id']}").json()["data"]
+        assert channel["lastHour"]["attempts"] == 6
+        # With its breaker open for a minute and no other channel, the next task waits.
+        waiting = user.submit(modelName=MODEL, prompt="等待")["data"]["taskNo"]
+        time.sleep(1.5)
+        assert user.task(waiting)["status"] == "created"
+        cancelled = user.client.post(f"/user/ai/tasks/{waiting}/cancel").json()
+        assert cancelled["code"] == 200, cancelled
+        assert user.balance() == 30 * 3
         platform.audit()
     finally:
         platform.stop()

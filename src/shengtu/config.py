@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(default=5, ge=1)
     breaker_cooldown_seconds: float = Field(default=10.0, gt=0)
     breaker_max_cooldown_seconds: float = Field(default=600.0, gt=0)
+    # ... or when, over the window, at least this share of its tries failed (and the
+    # window holds enough tries to judge): a key that fails every other time, never five
+    # in a row, still costs every other user a failover.
+    breaker_error_rate: float = Field(default=0.5, gt=0, le=1)
+    breaker_window_seconds: float = Field(default=60.0, gt=0)
+    breaker_min_attempts: int = Field(default=20, ge=1)
     worker_concurrency: int = Field(default=256, ge=1)
     worker_batch: int = Field(default=100, ge=1)
     lease_seconds: float = Field(default=120.0, gt=0)

@@ -83,7 +83,11 @@ class TaskAttempt(Base):
     """One try at handing a task to an upstream: shown to admins, never to users."""
 
     __tablename__ = "task_attempt"
-    __table_args__ = (Index("ix_task_attempt_key_started", "key_id", "started_at"),)
+    # The breaker's window and the hour's and day's figures read by key and by channel.
+    __table_args__ = (
+        Index("ix_task_attempt_key_started", "key_id", "started_at"),
+        Index("ix_task_attempt_channel_started", "channel_id", "started_at"),
+    )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("ai_task.id", ondelete="CASCADE"), index=True)

@@ -45,6 +45,19 @@ class ChannelCreate(ChannelSettings):
     models: list[ChannelModelIn] = Field(min_length=1, max_length=500)
 
 
+class WindowStats(BaseModel):
+    """Tries at handing tasks upstream over a window (refusals of a task's content are
+    not the upstream's failures and are left out of the rate)."""
+
+    attempts: int
+    accepted: int
+    failed: int
+    uncertain: int
+    successRate: float | None  # accepted ÷ (accepted + failed + uncertain); None: no tries
+    p50Ms: float | None
+    p95Ms: float | None
+
+
 class ChannelKeyOut(BaseModel):
     id: int
     key: str  # masked: …abcd
@@ -57,6 +70,8 @@ class ChannelKeyOut(BaseModel):
     openUntil: str | None
     lastError: str | None
     lastErrorTime: str | None
+    lastHour: WindowStats
+    lastDay: WindowStats
 
 
 class ChannelOut(BaseModel):
@@ -75,6 +90,8 @@ class ChannelOut(BaseModel):
     enabled: bool
     keys: list[ChannelKeyOut]
     models: list[ChannelModelIn]
+    lastHour: WindowStats
+    lastDay: WindowStats
     createTime: str
     updateTime: str
 

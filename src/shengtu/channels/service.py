@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -23,6 +25,7 @@ from shengtu.channels.schemas import (
     ChannelOut,
     ChannelSettings,
     ChannelTestOut,
+    WindowStats,
 )
 from shengtu.channels.secrets import KeyBox, mask
 from shengtu.config import Settings
@@ -92,7 +95,67 @@ async def get_channel(session: AsyncSession, channel_id: int) -> Channel:
     return channel
 
 
-def _key_out(key: ChannelKey, now: datetime, tz: str) -> ChannelKeyOut:
+_COUNTED = ("accepted", "failed", "uncertain")
+
+
+async def _percentile(
+    session: AsyncSession, where: Sequence[ColumnElement[bool]], count: int, q: float
+) -> float | None:
+    """The q-quantile of the latencies, by rank (nearest rank): portable to every dialect,
+    and over the index on (key_id, started_at) it reads only the window's rows."""
+    if not count:
+        return None
+    rank = max(0, math.ceil(q * count) - 1)
+    value = await session.scalar(
+        select(TaskAttempt.latency_ms)
+        .where(*where)
+        .order_by(TaskAttempt.latency_ms)
+        .offset(rank)
+        .limit(1)
+    )
+    return None if value is None else round(float(value), 1)
+
+
+async def _outcome_counts(
+    session: AsyncSession, where: Sequence[ColumnElement[bool]]
+) -> dict[str, int]:
+    return {
+        outcome: int(n)
+        for outcome, n in await session.execute(
+            select(TaskAttempt.outcome, func.count()).where(*where).group_by(TaskAttempt.outcome)
+        )
+    }
+
+
+async def window_stats(
+    session: AsyncSession, owner: ColumnElement[bool], since: datetime
+) -> WindowStats:
+    where = [owner, TaskAttempt.started_at >= since]
+    counts = await _outcome_counts(session, where)
+    counted = sum(counts.get(o, 0) for o in _COUNTED)
+    timed = [*where, TaskAttempt.outcome.in_(_COUNTED)]
+    return WindowStats(
+        attempts=sum(counts.values()),
+        accepted=counts.get("accepted", 0),
+        failed=counts.get("failed", 0),
+        uncertain=counts.get("uncertain", 0),
+        successRate=round(counts.get("accepted", 0) / counted, 4) if counted else None,
+        p50Ms=await _percentile(session, timed, counted, 0.5),
+        p95Ms=await _percentile(session, timed, counted, 0.95),
+    )
+
+
+async def _windows(
+    session: AsyncSession, owner: ColumnElement[bool], now: datetime
+) -> tuple[WindowStats, WindowStats]:
+    return (
+        await window_stats(session, owner, now - timedelta(hours=1)),
+        await window_stats(session, owner, now - timedelta(days=1)),
+    )
+
+
+async def _key_out(session: AsyncSession, key: ChannelKey, now: datetime, tz: str) -> ChannelKeyOut:
+    hour, day = await _windows(session, TaskAttempt.key_id == key.id, now)
     breaker: Literal["closed", "open", "probe"] = "closed"
     if key.open_until is not None:
         breaker = "open" if key.open_until > now else "probe"
@@ -106,6 +169,8 @@ def _key_out(key: ChannelKey, now: datetime, tz: str) -> ChannelKeyOut:
         openUntil=fmt(key.open_until, tz),
         lastError=key.last_error,
         lastErrorTime=fmt(key.last_error_at, tz),
+        lastHour=hour,
+        lastDay=day,
     )
 
 
@@ -117,6 +182,8 @@ async def describe(session: AsyncSession, channel: Channel, tz: str) -> ChannelO
     models = await session.scalars(
         select(ChannelModel).where(ChannelModel.channel_id == channel.id).order_by(ChannelModel.id)
     )
+    key_outs = [await _key_out(session, k, now, tz) for k in keys]
+    hour, day = await _windows(session, TaskAttempt.channel_id == channel.id, now)
     return ChannelOut(
         id=channel.id,
         name=channel.name,
@@ -131,7 +198,7 @@ async def describe(session: AsyncSession, channel: Channel, tz: str) -> ChannelO
         uncertainSubmit=channel.uncertain_submit,
         uncertainCount=channel.uncertain_count,
         enabled=channel.enabled,
-        keys=[_key_out(k, now, tz) for k in keys],
+        keys=key_outs,
         models=[
             ChannelModelIn(
                 modelName=m.model_name,
@@ -142,6 +209,8 @@ async def describe(session: AsyncSession, channel: Channel, tz: str) -> ChannelO
         ],
         createTime=fmt(channel.created_at, tz) or "",
         updateTime=fmt(channel.updated_at, tz) or "",
+        lastHour=hour,
+        lastDay=day,
     )
 
 
@@ -321,7 +390,7 @@ async def key_failed(session: AsyncSession, key_id: int, error: str, settings: S
     now = utcnow()
     key.consecutive_failures += 1
     key.last_error, key.last_error_at = error[:255], now
-    if key.consecutive_failures < settings.breaker_failures:
+    if key.open_until is None and not await _tripped(session, key, now, settings):
         return False
     key.cooldown_seconds = min(
         settings.breaker_max_cooldown_seconds,
@@ -329,6 +398,27 @@ async def key_failed(session: AsyncSession, key_id: int, error: str, settings: S
     )
     key.open_until = now + timedelta(seconds=key.cooldown_seconds)
     return True
+
+
+async def _tripped(
+    session: AsyncSession, key: ChannelKey, now: datetime, settings: Settings
+) -> bool:
+    """Whether a closed breaker opens: failures in a row, or, over the window, an error rate
+    at the threshold among enough tries. (A failed probe reopens it without asking.)"""
+    if key.consecutive_failures >= settings.breaker_failures:
+        return True
+    counts = await _outcome_counts(
+        session,
+        [
+            TaskAttempt.key_id == key.id,
+            TaskAttempt.started_at >= now - timedelta(seconds=settings.breaker_window_seconds),
+        ],
+    )
+    tries = sum(counts.get(o, 0) for o in _COUNTED)
+    failures = counts.get("failed", 0) + counts.get("uncertain", 0)
+    return (
+        tries >= settings.breaker_min_attempts and failures >= settings.breaker_error_rate * tries
+    )
 
 
 async def key_succeeded(session: AsyncSession, key_id: int) -> None:

@@ -422,32 +422,36 @@ class Worker:
             outcome = "key_rejected"
         else:
             outcome = "failed" if exc.transient else "refused"
+        opened = False
         async with self.ctx.db.write() as session:
             session.add(_attempt(task, route, outcome, started, clock, exc))
             if route is not None and outcome in ("failed", "uncertain"):
                 opened = await channel_service.key_failed(
                     session, route.key_id, exc.message, self.settings
                 )
-                if opened:
-                    log.warning(
-                        "channel_breaker_opened",
-                        channel=route.channel_name,
-                        key_id=route.key_id,
-                        reason=exc.message,
-                    )
+        if opened and route is not None:
+            log.warning(
+                "channel_breaker_opened",
+                channel=route.channel_name,
+                key_id=route.key_id,
+                reason=exc.message,
+            )
+            # This worker's next submit skips the key at once; the others within a second.
+            await self.ctx.channels.refresh(force=True)
 
     async def _accepted(
         self, task: AiTask, route: Route | None, state: UpstreamState, attempt: TaskAttempt
     ) -> None:
         now = utcnow()
         if route is not None and route.failing:
-            async with self.ctx.db.write() as session:
-                await channel_service.key_succeeded(session, route.key_id)
             log.info("channel_breaker_closed", channel=route.channel_name, key_id=route.key_id)
         await self._move(
             task,
             Status.QUEUED,
             also=(attempt,),
+            # Always, not only when the routing table says the key is failing: the table
+            # may be a second old, and "in a row" must end at every success.
+            key_succeeded=route.key_id if route is not None else None,
             channel_id=route.channel_id if route else None,
             channel_key_id=route.key_id if route else None,
             upstream_model=route.upstream_model if route else task.upstream_model,
@@ -579,13 +583,22 @@ class Worker:
         await self._move(task, Status.FAILED, error_message=message[:1000], **values)
 
     async def _move(
-        self, task: AiTask, target: Status, *, also: Sequence[object] = (), **values: Any
+        self,
+        task: AiTask,
+        target: Status,
+        *,
+        also: Sequence[object] = (),
+        key_succeeded: int | None = None,
+        **values: Any,
     ) -> bool:
-        """``also``: rows written in the same transaction (the attempt that led here)."""
+        """``also``: rows written in the same transaction (the attempt that led here);
+        ``key_succeeded``: the channel key whose breaker this success resets."""
         before = (task.status, task.progress)
         async with self.ctx.db.write() as session:
             session.add_all(also)
             moved = await move(session, task, target, lease_owner=self.owner, **values)
+            if moved is not None and key_succeeded is not None:
+                await channel_service.key_succeeded(session, key_succeeded)
         if moved is None:
             log.warning("lease_lost", status=task.status, target=target.value)
             return False
