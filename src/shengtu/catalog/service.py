@@ -7,9 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.catalog.models import PointsConfig
+from shengtu.catalog.schemas import ModelAdminOut, ModelChange, ModelCreate
 from shengtu.db import Database
+from shengtu.errors import Conflict, NotFound
 
 CACHE_SECONDS = 5.0
 
@@ -70,3 +74,87 @@ class Catalog:
     async def get(self, model_name: str) -> CatalogModel | None:
         await self._refresh()
         return self._models.get(model_name)
+
+
+async def current_price(session: AsyncSession, model_name: str) -> int | None:
+    """The model's price now, read in the charging transaction: an admin's change applies
+    to every submit after it, in every process, whatever the cache holds (None: gone or
+    disabled)."""
+    row = (
+        await session.execute(
+            select(PointsConfig.points_cost, PointsConfig.enabled).where(
+                PointsConfig.model_name == model_name
+            )
+        )
+    ).first()
+    if row is None or not row.enabled:
+        return None
+    return int(row.points_cost)
+
+
+def admin_view(row: PointsConfig) -> ModelAdminOut:
+    return ModelAdminOut(
+        modelName=row.model_name,
+        description=row.description,
+        pointsCost=row.points_cost,
+        taskType=row.task_type,
+        aspectRatio=row.aspect_ratio,
+        provider=row.provider,
+        upstreamModel=row.upstream_model,
+        upstreamParams=dict(row.upstream_params or {}),
+        enabled=row.enabled,
+        sortOrder=row.sort_order,
+    )
+
+
+async def all_models(session: AsyncSession) -> list[PointsConfig]:
+    return list(
+        await session.scalars(
+            select(PointsConfig).order_by(PointsConfig.sort_order, PointsConfig.id)
+        )
+    )
+
+
+async def get_model(session: AsyncSession, model_name: str) -> PointsConfig:
+    row = await session.scalar(select(PointsConfig).where(PointsConfig.model_name == model_name))
+    if row is None:
+        raise NotFound(f"模型 {model_name[:64]} 不存在")
+    return row
+
+
+_COLUMNS = {
+    "description": "description",
+    "pointsCost": "points_cost",
+    "taskType": "task_type",
+    "aspectRatio": "aspect_ratio",
+    "upstreamModel": "upstream_model",
+    "upstreamParams": "upstream_params",
+    "enabled": "enabled",
+    "sortOrder": "sort_order",
+}
+
+
+async def create_model(session: AsyncSession, body: ModelCreate) -> PointsConfig:
+    values = {
+        column: getattr(body, name)
+        for name, column in _COLUMNS.items()
+        if getattr(body, name) is not None
+    }
+    # Served by the channels that name it, or else by the upstream of the settings.
+    row = PointsConfig(model_name=body.modelName, provider="suchuang", **values)
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"模型 {body.modelName} 已存在") from exc
+    return row
+
+
+async def change_model(session: AsyncSession, model_name: str, body: ModelChange) -> PointsConfig:
+    row = await get_model(session, model_name)
+    for name, column in _COLUMNS.items():
+        value = getattr(body, name)
+        if value is not None:
+            setattr(row, column, value)
+    await session.flush()
+    return row

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.api.inputs import contains_nul
-from shengtu.catalog.service import CatalogModel
+from shengtu.catalog.service import CatalogModel, current_price
 from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.db import utcnow
@@ -139,6 +139,13 @@ async def validate_submit(
     return model, prompt, await _check_own_uploads(ctx, req.user_id, urls)
 
 
+async def _price_now(session: AsyncSession, model: CatalogModel) -> int:
+    price = await current_price(session, model.model_name)
+    if price is None:
+        raise BadRequest(f"参数错误:模型 {model.model_name[:64]} 不存在或已停用")
+    return price
+
+
 async def submit(ctx: AppContext, req: SubmitInput) -> TaskDetail:
     model, prompt, refs = await validate_submit(ctx, req)
     settings = ctx.settings
@@ -147,14 +154,20 @@ async def submit(ctx: AppContext, req: SubmitInput) -> TaskDetail:
     async with ctx.db.read() as session:
         account = await session.get(PointsAccount, req.user_id)
         if account is not None and account.balance < model.points_cost:
-            raise InsufficientPoints(
-                f"积分不足:需要 {model.points_cost} 积分,当前余额 {account.balance} 积分"
-            )
+            # The cached price may be a few seconds old: refuse on the current one.
+            price = await _price_now(session, model)
+            if account.balance < price:
+                raise InsufficientPoints(
+                    f"积分不足:需要 {price} 积分,当前余额 {account.balance} 积分"
+                )
         await _check_inflight(session, settings, req)
     await _check_external_urls(ctx, refs.external)
     now = utcnow()
     async with ctx.db.write() as session:
-        balance_after = await points.debit(session, req.user_id, model.points_cost)
+        # Charged at the price of this moment: an admin's change applies to every submit
+        # after it, whatever a process's catalog cache still holds.
+        price = await _price_now(session, model)
+        balance_after = await points.debit(session, req.user_id, price)
         # The debit locked this user's points row: the counts below cannot race.
         await _check_inflight(session, settings, req)
         await mark_used(session, req.user_id, refs.own_keys)
@@ -168,7 +181,7 @@ async def submit(ctx: AppContext, req: SubmitInput) -> TaskDetail:
             progress=0,
             prompt=prompt,
             image_urls=refs.urls,
-            points_cost=model.points_cost,
+            points_cost=price,
             provider=model.provider,
             upstream_model=model.upstream_model,
             upstream_params=model.upstream_params,
@@ -186,7 +199,7 @@ async def submit(ctx: AppContext, req: SubmitInput) -> TaskDetail:
         await points.record(
             session,
             req.user_id,
-            -model.points_cost,
+            -price,
             balance_after,
             "consume",
             task.task_no,
