@@ -18,6 +18,7 @@ from shengtu.events.redis_bus import RedisEventBus
 from shengtu.gates import Gate
 from shengtu.netguard import Resolver
 from shengtu.providers.base import Provider
+from shengtu.providers.pacing import Pacing
 from shengtu.storage.base import Storage
 from shengtu.storage.local import LocalStorage
 from shengtu.storage.s3 import S3Storage
@@ -41,6 +42,8 @@ class AppContext:
     # The upstream of the settings (SHENGTU_SUCHUANG_*, or the sandbox) for models that
     # no channel serves.
     providers: dict[str, Provider] = field(default_factory=dict)
+    # Upstream keys' pacing (shared through Redis when set); closed with the context.
+    pacing: Pacing | None = None
 
     @classmethod
     def build(
@@ -49,6 +52,7 @@ class AppContext:
         providers: dict[str, Provider] | None = None,
         *,
         role: Literal["all", "api", "worker"] = "all",
+        pacing: Pacing | None = None,
     ) -> AppContext:
         """``role``: which messages this process listens to (API: events; worker: wake-ups)."""
         db = Database(
@@ -86,7 +90,8 @@ class AppContext:
             resolver=Resolver(settings.resolver_threads, settings.resolver_queue),
             clients=ClientAddresses(parse_networks(settings.trusted_proxies)),
             key_box=key_box,
-            channels=ChannelPool(db, key_box),
+            channels=ChannelPool(db, key_box, pacing=pacing),
+            pacing=pacing,
             providers=providers or {},
         )
 
@@ -98,6 +103,8 @@ class AppContext:
         for provider in self.providers.values():
             await provider.aclose()
         await self.channels.aclose()
+        if self.pacing is not None:
+            await self.pacing.aclose()
         await self.bus.aclose()
         await self.storage.aclose()
         await self.auth.aclose()

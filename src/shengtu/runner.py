@@ -17,6 +17,7 @@ from shengtu.app import create_app
 from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.logs import get_logger
+from shengtu.providers.pacing import Pacing
 from shengtu.providers.registry import SandboxEndpoint, build_providers, sandbox_key
 from shengtu.providers.sandbox import SandboxState, create_sandbox_app
 from shengtu.tasks.worker import Worker
@@ -183,10 +184,16 @@ async def upstreams(
                 sandbox=endpoint.base_url,
                 latency=settings.sandbox_latency,
             )
-            yield AppContext.build(settings, build_providers(settings, endpoint), role=role)
+            pacing = Pacing(settings.redis_url)
+            yield AppContext.build(
+                settings, build_providers(settings, endpoint, pacing), role=role, pacing=pacing
+            )
     else:
         log.info("upstream", provider="suchuang", base_url=settings.suchuang_base_url)
-        yield AppContext.build(settings, build_providers(settings, None), role=role)
+        pacing = Pacing(settings.redis_url)
+        yield AppContext.build(
+            settings, build_providers(settings, None, pacing), role=role, pacing=pacing
+        )
 
 
 async def serve(settings: Settings, *, with_worker: bool = True) -> None:

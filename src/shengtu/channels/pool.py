@@ -23,6 +23,7 @@ from shengtu.channels.secrets import KeyBox
 from shengtu.db import Database, utcnow
 from shengtu.logs import get_logger
 from shengtu.providers.base import Provider
+from shengtu.providers.pacing import Pacing
 from shengtu.providers.suchuang import SuChuangProvider
 from shengtu.tasks.models import AiTask
 
@@ -51,21 +52,30 @@ class Route:
 ProviderFactory = Callable[[Channel, str], Provider]
 
 
-def build_provider(channel: Channel, key: str) -> Provider:
+def build_provider(channel: Channel, key: str, pacing: Pacing | None = None) -> Provider:
     if channel.protocol == "suchuang":
         return SuChuangProvider(
-            channel.base_url, key, timeout=channel.timeout_seconds, rps=channel.key_rps
+            channel.base_url,
+            key,
+            timeout=channel.timeout_seconds,
+            pacer=(pacing or Pacing()).pacer(key, channel.key_rps),
         )
     raise ValueError(f"暂不支持的上游协议: {channel.protocol}")
 
 
 class ChannelPool:
     def __init__(
-        self, db: Database, box: KeyBox, factory: ProviderFactory = build_provider
+        self,
+        db: Database,
+        box: KeyBox,
+        factory: ProviderFactory | None = None,
+        *,
+        pacing: Pacing | None = None,
     ) -> None:
         self._db = db
         self._box = box
-        self._factory = factory
+        paced = pacing or Pacing()
+        self._factory = factory or (lambda channel, key: build_provider(channel, key, paced))
         self._routes: dict[str, list[Route]] = {}
         # key id → (the sealed key and channel settings it was built from, its provider)
         self._providers: dict[int, tuple[tuple[Any, ...], Provider]] = {}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from shengtu.config import Settings
 from shengtu.providers.base import Provider
+from shengtu.providers.pacing import Pacing
 from shengtu.providers.suchuang import SuChuangProvider
 
 
@@ -23,7 +24,9 @@ def sandbox_key(settings: Settings) -> str:
     return "sbx-" + hmac.new(secret, b"shengtu-sandbox", hashlib.sha256).hexdigest()[:32]
 
 
-def build_providers(settings: Settings, sandbox: SandboxEndpoint | None) -> dict[str, Provider]:
+def build_providers(
+    settings: Settings, sandbox: SandboxEndpoint | None, pacing: Pacing | None = None
+) -> dict[str, Provider]:
     if settings.suchuang_api_key:
         base_url, key = settings.suchuang_base_url, settings.suchuang_api_key
     elif sandbox is not None:
@@ -31,6 +34,9 @@ def build_providers(settings: Settings, sandbox: SandboxEndpoint | None) -> dict
     else:
         return {}
     provider = SuChuangProvider(
-        base_url, key, timeout=settings.upstream_timeout, rps=settings.upstream_rps
+        base_url,
+        key,
+        timeout=settings.upstream_timeout,
+        pacer=(pacing or Pacing()).pacer(key, settings.upstream_rps),
     )
     return {"suchuang": provider}

@@ -35,7 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from PIL import Image, ImageDraw, ImageFont
@@ -68,6 +68,8 @@ DIRECTIVES = {
 _CODE_DIRECTIVE = {code: name for name, code in DIRECTIVES.items() if code != "n"}
 SLOW_SECONDS = 3.0
 HUGE_BYTES = 200 * 1024 * 1024
+K = TypeVar("K")
+V = TypeVar("V")
 _DIRECTIVE_RE = re.compile(r"\[sandbox:([a-z0-9]+)\]")
 _ID_RE = re.compile(r"^image_[0-9a-f]{12}-([0-9a-f]{1,14})-([aslp])([a-z0-9])$")
 _FONT_CANDIDATES = (
@@ -173,6 +175,13 @@ class SandboxState:
         self.last_polled: OrderedDict[str, float] = OrderedDict()
         self.poll_gaps: list[float] = []
         self.first_done: OrderedDict[str, float] = OrderedDict()
+        # API calls (submits and polls, answered or not) by the wall-clock second they
+        # arrived in: an upstream's rate limit counts these.
+        self.calls_per_second: OrderedDict[int, int] = OrderedDict()
+
+    def count_call(self) -> None:
+        second = int(time.time())
+        self.remember(self.calls_per_second, second, self.calls_per_second.get(second, 0) + 1, 3600)
 
     def record_poll(self, job_id: str, now: float) -> None:
         previous = self.last_polled.get(job_id)
@@ -180,7 +189,7 @@ class SandboxState:
             self.poll_gaps.append(now - previous)
         self.remember(self.last_polled, job_id, now, 100_000)
 
-    def remember(self, cache: OrderedDict[str, Any], key: str, value: Any, limit: int) -> None:
+    def remember(self, cache: OrderedDict[K, V], key: K, value: V, limit: int) -> None:
         cache[key] = value
         cache.move_to_end(key)
         while len(cache) > limit:
@@ -221,6 +230,7 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         return secrets.compare_digest(key.encode(), state.api_key.encode())
 
     async def submit(request: Request) -> Response:
+        state.count_call()
         if not authorised(request):
             return _reply(401, "密钥无效", [], status=401)
         try:
@@ -251,6 +261,7 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         return _reply(200, "成功", {"id": job_id, "count": 1})
 
     async def detail(request: Request) -> Response:
+        state.count_call()
         if not authorised(request):
             return _reply(401, "密钥无效", [], status=401)
         state.polls += 1
@@ -326,6 +337,7 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
             "poll_gaps": _quantiles(state.poll_gaps),
             # prompt → when upstream first said "done" (unix seconds)
             "done_at": {state.prompts.get(j, j): t for j, t in state.first_done.items()},
+            "calls_per_second": {str(k): v for k, v in state.calls_per_second.items()},
         }
         if request.query_params.get("reset"):
             state.poll_gaps.clear()

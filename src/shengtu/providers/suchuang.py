@@ -10,7 +10,8 @@ from typing import Any
 import aiohttp
 
 from shengtu.logs import digest, get_logger
-from shengtu.providers.base import RateLimiter, UpstreamError, UpstreamJob, UpstreamState
+from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
+from shengtu.providers.pacing import LocalPacer, Pacer
 from shengtu.storage.fetch import origin
 
 log = get_logger("shengtu.upstream")
@@ -92,13 +93,19 @@ class SuChuangProvider:
     name = "suchuang"
 
     def __init__(
-        self, base_url: str, api_key: str, *, timeout: float = 30.0, rps: float = 15.0
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        rps: float = 15.0,
+        pacer: Pacer | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._key = api_key
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
         self._session: aiohttp.ClientSession | None = None
-        self._limiter = RateLimiter(rps)
+        self._pacer = pacer or LocalPacer(rps)
 
     @property
     def trusted_origins(self) -> frozenset[str]:
@@ -122,7 +129,7 @@ class SuChuangProvider:
             await self._session.close()
 
     async def _call(self, method: str, path: str, *, task_no: str, **kwargs: Any) -> dict[str, Any]:
-        await self._limiter.acquire()
+        await self._pacer.wait()
         started = time.perf_counter()
         sent = kwargs.get("json")
         log.info(
