@@ -249,14 +249,18 @@ def token(name: str) -> None:
 
 @app.command()
 def demo() -> None:
-    """Make sure the demo user exists with points, and print its token."""
+    """Make sure the demo user exists with points, and print its token. With the sandbox
+    upstream, also add the demo's OpenAI-protocol models (gpt-image-1) to the catalog."""
     from shengtu.accounts.service import create_user, get_user_by_name, issue_token
+    from shengtu.catalog.service import add_demo_models
     from shengtu.errors import NotFound
 
     settings = _settings()
 
     async def job(db: Database) -> tuple[str, str | None]:
         password = None
+        if settings.sandbox_enabled:
+            await add_demo_models(db)
         try:
             async with db.read() as session:
                 user = await get_user_by_name(session, DEMO_USER)

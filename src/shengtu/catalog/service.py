@@ -158,3 +158,50 @@ async def change_model(session: AsyncSession, model_name: str, body: ModelChange
             setattr(row, column, value)
     await session.flush()
     return row
+
+
+# Served in `make run` by the sandbox's OpenAI Images double; an operator selling them
+# for real adds an `openai_images` channel for them (docs/channels.md).
+DEMO_MODELS = (
+    PointsConfig(
+        model_name="gpt-image-1",
+        description="GPT Image 文生图(OpenAI 图像接口)",
+        points_cost=40,
+        task_type="text_to_image",
+        aspect_ratio="1:1",
+        provider="openai_images",
+        upstream_model="gpt-image-1",
+        upstream_params={"size": "1024x1024"},
+        enabled=True,
+        sort_order=100,
+    ),
+    PointsConfig(
+        model_name="gpt-image-1-edit",
+        description="GPT Image 图生图(OpenAI 图像接口)",
+        points_cost=45,
+        task_type="image_to_image",
+        aspect_ratio="1:1",
+        provider="openai_images",
+        upstream_model="gpt-image-1",
+        upstream_params={"size": "1024x1024"},
+        enabled=True,
+        sort_order=101,
+    ),
+)
+
+
+async def add_demo_models(db: Database) -> None:
+    """Adds the demo models the catalog lacks; never changes one an admin has edited."""
+    async with db.write() as session:
+        have = set(await session.scalars(select(PointsConfig.model_name)))
+        for template in DEMO_MODELS:
+            if template.model_name not in have:
+                session.add(
+                    PointsConfig(
+                        **{
+                            c.key: getattr(template, c.key)
+                            for c in PointsConfig.__table__.columns
+                            if c.key != "id"
+                        }
+                    )
+                )

@@ -23,6 +23,7 @@ from shengtu.channels.secrets import KeyBox
 from shengtu.db import Database, utcnow
 from shengtu.logs import get_logger
 from shengtu.providers.base import Provider
+from shengtu.providers.openai_images import OpenAIImagesProvider
 from shengtu.providers.pacing import Pacing
 from shengtu.providers.suchuang import SuChuangProvider
 from shengtu.tasks.models import AiTask
@@ -55,6 +56,13 @@ ProviderFactory = Callable[[Channel, str], Provider]
 def build_provider(channel: Channel, key: str, pacing: Pacing | None = None) -> Provider:
     if channel.protocol == "suchuang":
         return SuChuangProvider(
+            channel.base_url,
+            key,
+            timeout=channel.timeout_seconds,
+            pacer=(pacing or Pacing()).pacer(key, channel.key_rps),
+        )
+    if channel.protocol == "openai_images":
+        return OpenAIImagesProvider(
             channel.base_url,
             key,
             timeout=channel.timeout_seconds,

@@ -7,9 +7,9 @@ from pydantic import BaseModel, Field
 
 from shengtu.api.inputs import RequestBody
 
-# The protocols a channel may speak. Only 速创 has a provider yet (issue 12 names two more).
-PROTOCOLS = ("suchuang",)
-Protocol = Literal["suchuang"]
+# The protocols a channel may speak (issue 12 names Replicate too; not built yet).
+PROTOCOLS = ("suchuang", "openai_images")
+Protocol = Literal["suchuang", "openai_images"]
 UncertainPolicy = Literal["fail", "retry"]
 
 

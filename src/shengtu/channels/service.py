@@ -248,6 +248,9 @@ async def create(session: AsyncSession, box: KeyBox, body: ChannelCreate) -> Cha
         if getattr(body, field) is not None
     }
     values["base_url"] = _check_base_url(body.baseUrl)
+    if body.protocol == "openai_images" and body.timeoutSeconds is None:
+        # It answers when the picture is done: minutes, not seconds.
+        values["timeout_seconds"] = 300.0
     channel = Channel(protocol=body.protocol, **values)
     session.add(channel)
     try:

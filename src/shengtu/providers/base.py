@@ -15,6 +15,9 @@ class UpstreamJob:
     params: dict[str, Any]
     prompt: str
     image_urls: list[str] = field(default_factory=list)
+    # The reference pictures themselves (bytes, content type), for a protocol that sends
+    # files (``Provider.wants_image_bytes``); fetched by the worker through the SSRF guard.
+    images: tuple[tuple[bytes, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class UpstreamState:
     progress: int | None = None
     result_urls: tuple[str, ...] = ()
     error: str | None = None
+    # The picture itself, when the upstream answered with it inline (OpenAI's b64_json).
+    pictures: tuple[bytes, ...] = ()
 
 
 class UpstreamError(Exception):
@@ -58,6 +63,7 @@ class UpstreamError(Exception):
 
 class Provider(Protocol):
     name: str
+    wants_image_bytes: bool
 
     @property
     def trusted_origins(self) -> frozenset[str]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from shengtu.config import Settings
 from shengtu.providers.base import Provider
+from shengtu.providers.openai_images import OpenAIImagesProvider
 from shengtu.providers.pacing import Pacing
 from shengtu.providers.suchuang import SuChuangProvider
 
@@ -27,16 +28,25 @@ def sandbox_key(settings: Settings) -> str:
 def build_providers(
     settings: Settings, sandbox: SandboxEndpoint | None, pacing: Pacing | None = None
 ) -> dict[str, Provider]:
+    pacing = pacing or Pacing()
+    providers: dict[str, Provider] = {}
     if settings.suchuang_api_key:
         base_url, key = settings.suchuang_base_url, settings.suchuang_api_key
     elif sandbox is not None:
         base_url, key = sandbox.base_url, sandbox.api_key
+        # The sandbox speaks the OpenAI Images API too: the demo's gpt-image-1 models.
+        providers["openai_images"] = OpenAIImagesProvider(
+            sandbox.base_url,
+            sandbox.api_key,
+            timeout=settings.upstream_timeout,
+            pacer=pacing.pacer("openai:" + sandbox.api_key, settings.upstream_rps),
+        )
     else:
         return {}
-    provider = SuChuangProvider(
+    providers["suchuang"] = SuChuangProvider(
         base_url,
         key,
         timeout=settings.upstream_timeout,
-        pacer=(pacing or Pacing()).pacer(key, settings.upstream_rps),
+        pacer=pacing.pacer(key, settings.upstream_rps),
     )
-    return {"suchuang": provider}
+    return providers

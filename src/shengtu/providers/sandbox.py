@@ -21,10 +21,18 @@ and, for the reliability suite, every other way an upstream can go wrong:
 - ``[sandbox:html]``  the result URL serves an HTML page with status 200
 - ``[sandbox:huge]``  the result URL streams 200 MB
 - ``[sandbox:truncated]``  the result is a PNG cut in half
+
+It speaks the OpenAI Images API too (``/v1/images/generations``, ``/v1/images/edits``,
+``/v1/models``, a ``Bearer`` key), answering when the picture is done (after the latency)
+with ``b64_json``, or a ``url`` when asked, and obeying the same directives: ``fail`` is a
+400 ``content_policy_violation``; ``slowsubmit`` and ``timeout`` make the job (counted)
+and answer late or never; ``garbage`` is a 200 with broken JSON; ``badimage`` and
+``truncated`` spoil the inline picture; the URL directives spoil the ``url``.
 """
 
 from __future__ import annotations
 
+import base64
 import colorsys
 import hashlib
 import io
@@ -178,6 +186,8 @@ class SandboxState:
         # API calls (submits and polls, answered or not) by the wall-clock second they
         # arrived in: an upstream's rate limit counts these.
         self.calls_per_second: OrderedDict[int, int] = OrderedDict()
+        # prompt → the sizes of the reference files an OpenAI edit carried.
+        self.references: OrderedDict[str, list[int]] = OrderedDict()
 
     def count_call(self) -> None:
         second = int(time.time())
@@ -207,6 +217,36 @@ def _reply(
     )
 
 
+def _is_picture(data: bytes) -> bool:
+    return (
+        data[:8] == b"\x89PNG\r\n\x1a\n"
+        or data[:3] == b"\xff\xd8\xff"
+        or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+    )
+
+
+# OpenAI's sizes → the sandbox's ratios.
+OPENAI_SIZES = {"auto": "auto", "1024x1024": "1:1", "1024x1536": "2:3", "1536x1024": "3:2"}
+
+
+def _openai_error(
+    status: int, code: str, message: str, retry_after: int | None = None
+) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse(
+        {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": code,
+            }
+        },
+        status_code=status,
+        headers=headers,
+    )
+
+
 def _quantiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"count": 0}
@@ -228,6 +268,85 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
     def authorised(request: Request) -> bool:
         key = request.headers.get("authorization") or request.query_params.get("key") or ""
         return secrets.compare_digest(key.encode(), state.api_key.encode())
+
+    def bearer(request: Request) -> bool:
+        key = request.headers.get("authorization", "").removeprefix("Bearer ")
+        return secrets.compare_digest(key.encode(), state.api_key.encode())
+
+    async def openai_image(request: Request, prompt: str, fields: dict[str, Any]) -> Response:
+        """What an OpenAI images endpoint answers once the request is read: the picture
+        after the sandbox's latency, inline or as a URL, or the fault a directive asks for."""
+        size = OPENAI_SIZES.get(str(fields.get("size") or "auto"))
+        if size is None:
+            return _openai_error(400, "invalid_value", f"Invalid size: {fields.get('size')}")
+        directive = parse_directive(prompt)
+        if directive == "error500":
+            return _openai_error(500, "server_error", "The server had an error (sandbox)")
+        if directive == "submit429" and prompt not in state.throttled:
+            state.remember(state.throttled, prompt, True, 50_000)
+            return _openai_error(429, "rate_limit_exceeded", "Rate limit reached", retry_after=1)
+        if directive == "fail":
+            return _openai_error(400, "content_policy_violation", FAIL_MESSAGE)
+        state.submits += 1
+        job_id = new_job_id(size, directive, int(time.time() * 1000))
+        state.remember(state.prompts, job_id, prompt, 50_000)
+        state.remember(state.accepted, prompt, state.accepted.get(prompt, 0) + 1, 50_000)
+        # The job is made (and paid for) from here on: a lost answer is the caller's doubt.
+        if directive == "slowsubmit":
+            await anyio.sleep(SLOW_SECONDS)
+        elif directive == "timeout":
+            await anyio.sleep(SLOW_SECONDS * 20)
+        await anyio.sleep(state.latency)
+        if directive == "garbage":
+            return Response('{"created": 1, "data": [', media_type="application/json")
+        if fields.get("response_format") == "url":
+            base = str(request.base_url).rstrip("/")
+            item: dict[str, Any] = {"url": f"{base}/results/{job_id}.png"}
+        else:
+            if directive == "badimage":
+                picture = b"<html><body>this is not an image</body></html>"
+            else:
+                picture = await anyio.to_thread.run_sync(
+                    draw_png, prompt, size, job_id, state.font_path
+                )
+                if directive == "truncated":
+                    picture = picture[: len(picture) // 2]
+            item = {"b64_json": base64.b64encode(picture).decode()}
+        return JSONResponse({"created": int(time.time()), "data": [item]})
+
+    async def generations(request: Request) -> Response:
+        state.count_call()
+        if not bearer(request):
+            return _openai_error(401, "invalid_api_key", "Incorrect API key provided")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _openai_error(400, "invalid_json", "We could not parse the JSON body")
+        if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
+            return _openai_error(400, "missing_required_parameter", "prompt is required")
+        return await openai_image(request, body["prompt"], body)
+
+    async def edits(request: Request) -> Response:
+        state.count_call()
+        if not bearer(request):
+            return _openai_error(401, "invalid_api_key", "Incorrect API key provided")
+        form = await request.form(max_files=16, max_fields=32, max_part_size=64 * 1024 * 1024)
+        prompt = form.get("prompt")
+        if not isinstance(prompt, str):
+            return _openai_error(400, "missing_required_parameter", "prompt is required")
+        files = [f for name in ("image", "image[]") for f in form.getlist(name)]
+        pictures = [await f.read() for f in files if not isinstance(f, str)]
+        if not pictures or not all(_is_picture(p) for p in pictures):
+            return _openai_error(400, "invalid_image", "image must be PNG, JPEG or WEBP files")
+        state.remember(state.references, prompt, [len(p) for p in pictures], 50_000)
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        return await openai_image(request, prompt, fields)
+
+    async def openai_models(request: Request) -> Response:
+        state.count_call()
+        if not bearer(request):
+            return _openai_error(401, "invalid_api_key", "Incorrect API key provided")
+        return JSONResponse({"object": "list", "data": [{"id": "gpt-image-1", "object": "model"}]})
 
     async def submit(request: Request) -> Response:
         state.count_call()
@@ -338,6 +457,7 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
             # prompt → when upstream first said "done" (unix seconds)
             "done_at": {state.prompts.get(j, j): t for j, t in state.first_done.items()},
             "calls_per_second": {str(k): v for k, v in state.calls_per_second.items()},
+            "references": dict(state.references),
         }
         if request.query_params.get("reset"):
             state.poll_gaps.clear()
@@ -348,6 +468,9 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
             Route("/api/async/detail", detail, methods=["GET"]),
             Route("/api/async/{slug}", submit, methods=["POST"]),
             Route("/results/{job_id}.png", result, methods=["GET"]),
+            Route("/v1/images/generations", generations, methods=["POST"]),
+            Route("/v1/images/edits", edits, methods=["POST"]),
+            Route("/v1/models", openai_models, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
             Route("/stats", stats, methods=["GET"]),
         ]

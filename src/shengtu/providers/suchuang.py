@@ -91,6 +91,7 @@ class SuChuangProvider:
     """
 
     name = "suchuang"
+    wants_image_bytes = False
 
     def __init__(
         self,

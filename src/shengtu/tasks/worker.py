@@ -276,6 +276,14 @@ class Worker:
         if provider is None:
             await self.fail(task, "受理该任务的上游渠道或密钥已被删除,无法查询结果")
             return
+        if task.upstream_result_url and task.upstream_id:
+            # The upstream answered the submit with the picture's address (a protocol
+            # with nothing to poll): only the copy is left to do, and to retry.
+            done = UpstreamState(
+                task.upstream_id, "succeeded", "completed", 100, (task.upstream_result_url,)
+            )
+            await self._store_result(task, provider, done, {"poll_count": task.poll_count})
+            return
         await self._poll(task, provider)
 
     # -- the three kinds of step ------------------------------------------------------
@@ -306,6 +314,7 @@ class Worker:
                 await self.fail(task, "没有可用的上游渠道,任务无法执行")
             return
         last: UpstreamError | None = None
+        images: tuple[tuple[bytes, str], ...] | None = None
         for route in routes:
             provider = (
                 self.ctx.providers[task.provider]
@@ -314,12 +323,17 @@ class Worker:
             )
             if provider is None:
                 continue
+            if provider.wants_image_bytes and task.image_urls and images is None:
+                images = await self._reference_images(task)
+                if images is None:
+                    return  # the task was failed or rescheduled
             job = UpstreamJob(
                 task_no=task.task_no,
                 upstream_model=route.upstream_model if route else task.upstream_model,
                 params=dict(route.upstream_params if route else task.upstream_params or {}),
                 prompt=task.prompt,
                 image_urls=list(task.image_urls or []),
+                images=images or () if provider.wants_image_bytes else (),
             )
             # A key whose breaker's cool-down is over: one task, of all workers', probes it.
             probing = route is not None and route.open_until is not None
@@ -349,7 +363,10 @@ class Worker:
             if route is not None:
                 self.ctx.channels.started(route.key_id)
             attempt = _attempt(task, route, "accepted", started, clock)
-            await self._accepted(task, route, state, attempt)
+            if state.pictures:
+                await self._answered_with_picture(task, route, state, attempt)
+            else:
+                await self._accepted(task, route, state, attempt)
             return
         if last is None or last.key_rejected:
             reason = f"({last.message})" if last else ""
@@ -461,8 +478,107 @@ class Worker:
             attempts=0,
             last_error=None,
             progress=max(task.progress, QUEUED_PROGRESS),
-            next_run_at=self._clamp(task, now + timedelta(seconds=self.settings.first_poll_delay)),
+            **(
+                # Answered with the picture's address: copy it now, nothing to poll.
+                {"upstream_result_url": state.result_urls[0], "next_run_at": now}
+                if state.phase == "succeeded" and state.result_urls
+                else {
+                    "next_run_at": self._clamp(
+                        task, now + timedelta(seconds=self.settings.first_poll_delay)
+                    )
+                }
+            ),
         )
+
+    async def _answered_with_picture(
+        self, task: AiTask, route: Route | None, state: UpstreamState, attempt: TaskAttempt
+    ) -> None:
+        """The upstream answered the submit with the picture itself (it cannot be fetched
+        again): stored now, and the task accepted and completed in one transaction."""
+        accepted: dict[str, Any] = {
+            "channel_id": route.channel_id if route else None,
+            "channel_key_id": route.key_id if route else None,
+            "upstream_model": route.upstream_model if route else task.upstream_model,
+            "upstream_id": state.upstream_id,
+            "upstream_status": state.raw_status,
+            "submitted_at": utcnow(),
+        }
+        try:
+            info = await self.ctx.decoding.run(
+                sniff_image, state.pictures[0], self.settings.max_image_pixels
+            )
+        except NotAnImage as exc:
+            await self.fail(task, f"上游返回的结果不是有效图片:{exc}", also=(attempt,), **accepted)
+            return
+        key = self._result_key(task, info.ext)
+        await self.ctx.storage.put(key, state.pictures[0], info.content_type)
+        moved = False
+        try:
+            async with self.ctx.db.write() as session:
+                session.add(attempt)
+                queued = await move(
+                    session, task, Status.QUEUED, lease_owner=self.owner, **accepted
+                )
+                if queued is not None:
+                    if route is not None:
+                        await channel_service.key_succeeded(session, route.key_id)
+                    moved = (
+                        await move(
+                            session,
+                            task,
+                            Status.COMPLETED,
+                            lease_owner=None,
+                            result_url=self.ctx.storage.url(key),
+                            result_key=key,
+                            last_error=None,
+                        )
+                        is not None
+                    )
+        finally:
+            if not moved:
+                await self.ctx.storage.delete(key)
+        if not moved:
+            log.warning("lease_lost", status=task.status, target=Status.COMPLETED.value)
+            return
+        log.info("task_moved", status=task.status, progress=task.progress)
+        detail = task_detail(task, self.settings.timezone)
+        await self.ctx.bus.publish(
+            task.user_id, {"event": "task.updated", "data": detail.model_dump()}, task_version(task)
+        )
+
+    async def _reference_images(self, task: AiTask) -> tuple[tuple[bytes, str], ...] | None:
+        """The task's reference pictures as bytes, for an upstream that takes files: our
+        own uploads from storage, outside URLs through the SSRF guard. None when the task
+        was failed or put off instead."""
+        pictures: list[tuple[bytes, str]] = []
+        for url in task.image_urls or []:
+            key = self.ctx.storage.key_from_url(url)
+            try:
+                if key is not None:
+                    data = await self.ctx.storage.get(key)
+                    if data is None:
+                        await self.fail(task, f"参考图已不存在: {url[:100]}")
+                        return None
+                else:
+                    data = (
+                        await fetch_image_bytes(
+                            self._http, url, max_bytes=self.settings.max_upload_bytes
+                        )
+                    ).data
+                info = await self.ctx.decoding.run(
+                    sniff_image, data, self.settings.max_image_pixels
+                )
+            except FetchError as exc:
+                if exc.transient and task.attempts + 1 < self.settings.download_attempts:
+                    await self._retry(task, f"参考图下载失败:{exc.message}", None)
+                else:
+                    await self.fail(task, f"参考图下载失败:{exc.message}")
+                return None
+            except NotAnImage as exc:
+                await self.fail(task, f"参考图不是有效图片:{exc}")
+                return None
+            pictures.append((data, info.content_type))
+        return tuple(pictures)
 
     async def _poll(self, task: AiTask, provider: Provider) -> None:
         assert task.upstream_id is not None
@@ -525,9 +641,7 @@ class Worker:
         except NotAnImage as exc:
             await self.fail(task, f"上游返回的结果不是有效图片:{exc}", **common)
             return
-        day = local(task.created_at, self.settings.timezone)
-        # The random part keeps one user from guessing another's picture from a task number.
-        key = f"results/{day:%Y/%m/%d}/{task.task_no}-{secrets.token_hex(8)}.{info.ext}"
+        key = self._result_key(task, info.ext)
         await self.ctx.storage.put(key, fetched.data, info.content_type)
         moved = False
         try:
@@ -545,6 +659,11 @@ class Worker:
                 # Another worker owns the task now (it stores its own copy), or the
                 # write failed: no picture without its task.
                 await self.ctx.storage.delete(key)
+
+    def _result_key(self, task: AiTask, ext: str) -> str:
+        day = local(task.created_at, self.settings.timezone)
+        # The random part keeps one user from guessing another's picture from a task number.
+        return f"results/{day:%Y/%m/%d}/{task.task_no}-{secrets.token_hex(8)}.{ext}"
 
     # -- writing the outcome -----------------------------------------------------------
 
@@ -578,9 +697,11 @@ class Worker:
         except Exception:
             log.exception("reschedule_failed")
 
-    async def fail(self, task: AiTask, message: str, **values: Any) -> None:
+    async def fail(
+        self, task: AiTask, message: str, *, also: Sequence[object] = (), **values: Any
+    ) -> None:
         log.warning("task_failed", reason=message)
-        await self._move(task, Status.FAILED, error_message=message[:1000], **values)
+        await self._move(task, Status.FAILED, also=also, error_message=message[:1000], **values)
 
     async def _move(
         self,

@@ -1,0 +1,227 @@
+"""OpenAI Images API upstreams: OpenAI itself, and every new-api/one-api style relay.
+
+``POST /v1/images/generations`` (JSON) and ``POST /v1/images/edits`` (multipart, with the
+reference pictures, which the worker fetched through the SSRF guard) answer when the
+picture is done, with it inline (``b64_json``) or as a URL. So a submit here either ends
+the task or fails: there is nothing to poll. A call may take minutes; the worker keeps
+the task's lease alive meanwhile, and other tasks go on beside it.
+
+Every answer we give a meaning to is mapped in this file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+import time
+from typing import Any
+
+import aiohttp
+
+from shengtu.logs import digest, get_logger
+from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
+from shengtu.providers.pacing import LocalPacer, Pacer
+from shengtu.providers.suchuang import (
+    _connection_failure,
+    _read_capped,
+    _retry_after,
+    _track_connection,
+)
+from shengtu.storage.fetch import origin
+
+log = get_logger("shengtu.upstream.openai")
+
+# A picture inline in base64: a 4096² PNG is tens of MB.
+MAX_ANSWER_BYTES = 96 * 1024 * 1024
+# OpenAI's error codes that refuse the content of the task, not the key or the service.
+CONTENT_REFUSALS = {"content_policy_violation", "moderation_blocked", "safety_violation"}
+KEY_REFUSALS = {"invalid_api_key", "insufficient_quota", "billing_hard_limit_reached"}
+
+
+def _error_of(body: Any) -> tuple[str, str]:
+    """(code, message) of an OpenAI error body, or empty strings."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return "", ""
+    code = error.get("code") or error.get("type") or ""
+    return str(code)[:80], str(error.get("message") or "")[:400]
+
+
+class OpenAIImagesProvider:
+    name = "openai_images"
+    # Reference pictures go upstream as files, not URLs: the worker fetches them.
+    wants_image_bytes = True
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 300.0,
+        rps: float = 5.0,
+        pacer: Pacer | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key = api_key
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
+        self._session: aiohttp.ClientSession | None = None
+        self._pacer = pacer or LocalPacer(rps)
+
+    @property
+    def trusted_origins(self) -> frozenset[str]:
+        return frozenset({origin(self.base_url)})
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                headers={"Authorization": f"Bearer {self._key}", "User-Agent": "Shengtu/0.1"},
+                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30),
+                trust_env=False,
+                trace_configs=[_track_connection()],
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _call(
+        self, method: str, path: str, *, task_no: str, **kwargs: Any
+    ) -> tuple[int, Any]:
+        """(HTTP status, parsed JSON body); an UpstreamError for every other outcome."""
+        await self._pacer.wait()
+        started = time.perf_counter()
+        log.info("upstream_request", task_no=task_no, method=method, path=path)
+        trace: dict[str, bool] = {"connected": False}
+        try:
+            async with self._client().request(
+                method,
+                self.base_url + path,
+                allow_redirects=False,
+                trace_request_ctx=trace,
+                **kwargs,
+            ) as response:
+                status, headers = response.status, response.headers
+                raw = await _read_capped(response, MAX_ANSWER_BYTES)
+        except TimeoutError as exc:
+            uncertain = trace["connected"]
+            log.warning("upstream_timeout", task_no=task_no, path=path, uncertain=uncertain)
+            raise UpstreamError("上游接口超时", transient=True, uncertain=uncertain) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            uncertain = trace["connected"] and not isinstance(exc, aiohttp.ClientConnectorError)
+            log.warning(
+                "upstream_unreachable",
+                task_no=task_no,
+                path=path,
+                error=repr(exc),
+                uncertain=uncertain,
+            )
+            raise UpstreamError(
+                f"无法连接上游接口:{_connection_failure(exc)}", transient=True, uncertain=uncertain
+            ) from exc
+        text = raw[:MAX_ANSWER_BYTES].decode("utf-8", errors="replace")
+        log.info(
+            "upstream_response",
+            task_no=task_no,
+            path=path,
+            status=status,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
+            body=digest(text[:4000]),
+        )
+        try:
+            body = json.loads(text) if len(raw) <= MAX_ANSWER_BYTES else None
+        except ValueError:
+            body = None
+        code, message = _error_of(body)
+        if status == 429 and code not in KEY_REFUSALS:
+            raise UpstreamError(
+                "上游限流(HTTP 429)",
+                transient=True,
+                retry_after=_retry_after(headers),
+                http_status=status,
+            )
+        if status in (401, 403) or code in KEY_REFUSALS:
+            reason = (
+                "上游账户余额不足"
+                if code in ("insufficient_quota", "billing_hard_limit_reached")
+                else "上游鉴权失败,请检查上游密钥配置"
+            )
+            raise UpstreamError(reason, transient=False, key_rejected=True, http_status=status)
+        if status >= 500 or status == 404:
+            # Certainly no picture made: 5xx, or a model this upstream does not have.
+            raise UpstreamError(
+                f"上游服务错误(HTTP {status})",
+                transient=True,
+                retry_after=_retry_after(headers),
+                http_status=status,
+            )
+        if status >= 400:
+            refused = code in CONTENT_REFUSALS
+            raise UpstreamError(
+                f"上游拒绝任务: {message or f'HTTP {status}'}"
+                + ("(内容不符合上游的使用政策)" if refused else ""),
+                transient=False,
+                http_status=status,
+            )
+        if body is None:
+            # A 2xx whose body we cannot read: a picture was made and paid for, and is
+            # lost. Sending it again would pay for another: not retried.
+            raise UpstreamError(
+                "上游返回了无法解析的内容", transient=False, uncertain=True, http_status=status
+            )
+        return status, body
+
+    async def submit(self, job: UpstreamJob) -> UpstreamState:
+        params = {k: v for k, v in job.params.items() if k not in ("model", "prompt", "n")}
+        if job.images:
+            form = aiohttp.FormData()
+            form.add_field("model", job.upstream_model)
+            form.add_field("prompt", job.prompt)
+            form.add_field("n", "1")
+            for key, value in params.items():
+                form.add_field(key, str(value))
+            for index, (data, content_type) in enumerate(job.images):
+                extension = content_type.rsplit("/", 1)[-1]
+                form.add_field(
+                    "image[]" if len(job.images) > 1 else "image",
+                    data,
+                    filename=f"ref{index}.{extension}",
+                    content_type=content_type,
+                )
+            _, body = await self._call("POST", "/v1/images/edits", task_no=job.task_no, data=form)
+        else:
+            payload = {"model": job.upstream_model, "prompt": job.prompt, "n": 1, **params}
+            _, body = await self._call(
+                "POST", "/v1/images/generations", task_no=job.task_no, json=payload
+            )
+        return _picture(body)
+
+    async def poll(self, upstream_id: str, task_no: str = "") -> UpstreamState:
+        # Never reached: a submit here ends its task. A task found in this state was
+        # left by a worker that died between the answer and its write: the picture is gone.
+        raise UpstreamError("该上游协议没有可查询的任务,结果已丢失", transient=False)
+
+    async def check(self) -> None:
+        status, body = await self._call("GET", "/v1/models", task_no="")
+        if not isinstance(body, dict):
+            raise UpstreamError("上游返回了无法解析的内容", transient=True, http_status=status)
+
+
+def _picture(body: Any) -> UpstreamState:
+    data = body.get("data") if isinstance(body, dict) else None
+    first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None
+    upstream_id = "oai-" + secrets.token_hex(8)
+    if first is not None and isinstance(first.get("b64_json"), str):
+        try:
+            picture = base64.b64decode(first["b64_json"], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise UpstreamError(
+                "上游返回的图片数据无法解码", transient=False, uncertain=True
+            ) from exc
+        return UpstreamState(upstream_id, "succeeded", "completed", 100, pictures=(picture,))
+    if first is not None and isinstance(first.get("url"), str) and first["url"]:
+        return UpstreamState(upstream_id, "succeeded", "completed", 100, (first["url"],))
+    raise UpstreamError("上游回答中没有图片", transient=False, uncertain=True)

@@ -1,0 +1,193 @@
+"""OpenAI Images API upstreams (issue 12): a channel speaking it, against the sandbox's
+double of it, with every fault kind, on SQLite, MariaDB and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from tests.databases import ScratchDatabase
+from tests.support import Platform, cli, free_port, wait_http
+
+TEXT, URL_MODEL, EDIT = "gpt-image-1", "gpt-image-1-url", "gpt-image-1-edit"
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (30, 120, 200)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_openai_images_channels_with_every_fault(
+    tmp_path: Path, fresh_database: ScratchDatabase
+) -> None:
+    platform = Platform(
+        tmp_path,
+        database_url=fresh_database.url,
+        SHENGTU_MAX_INFLIGHT_TASKS="50",
+        SHENGTU_TASK_DEADLINE="30",
+        SHENGTU_SUBMIT_ATTEMPTS="2",
+    ).start()
+    try:
+        assert platform.admin is not None
+        admin = platform.admin.client
+        port, key = free_port(), "sk-" + secrets.token_hex(12)
+        sandbox = f"http://127.0.0.1:{port}"
+        wait_http(
+            sandbox + "/healthz", platform.spawn("sandbox", "--port", str(port), "--key", key)
+        )
+        for name, task_type, cost in (
+            (TEXT, "text_to_image", 40),
+            (URL_MODEL, "text_to_image", 40),
+            (EDIT, "image_to_image", 45),
+        ):
+            made = admin.post(
+                "/admin/models",
+                json={
+                    "modelName": name,
+                    "description": name,
+                    "pointsCost": cost,
+                    "taskType": task_type,
+                    "upstreamModel": "gpt-image-1",
+                },
+            ).json()
+            assert made["code"] == 200, made
+        models = [
+            {
+                "modelName": TEXT,
+                "upstreamModel": "gpt-image-1",
+                "upstreamParams": {"size": "1024x1024"},
+            },
+            {
+                "modelName": URL_MODEL,
+                "upstreamModel": "gpt-image-1",
+                "upstreamParams": {"size": "1536x1024", "response_format": "url"},
+            },
+            {"modelName": EDIT, "upstreamModel": "gpt-image-1", "upstreamParams": {}},
+        ]
+
+        def channel(**body: Any) -> dict[str, Any]:
+            answer = admin.post(
+                "/admin/channels",
+                json={"protocol": "openai_images", "baseUrl": sandbox, "models": models, **body},
+            ).json()
+            assert answer["code"] == 200, answer
+            return answer["data"]  # type: ignore[no-any-return]
+
+        # A relay whose key the upstream refuses, first by priority; the good one after.
+        wrong = channel(
+            name="中转-坏密钥", addKeys=["sk-wrong-" + secrets.token_hex(6)], priority=9
+        )
+        good = channel(name="OpenAI", addKeys=[key], timeoutSeconds=2)
+        assert good["timeoutSeconds"] == 2 and wrong["timeoutSeconds"] == 300
+        assert admin.post(f"/admin/channels/{good['id']}/test").json()["data"]["ok"] is True
+        time.sleep(1.2)  # workers re-read the channels every second
+
+        user = platform.new_user(points=1000)
+        upload = user.client.post(
+            "/user/files/upload", files={"file": ("ref.png", _png(), "image/png")}
+        ).json()["data"]
+        cases = {
+            "inline": (TEXT, "一只猫", None),
+            "url": (URL_MODEL, "一座山", None),
+            "edit": (EDIT, "改成夜景", upload["url"]),
+            "throttled": (TEXT, "限流后成功 [sandbox:submit429]", None),
+            "refused": (TEXT, "违规内容 [sandbox:fail]", None),
+            "down": (TEXT, "上游故障 [sandbox:error500]", None),
+            "lost": (TEXT, "回答丢失 [sandbox:slowsubmit]", None),
+            "garbage": (TEXT, "乱码 [sandbox:garbage]", None),
+            "badimage": (TEXT, "坏图 [sandbox:badimage]", None),
+            "private": (URL_MODEL, "跳转内网 [sandbox:redirectprivate]", None),
+        }
+        numbers = {}
+        for case, (model, prompt, image) in cases.items():
+            body: dict[str, Any] = {"modelName": model, "prompt": prompt}
+            if image:
+                body["imageUrl"] = image
+            answer = user.submit(**body)
+            assert answer["code"] == 200, (case, answer)
+            numbers[case] = answer["data"]["taskNo"]
+        done = {case: user.wait(n, timeout=40) for case, n in numbers.items()}
+
+        for case in ("inline", "url", "edit", "throttled"):
+            task = done[case]
+            assert task["status"] == "completed", (case, task)
+            picture = httpx.get(task["resultUrl"])
+            assert picture.headers["content-type"] == "image/png"
+            width, height = Image.open(io.BytesIO(picture.content)).size
+            assert (width, height) == ((1536, 1024) if case == "url" else (1024, 1024)), case
+        stats = httpx.get(sandbox + "/stats").json()
+        # The edit carried the user's upload as a file.
+        assert stats["references"]["改成夜景"] == [upload["size"]]
+
+        def failed(case: str, words: str) -> None:
+            task = done[case]
+            assert task["status"] == "failed" and words in task["errorMessage"], (case, task)
+
+        failed("refused", "内容不符合上游的使用政策")
+        failed("down", "上游服务错误(HTTP 500)")
+        failed("lost", "无法确认上游是否已接受任务")
+        failed("garbage", "无法确认上游是否已接受任务")
+        failed("badimage", "不是有效图片")
+        failed("private", "结果地址不安全")
+        accepted = stats["accepted"]
+        # One upstream job for every task that reached the upstream's generation, never two;
+        # none for the refusals, the 500s and the throttled first try.
+        for case in (
+            "inline",
+            "url",
+            "edit",
+            "throttled",
+            "lost",
+            "garbage",
+            "badimage",
+            "private",
+        ):
+            assert accepted[cases[case][1]] == 1, (case, accepted)
+        for case in ("refused", "down"):
+            assert cases[case][1] not in accepted, case
+
+        channels = {c["name"]: c for c in admin.get("/admin/channels").json()["data"]}
+        bad_key = channels["中转-坏密钥"]["keys"][0]
+        assert bad_key["enabled"] is False and "鉴权失败" in bad_key["disabledReason"]
+        assert channels["OpenAI"]["uncertainCount"] == 2  # lost and garbage
+        tries = admin.get(f"/admin/tasks/{numbers['inline']}/attempts").json()["data"]
+        assert [(t["channelName"], t["outcome"]) for t in tries] in (
+            [("中转-坏密钥", "key_rejected"), ("OpenAI", "accepted")],
+            [("OpenAI", "accepted")],
+        ), tries
+        assert user.balance() == 1000 - 40 * 3 - 45
+        text = "".join(p.log_text() for p in platform.processes)
+        assert key not in text
+        platform.audit()
+    finally:
+        platform.stop()
+
+
+def test_make_runs_demo_serves_gpt_image_1_through_the_sandbox(tmp_path: Path) -> None:
+    """`make run` (`shengtu demo`, no upstream key): the catalog gains gpt-image-1 and its
+    edit model, and the built-in sandbox serves them over the OpenAI protocol."""
+    platform = Platform(tmp_path).start()
+    try:
+        assert "demo" in cli(platform.env, "demo").stdout
+        cli(platform.env, "demo")  # twice: nothing added twice
+        user = platform.new_user(points=100)
+        names = [m["modelName"] for m in user.client.get("/user/ai/models").json()["data"]]
+        assert names[-2:] == ["gpt-image-1", "gpt-image-1-edit"] and len(names) == 10
+        upload = user.client.post(
+            "/user/files/upload", files={"file": ("ref.png", _png(), "image/png")}
+        ).json()["data"]
+        text = user.submit(modelName="gpt-image-1", prompt="演示")["data"]["taskNo"]
+        edit = user.submit(modelName="gpt-image-1-edit", prompt="演示改图", imageUrl=upload["url"])
+        for task_no in (text, edit["data"]["taskNo"]):
+            task = user.wait(task_no)
+            assert task["status"] == "completed", task
+        assert user.balance() == 100 - 40 - 45
+    finally:
+        platform.stop()
