@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     breaker_error_rate: float = Field(default=0.5, gt=0, le=1)
     breaker_window_seconds: float = Field(default=60.0, gt=0)
     breaker_min_attempts: int = Field(default=20, ge=1)
+    # Late results: after a task fails at its deadline with its upstream job still
+    # running, ask about the job every late_poll_seconds for late_watch_hours, and keep a
+    # picture that comes (lateResultUrl; the task stays failed and refunded).
+    late_results: bool = True
+    late_poll_seconds: float = Field(default=60.0, gt=0)
+    late_watch_hours: float = Field(default=24.0, gt=0)
     worker_concurrency: int = Field(default=256, ge=1)
     worker_batch: int = Field(default=100, ge=1)
     lease_seconds: float = Field(default=120.0, gt=0)

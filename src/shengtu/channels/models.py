@@ -41,6 +41,7 @@ class Channel(Base):
     cost_per_picture: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=Decimal(0))
     uncertain_submit: Mapped[str] = mapped_column(String(16), default="fail")
     uncertain_count: Mapped[int] = mapped_column(Integer, default=0)
+    late_count: Mapped[int] = mapped_column(Integer, default=0)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

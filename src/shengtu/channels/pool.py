@@ -25,6 +25,7 @@ from shengtu.logs import get_logger
 from shengtu.providers.base import Provider
 from shengtu.providers.openai_images import OpenAIImagesProvider
 from shengtu.providers.pacing import Pacing
+from shengtu.providers.replicate import ReplicateProvider
 from shengtu.providers.suchuang import SuChuangProvider
 from shengtu.tasks.models import AiTask
 
@@ -63,6 +64,13 @@ def build_provider(channel: Channel, key: str, pacing: Pacing | None = None) -> 
         )
     if channel.protocol == "openai_images":
         return OpenAIImagesProvider(
+            channel.base_url,
+            key,
+            timeout=channel.timeout_seconds,
+            pacer=(pacing or Pacing()).pacer(key, channel.key_rps),
+        )
+    if channel.protocol == "replicate":
+        return ReplicateProvider(
             channel.base_url,
             key,
             timeout=channel.timeout_seconds,

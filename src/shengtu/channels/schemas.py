@@ -7,9 +7,11 @@ from pydantic import BaseModel, Field
 
 from shengtu.api.inputs import RequestBody
 
-# The protocols a channel may speak (issue 12 names Replicate too; not built yet).
-PROTOCOLS = ("suchuang", "openai_images")
-Protocol = Literal["suchuang", "openai_images"]
+# The protocols a channel may speak.
+PROTOCOLS = ("suchuang", "openai_images", "replicate")
+Protocol = Literal["suchuang", "openai_images", "replicate"]
+# Protocols with a cancel: a user's cancel of a task they accepted is passed upstream.
+CANCELLABLE = frozenset({"replicate"})
 UncertainPolicy = Literal["fail", "retry"]
 
 
@@ -87,6 +89,7 @@ class ChannelOut(BaseModel):
     costPerPicture: str
     uncertainSubmit: str
     uncertainCount: int
+    lateCount: int  # pictures its upstream delivered after their tasks had failed
     enabled: bool
     keys: list[ChannelKeyOut]
     models: list[ChannelModelIn]

@@ -197,6 +197,7 @@ async def describe(session: AsyncSession, channel: Channel, tz: str) -> ChannelO
         costPerPicture=str(Decimal(channel.cost_per_picture).quantize(Decimal("0.0001"))),
         uncertainSubmit=channel.uncertain_submit,
         uncertainCount=channel.uncertain_count,
+        lateCount=channel.late_count,
         enabled=channel.enabled,
         keys=key_outs,
         models=[
@@ -340,6 +341,12 @@ async def count_uncertain(session: AsyncSession, channel_id: int) -> None:
         update(Channel)
         .where(Channel.id == channel_id)
         .values(uncertain_count=Channel.uncertain_count + 1)
+    )
+
+
+async def count_late(session: AsyncSession, channel_id: int) -> None:
+    await session.execute(
+        update(Channel).where(Channel.id == channel_id).values(late_count=Channel.late_count + 1)
     )
 
 

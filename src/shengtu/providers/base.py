@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 UpstreamPhase = Literal["queued", "processing", "succeeded", "failed"]
 
@@ -64,6 +64,8 @@ class UpstreamError(Exception):
 class Provider(Protocol):
     name: str
     wants_image_bytes: bool
+    # Whether its jobs are polled (an upstream that answers with the picture is not).
+    polls: bool
 
     @property
     def trusted_origins(self) -> frozenset[str]:
@@ -79,3 +81,10 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Cancellable(Protocol):
+    """An upstream that can stop a job it accepted."""
+
+    async def cancel(self, upstream_id: str, task_no: str = "") -> UpstreamState: ...

@@ -15,23 +15,13 @@ import base64
 import binascii
 import json
 import secrets
-import time
 from typing import Any
 
 import aiohttp
 
-from shengtu.logs import digest, get_logger
 from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
-from shengtu.providers.pacing import LocalPacer, Pacer
-from shengtu.providers.suchuang import (
-    _connection_failure,
-    _read_capped,
-    _retry_after,
-    _track_connection,
-)
-from shengtu.storage.fetch import origin
-
-log = get_logger("shengtu.upstream.openai")
+from shengtu.providers.http import HttpUpstream
+from shengtu.providers.suchuang import _retry_after
 
 # A picture inline in base64: a 4096² PNG is tens of MB.
 MAX_ANSWER_BYTES = 96 * 1024 * 1024
@@ -49,90 +39,21 @@ def _error_of(body: Any) -> tuple[str, str]:
     return str(code)[:80], str(error.get("message") or "")[:400]
 
 
-class OpenAIImagesProvider:
+class OpenAIImagesProvider(HttpUpstream):
     name = "openai_images"
     # Reference pictures go upstream as files, not URLs: the worker fetches them.
     wants_image_bytes = True
-
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        *,
-        timeout: float = 300.0,
-        rps: float = 5.0,
-        pacer: Pacer | None = None,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._key = api_key
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
-        self._session: aiohttp.ClientSession | None = None
-        self._pacer = pacer or LocalPacer(rps)
-
-    @property
-    def trusted_origins(self) -> frozenset[str]:
-        return frozenset({origin(self.base_url)})
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                headers={"Authorization": f"Bearer {self._key}", "User-Agent": "Shengtu/0.1"},
-                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30),
-                trust_env=False,
-                trace_configs=[_track_connection()],
-            )
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+    polls = False
+    max_answer_bytes = MAX_ANSWER_BYTES
 
     async def _call(
         self, method: str, path: str, *, task_no: str, **kwargs: Any
     ) -> tuple[int, Any]:
         """(HTTP status, parsed JSON body); an UpstreamError for every other outcome."""
-        await self._pacer.wait()
-        started = time.perf_counter()
-        log.info("upstream_request", task_no=task_no, method=method, path=path)
-        trace: dict[str, bool] = {"connected": False}
+        answer = await self._send(method, path, task_no=task_no, **kwargs)
+        status, headers = answer.status, answer.headers
         try:
-            async with self._client().request(
-                method,
-                self.base_url + path,
-                allow_redirects=False,
-                trace_request_ctx=trace,
-                **kwargs,
-            ) as response:
-                status, headers = response.status, response.headers
-                raw = await _read_capped(response, MAX_ANSWER_BYTES)
-        except TimeoutError as exc:
-            uncertain = trace["connected"]
-            log.warning("upstream_timeout", task_no=task_no, path=path, uncertain=uncertain)
-            raise UpstreamError("上游接口超时", transient=True, uncertain=uncertain) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            uncertain = trace["connected"] and not isinstance(exc, aiohttp.ClientConnectorError)
-            log.warning(
-                "upstream_unreachable",
-                task_no=task_no,
-                path=path,
-                error=repr(exc),
-                uncertain=uncertain,
-            )
-            raise UpstreamError(
-                f"无法连接上游接口:{_connection_failure(exc)}", transient=True, uncertain=uncertain
-            ) from exc
-        text = raw[:MAX_ANSWER_BYTES].decode("utf-8", errors="replace")
-        log.info(
-            "upstream_response",
-            task_no=task_no,
-            path=path,
-            status=status,
-            elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
-            body=digest(text[:4000]),
-        )
-        try:
-            body = json.loads(text) if len(raw) <= MAX_ANSWER_BYTES else None
+            body = None if answer.too_long else json.loads(answer.text)
         except ValueError:
             body = None
         code, message = _error_of(body)

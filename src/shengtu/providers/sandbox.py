@@ -28,6 +28,11 @@ with ``b64_json``, or a ``url`` when asked, and obeying the same directives: ``f
 400 ``content_policy_violation``; ``slowsubmit`` and ``timeout`` make the job (counted)
 and answer late or never; ``garbage`` is a 200 with broken JSON; ``badimage`` and
 ``truncated`` spoil the inline picture; the URL directives spoil the ``url``.
+
+And Replicate's predictions (``/v1/models/{owner}/{name}/predictions``,
+``/v1/predictions/{id}``, its ``cancel``, ``/v1/account``), with the same directives:
+``fail`` ends the prediction ``failed`` with an NSFW error, ``garbage``, ``status7``,
+``poll429`` and ``slowpoll`` spoil polls, ``slowsubmit`` answers a made prediction late.
 """
 
 from __future__ import annotations
@@ -188,6 +193,8 @@ class SandboxState:
         self.calls_per_second: OrderedDict[int, int] = OrderedDict()
         # prompt → the sizes of the reference files an OpenAI edit carried.
         self.references: OrderedDict[str, list[int]] = OrderedDict()
+        # Replicate predictions a caller canceled.
+        self.canceled: set[str] = set()
 
     def count_call(self) -> None:
         second = int(time.time())
@@ -222,6 +229,13 @@ def _is_picture(data: bytes) -> bool:
         data[:8] == b"\x89PNG\r\n\x1a\n"
         or data[:3] == b"\xff\xd8\xff"
         or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+    )
+
+
+def _replicate_error(status: int, detail: str, retry_after: int | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse(
+        {"title": detail, "detail": detail, "status": status}, status_code=status, headers=headers
     )
 
 
@@ -341,6 +355,105 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         state.remember(state.references, prompt, [len(p) for p in pictures], 50_000)
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         return await openai_image(request, prompt, fields)
+
+    def prediction(request: Request, job_id: str) -> dict[str, Any]:
+        """A Replicate prediction's state, from its id alone (and whether it was canceled)."""
+        parsed = parse_job_id(job_id)
+        assert parsed is not None
+        started_ms, _size, directive = parsed
+        base = str(request.base_url).rstrip("/")
+        body: dict[str, Any] = {
+            "id": job_id,
+            "status": "starting",
+            "output": None,
+            "error": None,
+            "urls": {
+                "get": f"{base}/v1/predictions/{job_id}",
+                "cancel": f"{base}/v1/predictions/{job_id}/cancel",
+            },
+        }
+        elapsed = time.time() - started_ms / 1000
+        if job_id in state.canceled:
+            body["status"] = "canceled"
+        elif elapsed < state.latency * 0.1:
+            pass
+        elif directive == "timeout" or elapsed < state.latency:
+            body["status"] = "processing"
+        elif directive == "fail":
+            body.update(status="failed", error="NSFW content detected (sandbox)")
+        else:
+            body.update(status="succeeded", output=[f"{base}/results/{job_id}.png"])
+        return body
+
+    async def create_prediction(request: Request) -> Response:
+        state.count_call()
+        if not bearer(request):
+            return _replicate_error(401, "Unauthenticated")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _replicate_error(400, "Invalid JSON")
+        model_input = body.get("input") if isinstance(body, dict) else None
+        if not isinstance(model_input, dict) or not isinstance(model_input.get("prompt"), str):
+            return _replicate_error(422, "input.prompt is required")
+        prompt = model_input["prompt"]
+        size = str(model_input.get("aspect_ratio") or "1:1")
+        if size not in SIZES:
+            return _replicate_error(422, f"input.aspect_ratio: invalid value {size}")
+        images = [v for k, v in model_input.items() if "image" in k and isinstance(v, str)]
+        if images:
+            state.remember(state.references, prompt, [len(v) for v in images], 50_000)
+        directive = parse_directive(prompt)
+        if directive == "error500":
+            return _replicate_error(500, "Internal server error (sandbox)")
+        if directive == "submit429" and prompt not in state.throttled:
+            state.remember(state.throttled, prompt, True, 50_000)
+            return _replicate_error(429, "Request was throttled", retry_after=1)
+        state.submits += 1
+        job_id = new_job_id(size, directive, int(time.time() * 1000))
+        state.remember(state.prompts, job_id, prompt, 50_000)
+        state.remember(state.accepted, prompt, state.accepted.get(prompt, 0) + 1, 50_000)
+        if directive == "slowsubmit":
+            await anyio.sleep(SLOW_SECONDS)
+        return JSONResponse(prediction(request, job_id), status_code=201)
+
+    async def get_prediction(request: Request) -> Response:
+        state.count_call()
+        if not bearer(request):
+            return _replicate_error(401, "Unauthenticated")
+        job_id = request.path_params["job_id"]
+        parsed = parse_job_id(job_id)
+        if parsed is None:
+            return _replicate_error(404, "Prediction not found")
+        state.polls += 1
+        state.record_poll(job_id, time.time())
+        directive = parsed[2]
+        if directive == "slowpoll":
+            await anyio.sleep(SLOW_SECONDS)
+        elif directive == "garbage":
+            return Response('{"id": "x", "status": ', media_type="application/json")
+        elif directive == "status7":
+            return JSONResponse({"id": job_id, "status": "thinking", "output": None})
+        elif directive == "poll429":
+            return _replicate_error(429, "Request was throttled", retry_after=1)
+        return JSONResponse(prediction(request, job_id))
+
+    async def cancel_prediction(request: Request) -> Response:
+        state.count_call()
+        if not bearer(request):
+            return _replicate_error(401, "Unauthenticated")
+        job_id = request.path_params["job_id"]
+        if parse_job_id(job_id) is None:
+            return _replicate_error(404, "Prediction not found")
+        if prediction(request, job_id)["status"] in ("starting", "processing"):
+            state.canceled.add(job_id)
+        return JSONResponse(prediction(request, job_id))
+
+    async def replicate_account(request: Request) -> Response:
+        state.count_call()
+        if not bearer(request):
+            return _replicate_error(401, "Unauthenticated")
+        return JSONResponse({"type": "user", "username": "sandbox"})
 
     async def openai_models(request: Request) -> Response:
         state.count_call()
@@ -471,6 +584,10 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
             Route("/v1/images/generations", generations, methods=["POST"]),
             Route("/v1/images/edits", edits, methods=["POST"]),
             Route("/v1/models", openai_models, methods=["GET"]),
+            Route("/v1/models/{owner}/{name}/predictions", create_prediction, methods=["POST"]),
+            Route("/v1/predictions/{job_id}", get_prediction, methods=["GET"]),
+            Route("/v1/predictions/{job_id}/cancel", cancel_prediction, methods=["POST"]),
+            Route("/v1/account", replicate_account, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
             Route("/stats", stats, methods=["GET"]),
         ]

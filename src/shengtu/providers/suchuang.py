@@ -92,6 +92,7 @@ class SuChuangProvider:
 
     name = "suchuang"
     wants_image_bytes = False
+    polls = True
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ class AiTask(Base):
         Index("ix_ai_task_user_created", "user_id", "id"),
         Index("ix_ai_task_user_status", "user_id", "status"),
         Index("ix_ai_task_key_status", "api_key_id", "status"),
+        Index("ix_ai_task_late_next", "late_next_at"),
         Index("ix_ai_task_completed", "completed_at"),
         Index("ix_ai_task_channel_status", "channel_id", "status"),
     )
@@ -60,3 +61,12 @@ class AiTask(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     # When the retention sweep deleted the stored picture (SHENGTU_RESULT_RETENTION_DAYS).
     result_expired_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # A user asked to cancel a task an upstream that can cancel has accepted: the worker
+    # passes it on, then fails the task (refunded).
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # Late results: a task failed (its deadline) while its upstream job ran on; until
+    # late_until the worker asks, slowly, whether the job finished after all, and keeps
+    # the picture (result_key) at late_result_url. The task stays failed and refunded.
+    late_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    late_next_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    late_result_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)

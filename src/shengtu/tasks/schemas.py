@@ -39,6 +39,8 @@ class TaskDetail(BaseModel):
     pointsCost: int
     # True once the picture was deleted at the end of its retention (its URL answers 410).
     resultExpired: bool = False
+    # The picture an upstream delivered after the task had failed (and been refunded).
+    lateResultUrl: str | None = None
 
 
 def prompt_snippet(prompt: str) -> str:
@@ -74,6 +76,7 @@ class TaskRow(NamedTuple):
     error_message: str | None
     points_cost: int
     result_expired_at: datetime | None
+    late_result_url: str | None
 
 
 TASK_ROW_COLUMNS = tuple(getattr(AiTask, name) for name in TaskRow._fields)
@@ -94,4 +97,5 @@ def task_detail(task: AiTask | TaskRow, tz: str) -> TaskDetail:
         errorMessage=task.error_message,
         pointsCost=task.points_cost,
         resultExpired=task.result_expired_at is not None,
+        lateResultUrl=task.late_result_url if task.result_expired_at is None else None,
     )

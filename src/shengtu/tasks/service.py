@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.api.inputs import contains_nul
 from shengtu.catalog.service import CatalogModel, current_price
+from shengtu.channels.models import Channel
+from shengtu.channels.schemas import CANCELLABLE
 from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.db import utcnow
@@ -246,6 +248,8 @@ async def cancel(ctx: AppContext, user_id: int, task_no: str) -> TaskDetail:
         if task.status in TERMINAL:
             raise Conflict(f"任务 {task_no} 已结束({task.status}),无法取消")
         if task.status != Status.CREATED:
+            if await _upstream_can_cancel(session, task):
+                return await _request_upstream_cancel(ctx, session, task)
             raise Conflict(
                 f"任务 {task_no} 已被上游接受并开始生成,上游费用已产生,无法取消;"
                 "任务将正常完成,失败时自动退还积分"
@@ -265,6 +269,30 @@ async def cancel(ctx: AppContext, user_id: int, task_no: str) -> TaskDetail:
         user_id, {"event": "task.updated", "data": detail.model_dump()}, task_version(moved)
     )
     return detail
+
+
+async def _upstream_can_cancel(session: AsyncSession, task: AiTask) -> bool:
+    if task.channel_id is None:
+        return False
+    protocol = await session.scalar(select(Channel.protocol).where(Channel.id == task.channel_id))
+    return protocol in CANCELLABLE
+
+
+async def _request_upstream_cancel(
+    ctx: AppContext, session: AsyncSession, task: AiTask
+) -> TaskDetail:
+    """The upstream can stop the job: the worker passes the cancel on at once, then fails
+    the task with its points back (or completes it, if the picture was already done).
+    Until then the answer shows the task as it is."""
+    if task.cancel_requested_at is None:
+        now = utcnow()
+        await session.execute(
+            update(AiTask)
+            .where(AiTask.id == task.id, AiTask.status.in_([s.value for s in ACTIVE]))
+            .values(cancel_requested_at=now, next_run_at=now)
+        )
+        await ctx.bus.nudge_workers()
+    return task_detail(task, ctx.settings.timezone)
 
 
 def task_not_found(task_no: str) -> NotFound:

@@ -30,7 +30,13 @@ from shengtu.context import AppContext
 from shengtu.db import utcnow
 from shengtu.events.relay import task_version
 from shengtu.logs import get_logger
-from shengtu.providers.base import Provider, UpstreamError, UpstreamJob, UpstreamState
+from shengtu.providers.base import (
+    Cancellable,
+    Provider,
+    UpstreamError,
+    UpstreamJob,
+    UpstreamState,
+)
 from shengtu.storage import service as storage_service
 from shengtu.storage.fetch import FetchError, fetch_image_bytes
 from shengtu.storage.images import NotAnImage, sniff_image
@@ -99,6 +105,8 @@ class Worker:
         )
         self._sweep_at = 0.0
         self._sweeper: asyncio.Task[None] | None = None
+        self._late_at = 0.0
+        self._late_watcher: asyncio.Task[None] | None = None
 
     @property
     def tick(self) -> float:
@@ -130,14 +138,16 @@ class Worker:
                 for task in claimed:
                     self._spawn(task)
                 self._maybe_sweep()
+                self._maybe_watch_late()
                 if claimed and self._capacity() > 0:
                     continue
                 self._full = self._capacity() <= 0
                 await self._idle()
         finally:
             heartbeat.cancel()
-            if self._sweeper is not None:
-                self._sweeper.cancel()
+            for background in (self._sweeper, self._late_watcher):
+                if background is not None:
+                    background.cancel()
             if self._steps:
                 await asyncio.wait(self._steps, timeout=10)
             await self._http.aclose()
@@ -177,6 +187,137 @@ class Worker:
             return
         self._sweep_at = now + self.settings.sweep_interval_seconds
         self._sweeper = asyncio.create_task(self._sweep())
+
+    def _maybe_watch_late(self) -> None:
+        """Now and then, in the background: ask about the upstream jobs of failed tasks
+        that may still deliver (see :meth:`_late_watch`)."""
+        now = time.monotonic()
+        if not self.settings.late_results or now < self._late_at:
+            return
+        if self._late_watcher is not None and not self._late_watcher.done():
+            return
+        self._late_at = now + min(5.0, self.settings.late_poll_seconds)
+        self._late_watcher = asyncio.create_task(self._watch_late())
+
+    async def _watch_late(self) -> None:
+        try:
+            for task in await self._claim_late():
+                structlog.contextvars.bind_contextvars(task_no=task.task_no)
+                try:
+                    await self._ask_late(task)
+                except Exception:
+                    log.exception("late_result_check_failed")
+                finally:
+                    structlog.contextvars.unbind_contextvars("task_no")
+        except Exception:
+            log.exception("late_watch_failed")
+
+    async def _claim_late(self) -> list[AiTask]:
+        """Failed tasks due for a late question; each claimed by moving its next question
+        on with a guarded UPDATE, so of racing workers one asks."""
+        now = utcnow()
+        async with self.ctx.db.read() as session:
+            due = list(
+                await session.scalars(
+                    select(AiTask)
+                    .where(AiTask.late_next_at <= now, AiTask.status == Status.FAILED.value)
+                    .order_by(AiTask.late_next_at)
+                    .limit(50)
+                )
+            )
+        claimed: list[AiTask] = []
+        later = now + timedelta(seconds=self.settings.late_poll_seconds)
+        for task in due:
+            watching = task.late_until is not None and task.late_until > now
+            async with self.ctx.db.write() as session:
+                result = await session.execute(
+                    update(AiTask)
+                    .where(AiTask.id == task.id, AiTask.late_next_at == task.late_next_at)
+                    .values(
+                        late_next_at=later if watching else None,
+                        late_until=task.late_until if watching else None,
+                    )
+                )
+            if getattr(result, "rowcount", 0) == 1 and watching:
+                claimed.append(task)
+        return claimed
+
+    async def _stop_watching(self, task: AiTask) -> None:
+        async with self.ctx.db.write() as session:
+            await session.execute(
+                update(AiTask)
+                .where(AiTask.id == task.id)
+                .values(late_until=None, late_next_at=None)
+            )
+
+    async def _ask_late(self, task: AiTask) -> None:
+        provider = await self._provider_of(task)
+        if provider is None or task.upstream_id is None:
+            await self._stop_watching(task)
+            return
+        try:
+            state = await provider.poll(task.upstream_id, task.task_no)
+        except UpstreamError as exc:
+            if not exc.transient:
+                await self._stop_watching(task)
+            return  # asked again at the next turn
+        if state.phase == "failed":
+            await self._stop_watching(task)
+            return
+        if state.phase != "succeeded":
+            return
+        try:
+            fetched = await fetch_image_bytes(
+                self._http,
+                state.result_urls[0],
+                max_bytes=self.settings.max_result_bytes,
+                trusted_origins=provider.trusted_origins,
+            )
+            info = await self.ctx.decoding.run(
+                sniff_image, fetched.data, self.settings.max_image_pixels
+            )
+        except FetchError as exc:
+            if not exc.transient:
+                await self._stop_watching(task)
+            return
+        except NotAnImage:
+            await self._stop_watching(task)
+            return
+        key = self._result_key(task, info.ext)
+        await self.ctx.storage.put(key, fetched.data, info.content_type)
+        url = self.ctx.storage.url(key)
+        now = utcnow()
+        async with self.ctx.db.write() as session:
+            result = await session.execute(
+                update(AiTask)
+                .where(
+                    AiTask.id == task.id,
+                    AiTask.status == Status.FAILED.value,
+                    AiTask.late_result_url.is_(None),
+                )
+                .values(
+                    late_result_url=url,
+                    result_key=key,
+                    upstream_result_url=state.result_urls[0],
+                    late_until=None,
+                    late_next_at=None,
+                    updated_at=now,
+                )
+            )
+            stored = getattr(result, "rowcount", 0) == 1
+            if stored and task.channel_id is not None:
+                await channel_service.count_late(session, task.channel_id)
+        if not stored:
+            await self.ctx.storage.delete(key)
+            return
+        log.info("late_result_stored", channel_id=task.channel_id)
+        task.late_result_url, task.result_key, task.updated_at = url, key, now
+        detail = task_detail(task, self.settings.timezone)
+        await self.ctx.bus.publish(
+            task.user_id,
+            {"event": "task.late_result", "data": detail.model_dump()},
+            task_version(task),
+        )
 
     async def _sweep(self) -> None:
         try:
@@ -257,22 +398,28 @@ class Worker:
                 self.ctx.bus.wakeup.set()
             structlog.contextvars.unbind_contextvars("task_no")
 
+    async def _provider_of(self, task: AiTask) -> Provider | None:
+        """The provider a task the upstream accepted is polled through."""
+        if task.channel_key_id is not None:
+            await self.ctx.channels.refresh()
+            return self.ctx.channels.provider(task.channel_key_id)
+        return self.ctx.providers.get(task.provider)
+
     async def step(self, task: AiTask) -> None:
         now = utcnow()
         if now >= task.deadline_at:
             reason = f"任务超时:上游在 {int(self.settings.task_deadline)} 秒内未完成"
             if task.last_error:
                 reason += f"(最近一次错误:{task.last_error})"
-            await self.fail(task, reason)
+            await self.fail(task, reason, **await self._late_watch(task, now))
             return
         if task.status == Status.CREATED:
             await self._submit(task)
             return
-        if task.channel_key_id is not None:
-            await self.ctx.channels.refresh()
-            provider = self.ctx.channels.provider(task.channel_key_id)
-        else:
-            provider = self.ctx.providers.get(task.provider)
+        provider = await self._provider_of(task)
+        if provider is not None and task.cancel_requested_at is not None:
+            await self._cancel_upstream(task, provider)
+            return
         if provider is None:
             await self.fail(task, "受理该任务的上游渠道或密钥已被删除,无法查询结果")
             return
@@ -285,6 +432,42 @@ class Worker:
             await self._store_result(task, provider, done, {"poll_count": task.poll_count})
             return
         await self._poll(task, provider)
+
+    async def _late_watch(self, task: AiTask, now: datetime) -> dict[str, Any]:
+        """For a task failing at its deadline while its upstream job runs on: the columns
+        that have the late sweep ask about the job for a while (the setting allows)."""
+        if not self.settings.late_results or task.status == Status.CREATED or not task.upstream_id:
+            return {}
+        provider = await self._provider_of(task)
+        if provider is None or not provider.polls:
+            return {}
+        return {
+            "late_until": now + timedelta(hours=self.settings.late_watch_hours),
+            "late_next_at": now + timedelta(seconds=self.settings.late_poll_seconds),
+        }
+
+    async def _cancel_upstream(self, task: AiTask, provider: Provider) -> None:
+        """A user's cancel of a task this upstream can stop: passed on, then the task fails
+        with its points back; if the picture was done already, the user gets it."""
+        assert task.upstream_id is not None
+        if not isinstance(provider, Cancellable):
+            await self._poll(task, provider)
+            return
+        try:
+            state = await provider.cancel(task.upstream_id, task.task_no)
+        except UpstreamError as exc:
+            if exc.transient:
+                await self._retry(task, f"取消上游任务失败:{exc.message}", exc.retry_after)
+                return
+            state = None
+        if state is not None and state.phase == "succeeded":
+            await self._store_result(task, provider, state, {"upstream_status": state.raw_status})
+            return
+        await self.fail(
+            task,
+            "用户已取消任务",
+            upstream_status=state.raw_status if state else task.upstream_status,
+        )
 
     # -- the three kinds of step ------------------------------------------------------
 
