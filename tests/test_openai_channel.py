@@ -170,24 +170,27 @@ def test_openai_images_channels_with_every_fault(
         platform.stop()
 
 
-def test_make_runs_demo_serves_gpt_image_1_through_the_sandbox(tmp_path: Path) -> None:
-    """`make run` (`shengtu demo`, no upstream key): the catalog gains gpt-image-1 and its
-    edit model, and the built-in sandbox serves them over the OpenAI protocol."""
+def test_make_runs_demo_serves_gpt_image_1_and_flux_through_the_sandbox(tmp_path: Path) -> None:
+    """`make run` (`shengtu demo`, no upstream key): the catalog gains gpt-image-1, its
+    edit model and flux-schnell, and the built-in sandbox serves them over the OpenAI and
+    Replicate protocols."""
     platform = Platform(tmp_path).start()
     try:
         assert "demo" in cli(platform.env, "demo").stdout
         cli(platform.env, "demo")  # twice: nothing added twice
         user = platform.new_user(points=100)
         names = [m["modelName"] for m in user.client.get("/user/ai/models").json()["data"]]
-        assert names[-2:] == ["gpt-image-1", "gpt-image-1-edit"] and len(names) == 10
+        assert names[-3:] == ["gpt-image-1", "gpt-image-1-edit", "flux-schnell"]
+        assert len(names) == 11
         upload = user.client.post(
             "/user/files/upload", files={"file": ("ref.png", _png(), "image/png")}
         ).json()["data"]
         text = user.submit(modelName="gpt-image-1", prompt="演示")["data"]["taskNo"]
         edit = user.submit(modelName="gpt-image-1-edit", prompt="演示改图", imageUrl=upload["url"])
-        for task_no in (text, edit["data"]["taskNo"]):
+        flux = user.submit(modelName="flux-schnell", prompt="演示 flux")["data"]["taskNo"]
+        for task_no in (text, edit["data"]["taskNo"], flux):
             task = user.wait(task_no)
             assert task["status"] == "completed", task
-        assert user.balance() == 100 - 40 - 45
+        assert user.balance() == 100 - 40 - 45 - 10
     finally:
         platform.stop()

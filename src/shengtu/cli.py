@@ -85,7 +85,9 @@ def worker() -> None:
 def sandbox(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8090,
-    key: Annotated[str | None, typer.Option(help="the key it accepts")] = None,
+    key: Annotated[
+        str | None, typer.Option(help="the key it accepts (several: comma-separated)")
+    ] = None,
 ) -> None:
     """Run the sandbox upstream alone (it speaks the 速创 protocol)."""
     from shengtu.providers.registry import sandbox_key

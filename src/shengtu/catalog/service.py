@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ScalarSelect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -74,6 +74,15 @@ class Catalog:
     async def get(self, model_name: str) -> CatalogModel | None:
         await self._refresh()
         return self._models.get(model_name)
+
+
+def price_subquery(model_name: str) -> ScalarSelect[int]:
+    """The enabled model's price as a column of another query (NULL: gone or disabled)."""
+    return (
+        select(PointsConfig.points_cost)
+        .where(PointsConfig.model_name == model_name, PointsConfig.enabled.is_(True))
+        .scalar_subquery()
+    )
 
 
 async def current_price(session: AsyncSession, model_name: str) -> int | None:
@@ -160,8 +169,8 @@ async def change_model(session: AsyncSession, model_name: str, body: ModelChange
     return row
 
 
-# Served in `make run` by the sandbox's OpenAI Images double; an operator selling them
-# for real adds an `openai_images` channel for them (docs/channels.md).
+# Served in `make run` by the sandbox's OpenAI Images and Replicate doubles; an operator
+# selling them for real adds an `openai_images` or `replicate` channel (docs/channels.md).
 DEMO_MODELS = (
     PointsConfig(
         model_name="gpt-image-1",
@@ -186,6 +195,18 @@ DEMO_MODELS = (
         upstream_params={"size": "1024x1024"},
         enabled=True,
         sort_order=101,
+    ),
+    PointsConfig(
+        model_name="flux-schnell",
+        description="FLUX.1 schnell 文生图(Replicate)",
+        points_cost=10,
+        task_type="text_to_image",
+        aspect_ratio="1:1",
+        provider="replicate",
+        upstream_model="black-forest-labs/flux-schnell",
+        upstream_params={"aspect_ratio": "1:1"},
+        enabled=True,
+        sort_order=102,
     ),
 )
 

@@ -28,7 +28,7 @@ class ChannelSettings(RequestBody):
     baseUrl: str | None = Field(default=None, min_length=1, max_length=512)
     priority: int | None = Field(default=None, ge=-1000, le=1000)
     weight: int | None = Field(default=None, ge=1, le=1000)
-    keyRps: float | None = Field(default=None, gt=0, le=1000)
+    keyRps: float | None = Field(default=None, gt=0, le=100_000)
     keyInflight: int | None = Field(default=None, ge=0, le=100_000)
     timeoutSeconds: float | None = Field(default=None, gt=0, le=3600)
     costPerPicture: Decimal | None = Field(default=None, ge=0, le=100_000, decimal_places=4)

@@ -10,6 +10,7 @@ from shengtu.config import Settings
 from shengtu.providers.base import Provider
 from shengtu.providers.openai_images import OpenAIImagesProvider
 from shengtu.providers.pacing import Pacing
+from shengtu.providers.replicate import ReplicateProvider
 from shengtu.providers.suchuang import SuChuangProvider
 
 
@@ -34,12 +35,19 @@ def build_providers(
         base_url, key = settings.suchuang_base_url, settings.suchuang_api_key
     elif sandbox is not None:
         base_url, key = sandbox.base_url, sandbox.api_key
-        # The sandbox speaks the OpenAI Images API too: the demo's gpt-image-1 models.
+        # The sandbox speaks the OpenAI Images API and Replicate's too: the demo's
+        # gpt-image-1 and flux-schnell models.
         providers["openai_images"] = OpenAIImagesProvider(
             sandbox.base_url,
             sandbox.api_key,
             timeout=settings.upstream_timeout,
             pacer=pacing.pacer("openai:" + sandbox.api_key, settings.upstream_rps),
+        )
+        providers["replicate"] = ReplicateProvider(
+            sandbox.base_url,
+            sandbox.api_key,
+            timeout=settings.upstream_timeout,
+            pacer=pacing.pacer("replicate:" + sandbox.api_key, settings.upstream_rps),
         )
     else:
         return {}

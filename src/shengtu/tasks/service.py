@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.api.inputs import contains_nul
-from shengtu.catalog.service import CatalogModel, current_price
+from shengtu.catalog.service import CatalogModel, current_price, price_subquery
 from shengtu.channels.models import Channel
 from shengtu.channels.schemas import CANCELLABLE
 from shengtu.config import Settings
@@ -154,14 +154,21 @@ async def submit(ctx: AppContext, req: SubmitInput) -> TaskDetail:
     # The cheap refusals before any name lookup: a zero-point account or one at its
     # in-flight limit costs no DNS. The write transaction below stays the judge of both.
     async with ctx.db.read() as session:
-        account = await session.get(PointsAccount, req.user_id)
-        if account is not None and account.balance < model.points_cost:
-            # The cached price may be a few seconds old: refuse on the current one.
-            price = await _price_now(session, model)
-            if account.balance < price:
-                raise InsufficientPoints(
-                    f"积分不足:需要 {price} 积分,当前余额 {account.balance} 积分"
+        # The balance and the model's current price in one round trip (a process's catalog
+        # cache may be seconds old; a refusal must quote, and judge by, today's price).
+        row = (
+            await session.execute(
+                select(PointsAccount.balance, price_subquery(model.model_name)).where(
+                    PointsAccount.user_id == req.user_id
                 )
+            )
+        ).first()
+        if row is not None:
+            balance, price = row
+            if price is None:
+                raise BadRequest(f"参数错误:模型 {model.model_name[:64]} 不存在或已停用")
+            if balance < price:
+                raise InsufficientPoints(f"积分不足:需要 {price} 积分,当前余额 {balance} 积分")
         await _check_inflight(session, settings, req)
     await _check_external_urls(ctx, refs.external)
     now = utcnow()
