@@ -44,7 +44,7 @@ browser:
 # so two share the machine's cores well and the suite takes about half as long.
 TEST_WORKERS ?= 2
 test: lint browser
-	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15
 
 # Benchmarks, not tests: wrk (Debian's package) drives the server from its own process.
 bench: $(STAMP)
@@ -56,7 +56,8 @@ bench-quick: $(STAMP)
 # The reliability suite's long versions; prints a table of what it tried.
 CHAOS_TESTS := tests/test_ledger_machine.py tests/e2e/test_chaos_kills.py tests/test_submit_storm.py \
 	tests/e2e/test_upstream_faults.py tests/unit/test_netguard.py tests/unit/test_fetch_pinning.py \
-	tests/test_hostile_input.py tests/test_auth_attacks.py tests/test_schemathesis.py tests/e2e/test_pacing.py
+	tests/test_hostile_input.py tests/test_auth_attacks.py tests/test_schemathesis.py tests/e2e/test_pacing.py \
+	tests/e2e/test_channel_failover.py
 chaos: $(STAMP)
 	rm -f .chaos-report.jsonl
 	SHENGTU_CHAOS=1 SHENGTU_CHAOS_REPORT=$(CURDIR)/.chaos-report.jsonl $(BIN)/python -m pytest -q $(CHAOS_TESTS)

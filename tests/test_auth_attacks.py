@@ -87,7 +87,13 @@ def test_no_route_lets_one_user_reach_another_users_things(audited: Platform) ->
     task_no = owner.submit(modelName="sc_soraimg_text_1x1", prompt="我的私人任务")["data"]["taskNo"]
     key_id = owner.client.post("/user/api-keys", json={"name": "私钥"}).json()["data"]["id"]
     owner.wait(task_no)
-    ids = {"task_no": task_no, "key_id": str(key_id), "taskNo": task_no, "channel_id": "1"}
+    ids = {
+        "task_no": task_no,
+        "key_id": str(key_id),
+        "taskNo": task_no,
+        "channel_id": "1",
+        "model_name": "sc_soraimg_text_1x1",
+    }
 
     spec = httpx.get(audited.url + "/openapi.json").json()
     walked = 0

@@ -31,7 +31,7 @@ def test_replicate_channels_with_every_fault_and_cancel(
         tmp_path,
         database_url=fresh_database.url,
         SHENGTU_MAX_INFLIGHT_TASKS="50",
-        SHENGTU_TASK_DEADLINE="12",
+        SHENGTU_TASK_DEADLINE="8",
         SHENGTU_SUBMIT_ATTEMPTS="2",
         SHENGTU_LATE_RESULTS="false",
     ).start()

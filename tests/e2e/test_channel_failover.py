@@ -1,10 +1,11 @@
 """Failover under a killed upstream (issue 12): two channels share a model by weight; the
-first one's upstream is SIGKILLed in the middle of 200 tasks. New tasks go to the second,
-the first's breaker opens; when it comes back a probe closes the breaker and traffic
-returns by weight. No task is sent upstream twice, and the ledger balances."""
+first one's upstream is SIGKILLed in the middle of 200 tasks (100 in make test). New tasks
+go to the second, the first's breaker opens; when it comes back a probe closes the breaker
+and traffic returns by weight. No task is sent upstream twice, and the ledger balances."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -16,7 +17,9 @@ import httpx
 from tests.support import Platform, free_port, wait_http
 
 MODEL = "sc_soraimg_text_1x1"
-TASKS = 200
+LONG = os.environ.get("SHENGTU_CHAOS") == "1"
+# make chaos runs the issue's 200; make test half of that, the same way.
+TASKS = 200 if LONG else 100
 
 
 def _accepted(url: str) -> dict[str, int]:
@@ -80,7 +83,7 @@ def test_a_killed_upstream_fails_over_and_its_breaker_heals(tmp_path: Path) -> N
             channel = admin.get(f"/admin/channels/{ids[name]}").json()["data"]
             return channel["keys"][0]  # type: ignore[no-any-return]
 
-        # 200 tasks at about 20 a second; 甲's upstream dies after the first half.
+        # The tasks at about 20 a second; 甲's upstream dies after the first half.
         numbers: list[str] = []
         breaker_seen: set[str] = set()
         accepted_before_kill: dict[str, int] = {}
@@ -131,7 +134,7 @@ def test_a_killed_upstream_fails_over_and_its_breaker_heals(tmp_path: Path) -> N
         completed = {outcomes[n]["taskNo"] for n in numbers if n not in failed}
         assert len(sent) >= len(completed)
         assert sum(1 for p in sent if p.startswith("故障转移 ")) >= TASKS - len(failed)
-        assert 20 < len(accepted_before_kill) < TASKS // 2 + 1
+        assert TASKS // 10 < len(accepted_before_kill) < TASKS // 2 + 1
 
         deadline = time.monotonic() + 30
         while key_state("甲")["breaker"] != "closed":

@@ -13,7 +13,7 @@ from tests.databases import ScratchDatabase
 from tests.support import Platform, RedisServer
 
 LONG = os.environ.get("SHENGTU_CHAOS") == "1"
-TASKS = 1000 if LONG else 200
+TASKS = 1000 if LONG else 100
 USERS = 10
 RPS = 20
 MODEL = "sc_soraimg_text_1x1"

@@ -391,20 +391,32 @@ async def probe(db: Database, box: KeyBox, channel_id: int) -> ChannelTestOut:
     return ChannelTestOut(ok=ok, latencyMs=latency, message=message)
 
 
-async def key_failed(session: AsyncSession, key_id: int, error: str, settings: Settings) -> bool:
-    """One more failure in a row for the key; True when this one opened its breaker (or,
-    after a failed probe, opened it again for twice as long)."""
+async def key_failed(
+    session: AsyncSession, key_id: int, error: str, settings: Settings, *, probe: bool = False
+) -> bool:
+    """One more failure in a row for the key; True when this one opened its breaker.
+
+    ``probe``: this was the one try let through after a cool-down; its failure opens the
+    breaker again for twice as long. A failure while the breaker is open is a try sent
+    before it opened (concurrent steps): counted, but it neither extends nor doubles the
+    cool-down, or a burst of stragglers would push it to its maximum at once.
+    """
     key = await session.get(ChannelKey, key_id, with_for_update=True)
     if key is None:
         return False
     now = utcnow()
     key.consecutive_failures += 1
     key.last_error, key.last_error_at = error[:255], now
-    if key.open_until is None and not await _tripped(session, key, now, settings):
+    if probe:
+        cooldown = key.cooldown_seconds * 2 if key.cooldown_seconds else 0.0
+    elif key.open_until is not None and key.open_until > now:
+        return False
+    elif await _tripped(session, key, now, settings):
+        cooldown = key.cooldown_seconds
+    else:
         return False
     key.cooldown_seconds = min(
-        settings.breaker_max_cooldown_seconds,
-        key.cooldown_seconds * 2 if key.cooldown_seconds else settings.breaker_cooldown_seconds,
+        settings.breaker_max_cooldown_seconds, cooldown or settings.breaker_cooldown_seconds
     )
     key.open_until = now + timedelta(seconds=key.cooldown_seconds)
     return True

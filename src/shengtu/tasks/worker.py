@@ -484,20 +484,15 @@ class Worker:
         routes = self._routes(task)
         if not routes:
             if self.ctx.channels.has_routes(task.model_name):
-                # Every key that serves it is at its in-flight cap: wait, at no cost.
-                await self._move(
-                    task,
-                    Status.CREATED,
-                    last_error="上游渠道暂不可用(并发已满或熔断冷却中),排队等待",
-                    next_run_at=self._clamp(
-                        task, utcnow() + timedelta(seconds=self.settings.poll_interval)
-                    ),
-                )
+                # Every key that serves it is at its in-flight cap or open: wait, at no cost.
+                await self._wait_for_route(task)
             else:
                 await self.fail(task, "没有可用的上游渠道,任务无法执行")
             return
         last: UpstreamError | None = None
         images: tuple[tuple[bytes, str], ...] | None = None
+        # A key whose probe another task took: this task waits for the probe's outcome.
+        waiting = False
         for route in routes:
             provider = (
                 self.ctx.providers[task.provider]
@@ -521,13 +516,14 @@ class Worker:
             # A key whose breaker's cool-down is over: one task, of all workers', probes it.
             probing = route is not None and route.open_until is not None
             if probing and route is not None and not await self._claim_probe(route):
+                waiting = True
                 continue
             started, clock = utcnow(), time.perf_counter()
             try:
                 state = await provider.submit(job)
             except UpstreamError as exc:
                 last = exc
-                await self._attempt_failed(task, route, exc, started, clock)
+                await self._attempt_failed(task, route, exc, started, clock, probe=probing)
                 if exc.uncertain:
                     await self._uncertain(task, route, exc)
                     return
@@ -551,11 +547,24 @@ class Worker:
             else:
                 await self._accepted(task, route, state, attempt)
             return
+        if last is None and waiting:
+            await self._wait_for_route(task)
+            return
         if last is None or last.key_rejected:
             reason = f"({last.message})" if last else ""
             await self.fail(task, f"没有可用的上游渠道,任务无法执行{reason}")
         else:
             await self._retry_submit(task, last)
+
+    async def _wait_for_route(self, task: AiTask) -> None:
+        await self._move(
+            task,
+            Status.CREATED,
+            last_error="上游渠道暂不可用(并发已满或熔断冷却中),排队等待",
+            next_run_at=self._clamp(
+                task, utcnow() + timedelta(seconds=self.settings.poll_interval)
+            ),
+        )
 
     async def _retry_submit(self, task: AiTask, exc: UpstreamError) -> None:
         """Later, while tries are left; else the task fails, saying how often it tried."""
@@ -613,6 +622,8 @@ class Worker:
         exc: UpstreamError,
         started: datetime,
         clock: float,
+        *,
+        probe: bool = False,
     ) -> None:
         """Records the attempt; a failure of the upstream (not a refusal of the task, nor of
         the key, which is disabled apart) counts towards its key's breaker."""
@@ -627,7 +638,7 @@ class Worker:
             session.add(_attempt(task, route, outcome, started, clock, exc))
             if route is not None and outcome in ("failed", "uncertain"):
                 opened = await channel_service.key_failed(
-                    session, route.key_id, exc.message, self.settings
+                    session, route.key_id, exc.message, self.settings, probe=probe
                 )
         if opened and route is not None:
             log.warning(
