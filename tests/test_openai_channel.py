@@ -104,6 +104,10 @@ def test_openai_images_channels_with_every_fault(
             "garbage": (TEXT, "乱码 [sandbox:garbage]", None),
             "badimage": (TEXT, "坏图 [sandbox:badimage]", None),
             "private": (URL_MODEL, "跳转内网 [sandbox:redirectprivate]", None),
+            "hung": (TEXT, "不回答 [sandbox:timeout]", None),
+            "truncated": (TEXT, "半张图 [sandbox:truncated]", None),
+            "gone": (URL_MODEL, "结果过期 [sandbox:result404]", None),
+            "html": (URL_MODEL, "网页 [sandbox:html]", None),
         }
         numbers = {}
         for case, (model, prompt, image) in cases.items():
@@ -136,19 +140,14 @@ def test_openai_images_channels_with_every_fault(
         failed("garbage", "无法确认上游是否已接受任务")
         failed("badimage", "不是有效图片")
         failed("private", "结果地址不安全")
+        failed("hung", "无法确认上游是否已接受任务")
+        failed("truncated", "不是有效图片")
+        failed("gone", "HTTP 404")
+        failed("html", "不是有效图片")
         accepted = stats["accepted"]
         # One upstream job for every task that reached the upstream's generation, never two;
         # none for the refusals, the 500s and the throttled first try.
-        for case in (
-            "inline",
-            "url",
-            "edit",
-            "throttled",
-            "lost",
-            "garbage",
-            "badimage",
-            "private",
-        ):
+        for case in cases.keys() - {"refused", "down"}:
             assert accepted[cases[case][1]] == 1, (case, accepted)
         for case in ("refused", "down"):
             assert cases[case][1] not in accepted, case
@@ -156,7 +155,7 @@ def test_openai_images_channels_with_every_fault(
         channels = {c["name"]: c for c in admin.get("/admin/channels").json()["data"]}
         bad_key = channels["中转-坏密钥"]["keys"][0]
         assert bad_key["enabled"] is False and "鉴权失败" in bad_key["disabledReason"]
-        assert channels["OpenAI"]["uncertainCount"] == 2  # lost and garbage
+        assert channels["OpenAI"]["uncertainCount"] == 3  # lost, hung and garbage
         tries = admin.get(f"/admin/tasks/{numbers['inline']}/attempts").json()["data"]
         assert [(t["channelName"], t["outcome"]) for t in tries] in (
             [("中转-坏密钥", "key_rejected"), ("OpenAI", "accepted")],

@@ -98,6 +98,11 @@ def test_replicate_channels_with_every_fault_and_cancel(
             "badimage": (FLUX, "坏图 [sandbox:badimage]", None),
             "private": (FLUX, "跳转内网 [sandbox:redirectprivate]", None),
             "cancel": (FLUX, "要取消的 [sandbox:timeout]", None),
+            "garbage": (FLUX, "查询乱码 [sandbox:garbage]", None),
+            "slowpoll": (FLUX, "查询超时 [sandbox:slowpoll]", None),
+            "gone": (FLUX, "结果过期 [sandbox:result404]", None),
+            "html": (FLUX, "网页 [sandbox:html]", None),
+            "truncated": (FLUX, "半张图 [sandbox:truncated]", None),
         }
         numbers = {}
         for case, (model, prompt, image) in cases.items():
@@ -135,24 +140,18 @@ def test_replicate_channels_with_every_fault_and_cancel(
         failed("badimage", "不是有效图片")
         failed("private", "结果地址不安全")
         failed("cancel", "用户已取消任务")
-        # Throttled on every poll: the deadline ends it, saying why.
+        # Throttled, garbled or slow on every poll: the deadline ends it, saying why.
         failed("poll429", "上游限流(HTTP 429)")
+        failed("garbage", "上游返回了无法解析的内容")
+        failed("slowpoll", "上游接口超时")
+        failed("gone", "HTTP 404")
+        failed("html", "不是有效图片")
+        failed("truncated", "不是有效图片")
 
         stats = httpx.get(sandbox + "/stats").json()
         assert stats["references"]["加上雪"] == [len(upload["url"])]  # sent as a URL
         accepted = stats["accepted"]
-        for case in (
-            "plain",
-            "edit",
-            "throttled",
-            "poll429",
-            "nsfw",
-            "lost",
-            "unknown",
-            "badimage",
-            "private",
-            "cancel",
-        ):
+        for case in cases.keys() - {"down"}:
             assert accepted[cases[case][1]] == 1, (case, accepted)
         assert cases["down"][1] not in accepted
         shown = admin.get(f"/admin/channels/{channel_id}").json()["data"]

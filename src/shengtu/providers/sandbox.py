@@ -26,7 +26,7 @@ It speaks the OpenAI Images API too (``/v1/images/generations``, ``/v1/images/ed
 ``/v1/models``, a ``Bearer`` key), answering when the picture is done (after the latency)
 with ``b64_json``, or a ``url`` when asked, and obeying the same directives: ``fail`` is a
 400 ``content_policy_violation``; ``slowsubmit`` and ``timeout`` make the job (counted)
-and answer late or never; ``garbage`` is a 200 with broken JSON; ``badimage`` and
+and answer late (3 s, 9 s); ``garbage`` is a 200 with broken JSON; ``badimage`` and
 ``truncated`` spoil the inline picture; the URL directives spoil the ``url``.
 
 And Replicate's predictions (``/v1/models/{owner}/{name}/predictions``,
@@ -314,7 +314,7 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         if directive == "slowsubmit":
             await anyio.sleep(SLOW_SECONDS)
         elif directive == "timeout":
-            await anyio.sleep(SLOW_SECONDS * 20)
+            await anyio.sleep(SLOW_SECONDS * 3)  # long past any sane client timeout in tests
         await anyio.sleep(state.latency)
         if directive == "garbage":
             return Response('{"created": 1, "data": [', media_type="application/json")
