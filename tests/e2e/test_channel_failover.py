@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from tests.chaos import report
 from tests.support import Platform, free_port, wait_http
 
 MODEL = "sc_soraimg_text_1x1"
@@ -155,5 +156,13 @@ def test_a_killed_upstream_fails_over_and_its_breaker_heals(tmp_path: Path) -> N
         took = {name: len(_accepted(u)) - before[name] for name, u in url.items()}
         assert took["甲"] >= 8 and took["乙"] >= 8, took
         platform.audit()
+        # faults: submits cut off by the kill (uncertain, failed and refunded, not resent)
+        report(
+            "channel failover: SIGKILL one upstream",
+            cases=TASKS,
+            tasks=TASKS - len(failed),
+            kills=1,
+            faults=len(failed),
+        )
     finally:
         platform.stop()

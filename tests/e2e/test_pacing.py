@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.chaos import report
 from tests.databases import ScratchDatabase
 from tests.support import Platform, RedisServer
 
@@ -72,6 +73,11 @@ def test_four_workers_share_one_keys_pace_through_redis(tmp_path: Path) -> None:
             assert busiest >= RPS * 3 // 4, sorted(per_second.items())
             assert stats["submits"] == TASKS
             platform.audit()
+            report(
+                f"pacing: 4 workers, one key at {RPS}/s (busiest second {busiest})",
+                cases=sum(per_second.values()),
+                tasks=TASKS,
+            )
         finally:
             platform.stop()
             redis.stop()
