@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     download_attempts: int = Field(default=3, ge=1)
     upstream_timeout: float = Field(default=30.0, gt=0)
     upstream_rps: float = Field(default=15.0, gt=0)
+    # How late (s) a paced call may arrive after its slot without crowding the upstream's
+    # next second: slots are (1 + this) / rps apart (providers/pacing.py).
+    pacing_jitter_seconds: float = Field(default=0.1, ge=0, le=1)
     # A submit whose answer was lost after it was sent may have started a job upstream,
     # which the operator pays for. fail: the task fails and is refunded, never sent twice;
     # retry: send it again (only for an upstream that deduplicates submits).

@@ -184,13 +184,13 @@ async def upstreams(
                 sandbox=endpoint.base_url,
                 latency=settings.sandbox_latency,
             )
-            pacing = Pacing(settings.redis_url)
+            pacing = Pacing(settings.redis_url, settings.pacing_jitter_seconds)
             yield AppContext.build(
                 settings, build_providers(settings, endpoint, pacing), role=role, pacing=pacing
             )
     else:
         log.info("upstream", provider="suchuang", base_url=settings.suchuang_base_url)
-        pacing = Pacing(settings.redis_url)
+        pacing = Pacing(settings.redis_url, settings.pacing_jitter_seconds)
         yield AppContext.build(
             settings, build_providers(settings, None, pacing), role=role, pacing=pacing
         )

@@ -23,6 +23,7 @@ from shengtu.channels.secrets import KeyBox
 from shengtu.db import Database, utcnow
 from shengtu.logs import get_logger
 from shengtu.providers.base import Provider
+from shengtu.providers.http import HttpUpstream
 from shengtu.providers.openai_images import OpenAIImagesProvider
 from shengtu.providers.pacing import Pacing
 from shengtu.providers.replicate import ReplicateProvider
@@ -54,29 +55,24 @@ class Route:
 ProviderFactory = Callable[[Channel, str], Provider]
 
 
+# Each protocol's provider, all built alike.
+PROTOCOL_PROVIDERS: dict[str, type[HttpUpstream]] = {
+    "suchuang": SuChuangProvider,
+    "openai_images": OpenAIImagesProvider,
+    "replicate": ReplicateProvider,
+}
+
+
 def build_provider(channel: Channel, key: str, pacing: Pacing | None = None) -> Provider:
-    if channel.protocol == "suchuang":
-        return SuChuangProvider(
-            channel.base_url,
-            key,
-            timeout=channel.timeout_seconds,
-            pacer=(pacing or Pacing()).pacer(key, channel.key_rps),
-        )
-    if channel.protocol == "openai_images":
-        return OpenAIImagesProvider(
-            channel.base_url,
-            key,
-            timeout=channel.timeout_seconds,
-            pacer=(pacing or Pacing()).pacer(key, channel.key_rps),
-        )
-    if channel.protocol == "replicate":
-        return ReplicateProvider(
-            channel.base_url,
-            key,
-            timeout=channel.timeout_seconds,
-            pacer=(pacing or Pacing()).pacer(key, channel.key_rps),
-        )
-    raise ValueError(f"暂不支持的上游协议: {channel.protocol}")
+    kind = PROTOCOL_PROVIDERS.get(channel.protocol)
+    if kind is None:
+        raise ValueError(f"暂不支持的上游协议: {channel.protocol}")
+    return kind(
+        channel.base_url,
+        key,
+        timeout=channel.timeout_seconds,
+        pacer=(pacing or Pacing()).pacer(key, channel.key_rps),
+    )
 
 
 class ChannelPool:

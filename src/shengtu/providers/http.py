@@ -5,6 +5,7 @@ answer was lost after the request went out (uncertain)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,12 +13,55 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from shengtu.logs import digest, get_logger
-from shengtu.providers.base import UpstreamError
+from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
 from shengtu.providers.pacing import LocalPacer, Pacer
-from shengtu.providers.suchuang import _connection_failure, _read_capped, _track_connection
 from shengtu.storage.fetch import origin
 
 log = get_logger("shengtu.upstream")
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after", "")
+    try:
+        return max(0.0, min(float(value), 300.0))
+    except ValueError:
+        return None
+
+
+def _track_connection() -> aiohttp.TraceConfig:
+    """Marks a request's trace context once it has a connection: from then on a lost
+    answer is uncertain (the request may have reached the upstream); before, it is not."""
+
+    async def connected(_: Any, context: Any, __: Any) -> None:
+        if isinstance(context.trace_request_ctx, dict):
+            context.trace_request_ctx["connected"] = True
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_end.append(connected)
+    trace.on_connection_reuseconn.append(connected)
+    return trace
+
+
+def _connection_failure(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "连接被拒绝或地址不可达"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "上游断开了连接"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "上游的回答不完整"
+    return type(exc).__name__
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or its first ``limit + 1`` bytes when it is longer (the caller refuses it)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)
 
 
 @dataclass(frozen=True)
@@ -40,6 +84,9 @@ class HttpUpstream:
     wants_image_bytes = False
     polls = True
     max_answer_bytes = 1024 * 1024
+    # The key as a Bearer token (else bare, as 速创 wants it); kept-alive connections.
+    bearer = True
+    connections = 64
 
     def __init__(
         self,
@@ -65,8 +112,11 @@ class HttpUpstream:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout,
-                headers={"Authorization": f"Bearer {self._key}", "User-Agent": "Shengtu/0.1"},
-                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30),
+                headers={
+                    "Authorization": f"Bearer {self._key}" if self.bearer else self._key,
+                    "User-Agent": "Shengtu/0.1",
+                },
+                connector=aiohttp.TCPConnector(limit=self.connections, keepalive_timeout=30),
                 trust_env=False,
                 trace_configs=[_track_connection()],
             )
@@ -76,10 +126,36 @@ class HttpUpstream:
         if self._session is not None:
             await self._session.close()
 
-    async def _send(self, method: str, path: str, *, task_no: str, **kwargs: Any) -> Answer:
+    # What each protocol defines (see shengtu.providers.base.Provider).
+    async def submit(self, job: UpstreamJob) -> UpstreamState:
+        raise NotImplementedError
+
+    async def poll(self, upstream_id: str, task_no: str = "") -> UpstreamState:
+        raise NotImplementedError
+
+    async def check(self) -> None:
+        raise NotImplementedError
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        task_no: str,
+        logged: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Answer:
+        """``logged``: more fields for the request's log line (digests, never bodies)."""
         await self._pacer.wait()
         started = time.perf_counter()
-        log.info("upstream_request", protocol=self.name, task_no=task_no, method=method, path=path)
+        log.info(
+            "upstream_request",
+            protocol=self.name,
+            task_no=task_no,
+            method=method,
+            path=path,
+            **(logged or {}),
+        )
         trace: dict[str, bool] = {"connected": False}
         try:
             async with self._client().request(
@@ -93,7 +169,13 @@ class HttpUpstream:
                 raw = await _read_capped(response, self.max_answer_bytes)
         except TimeoutError as exc:
             uncertain = trace["connected"]
-            log.warning("upstream_timeout", task_no=task_no, path=path, uncertain=uncertain)
+            log.warning(
+                "upstream_timeout",
+                task_no=task_no,
+                path=path,
+                error=type(exc).__name__,
+                uncertain=uncertain,
+            )
             raise UpstreamError("上游接口超时", transient=True, uncertain=uncertain) from exc
         except (aiohttp.ClientError, OSError) as exc:
             uncertain = trace["connected"] and not isinstance(exc, aiohttp.ClientConnectorError)
@@ -117,6 +199,6 @@ class HttpUpstream:
             path=path,
             status=status,
             elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
-            body=digest(answer.text[:4000]),
+            body=digest(answer.text),
         )
         return answer

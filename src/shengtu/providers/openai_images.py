@@ -20,8 +20,7 @@ from typing import Any
 import aiohttp
 
 from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
-from shengtu.providers.http import HttpUpstream
-from shengtu.providers.suchuang import _retry_after
+from shengtu.providers.http import HttpUpstream, _retry_after
 
 # A picture inline in base64: a 4096² PNG is tens of MB.
 MAX_ANSWER_BYTES = 96 * 1024 * 1024

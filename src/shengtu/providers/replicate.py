@@ -17,8 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
-from shengtu.providers.http import HttpUpstream
-from shengtu.providers.suchuang import _retry_after
+from shengtu.providers.http import HttpUpstream, _retry_after
 
 PHASES = {
     "starting": "queued",

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Mapping
 from typing import Any
-
-import aiohttp
 
 from shengtu.logs import digest, get_logger
 from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
-from shengtu.providers.pacing import LocalPacer, Pacer
-from shengtu.storage.fetch import origin
+from shengtu.providers.http import HttpUpstream, _retry_after
 
 log = get_logger("shengtu.upstream")
 
@@ -20,50 +15,6 @@ log = get_logger("shengtu.upstream")
 STATUS_MAP = {0: "queued", 1: "processing", 2: "succeeded", 3: "failed"}
 # An API answer is a few hundred bytes; more than this is not one.
 MAX_ANSWER_BYTES = 1024 * 1024
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after", "")
-    try:
-        return max(0.0, min(float(value), 300.0))
-    except ValueError:
-        return None
-
-
-def _track_connection() -> aiohttp.TraceConfig:
-    """Marks a request's trace context once it has a connection: from then on a lost
-    answer is uncertain (the request may have reached the upstream); before, it is not."""
-
-    async def connected(_: Any, context: Any, __: Any) -> None:
-        if isinstance(context.trace_request_ctx, dict):
-            context.trace_request_ctx["connected"] = True
-
-    trace = aiohttp.TraceConfig()
-    trace.on_connection_create_end.append(connected)
-    trace.on_connection_reuseconn.append(connected)
-    return trace
-
-
-def _connection_failure(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return "连接被拒绝或地址不可达"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "上游断开了连接"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "上游的回答不完整"
-    return type(exc).__name__
-
-
-async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, or its first ``limit + 1`` bytes when it is longer (the caller refuses it)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            break
-    return b"".join(chunks)
 
 
 def _key_refused(message: str) -> str | None:
@@ -80,7 +31,7 @@ def _message(body: dict[str, Any]) -> str:
     return str(msg)[:500] if msg else "未知错误"
 
 
-class SuChuangProvider:
+class SuChuangProvider(HttpUpstream):
     """The upstream's API over aiohttp.
 
     The one outbound client here that is not httpx (DESIGN says httpx): a worker polls
@@ -91,103 +42,28 @@ class SuChuangProvider:
     """
 
     name = "suchuang"
-    wants_image_bytes = False
-    polls = True
-
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        *,
-        timeout: float = 30.0,
-        rps: float = 15.0,
-        pacer: Pacer | None = None,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._key = api_key
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
-        self._session: aiohttp.ClientSession | None = None
-        self._pacer = pacer or LocalPacer(rps)
-
-    @property
-    def trusted_origins(self) -> frozenset[str]:
-        return frozenset({origin(self.base_url)})
-
-    def _client(self) -> aiohttp.ClientSession:
-        # Made on first use: a session belongs to the running loop.
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                headers={"Authorization": self._key, "User-Agent": "Shengtu/0.1"},
-                # Kept-alive connections, enough for the upstream's whole rate limit.
-                connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=30),
-                trust_env=False,
-                trace_configs=[_track_connection()],
-            )
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+    # Its key goes bare, not as a Bearer token; kept-alive connections enough for the
+    # upstream's whole rate limit.
+    bearer = False
+    connections = 32
+    max_answer_bytes = MAX_ANSWER_BYTES
 
     async def _call(self, method: str, path: str, *, task_no: str, **kwargs: Any) -> dict[str, Any]:
-        await self._pacer.wait()
-        started = time.perf_counter()
         sent = kwargs.get("json")
-        log.info(
-            "upstream_request",
-            task_no=task_no,
-            method=method,
-            path=path,
-            body=digest(sent) if sent is not None else None,
-            params=kwargs.get("params"),
-        )
         log.debug("upstream_request_body", task_no=task_no, body=sent)
-        trace: dict[str, bool] = {"connected": False}
-        try:
-            async with self._client().request(
-                method,
-                self.base_url + path,
-                allow_redirects=False,
-                trace_request_ctx=trace,
-                **kwargs,
-            ) as response:
-                status, headers = response.status, response.headers
-                raw = await _read_capped(response, MAX_ANSWER_BYTES)
-        except TimeoutError as exc:
-            uncertain = trace["connected"]
-            log.warning(
-                "upstream_timeout",
-                task_no=task_no,
-                path=path,
-                error=type(exc).__name__,
-                uncertain=uncertain,
-            )
-            raise UpstreamError("上游接口超时", transient=True, uncertain=uncertain) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            uncertain = trace["connected"] and not isinstance(exc, aiohttp.ClientConnectorError)
-            log.warning(
-                "upstream_unreachable",
-                task_no=task_no,
-                path=path,
-                error=repr(exc),
-                uncertain=uncertain,
-            )
-            raise UpstreamError(
-                f"无法连接上游接口:{_connection_failure(exc)}", transient=True, uncertain=uncertain
-            ) from exc
-        if len(raw) > MAX_ANSWER_BYTES:
-            raise UpstreamError("上游返回的内容过大", transient=True)
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-        text = raw.decode("utf-8", errors="replace")
-        log.info(
-            "upstream_response",
+        answer = await self._send(
+            method,
+            path,
             task_no=task_no,
-            path=path,
-            status=status,
-            elapsed_ms=elapsed_ms,
-            body=digest(text),
+            logged={
+                "body": digest(sent) if sent is not None else None,
+                "params": kwargs.get("params"),
+            },
+            **kwargs,
         )
+        if answer.too_long:
+            raise UpstreamError("上游返回的内容过大", transient=True)
+        status, headers, text = answer.status, answer.headers, answer.text
         log.debug("upstream_response_body", task_no=task_no, body=text[:4000])
         if status == 429:
             raise UpstreamError(
