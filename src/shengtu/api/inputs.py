@@ -6,6 +6,7 @@ way it is never a meaningful character in a name, a prompt or a URL, so it stops
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationInfo, field_validator
@@ -26,3 +27,13 @@ class RequestBody(BaseModel):
         if contains_nul(value):
             raise ValueError(f"参数 {info.field_name} 含有非法字符(NUL)")
         return value
+
+
+def given_columns(body: BaseModel, columns: Mapping[str, str]) -> dict[str, Any]:
+    """``{column: value}`` for the fields of ``body`` named in ``columns`` that it gives
+    (not None): what a create sets, or an update changes."""
+    return {
+        column: getattr(body, name)
+        for name, column in columns.items()
+        if getattr(body, name) is not None
+    }

@@ -6,10 +6,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ScalarSelect, select
+from sqlalchemy import ScalarSelect, Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shengtu.api.inputs import given_columns
 from shengtu.catalog.models import PointsConfig
 from shengtu.catalog.schemas import ModelAdminOut, ModelChange, ModelCreate
 from shengtu.db import Database
@@ -76,29 +77,24 @@ class Catalog:
         return self._models.get(model_name)
 
 
+def _price_of(model_name: str) -> Select[int]:
+    """The enabled model's price (no row: gone or disabled)."""
+    return select(PointsConfig.points_cost).where(
+        PointsConfig.model_name == model_name, PointsConfig.enabled.is_(True)
+    )
+
+
 def price_subquery(model_name: str) -> ScalarSelect[int]:
     """The enabled model's price as a column of another query (NULL: gone or disabled)."""
-    return (
-        select(PointsConfig.points_cost)
-        .where(PointsConfig.model_name == model_name, PointsConfig.enabled.is_(True))
-        .scalar_subquery()
-    )
+    return _price_of(model_name).scalar_subquery()
 
 
 async def current_price(session: AsyncSession, model_name: str) -> int | None:
     """The model's price now, read in the charging transaction: an admin's change applies
     to every submit after it, in every process, whatever the cache holds (None: gone or
     disabled)."""
-    row = (
-        await session.execute(
-            select(PointsConfig.points_cost, PointsConfig.enabled).where(
-                PointsConfig.model_name == model_name
-            )
-        )
-    ).first()
-    if row is None or not row.enabled:
-        return None
-    return int(row.points_cost)
+    price = await session.scalar(_price_of(model_name))
+    return None if price is None else int(price)
 
 
 def admin_view(row: PointsConfig) -> ModelAdminOut:
@@ -144,11 +140,7 @@ _COLUMNS = {
 
 
 async def create_model(session: AsyncSession, body: ModelCreate) -> PointsConfig:
-    values = {
-        column: getattr(body, name)
-        for name, column in _COLUMNS.items()
-        if getattr(body, name) is not None
-    }
+    values = given_columns(body, _COLUMNS)
     # Served by the channels that name it, or else by the upstream of the settings.
     row = PointsConfig(model_name=body.modelName, provider="suchuang", **values)
     session.add(row)
@@ -161,18 +153,16 @@ async def create_model(session: AsyncSession, body: ModelCreate) -> PointsConfig
 
 async def change_model(session: AsyncSession, model_name: str, body: ModelChange) -> PointsConfig:
     row = await get_model(session, model_name)
-    for name, column in _COLUMNS.items():
-        value = getattr(body, name)
-        if value is not None:
-            setattr(row, column, value)
+    for column, value in given_columns(body, _COLUMNS).items():
+        setattr(row, column, value)
     await session.flush()
     return row
 
 
 # Served in `make run` by the sandbox's OpenAI Images and Replicate doubles; an operator
 # selling them for real adds an `openai_images` or `replicate` channel (docs/channels.md).
-DEMO_MODELS = (
-    PointsConfig(
+DEMO_MODELS: tuple[dict[str, Any], ...] = (
+    dict(
         model_name="gpt-image-1",
         description="GPT Image 文生图(OpenAI 图像接口)",
         points_cost=40,
@@ -184,7 +174,7 @@ DEMO_MODELS = (
         enabled=True,
         sort_order=100,
     ),
-    PointsConfig(
+    dict(
         model_name="gpt-image-1-edit",
         description="GPT Image 图生图(OpenAI 图像接口)",
         points_cost=45,
@@ -196,7 +186,7 @@ DEMO_MODELS = (
         enabled=True,
         sort_order=101,
     ),
-    PointsConfig(
+    dict(
         model_name="flux-schnell",
         description="FLUX.1 schnell 文生图(Replicate)",
         points_cost=10,
@@ -215,14 +205,4 @@ async def add_demo_models(db: Database) -> None:
     """Adds the demo models the catalog lacks; never changes one an admin has edited."""
     async with db.write() as session:
         have = set(await session.scalars(select(PointsConfig.model_name)))
-        for template in DEMO_MODELS:
-            if template.model_name not in have:
-                session.add(
-                    PointsConfig(
-                        **{
-                            c.key: getattr(template, c.key)
-                            for c in PointsConfig.__table__.columns
-                            if c.key != "id"
-                        }
-                    )
-                )
+        session.add_all(PointsConfig(**m) for m in DEMO_MODELS if m["model_name"] not in have)

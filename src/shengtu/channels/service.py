@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shengtu.api.inputs import given_columns
 from shengtu.catalog.models import PointsConfig
 from shengtu.channels.models import Channel, ChannelKey, ChannelModel, TaskAttempt
 from shengtu.channels.pool import build_provider
@@ -243,11 +244,7 @@ async def create(session: AsyncSession, box: KeyBox, body: ChannelCreate) -> Cha
     if not body.addKeys:
         raise BadRequest("参数错误:渠道至少需要一个上游密钥(addKeys)")
     await _check_models(session, body.models)
-    values: dict[str, Any] = {
-        column: getattr(body, field)
-        for field, column in _SETTING_COLUMNS.items()
-        if getattr(body, field) is not None
-    }
+    values: dict[str, Any] = given_columns(body, _SETTING_COLUMNS)
     values["base_url"] = _check_base_url(body.baseUrl)
     if body.protocol == "openai_images" and body.timeoutSeconds is None:
         # It answers when the picture is done: minutes, not seconds.
@@ -268,11 +265,7 @@ async def change(
     session: AsyncSession, box: KeyBox, channel_id: int, body: ChannelSettings
 ) -> Channel:
     channel = await get_channel(session, channel_id)
-    values: dict[str, Any] = {
-        column: getattr(body, field)
-        for field, column in _SETTING_COLUMNS.items()
-        if getattr(body, field) is not None
-    }
+    values: dict[str, Any] = given_columns(body, _SETTING_COLUMNS)
     if "base_url" in values:
         values["base_url"] = _check_base_url(values["base_url"])
     if body.models is not None:
@@ -336,17 +329,13 @@ async def remove(session: AsyncSession, channel_id: int) -> None:
     await session.execute(delete(Channel).where(Channel.id == channel.id))
 
 
-async def count_uncertain(session: AsyncSession, channel_id: int) -> None:
+async def count(
+    session: AsyncSession, channel_id: int, counter: Literal["uncertain_count", "late_count"]
+) -> None:
+    """One more on a channel's counter (uncertain submits, late results)."""
+    column = getattr(Channel, counter)
     await session.execute(
-        update(Channel)
-        .where(Channel.id == channel_id)
-        .values(uncertain_count=Channel.uncertain_count + 1)
-    )
-
-
-async def count_late(session: AsyncSession, channel_id: int) -> None:
-    await session.execute(
-        update(Channel).where(Channel.id == channel_id).values(late_count=Channel.late_count + 1)
+        update(Channel).where(Channel.id == channel_id).values({counter: column + 1})
     )
 
 

@@ -4,6 +4,7 @@ answer was lost after the request went out (uncertain)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,6 +75,44 @@ class Answer:
     @property
     def text(self) -> str:
         return self.raw.decode("utf-8", errors="replace")
+
+    def json_or_none(self) -> Any:
+        """The parsed body, or None when it is cut off or not JSON."""
+        if self.too_long:
+            return None
+        try:
+            return json.loads(self.text)
+        except ValueError:
+            return None
+
+
+def status_error(
+    status: int, headers: Mapping[str, str], *, also_transient: tuple[int, ...] = ()
+) -> UpstreamError | None:
+    """What every protocol makes of these statuses: 429 a rate limit, 401/403 a refused
+    key, 5xx (and ``also_transient``) a failure that made no job."""
+    if status == 429:
+        return UpstreamError(
+            "上游限流(HTTP 429)",
+            transient=True,
+            retry_after=_retry_after(headers),
+            http_status=status,
+        )
+    if status in (401, 403):
+        return UpstreamError(
+            "上游鉴权失败,请检查上游密钥配置",
+            transient=False,
+            key_rejected=True,
+            http_status=status,
+        )
+    if status >= 500 or status in also_transient:
+        return UpstreamError(
+            f"上游服务错误(HTTP {status})",
+            transient=True,
+            retry_after=_retry_after(headers),
+            http_status=status,
+        )
+    return None
 
 
 class HttpUpstream:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import secrets
 from typing import Any
 
 import aiohttp
 
 from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
-from shengtu.providers.http import HttpUpstream, _retry_after
+from shengtu.providers.http import HttpUpstream, status_error
 
 # A picture inline in base64: a 4096² PNG is tens of MB.
 MAX_ANSWER_BYTES = 96 * 1024 * 1024
@@ -50,34 +49,20 @@ class OpenAIImagesProvider(HttpUpstream):
     ) -> tuple[int, Any]:
         """(HTTP status, parsed JSON body); an UpstreamError for every other outcome."""
         answer = await self._send(method, path, task_no=task_no, **kwargs)
-        status, headers = answer.status, answer.headers
-        try:
-            body = None if answer.too_long else json.loads(answer.text)
-        except ValueError:
-            body = None
+        status = answer.status
+        body = answer.json_or_none()
         code, message = _error_of(body)
-        if status == 429 and code not in KEY_REFUSALS:
-            raise UpstreamError(
-                "上游限流(HTTP 429)",
-                transient=True,
-                retry_after=_retry_after(headers),
-                http_status=status,
-            )
-        if status in (401, 403) or code in KEY_REFUSALS:
+        if code in KEY_REFUSALS:
             reason = (
                 "上游账户余额不足"
                 if code in ("insufficient_quota", "billing_hard_limit_reached")
                 else "上游鉴权失败,请检查上游密钥配置"
             )
             raise UpstreamError(reason, transient=False, key_rejected=True, http_status=status)
-        if status >= 500 or status == 404:
-            # Certainly no picture made: 5xx, or a model this upstream does not have.
-            raise UpstreamError(
-                f"上游服务错误(HTTP {status})",
-                transient=True,
-                retry_after=_retry_after(headers),
-                http_status=status,
-            )
+        # 404: a model this upstream does not have; certainly no picture made.
+        failure = status_error(status, answer.headers, also_transient=(404,))
+        if failure is not None:
+            raise failure
         if status >= 400:
             refused = code in CONTENT_REFUSALS
             raise UpstreamError(

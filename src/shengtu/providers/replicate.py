@@ -12,12 +12,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
 from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
-from shengtu.providers.http import HttpUpstream, _retry_after
+from shengtu.providers.http import HttpUpstream, status_error
 
 PHASES = {
     "starting": "queued",
@@ -39,39 +38,18 @@ class ReplicateProvider(HttpUpstream):
         made and paid for, so it is uncertain (not sent again)."""
         answer = await self._send(method, path, task_no=task_no, **kwargs)
         status = answer.status
-        try:
-            body = None if answer.too_long else json.loads(answer.text)
-        except ValueError:
-            body = None
+        body = answer.json_or_none()
         detail = (
             str(body.get("detail") or body.get("title") or "")[:300]
             if isinstance(body, dict)
             else ""
         )
-        if status == 429:
-            raise UpstreamError(
-                "上游限流(HTTP 429)",
-                transient=True,
-                retry_after=_retry_after(answer.headers),
-                http_status=status,
-            )
-        if status in (401, 403):
-            raise UpstreamError(
-                "上游鉴权失败,请检查上游密钥配置",
-                transient=False,
-                key_rejected=True,
-                http_status=status,
-            )
+        failure = status_error(status, answer.headers, also_transient=(404,))
+        if failure is not None:
+            raise failure
         if status == 402:
             raise UpstreamError(
                 "上游账户余额不足", transient=False, key_rejected=True, http_status=status
-            )
-        if status >= 500 or status == 404:
-            raise UpstreamError(
-                f"上游服务错误(HTTP {status})",
-                transient=True,
-                retry_after=_retry_after(answer.headers),
-                http_status=status,
             )
         if status >= 400:
             raise UpstreamError(

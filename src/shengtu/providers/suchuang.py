@@ -7,7 +7,7 @@ from typing import Any
 
 from shengtu.logs import digest, get_logger
 from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
-from shengtu.providers.http import HttpUpstream, _retry_after
+from shengtu.providers.http import HttpUpstream, status_error
 
 log = get_logger("shengtu.upstream")
 
@@ -65,27 +65,9 @@ class SuChuangProvider(HttpUpstream):
             raise UpstreamError("上游返回的内容过大", transient=True)
         status, headers, text = answer.status, answer.headers, answer.text
         log.debug("upstream_response_body", task_no=task_no, body=text[:4000])
-        if status == 429:
-            raise UpstreamError(
-                "上游限流(HTTP 429)",
-                transient=True,
-                retry_after=_retry_after(headers),
-                http_status=status,
-            )
-        if status >= 500:
-            raise UpstreamError(
-                f"上游服务错误(HTTP {status})",
-                transient=True,
-                retry_after=_retry_after(headers),
-                http_status=status,
-            )
-        if status in (401, 403):
-            raise UpstreamError(
-                "上游鉴权失败,请检查上游密钥配置",
-                transient=False,
-                key_rejected=True,
-                http_status=status,
-            )
+        failure = status_error(status, headers)
+        if failure is not None:
+            raise failure
         try:
             body = json.loads(text)
         except ValueError as exc:

@@ -38,8 +38,8 @@ from shengtu.providers.base import (
     UpstreamState,
 )
 from shengtu.storage import service as storage_service
-from shengtu.storage.fetch import FetchError, fetch_image_bytes
-from shengtu.storage.images import NotAnImage, sniff_image
+from shengtu.storage.fetch import Fetched, FetchError, fetch_image_bytes
+from shengtu.storage.images import ImageInfo, NotAnImage, sniff_image
 from shengtu.tasks.machine import ACTIVE, Status, move
 from shengtu.tasks.models import AiTask
 from shengtu.tasks.schemas import task_detail
@@ -227,9 +227,11 @@ class Worker:
             )
         claimed: list[AiTask] = []
         later = now + timedelta(seconds=self.settings.late_poll_seconds)
-        for task in due:
-            watching = task.late_until is not None and task.late_until > now
-            async with self.ctx.db.write() as session:
+        if not due:
+            return claimed
+        async with self.ctx.db.write() as session:
+            for task in due:
+                watching = task.late_until is not None and task.late_until > now
                 result = await session.execute(
                     update(AiTask)
                     .where(AiTask.id == task.id, AiTask.late_next_at == task.late_next_at)
@@ -238,8 +240,8 @@ class Worker:
                         late_until=task.late_until if watching else None,
                     )
                 )
-            if getattr(result, "rowcount", 0) == 1 and watching:
-                claimed.append(task)
+                if getattr(result, "rowcount", 0) == 1 and watching:
+                    claimed.append(task)
         return claimed
 
     async def _stop_watching(self, task: AiTask) -> None:
@@ -267,15 +269,7 @@ class Worker:
         if state.phase != "succeeded":
             return
         try:
-            fetched = await fetch_image_bytes(
-                self._http,
-                state.result_urls[0],
-                max_bytes=self.settings.max_result_bytes,
-                trusted_origins=provider.trusted_origins,
-            )
-            info = await self.ctx.decoding.run(
-                sniff_image, fetched.data, self.settings.max_image_pixels
-            )
+            fetched, info = await self._fetch_result(state.result_urls[0], provider)
         except FetchError as exc:
             if not exc.transient:
                 await self._stop_watching(task)
@@ -306,18 +300,13 @@ class Worker:
             )
             stored = getattr(result, "rowcount", 0) == 1
             if stored and task.channel_id is not None:
-                await channel_service.count_late(session, task.channel_id)
+                await channel_service.count(session, task.channel_id, "late_count")
         if not stored:
             await self.ctx.storage.delete(key)
             return
         log.info("late_result_stored", channel_id=task.channel_id)
         task.late_result_url, task.result_key, task.updated_at = url, key, now
-        detail = task_detail(task, self.settings.timezone)
-        await self.ctx.bus.publish(
-            task.user_id,
-            {"event": "task.late_result", "data": detail.model_dump()},
-            task_version(task),
-        )
+        await self._announce(task, "task.late_result")
 
     async def _sweep(self) -> None:
         try:
@@ -436,7 +425,7 @@ class Worker:
     async def _late_watch(self, task: AiTask, now: datetime) -> dict[str, Any]:
         """For a task failing at its deadline while its upstream job runs on: the columns
         that have the late sweep ask about the job for a while (the setting allows)."""
-        if not self.settings.late_results or task.status == Status.CREATED or not task.upstream_id:
+        if not self.settings.late_results or not task.upstream_id:
             return {}
         provider = await self._provider_of(task)
         if provider is None or not provider.polls:
@@ -511,7 +500,7 @@ class Worker:
                 params=dict(route.upstream_params if route else task.upstream_params or {}),
                 prompt=task.prompt,
                 image_urls=list(task.image_urls or []),
-                images=images or () if provider.wants_image_bytes else (),
+                images=(images or ()) if provider.wants_image_bytes else (),
             )
             # A key whose breaker's cool-down is over: one task, of all workers', probes it.
             probing = route is not None and route.open_until is not None
@@ -582,7 +571,7 @@ class Worker:
         log.warning("uncertain_submit", policy=policy, channel=channel, reason=exc.message)
         if route is not None:
             async with self.ctx.db.write() as session:
-                await channel_service.count_uncertain(session, route.channel_id)
+                await channel_service.count(session, route.channel_id, "uncertain_count")
         if policy == "fail":
             await self.fail(
                 task,
@@ -735,10 +724,7 @@ class Worker:
             log.warning("lease_lost", status=task.status, target=Status.COMPLETED.value)
             return
         log.info("task_moved", status=task.status, progress=task.progress)
-        detail = task_detail(task, self.settings.timezone)
-        await self.ctx.bus.publish(
-            task.user_id, {"event": "task.updated", "data": detail.model_dump()}, task_version(task)
-        )
+        await self._announce(task)
 
     async def _reference_images(self, task: AiTask) -> tuple[tuple[bytes, str], ...] | None:
         """The task's reference pictures as bytes, for an upstream that takes files: our
@@ -817,15 +803,7 @@ class Worker:
     ) -> None:
         url = state.result_urls[0]
         try:
-            fetched = await fetch_image_bytes(
-                self._http,
-                url,
-                max_bytes=self.settings.max_result_bytes,
-                trusted_origins=provider.trusted_origins,
-            )
-            info = await self.ctx.decoding.run(
-                sniff_image, fetched.data, self.settings.max_image_pixels
-            )
+            fetched, info = await self._fetch_result(url, provider)
         except FetchError as exc:
             if exc.transient and task.attempts + 1 < self.settings.download_attempts:
                 await self._retry(task, exc.message, None)
@@ -853,6 +831,19 @@ class Worker:
                 # Another worker owns the task now (it stores its own copy), or the
                 # write failed: no picture without its task.
                 await self.ctx.storage.delete(key)
+
+    async def _fetch_result(self, url: str, provider: Provider) -> tuple[Fetched, ImageInfo]:
+        """The upstream's picture, downloaded through the SSRF guard and checked."""
+        fetched = await fetch_image_bytes(
+            self._http,
+            url,
+            max_bytes=self.settings.max_result_bytes,
+            trusted_origins=provider.trusted_origins,
+        )
+        info = await self.ctx.decoding.run(
+            sniff_image, fetched.data, self.settings.max_image_pixels
+        )
+        return fetched, info
 
     def _result_key(self, task: AiTask, ext: str) -> str:
         day = local(task.created_at, self.settings.timezone)
@@ -919,10 +910,11 @@ class Worker:
             return False
         if (moved.status, moved.progress) != before:
             log.info("task_moved", status=moved.status, progress=moved.progress)
-            detail = task_detail(moved, self.settings.timezone)
-            await self.ctx.bus.publish(
-                moved.user_id,
-                {"event": "task.updated", "data": detail.model_dump()},
-                task_version(moved),
-            )
+            await self._announce(moved)
         return True
+
+    async def _announce(self, task: AiTask, event: str = "task.updated") -> None:
+        detail = task_detail(task, self.settings.timezone)
+        await self.ctx.bus.publish(
+            task.user_id, {"event": event, "data": detail.model_dump()}, task_version(task)
+        )
