@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import os
 import secrets
@@ -16,9 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from PIL import Image
 
 TERMINAL = ("completed", "failed")
 _names = itertools.count(1)
+
+
+def png(size: tuple[int, int] = (64, 48)) -> bytes:
+    """A small real PNG, for uploads."""
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(out, format="PNG")
+    return out.getvalue()
 
 
 def free_port() -> int:
@@ -193,6 +202,15 @@ class Platform:
         wait_http(self.url + "/healthz", self.server)
         self.admin = self.login("admin", admin_password)
         return self
+
+    def sandbox_upstream(self, key: str = "", env: dict[str, str] | None = None) -> tuple[str, str]:
+        """Another sandbox upstream, in a process of its own: (base URL, key)."""
+        port = free_port()
+        key = key or "sbx-" + secrets.token_hex(8)
+        proc = self.spawn("sandbox", "--port", str(port), "--key", key, env=env)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/healthz", proc)
+        return url, key
 
     def spawn(self, *args: str, env: dict[str, str] | None = None) -> Process:
         name = "-".join(args).replace("/", "_") or "proc"

@@ -17,16 +17,6 @@ from tests.support import Platform, cli, free_port, wait_http
 MODEL = "sc_soraimg_text_1x1"
 
 
-def _sandbox(platform: Platform) -> tuple[str, str]:
-    """Another sandbox upstream, in a process of its own: (base URL, key)."""
-    port = free_port()
-    key = "sbx-" + secrets.token_hex(8)
-    proc = platform.spawn("sandbox", "--port", str(port), "--key", key)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/healthz", proc)
-    return url, key
-
-
 def _channel(platform: Platform, **body: Any) -> dict[str, Any]:
     assert platform.admin is not None
     body.setdefault(
@@ -46,7 +36,7 @@ def _accepted(sandbox_url: str) -> int:
 def test_keys_are_sealed_at_rest_masked_in_answers_and_absent_from_logs(tmp_path: Path) -> None:
     platform = Platform(tmp_path).start()
     try:
-        url, key = _sandbox(platform)
+        url, key = platform.sandbox_upstream()
         made = _channel(platform, name="备用", baseUrl=url, addKeys=[key])
         (shown_key,) = made["keys"]
         assert shown_key["key"] == "…" + key[-4:] and shown_key["enabled"] is True
@@ -77,7 +67,7 @@ def test_keys_are_sealed_at_rest_masked_in_answers_and_absent_from_logs(tmp_path
 def test_failover_to_the_next_channel_and_priority_first(tmp_path: Path) -> None:
     platform = Platform(tmp_path).start()
     try:
-        good_url, good_key = _sandbox(platform)
+        good_url, good_key = platform.sandbox_upstream()
         dead = f"http://127.0.0.1:{free_port()}"  # refuses connections: no job started
         _channel(platform, name="主渠道", baseUrl=dead, addKeys=["sk-dead-000000"], priority=10)
         _channel(platform, name="备用", baseUrl=good_url, addKeys=[good_key], priority=0)
@@ -108,7 +98,7 @@ def test_a_refused_key_is_disabled_with_its_reason_and_no_channel_left_refunds(
 ) -> None:
     platform = Platform(tmp_path).start()
     try:
-        url, key = _sandbox(platform)
+        url, key = platform.sandbox_upstream()
         bad = _channel(
             platform, name="坏密钥", baseUrl=url, addKeys=["sk-wrong-key-1234"], priority=5
         )
@@ -144,7 +134,7 @@ def test_a_refused_key_is_disabled_with_its_reason_and_no_channel_left_refunds(
 def test_channels_from_the_command_line(tmp_path: Path) -> None:
     platform = Platform(tmp_path).start()
     try:
-        url, key = _sandbox(platform)
+        url, key = platform.sandbox_upstream()
         added = cli(
             platform.env,
             "channel",
@@ -207,7 +197,7 @@ def test_a_dead_channel_opens_its_breaker_and_a_probe_closes_it(tmp_path: Path) 
         main_url = f"http://127.0.0.1:{port}"
         main = platform.spawn("sandbox", "--port", str(port), "--key", key)
         wait_http(main_url + "/healthz", main)
-        spare_url, spare_key = _sandbox(platform)
+        spare_url, spare_key = platform.sandbox_upstream()
         first = _channel(platform, name="主", baseUrl=main_url, addKeys=[key], priority=10)
         _channel(platform, name="备", baseUrl=spare_url, addKeys=[spare_key])
         user = platform.new_user(points=30 * 100)
@@ -259,7 +249,7 @@ def test_an_error_rate_opens_the_breaker_and_admins_see_rates_and_latencies(
         SHENGTU_SUBMIT_ATTEMPTS="1",
     ).start()
     try:
-        url, key = _sandbox(platform)
+        url, key = platform.sandbox_upstream()
         made = _channel(platform, name="时好时坏", baseUrl=url, addKeys=[key])
         user = platform.new_user(points=30 * 6)
         outcomes = []

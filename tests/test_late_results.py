@@ -5,14 +5,13 @@ stays failed and refunded. A setting turns this off."""
 from __future__ import annotations
 
 import io
-import secrets
 import time
 from pathlib import Path
 
 import httpx
 from PIL import Image
 
-from tests.support import Platform, free_port, wait_http
+from tests.support import Platform
 
 MODEL = "sc_soraimg_text_1x1"
 
@@ -26,17 +25,7 @@ def _run(tmp_path: Path, late: bool) -> tuple[Platform, dict[str, object], dict[
     ).start()
     assert platform.admin is not None
     # An upstream that takes 4 s for a picture: longer than the tasks' deadline.
-    port, key = free_port(), "sbx-" + secrets.token_hex(8)
-    url = f"http://127.0.0.1:{port}"
-    slow = platform.spawn(
-        "sandbox",
-        "--port",
-        str(port),
-        "--key",
-        key,
-        env={**platform.env, "SHENGTU_SANDBOX_LATENCY": "4"},
-    )
-    wait_http(url + "/healthz", slow)
+    url, key = platform.sandbox_upstream(env={**platform.env, "SHENGTU_SANDBOX_LATENCY": "4"})
     made = platform.admin.client.post(
         "/admin/channels",
         json={

@@ -13,15 +13,9 @@ import httpx
 from PIL import Image
 
 from tests.databases import ScratchDatabase
-from tests.support import Platform, cli, free_port, wait_http
+from tests.support import Platform, cli, png
 
 TEXT, URL_MODEL, EDIT = "gpt-image-1", "gpt-image-1-url", "gpt-image-1-edit"
-
-
-def _png() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (64, 48), (30, 120, 200)).save(out, format="PNG")
-    return out.getvalue()
 
 
 def test_openai_images_channels_with_every_fault(
@@ -37,11 +31,7 @@ def test_openai_images_channels_with_every_fault(
     try:
         assert platform.admin is not None
         admin = platform.admin.client
-        port, key = free_port(), "sk-" + secrets.token_hex(12)
-        sandbox = f"http://127.0.0.1:{port}"
-        wait_http(
-            sandbox + "/healthz", platform.spawn("sandbox", "--port", str(port), "--key", key)
-        )
+        sandbox, key = platform.sandbox_upstream("sk-" + secrets.token_hex(12))
         for name, task_type, cost in (
             (TEXT, "text_to_image", 40),
             (URL_MODEL, "text_to_image", 40),
@@ -91,7 +81,7 @@ def test_openai_images_channels_with_every_fault(
 
         user = platform.new_user(points=1000)
         upload = user.client.post(
-            "/user/files/upload", files={"file": ("ref.png", _png(), "image/png")}
+            "/user/files/upload", files={"file": ("ref.png", png(), "image/png")}
         ).json()["data"]
         cases = {
             "inline": (TEXT, "一只猫", None),
@@ -182,7 +172,7 @@ def test_make_runs_demo_serves_gpt_image_1_and_flux_through_the_sandbox(tmp_path
         assert names[-3:] == ["gpt-image-1", "gpt-image-1-edit", "flux-schnell"]
         assert len(names) == 11
         upload = user.client.post(
-            "/user/files/upload", files={"file": ("ref.png", _png(), "image/png")}
+            "/user/files/upload", files={"file": ("ref.png", png(), "image/png")}
         ).json()["data"]
         text = user.submit(modelName="gpt-image-1", prompt="演示")["data"]["taskNo"]
         edit = user.submit(modelName="gpt-image-1-edit", prompt="演示改图", imageUrl=upload["url"])

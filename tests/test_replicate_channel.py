@@ -13,15 +13,9 @@ import httpx
 from PIL import Image
 
 from tests.databases import ScratchDatabase
-from tests.support import Platform, free_port, wait_http
+from tests.support import Platform, png
 
 FLUX, FLUX_EDIT = "flux-schnell", "flux-kontext"
-
-
-def _png() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (40, 40), (10, 160, 90)).save(out, format="PNG")
-    return out.getvalue()
 
 
 def test_replicate_channels_with_every_fault_and_cancel(
@@ -38,11 +32,7 @@ def test_replicate_channels_with_every_fault_and_cancel(
     try:
         assert platform.admin is not None
         admin = platform.admin.client
-        port, key = free_port(), "r8_" + secrets.token_hex(12)
-        sandbox = f"http://127.0.0.1:{port}"
-        wait_http(
-            sandbox + "/healthz", platform.spawn("sandbox", "--port", str(port), "--key", key)
-        )
+        sandbox, key = platform.sandbox_upstream("r8_" + secrets.token_hex(12))
         for name, task_type in ((FLUX, "text_to_image"), (FLUX_EDIT, "image_to_image")):
             made = admin.post(
                 "/admin/models",
@@ -84,7 +74,7 @@ def test_replicate_channels_with_every_fault_and_cancel(
 
         user = platform.new_user(points=500)
         upload = user.client.post(
-            "/user/files/upload", files={"file": ("ref.png", _png(), "image/png")}
+            "/user/files/upload", files={"file": ("ref.png", png(), "image/png")}
         ).json()["data"]
         cases: dict[str, tuple[str, str, str | None]] = {
             "plain": (FLUX, "一片森林", None),

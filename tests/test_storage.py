@@ -7,13 +7,7 @@ import io
 import httpx
 from PIL import Image
 
-from tests.support import Platform, User
-
-
-def _png(size: tuple[int, int] = (64, 48)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, (200, 30, 30)).save(out, format="PNG")
-    return out.getvalue()
+from tests.support import Platform, User, png
 
 
 def _upload(
@@ -24,8 +18,8 @@ def _upload(
 
 def test_upload_then_use_it_as_a_reference(audited: Platform) -> None:
     user = audited.new_user(points=100)
-    png = _png()
-    body = _upload(user, png).json()
+    picture = png()
+    body = _upload(user, picture).json()
     assert body["code"] == 200, body
     data = body["data"]
     assert data["url"].startswith(audited.url + "/files/uploads/")
@@ -33,7 +27,7 @@ def test_upload_then_use_it_as_a_reference(audited: Platform) -> None:
     # Stored re-encoded (no metadata): the same picture, not the same bytes.
     stored = httpx.get(data["url"]).content
     assert len(stored) == data["size"]
-    assert Image.open(io.BytesIO(stored)).tobytes() == Image.open(io.BytesIO(png)).tobytes()
+    assert Image.open(io.BytesIO(stored)).tobytes() == Image.open(io.BytesIO(picture)).tobytes()
 
     task = user.submit(
         modelName="sc_soraimg_img2img_1x1", prompt="参考上传的图", imageUrl=data["url"]
@@ -54,7 +48,7 @@ def test_uploads_that_are_not_pictures_are_refused(platform: Platform) -> None:
     for data, name in [
         (b"<html>not a png</html>", "fake.png"),
         (b"", "empty.png"),
-        (_png()[:60], "truncated.png"),
+        (png()[:60], "truncated.png"),
     ]:
         r = _upload(user, data, name)
         assert r.status_code == 400 and "不是有效图片" in r.json()["message"], (name, r.json())

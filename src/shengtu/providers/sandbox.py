@@ -201,6 +201,21 @@ class SandboxState:
         second = int(time.time())
         self.remember(self.calls_per_second, second, self.calls_per_second.get(second, 0) + 1, 3600)
 
+    def accept(self, prompt: str, size: str, directive: str) -> str:
+        """A job made, in any protocol: its id, counted per prompt."""
+        self.submits += 1
+        job_id = new_job_id(size, directive, int(time.time() * 1000))
+        self.remember(self.prompts, job_id, prompt, 50_000)
+        self.remember(self.accepted, prompt, self.accepted.get(prompt, 0) + 1, 50_000)
+        return job_id
+
+    def throttle_once(self, prompt: str) -> bool:
+        """True the first time a prompt asks for a 429 (``submit429``), then False."""
+        if prompt in self.throttled:
+            return False
+        self.remember(self.throttled, prompt, True, 50_000)
+        return True
+
     def accepts(self, key: str) -> bool:
         # Every key compared, so the time taken tells nothing of which one matched.
         matches = [secrets.compare_digest(key.encode(), k.encode()) for k in self.api_keys]
@@ -301,15 +316,11 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         directive = parse_directive(prompt)
         if directive == "error500":
             return _openai_error(500, "server_error", "The server had an error (sandbox)")
-        if directive == "submit429" and prompt not in state.throttled:
-            state.remember(state.throttled, prompt, True, 50_000)
+        if directive == "submit429" and state.throttle_once(prompt):
             return _openai_error(429, "rate_limit_exceeded", "Rate limit reached", retry_after=1)
         if directive == "fail":
             return _openai_error(400, "content_policy_violation", FAIL_MESSAGE)
-        state.submits += 1
-        job_id = new_job_id(size, directive, int(time.time() * 1000))
-        state.remember(state.prompts, job_id, prompt, 50_000)
-        state.remember(state.accepted, prompt, state.accepted.get(prompt, 0) + 1, 50_000)
+        job_id = state.accept(prompt, size, directive)
         # The job is made (and paid for) from here on: a lost answer is the caller's doubt.
         if directive == "slowsubmit":
             await anyio.sleep(SLOW_SECONDS)
@@ -411,13 +422,9 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         directive = parse_directive(prompt)
         if directive == "error500":
             return _replicate_error(500, "Internal server error (sandbox)")
-        if directive == "submit429" and prompt not in state.throttled:
-            state.remember(state.throttled, prompt, True, 50_000)
+        if directive == "submit429" and state.throttle_once(prompt):
             return _replicate_error(429, "Request was throttled", retry_after=1)
-        state.submits += 1
-        job_id = new_job_id(size, directive, int(time.time() * 1000))
-        state.remember(state.prompts, job_id, prompt, 50_000)
-        state.remember(state.accepted, prompt, state.accepted.get(prompt, 0) + 1, 50_000)
+        job_id = state.accept(prompt, size, directive)
         if directive == "slowsubmit":
             await anyio.sleep(SLOW_SECONDS)
         return JSONResponse(prediction(request, job_id), status_code=201)
@@ -486,15 +493,11 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         directive = parse_directive(prompt)
         if directive == "error500":
             return Response("Internal Server Error (sandbox)", status_code=500)
-        if directive == "submit429" and prompt not in state.throttled:
-            state.remember(state.throttled, prompt, True, 50_000)
+        if directive == "submit429" and state.throttle_once(prompt):
             return _reply(429, "请求过于频繁", [], status=429, retry_after=1)
         if directive == "slowsubmit":
             await anyio.sleep(SLOW_SECONDS)
-        state.submits += 1
-        job_id = new_job_id(size, directive, int(time.time() * 1000))
-        state.remember(state.prompts, job_id, prompt, 50_000)
-        state.remember(state.accepted, prompt, state.accepted.get(prompt, 0) + 1, 50_000)
+        job_id = state.accept(prompt, size, directive)
         return _reply(200, "成功", {"id": job_id, "count": 1})
 
     async def detail(request: Request) -> Response:
