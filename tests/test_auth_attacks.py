@@ -93,6 +93,8 @@ def test_no_route_lets_one_user_reach_another_users_things(audited: Platform) ->
         "taskNo": task_no,
         "channel_id": "1",
         "model_name": "sc_soraimg_text_1x1",
+        "user_id": str(owner.client.get("/user/auth/me").json()["data"]["userId"]),
+        "group_name": "default",
     }
 
     spec = httpx.get(audited.url + "/openapi.json").json()
@@ -107,7 +109,9 @@ def test_no_route_lets_one_user_reach_another_users_things(audited: Platform) ->
         # An admin's route refuses a user before it looks anything up.
         expected = 403 if path.startswith("/admin/") else 404
         for method in methods:
-            r = intruder.client.request(method.upper(), concrete)
+            # A body where a route takes one: the refusal must be about whose thing it is.
+            body = {} if method in ("put", "post") else None
+            r = intruder.client.request(method.upper(), concrete, json=body)
             assert r.status_code == expected, (method, path, r.status_code, r.text)
             walked += 1
     assert walked >= 2

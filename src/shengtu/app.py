@@ -16,21 +16,27 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shengtu import __version__
+from shengtu.accounts.admin_router import router as admin_users_router
 from shengtu.accounts.router import router as accounts_router
 from shengtu.api import pages
 from shengtu.api.envelope import ERROR_RESPONSES, Envelope, ok
 from shengtu.api.errors import install_error_handlers
 from shengtu.api.hot import HotReads
 from shengtu.api.middleware import EdgeGuardMiddleware, RequestIdMiddleware
+from shengtu.audit.router import router as audit_router
 from shengtu.catalog.router import router as catalog_router
 from shengtu.channels.router import router as channels_router
+from shengtu.codes.admin_router import router as admin_codes_router
 from shengtu.codes.router import router as codes_router
 from shengtu.context import AppContext
 from shengtu.errors import NotFound
 from shengtu.events.relay import EventRelay
 from shengtu.events.router import router as events_router
+from shengtu.groups.router import router as groups_router
 from shengtu.points.router import router as points_router
+from shengtu.stats.router import router as stats_router
 from shengtu.storage.router import router as files_router
+from shengtu.tasks.admin_router import router as admin_tasks_router
 from shengtu.tasks.router import router as tasks_router
 from shengtu.tasks.worker import Worker
 
@@ -111,6 +117,12 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
         tasks_router,
         files_router,
         events_router,
+        admin_users_router,
+        groups_router,
+        admin_codes_router,
+        admin_tasks_router,
+        stats_router,
+        audit_router,
     ):
         app.include_router(router, responses=ERROR_RESPONSES)
 

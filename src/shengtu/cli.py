@@ -223,15 +223,18 @@ def points_grant(
 @apikey_app.command("create")
 def apikey_create(name: str, label: Annotated[str, typer.Option("--name")] = "cli") -> None:
     """Create an API key for user NAME; it is shown this once."""
+    from shengtu.accounts.schemas import ApiKeyCreate
     from shengtu.accounts.service import create_api_key, get_user_by_name
+
+    settings = _settings()
 
     async def job(db: Database) -> str:
         async with db.read() as session:
             user = await get_user_by_name(session, name)
-        _, raw = await create_api_key(db, user.id, label)
+        _, raw = await create_api_key(db, user.id, ApiKeyCreate(name=label), settings.timezone)
         return raw
 
-    typer.echo(_with_db(_settings(), job))
+    typer.echo(_with_db(settings, job))
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -139,6 +140,9 @@ class Settings(BaseSettings):
     # 0 keeps results forever; else a result this many days old is deleted (410 after).
     result_retention_days: float = Field(default=0.0, ge=0)
     sweep_interval_seconds: float = Field(default=600.0, gt=0)
+    # What one point sells for, in the currency of the channels' costPerPicture: the stats'
+    # revenue and margin (net points × this − upstream cost).
+    point_price: Decimal = Field(default=Decimal("0.01"), ge=0)
 
     resolver_threads: int = Field(default=8, ge=1)
     resolver_queue: int = Field(default=64, ge=1)

@@ -1,17 +1,21 @@
 """Every table, imported in one place for Alembic and ``Base.metadata``."""
 
 from shengtu.accounts.models import ApiKey, User
+from shengtu.audit.models import AuditEntry
 from shengtu.catalog.models import PointsConfig
 from shengtu.channels.models import Channel, ChannelKey, ChannelModel, TaskAttempt
 from shengtu.codes.models import RedeemCode
 from shengtu.db import Base
+from shengtu.groups.models import UserGroup
 from shengtu.points.models import PointsAccount, PointsLedger
+from shengtu.stats.models import StatsHour, StatsState, StatsUserHour
 from shengtu.storage.models import StoredFile
 from shengtu.tasks.models import AiTask
 
 __all__ = [
     "AiTask",
     "ApiKey",
+    "AuditEntry",
     "Base",
     "Channel",
     "ChannelKey",
@@ -20,7 +24,11 @@ __all__ = [
     "PointsConfig",
     "PointsLedger",
     "RedeemCode",
+    "StatsHour",
+    "StatsState",
+    "StatsUserHour",
     "StoredFile",
     "TaskAttempt",
     "User",
+    "UserGroup",
 ]

@@ -26,3 +26,10 @@ def midnight_utc(dt: datetime, tz: str) -> datetime:
     """The start of ``dt``'s local day, as naive UTC (what the database columns store)."""
     start = local(dt, tz).replace(hour=0, minute=0, second=0, microsecond=0)
     return start.astimezone(UTC).replace(tzinfo=None)
+
+
+def to_utc(dt: datetime, tz: str) -> datetime:
+    """A time a client sent, as naive UTC: without an offset it is the site's local time."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=zone(tz))
+    return dt.astimezone(UTC).replace(tzinfo=None)

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shengtu.accounts.security import new_user_nonce
@@ -25,6 +26,9 @@ class User(Base):
     auth_epoch: Mapped[int] = mapped_column(Integer, default=0)
     # Carried by every token of this user and by no other user's (security.TokenClaims).
     auth_nonce: Mapped[str] = mapped_column(String(32), default=new_user_nonce)
+    # The price group (groups.UserGroup.name): what this user pays is a model's points × its
+    # multiplier.
+    group_name: Mapped[str] = mapped_column(String(32), default="default")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     @property
@@ -44,3 +48,11 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # Controls, each optional: what the key may spend in all (its tasks' charges net of
+    # refunds, kept in spent_points by the charge and the refund), until when, on which
+    # models, and from which client addresses (CIDR).
+    quota_points: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    spent_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    allowed_models: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    allowed_cidrs: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)

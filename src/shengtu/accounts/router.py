@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shengtu.accounts import service
 from shengtu.accounts.models import ApiKey, User
 from shengtu.accounts.schemas import (
+    ApiKeyChange,
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyOut,
@@ -31,13 +32,18 @@ def _user_out(user: User) -> UserOut:
     return UserOut(userId=user.id, username=user.username, role=user.role)
 
 
-def _key_out(key: ApiKey, tz: str) -> ApiKeyOut:
+def key_out(key: ApiKey, tz: str) -> ApiKeyOut:
     return ApiKeyOut(
         id=key.id,
         name=key.name,
         prefix=key.prefix,
         createTime=fmt(key.created_at, tz) or "",
         lastUsedTime=fmt(key.last_used_at, tz),
+        quotaPoints=key.quota_points,
+        spentPoints=key.spent_points or 0,
+        expireTime=fmt(key.expires_at, tz),
+        allowedModels=key.allowed_models,
+        allowedCidrs=key.allowed_cidrs,
     )
 
 
@@ -105,19 +111,30 @@ async def create_api_key(
     body: ApiKeyCreate, ctx: ContextDep, principal: PrincipalDep
 ) -> Envelope[ApiKeyCreated]:
     service.require_login_token(principal, "创建 API Key")
-    key, raw = await service.create_api_key(ctx.db, principal.user_id, body.name)
-    out = _key_out(key, ctx.settings.timezone)
+    key, raw = await service.create_api_key(ctx.db, principal.user_id, body, ctx.settings.timezone)
+    out = key_out(key, ctx.settings.timezone)
     return ok(ApiKeyCreated(**out.model_dump(), key=raw))
 
 
 @router.get("/user/api-keys", response_model=Envelope[list[ApiKeyOut]])
 async def list_api_keys(ctx: ContextDep, principal: PrincipalDep) -> Envelope[list[ApiKeyOut]]:
     keys = await service.list_api_keys(ctx.db, principal.user_id)
-    return ok([_key_out(k, ctx.settings.timezone) for k in keys])
+    return ok([key_out(k, ctx.settings.timezone) for k in keys])
 
 
 # Ids are 63-bit on every database; a larger number is simply no id of ours.
 KeyId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+@router.put("/user/api-keys/{key_id}", response_model=Envelope[ApiKeyOut])
+async def change_api_key(
+    key_id: KeyId, body: ApiKeyChange, ctx: ContextDep, principal: PrincipalDep
+) -> Envelope[ApiKeyOut]:
+    """Change a key's name or controls (quota, expiry, models, networks); null removes one."""
+    service.require_login_token(principal, "修改 API Key")
+    tz = ctx.settings.timezone
+    key = await service.change_api_key(ctx.db, principal.user_id, key_id, body, tz)
+    return ok(key_out(key, tz))
 
 
 @router.delete("/user/api-keys/{key_id}", response_model=Envelope[None])

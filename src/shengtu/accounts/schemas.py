@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import ipaddress
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field, field_validator
 
 from shengtu.api.inputs import RequestBody
 
@@ -40,8 +44,40 @@ class LoginOut(BaseModel):
     user: UserOut
 
 
-class ApiKeyCreate(RequestBody):
+class ApiKeyControls(RequestBody):
+    """A key's optional limits; on a change, a field sent as null removes that limit."""
+
+    # What the key's tasks may be charged in all, net of refunds.
+    quotaPoints: int | None = Field(default=None, ge=1, le=10**12)
+    # Local time (the site's timezone) unless it carries an offset.
+    expireTime: datetime | None = None
+    allowedModels: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, max_length=100
+    )
+    allowedCidrs: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, max_length=50
+    )
+
+    @field_validator("allowedCidrs")
+    @classmethod
+    def _networks(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        out = []
+        for cidr in value:
+            try:
+                out.append(str(ipaddress.ip_network(cidr.strip(), strict=False)))
+            except ValueError as exc:
+                raise ValueError(f"allowedCidrs 中 {cidr[:64]} 不是合法的 IP 或 CIDR") from exc
+        return out
+
+
+class ApiKeyCreate(ApiKeyControls):
     name: str = Field(default="default", max_length=64)
+
+
+class ApiKeyChange(ApiKeyControls):
+    name: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class ApiKeyOut(BaseModel):
@@ -50,6 +86,11 @@ class ApiKeyOut(BaseModel):
     prefix: str
     createTime: str
     lastUsedTime: str | None
+    quotaPoints: int | None = None
+    spentPoints: int = 0
+    expireTime: str | None = None
+    allowedModels: list[str] | None = None
+    allowedCidrs: list[str] | None = None
 
 
 class ApiKeyCreated(ApiKeyOut):

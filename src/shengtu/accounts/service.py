@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,12 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.accounts import security
 from shengtu.accounts.models import ApiKey, User
+from shengtu.accounts.schemas import ApiKeyChange, ApiKeyControls, ApiKeyCreate
+from shengtu.catalog.models import PointsConfig
 from shengtu.config import Settings
 from shengtu.db import Database, utcnow
 from shengtu.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from shengtu.gates import Gate
 from shengtu.logs import get_logger
 from shengtu.points import service as points
+from shengtu.timefmt import to_utc
 
 log = get_logger("shengtu.accounts")
 
@@ -39,6 +44,10 @@ class Principal:
     username: str
     role: str
     api_key_id: int | None = None
+    # The key's controls (None: no limit): the models it may use, the client networks it
+    # may be used from.
+    key_models: tuple[str, ...] | None = None
+    key_networks: tuple[IPNetwork, ...] | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -182,7 +191,17 @@ _USER_BY_ID = select(
     User.username, User.role, User.is_active, User.auth_epoch, User.auth_nonce
 ).where(User.id == bindparam("user_id"))
 _KEY_BY_HASH = (
-    select(ApiKey.id, ApiKey.last_used_at, User.id, User.username, User.role, User.is_active)
+    select(
+        ApiKey.id,
+        ApiKey.last_used_at,
+        User.id,
+        User.username,
+        User.role,
+        User.is_active,
+        ApiKey.expires_at,
+        ApiKey.allowed_models,
+        ApiKey.allowed_cidrs,
+    )
     .join(User, User.id == ApiKey.user_id)
     .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
 )
@@ -269,14 +288,23 @@ class Authenticator:
         )
         if row is None:
             raise Unauthorized("API Key 无效或已吊销")
-        key_id, last_used, user_id, username, role, active = row[:6]
+        key_id, last_used, user_id, username, role, active, expires, models, cidrs = row[:9]
         if not active:
             raise Unauthorized()
         now = utcnow()
+        if expires is not None and expires <= now:
+            raise Forbidden("API Key 已过期,请在控制台延长有效期或创建新的 Key")
         if last_used is None or (now - last_used).total_seconds() > KEY_TOUCH_SECONDS:
             self._touch(key_id, now)
-        principal = Principal(user_id=user_id, username=username, role=role, api_key_id=key_id)
-        return principal, row[6:]
+        principal = Principal(
+            user_id=user_id,
+            username=username,
+            role=role,
+            api_key_id=key_id,
+            key_models=tuple(models) if models is not None else None,
+            key_networks=networks(tuple(cidrs)) if cidrs else None,
+        )
+        return principal, row[9:]
 
     def _statement(
         self, base: Select[*tuple[Any, ...]], joined: Joined | None
@@ -319,6 +347,26 @@ class Authenticator:
             await asyncio.wait([self._toucher], timeout=5)
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.lru_cache(maxsize=4096)
+def networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def check_client(principal: Principal, address: str) -> None:
+    """A key with allowed networks works only from a client address inside one of them."""
+    if principal.key_networks is None:
+        return
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        ip = None
+    if ip is None or not any(ip in net for net in principal.key_networks):
+        raise Forbidden(f"该 API Key 不允许从地址 {address[:64]} 使用")
+
+
 def require_login_token(principal: Principal, action: str) -> None:
     """Managing keys and the password needs a login token: a leaked key must not mint
     more keys (that outlive its revocation) or lock its owner out."""
@@ -326,8 +374,40 @@ def require_login_token(principal: Principal, action: str) -> None:
         raise Forbidden(f"{action}需要使用登录 Token,不能使用 API Key")
 
 
-async def create_api_key(db: Database, user_id: int, name: str) -> tuple[ApiKey, str]:
-    name = name.strip() or "default"
+async def _key_controls(
+    session: AsyncSession, controls: ApiKeyControls, tz: str, given: set[str]
+) -> dict[str, Any]:
+    """The columns of the controls in ``given``, checked: models must be in the catalog, an
+    expiry in the future."""
+    values: dict[str, Any] = {}
+    if "quotaPoints" in given:
+        values["quota_points"] = controls.quotaPoints
+    if "expireTime" in given:
+        expires = None if controls.expireTime is None else to_utc(controls.expireTime, tz)
+        if expires is not None and expires <= utcnow():
+            raise BadRequest("参数错误:expireTime 必须晚于现在")
+        values["expires_at"] = expires
+    if "allowedModels" in given:
+        models = None if controls.allowedModels is None else sorted(set(controls.allowedModels))
+        if models:
+            known = set(
+                await session.scalars(
+                    select(PointsConfig.model_name).where(PointsConfig.model_name.in_(models))
+                )
+            )
+            unknown = [m for m in models if m not in known]
+            if unknown:
+                raise BadRequest(f"参数错误:模型 {unknown[0][:64]} 不存在")
+        values["allowed_models"] = models or None
+    if "allowedCidrs" in given:
+        values["allowed_cidrs"] = controls.allowedCidrs or None
+    return values
+
+
+async def create_api_key(
+    db: Database, user_id: int, body: ApiKeyCreate, tz: str
+) -> tuple[ApiKey, str]:
+    name = body.name.strip() or "default"
     raw = security.new_api_key()
     async with db.write() as session:
         active = await session.scalar(
@@ -338,12 +418,39 @@ async def create_api_key(db: Database, user_id: int, name: str) -> tuple[ApiKey,
         )
         if active is not None:
             raise BadRequest(f"每个用户最多 {API_KEY_LIMIT} 个有效 API Key,请先删除不用的")
+        controls = await _key_controls(session, body, tz, set(body.model_fields_set))
         key = ApiKey(
-            user_id=user_id, name=name[:64], prefix=raw[:10], key_hash=security.api_key_hash(raw)
+            user_id=user_id,
+            name=name[:64],
+            prefix=raw[:10],
+            key_hash=security.api_key_hash(raw),
+            spent_points=0,
+            **controls,
         )
         session.add(key)
         await session.flush()
     return key, raw
+
+
+async def change_api_key(
+    db: Database, user_id: int, key_id: int, body: ApiKeyChange, tz: str
+) -> ApiKey:
+    """Change a live key's name or controls; they apply from its next request."""
+    async with db.write() as session:
+        key = await session.scalar(
+            select(ApiKey).where(
+                ApiKey.id == key_id, ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None)
+            )
+        )
+        if key is None:
+            raise NotFound("API Key 不存在")
+        given = set(body.model_fields_set)
+        for column, value in (await _key_controls(session, body, tz, given)).items():
+            setattr(key, column, value)
+        if body.name is not None:
+            key.name = body.name.strip()[:64] or key.name
+        await session.flush()
+    return key
 
 
 async def list_api_keys(db: Database, user_id: int) -> list[ApiKey]:

@@ -6,8 +6,9 @@ from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.types import Scope
 
-from shengtu.accounts.service import NO_PARAMS, Joined, Principal
+from shengtu.accounts.service import NO_PARAMS, Joined, Principal, check_client
 from shengtu.context import AppContext
 from shengtu.errors import Forbidden, Unauthorized
 
@@ -43,29 +44,31 @@ def credential_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | Non
 NO_CREDENTIAL = "未登录或Token过期:请在 Authorization 头中提供 Bearer Token 或 API Key"
 
 
-async def authorize(ctx: AppContext, headers: Iterable[tuple[bytes, bytes]]) -> Principal:
-    """The caller of a request, within their request-rate limits; else 401 or 429."""
-    principal, _ = await authorize_with(ctx, headers)
+async def authorize(ctx: AppContext, scope: Scope) -> Principal:
+    """The caller of a request, within their request-rate limits and their key's allowed
+    networks; else 401, 403 or 429."""
+    principal, _ = await authorize_with(ctx, scope)
     return principal
 
 
 async def authorize_with(
     ctx: AppContext,
-    headers: Iterable[tuple[bytes, bytes]],
+    scope: Scope,
     joined: Joined | None = None,
     params: Mapping[str, Any] = NO_PARAMS,
 ) -> tuple[Principal, tuple[Any, ...]]:
     """:func:`authorize`, and the caller's ``joined`` row, read in the same statement."""
-    credential = credential_from_headers(headers)
+    credential = credential_from_headers(scope["headers"])
     if credential is None:
         raise Unauthorized(NO_CREDENTIAL)
     principal, row = await ctx.auth.principal_with(credential, joined, params)
+    check_client(principal, ctx.clients.of(scope))
     await ctx.limits.check(principal)
     return principal, row
 
 
 async def get_principal(request: Request, ctx: ContextDep) -> Principal:
-    return await authorize(ctx, request.scope["headers"])
+    return await authorize(ctx, request.scope)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel
 
 T = TypeVar("T")
@@ -57,3 +58,8 @@ class Page(BaseModel, Generic[T]):
     @classmethod
     def of(cls, records: list[T], total: int, page: int, size: int) -> Page[T]:
         return cls(records=records, total=total, size=size, current=page, pages=-(-total // size))
+
+
+# A page's number and size, as every paged route takes them.
+PageNo = Annotated[int, Query(ge=1, le=1_000_000)]
+PageSize = Annotated[int, Query(ge=1, le=100)]

@@ -117,9 +117,7 @@ class HotReads:
             return
         read, argument = found
         try:
-            _, row = await authorize_with(
-                self.ctx, scope["headers"], read.joined, read.params(argument)
-            )
+            _, row = await authorize_with(self.ctx, scope, read.joined, read.params(argument))
             answer = read.answer(self.ctx, row, argument)
         except Exception as exc:
             await failure_response(exc)(scope, receive, send)

@@ -4,8 +4,21 @@ from fastapi import APIRouter
 
 from shengtu.api.deps import AdminDep, ContextDep, PrincipalDep
 from shengtu.api.envelope import Envelope, ok
+from shengtu.audit import service as audit
 from shengtu.catalog import service
 from shengtu.catalog.schemas import ModelAdminOut, ModelChange, ModelCreate, ModelOut
+
+AUDITED = (
+    "model_name",
+    "description",
+    "points_cost",
+    "task_type",
+    "aspect_ratio",
+    "provider",
+    "upstream_model",
+    "enabled",
+    "sort_order",
+)
 
 router = APIRouter(tags=["catalog"])
 
@@ -36,11 +49,13 @@ async def admin_list_models(ctx: ContextDep, _: AdminDep) -> Envelope[list[Model
 
 @router.post("/admin/models", response_model=Envelope[ModelAdminOut], tags=["admin: models"])
 async def admin_create_model(
-    body: ModelCreate, ctx: ContextDep, _: AdminDep
+    body: ModelCreate, ctx: ContextDep, admin: AdminDep
 ) -> Envelope[ModelAdminOut]:
     async with ctx.db.write() as session:
         row = await service.create_model(session, body)
         out = service.admin_view(row)
+        after = audit.snapshot(row, AUDITED)
+        await audit.record(session, admin, "model.create", f"model:{row.model_name}", None, after)
     ctx.catalog.invalidate()
     return ok(out)
 
@@ -49,12 +64,15 @@ async def admin_create_model(
     "/admin/models/{model_name}", response_model=Envelope[ModelAdminOut], tags=["admin: models"]
 )
 async def admin_change_model(
-    model_name: str, body: ModelChange, ctx: ContextDep, _: AdminDep
+    model_name: str, body: ModelChange, ctx: ContextDep, admin: AdminDep
 ) -> Envelope[ModelAdminOut]:
     """A new price applies to every submit after the change; a task keeps what it was
     charged, and a refund returns exactly that."""
     async with ctx.db.write() as session:
+        before = audit.snapshot(await service.get_model(session, model_name), AUDITED)
         row = await service.change_model(session, model_name, body)
         out = service.admin_view(row)
+        after = audit.snapshot(row, AUDITED)
+        await audit.record(session, admin, "model.change", f"model:{row.model_name}", before, after)
     ctx.catalog.invalidate()
     return ok(out)

@@ -89,14 +89,6 @@ def price_subquery(model_name: str) -> ScalarSelect[int]:
     return _price_of(model_name).scalar_subquery()
 
 
-async def current_price(session: AsyncSession, model_name: str) -> int | None:
-    """The model's price now, read in the charging transaction: an admin's change applies
-    to every submit after it, in every process, whatever the cache holds (None: gone or
-    disabled)."""
-    price = await session.scalar(_price_of(model_name))
-    return None if price is None else int(price)
-
-
 def admin_view(row: PointsConfig) -> ModelAdminOut:
     return ModelAdminOut(
         modelName=row.model_name,

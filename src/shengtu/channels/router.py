@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from shengtu.accounts.service import Principal
 from shengtu.api.deps import AdminDep, ContextDep
 from shengtu.api.envelope import Envelope, ok
+from shengtu.audit import service as audit
 from shengtu.channels import service
+from shengtu.channels.models import Channel
 from shengtu.channels.schemas import (
     AttemptOut,
     ChannelCreate,
@@ -16,6 +20,21 @@ from shengtu.channels.schemas import (
 )
 
 router = APIRouter(tags=["admin: channels"])
+
+# What the audit log keeps of a channel: never its keys.
+AUDITED = (
+    "name",
+    "protocol",
+    "base_url",
+    "priority",
+    "weight",
+    "key_rps",
+    "key_inflight",
+    "timeout_seconds",
+    "cost_per_picture",
+    "uncertain_submit",
+    "enabled",
+)
 
 
 @router.get("/admin/channels", response_model=Envelope[list[ChannelOut]])
@@ -27,11 +46,15 @@ async def list_channels(ctx: ContextDep, _: AdminDep) -> Envelope[list[ChannelOu
 
 
 @router.post("/admin/channels", response_model=Envelope[ChannelOut])
-async def create_channel(body: ChannelCreate, ctx: ContextDep, _: AdminDep) -> Envelope[ChannelOut]:
+async def create_channel(
+    body: ChannelCreate, ctx: ContextDep, admin: AdminDep
+) -> Envelope[ChannelOut]:
     """A channel: a protocol at a base URL, its keys (stored sealed, shown masked) and the
     catalog models it serves under the upstream's names."""
     async with ctx.db.write() as session:
         channel = await service.create(session, ctx.key_box, body)
+        after = audit.snapshot(channel, AUDITED)
+        await audit.record(session, admin, "channel.create", f"channel:{channel.id}", None, after)
         return ok(await service.describe(session, channel, ctx.settings.timezone))
 
 
@@ -44,43 +67,64 @@ async def get_channel(channel_id: int, ctx: ContextDep, _: AdminDep) -> Envelope
 
 @router.put("/admin/channels/{channel_id}", response_model=Envelope[ChannelOut])
 async def change_channel(
-    channel_id: int, body: ChannelSettings, ctx: ContextDep, _: AdminDep
+    channel_id: int, body: ChannelSettings, ctx: ContextDep, admin: AdminDep
 ) -> Envelope[ChannelOut]:
     async with ctx.db.write() as session:
-        channel = await service.change(session, ctx.key_box, channel_id, body)
+        channel = await _changed(session, ctx, admin, channel_id, body)
         return ok(await service.describe(session, channel, ctx.settings.timezone))
 
 
+async def _changed(
+    session: AsyncSession, ctx: ContextDep, admin: Principal, channel_id: int, body: ChannelSettings
+) -> Channel:
+    before = audit.snapshot(await service.get_channel(session, channel_id), AUDITED)
+    channel = await service.change(session, ctx.key_box, channel_id, body)
+    after = audit.snapshot(channel, AUDITED)
+    if body.addKeys or body.removeKeyIds:
+        after["keysAdded"] = len(body.addKeys)
+        after["keyIdsRemoved"] = body.removeKeyIds
+    if body.models is not None:
+        after["models"] = [m.modelName for m in body.models]
+    await audit.record(session, admin, "channel.change", f"channel:{channel.id}", before, after)
+    return channel
+
+
 @router.delete("/admin/channels/{channel_id}", response_model=Envelope[None])
-async def delete_channel(channel_id: int, ctx: ContextDep, _: AdminDep) -> Envelope[None]:
+async def delete_channel(channel_id: int, ctx: ContextDep, admin: AdminDep) -> Envelope[None]:
     async with ctx.db.write() as session:
+        before = audit.snapshot(await service.get_channel(session, channel_id), AUDITED)
         await service.remove(session, channel_id)
+        await audit.record(session, admin, "channel.delete", f"channel:{channel_id}", before)
     return ok(None)
 
 
-async def _set_enabled(ctx: ContextDep, channel_id: int, enabled: bool) -> ChannelOut:
+async def _set_enabled(
+    ctx: ContextDep, admin: Principal, channel_id: int, enabled: bool
+) -> ChannelOut:
     async with ctx.db.write() as session:
-        channel = await service.change(
-            session, ctx.key_box, channel_id, ChannelSettings(enabled=enabled)
-        )
+        channel = await _changed(session, ctx, admin, channel_id, ChannelSettings(enabled=enabled))
         return await service.describe(session, channel, ctx.settings.timezone)
 
 
 @router.post("/admin/channels/{channel_id}/enable", response_model=Envelope[ChannelOut])
-async def enable_channel(channel_id: int, ctx: ContextDep, _: AdminDep) -> Envelope[ChannelOut]:
-    return ok(await _set_enabled(ctx, channel_id, True))
+async def enable_channel(channel_id: int, ctx: ContextDep, admin: AdminDep) -> Envelope[ChannelOut]:
+    return ok(await _set_enabled(ctx, admin, channel_id, True))
 
 
 @router.post("/admin/channels/{channel_id}/disable", response_model=Envelope[ChannelOut])
-async def disable_channel(channel_id: int, ctx: ContextDep, _: AdminDep) -> Envelope[ChannelOut]:
-    return ok(await _set_enabled(ctx, channel_id, False))
+async def disable_channel(
+    channel_id: int, ctx: ContextDep, admin: AdminDep
+) -> Envelope[ChannelOut]:
+    return ok(await _set_enabled(ctx, admin, channel_id, False))
 
 
 async def _set_key_enabled(
-    ctx: ContextDep, channel_id: int, key_id: int, enabled: bool
+    ctx: ContextDep, admin: Principal, channel_id: int, key_id: int, enabled: bool
 ) -> ChannelOut:
     async with ctx.db.write() as session:
         await service.set_key_enabled(session, channel_id, key_id, enabled)
+        action = "channel.key.enable" if enabled else "channel.key.disable"
+        await audit.record(session, admin, action, f"channel:{channel_id}/key:{key_id}")
         channel = await service.get_channel(session, channel_id)
         return await service.describe(session, channel, ctx.settings.timezone)
 
@@ -89,18 +133,18 @@ async def _set_key_enabled(
     "/admin/channels/{channel_id}/keys/{key_id}/enable", response_model=Envelope[ChannelOut]
 )
 async def enable_key(
-    channel_id: int, key_id: int, ctx: ContextDep, _: AdminDep
+    channel_id: int, key_id: int, ctx: ContextDep, admin: AdminDep
 ) -> Envelope[ChannelOut]:
-    return ok(await _set_key_enabled(ctx, channel_id, key_id, True))
+    return ok(await _set_key_enabled(ctx, admin, channel_id, key_id, True))
 
 
 @router.post(
     "/admin/channels/{channel_id}/keys/{key_id}/disable", response_model=Envelope[ChannelOut]
 )
 async def disable_key(
-    channel_id: int, key_id: int, ctx: ContextDep, _: AdminDep
+    channel_id: int, key_id: int, ctx: ContextDep, admin: AdminDep
 ) -> Envelope[ChannelOut]:
-    return ok(await _set_key_enabled(ctx, channel_id, key_id, False))
+    return ok(await _set_key_enabled(ctx, admin, channel_id, key_id, False))
 
 
 @router.post("/admin/channels/{channel_id}/test", response_model=Envelope[ChannelTestOut])

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import AsyncIterator
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.codes.models import RedeemCode
+from shengtu.codes.schemas import CodeState
 from shengtu.db import utcnow
 from shengtu.errors import BadRequest
 from shengtu.points import service as points
@@ -87,3 +89,76 @@ async def redeem(session: AsyncSession, code: str, user_id: int) -> tuple[Redeem
         session, user_id, spent.points, "redeem", note=f"兑换码 {spent.code[:8]}…"
     )
     return spent, balance
+
+
+def state_of(code: RedeemCode, now: datetime) -> CodeState:
+    if code.used_at is not None:
+        return "used"
+    if code.disabled:
+        return "disabled"
+    if code.expires_at is not None and code.expires_at <= now:
+        return "expired"
+    return "unused"
+
+
+def _state_filter(state: str, now: datetime) -> ColumnElement[bool]:
+    unused = RedeemCode.used_at.is_(None)
+    live = or_(RedeemCode.expires_at.is_(None), RedeemCode.expires_at > now)
+    if state == "used":
+        return RedeemCode.used_at.is_not(None)
+    if state == "disabled":
+        return and_(unused, RedeemCode.disabled.is_(True))
+    if state == "expired":
+        return and_(unused, RedeemCode.disabled.is_(False), RedeemCode.expires_at <= now)
+    return and_(unused, RedeemCode.disabled.is_(False), live)
+
+
+def _where(batch: str | None, state: str | None, now: datetime) -> list[ColumnElement[bool]]:
+    where = []
+    if batch:
+        where.append(RedeemCode.batch == batch)
+    if state:
+        where.append(_state_filter(state, now))
+    return where
+
+
+async def find(
+    session: AsyncSession, *, batch: str | None, state: str | None, page: int, size: int
+) -> tuple[list[RedeemCode], int]:
+    where = _where(batch, state, utcnow())
+    total = await session.scalar(select(func.count()).select_from(RedeemCode).where(*where))
+    rows = await session.scalars(
+        select(RedeemCode)
+        .where(*where)
+        .order_by(RedeemCode.id.desc())
+        .offset((page - 1) * size)
+        .limit(size)
+    )
+    return list(rows), int(total or 0)
+
+
+async def stream(
+    session: AsyncSession, *, batch: str | None, state: str | None
+) -> AsyncIterator[RedeemCode]:
+    where = _where(batch, state, utcnow())
+    result = await session.stream_scalars(
+        select(RedeemCode).where(*where).order_by(RedeemCode.id).execution_options(yield_per=1000)
+    )
+    async for row in result:
+        yield row
+
+
+async def disable(session: AsyncSession, ids: list[int] | None, batch: str | None) -> int:
+    """Disable unused codes (by id, or a whole batch); a used code stays as it was."""
+    if not ids and not batch:
+        raise BadRequest("参数错误:请提供要停用的兑换码 ids 或批次 batch")
+    where: list[ColumnElement[bool]] = [
+        RedeemCode.used_at.is_(None),
+        RedeemCode.disabled.is_(False),
+    ]
+    if ids:
+        where.append(RedeemCode.id.in_(ids))
+    if batch:
+        where.append(RedeemCode.batch == batch)
+    result = await session.execute(update(RedeemCode).where(*where).values(disabled=True))
+    return int(getattr(result, "rowcount", 0) or 0)

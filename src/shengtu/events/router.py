@@ -15,6 +15,7 @@ import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from shengtu.accounts.service import check_client
 from shengtu.api.deps import bearer_token
 from shengtu.context import AppContext
 from shengtu.errors import ShengtuError
@@ -49,6 +50,7 @@ async def task_events(websocket: WebSocket) -> None:
     # only "403").
     try:
         principal = await ctx.auth.principal(credential or "")
+        check_client(principal, ctx.clients.of(websocket.scope))
     except ShengtuError:
         await websocket.accept()
         await _close(websocket, UNAUTHORIZED)

@@ -1,20 +1,22 @@
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Query
-
+from shengtu.accounts.admin_service import grant_or_take
 from shengtu.accounts.service import get_user_by_name
 from shengtu.api.deps import AdminDep, ContextDep, PrincipalDep
-from shengtu.api.envelope import Envelope, Page, ok
+from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
+from shengtu.errors import BadRequest
 from shengtu.points import service
-from shengtu.points.schemas import BalanceOut, GrantRequest, LedgerOut, balance_out
-from shengtu.timefmt import fmt
+from shengtu.points.schemas import (
+    BalanceOut,
+    GrantRequest,
+    LedgerOut,
+    balance_out,
+    ledger_out,
+)
 
 router = APIRouter(tags=["points"])
-
-PageNo = Annotated[int, Query(ge=1, le=1_000_000)]
-PageSize = Annotated[int, Query(ge=1, le=100)]
 
 
 @router.get("/user/points/consumption/balance", response_model=Envelope[BalanceOut])
@@ -32,28 +34,16 @@ async def records(
     async with ctx.db.read() as session:
         rows, total = await service.records(session, principal.user_id, page, size)
     tz = ctx.settings.timezone
-    out = [
-        LedgerOut(
-            id=r.id,
-            delta=r.delta,
-            balanceAfter=r.balance_after,
-            kind=r.kind,
-            taskNo=r.task_no,
-            note=r.note,
-            createTime=fmt(r.created_at, tz) or "",
-        )
-        for r in rows
-    ]
+    out = [ledger_out(r, tz) for r in rows]
     return ok(Page[LedgerOut].of(out, total, page, size))
 
 
 @router.post("/admin/points/grant", response_model=Envelope[BalanceOut])
-async def admin_grant(body: GrantRequest, ctx: ContextDep, _: AdminDep) -> Envelope[BalanceOut]:
+async def admin_grant(body: GrantRequest, ctx: ContextDep, admin: AdminDep) -> Envelope[BalanceOut]:
     """Grant (positive) or take back (negative, never below zero) a user's points."""
+    if body.amount == 0:
+        raise BadRequest("调整积分不能为 0")
     async with ctx.db.write() as session:
         user = await get_user_by_name(session, body.username)
-        if body.amount > 0:
-            after = await service.grant(session, user.id, body.amount, body.note or "管理员发放")
-        else:
-            after = await service.adjust(session, user.id, body.amount, body.note or "管理员调整")
+        after = await grant_or_take(session, admin, user, body.amount, body.note)
     return ok(BalanceOut(userId=user.id, balance=after, expireTime=None))

@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from shengtu.api.inputs import RequestBody
+from shengtu.points.models import PointsLedger
 from shengtu.timefmt import fmt
 
 
@@ -26,6 +27,18 @@ class LedgerOut(BaseModel):
     taskNo: str | None
     note: str | None
     createTime: str
+
+
+def ledger_out(row: PointsLedger, tz: str) -> LedgerOut:
+    return LedgerOut(
+        id=row.id,
+        delta=row.delta,
+        balanceAfter=row.balance_after,
+        kind=row.kind,
+        taskNo=row.task_no,
+        note=row.note,
+        createTime=fmt(row.created_at, tz) or "",
+    )
 
 
 class GrantRequest(RequestBody):

@@ -2,7 +2,8 @@
 
 A move is one UPDATE guarded by the task's current status (and the mover's lease), so
 however many workers race, exactly one wins. A move to ``failed`` refunds in the same
-transaction; the ledger's unique (task_no, kind) makes a second refund impossible.
+transaction (and gives the task's API key its quota back); the ledger's unique
+(task_no, kind) makes a second refund impossible.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Update
 
+from shengtu.accounts import quota
 from shengtu.db import utcnow
 from shengtu.points import service as points
 from shengtu.tasks.models import AiTask
@@ -87,7 +89,7 @@ async def move(
     With ``lease_owner`` the move also requires that the mover still holds the lease,
     and releases it; with ``unleased``, that no worker holds a live lease on it (one may
     be talking to the upstream about it right now). A move to ``failed`` refunds the
-    task's points in this transaction.
+    task's points (and its key's quota) in this transaction.
     On success ``task`` itself is returned, holding what was written: the guard (same
     status, same lease) means nobody else wrote the row since it was read.
     """
@@ -117,6 +119,8 @@ async def move(
         return None
     if target is Status.FAILED:
         await points.refund(session, task.user_id, task.points_cost, task.task_no)
+        if task.api_key_id is not None:
+            await quota.give_back(session, task.api_key_id, task.points_cost)
     for name, value in changes.items():
         set_committed_value(task, name, value)
     return task

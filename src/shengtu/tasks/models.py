@@ -20,6 +20,7 @@ class AiTask(Base):
         Index("ix_ai_task_late_next", "late_next_at"),
         Index("ix_ai_task_completed", "completed_at"),
         Index("ix_ai_task_channel_status", "channel_id", "status"),
+        Index("ix_ai_task_upstream_id", "upstream_id"),
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)

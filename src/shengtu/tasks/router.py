@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from shengtu.api.deps import ContextDep, PrincipalDep
-from shengtu.api.envelope import Envelope, Page, ok
+from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
 from shengtu.tasks import service
 from shengtu.tasks.schemas import SubmitRequest, TaskDetail, task_detail
 
@@ -24,6 +24,7 @@ async def submit(
             model_name=body.modelName,
             prompt=body.prompt,
             image_url=body.imageUrl,
+            allowed_models=principal.key_models,
         ),
     )
     return ok(detail)
@@ -34,8 +35,8 @@ async def submit(
 async def list_tasks(
     ctx: ContextDep,
     principal: PrincipalDep,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    size: Annotated[int, Query(ge=1, le=100)] = 10,
+    page: PageNo = 1,
+    size: PageSize = 10,
     taskType: Annotated[str | None, Query(max_length=32)] = None,
     status: Annotated[str | None, Query(max_length=32)] = None,
 ) -> Envelope[Page[TaskDetail]]:

@@ -7,19 +7,29 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shengtu.accounts import quota
 from shengtu.api.inputs import contains_nul
-from shengtu.catalog.service import CatalogModel, current_price, price_subquery
+from shengtu.catalog.service import CatalogModel, price_subquery
 from shengtu.channels.models import Channel
 from shengtu.channels.schemas import CANCELLABLE
 from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.db import utcnow
-from shengtu.errors import BadRequest, Conflict, InsufficientPoints, NotFound, TooManyRequests
+from shengtu.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InsufficientPoints,
+    NotFound,
+    TooManyRequests,
+)
 from shengtu.events.relay import task_version
+from shengtu.groups.service import charge, multiplier_subquery
 from shengtu.netguard import WEB_PORTS, check_public_url, parse_http_url
 from shengtu.points import service as points
 from shengtu.points.models import PointsAccount
@@ -40,6 +50,8 @@ class SubmitInput:
     model_name: str
     prompt: str | None
     image_url: str | list[str] | None
+    # The API key's allowed models (None: any).
+    allowed_models: tuple[str, ...] | None = None
 
 
 def make_task_no(created_at: datetime, task_id: int, tz: str) -> str:
@@ -130,6 +142,8 @@ async def validate_submit(
     model = await ctx.catalog.get(req.model_name)
     if model is None:
         raise BadRequest(f"参数错误:模型 {req.model_name[:64]} 不存在或已停用")
+    if req.allowed_models is not None and model.model_name not in req.allowed_models:
+        raise Forbidden(f"该 API Key 不允许使用模型 {model.model_name}")
     prompt = validate_prompt(req.prompt, ctx.settings.max_prompt_chars)
     urls = parse_image_urls(req.image_url, ctx.settings.max_reference_images)
     if model.takes_images and not urls:
@@ -141,11 +155,20 @@ async def validate_submit(
     return model, prompt, await _check_own_uploads(ctx, req.user_id, urls)
 
 
-async def _price_now(session: AsyncSession, model: CatalogModel) -> int:
-    price = await current_price(session, model.model_name)
-    if price is None:
+def _price_columns(model: CatalogModel, user_id: int) -> tuple[Any, Any]:
+    return price_subquery(model.model_name), multiplier_subquery(user_id)
+
+
+def _user_price(model: CatalogModel, points_cost: int | None, multiplier: Any) -> int:
+    """What this user pays: the model's current points × their group's multiplier."""
+    if points_cost is None:
         raise BadRequest(f"参数错误:模型 {model.model_name[:64]} 不存在或已停用")
-    return price
+    return charge(int(points_cost), multiplier)
+
+
+async def _price_now(session: AsyncSession, model: CatalogModel, user_id: int) -> int:
+    row = (await session.execute(select(*_price_columns(model, user_id)))).one()
+    return _user_price(model, row[0], row[1])
 
 
 async def submit(ctx: AppContext, req: SubmitInput) -> TaskDetail:
@@ -158,25 +181,26 @@ async def submit(ctx: AppContext, req: SubmitInput) -> TaskDetail:
         # cache may be seconds old; a refusal must quote, and judge by, today's price).
         row = (
             await session.execute(
-                select(PointsAccount.balance, price_subquery(model.model_name)).where(
+                select(PointsAccount.balance, *_price_columns(model, req.user_id)).where(
                     PointsAccount.user_id == req.user_id
                 )
             )
         ).first()
         if row is not None:
-            balance, price = row
-            if price is None:
-                raise BadRequest(f"参数错误:模型 {model.model_name[:64]} 不存在或已停用")
+            balance, points_cost, multiplier = row
+            price = _user_price(model, points_cost, multiplier)
             if balance < price:
                 raise InsufficientPoints(f"积分不足:需要 {price} 积分,当前余额 {balance} 积分")
         await _check_inflight(session, settings, req)
     await _check_external_urls(ctx, refs.external)
     now = utcnow()
     async with ctx.db.write() as session:
-        # Charged at the price of this moment: an admin's change applies to every submit
-        # after it, whatever a process's catalog cache still holds.
-        price = await _price_now(session, model)
+        # Charged at the price and group multiplier of this moment: an admin's change
+        # applies to every submit after it, whatever a process's catalog cache still holds.
+        price = await _price_now(session, model, req.user_id)
         balance_after = await points.debit(session, req.user_id, price)
+        if req.api_key_id is not None:
+            await quota.spend(session, req.api_key_id, price)
         # The debit locked this user's points row: the counts below cannot race.
         await _check_inflight(session, settings, req)
         await mark_used(session, req.user_id, refs.own_keys)

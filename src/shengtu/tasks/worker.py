@@ -37,6 +37,7 @@ from shengtu.providers.base import (
     UpstreamJob,
     UpstreamState,
 )
+from shengtu.stats import service as stats_service
 from shengtu.storage import service as storage_service
 from shengtu.storage.fetch import Fetched, FetchError, fetch_image_bytes
 from shengtu.storage.images import ImageInfo, NotAnImage, sniff_image
@@ -313,6 +314,12 @@ class Worker:
             await storage_service.sweep(self.ctx)
         except Exception:
             log.exception("sweep_failed")
+        try:
+            hours = await stats_service.rollup(self.ctx.db)
+            if hours:
+                log.info("stats_rolled_up", hours=hours)
+        except Exception:
+            log.exception("stats_rollup_failed")
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):

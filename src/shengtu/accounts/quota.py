@@ -1,0 +1,39 @@
+"""An API key's points quota, kept in the charge and refund transactions: ``spent_points``
+is what the key's tasks were charged net of refunds, and never passes ``quota_points``."""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shengtu.accounts.models import ApiKey
+from shengtu.errors import Forbidden
+
+
+async def spend(session: AsyncSession, key_id: int, amount: int) -> None:
+    """Count ``amount`` against the key, or refuse (403) if its quota cannot cover it.
+
+    One conditional UPDATE: of racing submits on one key, each sees the others' spending,
+    so together they never pass the quota."""
+    result = await session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            or_(
+                ApiKey.quota_points.is_(None),
+                ApiKey.spent_points + amount <= ApiKey.quota_points,
+            ),
+        )
+        .values(spent_points=ApiKey.spent_points + amount)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise Forbidden(
+            f"该 API Key 的积分额度不足:本次需要 {amount} 积分,请调高额度或换用其他 Key"
+        )
+
+
+async def give_back(session: AsyncSession, key_id: int, amount: int) -> None:
+    """A refunded task's points count against its key no more."""
+    await session.execute(
+        update(ApiKey).where(ApiKey.id == key_id).values(spent_points=ApiKey.spent_points - amount)
+    )

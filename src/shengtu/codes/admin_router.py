@@ -1,0 +1,160 @@
+"""``/admin/codes``: redemption code batches (admins only)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from shengtu.api.deps import AdminDep, ContextDep
+from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
+from shengtu.audit import service as audit
+from shengtu.codes import service
+from shengtu.codes.models import RedeemCode
+from shengtu.codes.schemas import (
+    CodeBatchCreate,
+    CodeBatchOut,
+    CodeDisable,
+    CodeOut,
+    CodesDisabled,
+    CodeState,
+)
+from shengtu.db import utcnow
+from shengtu.timefmt import fmt, to_utc
+
+router = APIRouter(tags=["admin: codes"])
+
+Batch = Annotated[str | None, Query(max_length=64)]
+
+
+def code_out(code: RedeemCode, tz: str) -> CodeOut:
+    return CodeOut(
+        id=code.id,
+        code=code.code,
+        batch=code.batch,
+        points=code.points,
+        note=code.note,
+        state=service.state_of(code, utcnow()),
+        expireTime=fmt(code.expires_at, tz),
+        usedBy=code.used_by,
+        usedTime=fmt(code.used_at, tz),
+        createTime=fmt(code.created_at, tz) or "",
+    )
+
+
+@router.post("/admin/codes", response_model=Envelope[CodeBatchOut])
+async def create_batch(
+    body: CodeBatchCreate, ctx: ContextDep, admin: AdminDep
+) -> Envelope[CodeBatchOut]:
+    """A batch of codes, each worth ``points`` once (160 random bits each)."""
+    tz = ctx.settings.timezone
+    expires = to_utc(body.expireTime, tz) if body.expireTime else None
+    async with ctx.db.write() as session:
+        codes = await service.create_batch(
+            session, body.count, body.points, note=body.note, expires_at=expires
+        )
+        batch = codes[0].batch
+        await audit.record(
+            session,
+            admin,
+            "codes.create",
+            f"batch:{batch}",
+            None,
+            {
+                "count": body.count,
+                "points": body.points,
+                "note": body.note,
+                "expireTime": fmt(expires, tz),
+            },
+        )
+    return ok(
+        CodeBatchOut(
+            batch=batch, count=len(codes), points=body.points, codes=[c.code for c in codes]
+        )
+    )
+
+
+@router.get("/admin/codes", response_model=Envelope[Page[CodeOut]])
+async def list_codes(
+    ctx: ContextDep,
+    _: AdminDep,
+    batch: Batch = None,
+    state: CodeState | None = None,
+    page: PageNo = 1,
+    size: PageSize = 20,
+) -> Envelope[Page[CodeOut]]:
+    tz = ctx.settings.timezone
+    async with ctx.db.read() as session:
+        rows, total = await service.find(session, batch=batch, state=state, page=page, size=size)
+    return ok(Page[CodeOut].of([code_out(c, tz) for c in rows], total, page, size))
+
+
+@router.post("/admin/codes/disable", response_model=Envelope[CodesDisabled])
+async def disable_codes(
+    body: CodeDisable, ctx: ContextDep, admin: AdminDep
+) -> Envelope[CodesDisabled]:
+    """Disable unused codes by id, or every unused code of a batch."""
+    async with ctx.db.write() as session:
+        count = await service.disable(session, body.ids, body.batch)
+        target = f"batch:{body.batch}" if body.batch else f"codes:{len(body.ids or [])}"
+        await audit.record(
+            session, admin, "codes.disable", target, None, {"ids": body.ids, "disabled": count}
+        )
+    return ok(CodesDisabled(disabled=count))
+
+
+CSV_COLUMNS = (
+    "code",
+    "batch",
+    "points",
+    "state",
+    "note",
+    "expireTime",
+    "usedBy",
+    "usedTime",
+    "createTime",
+)
+
+
+def _cell(value: object) -> str:
+    """A spreadsheet must not read a cell as a formula (a note may start with ``=``)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@router.get(
+    "/admin/codes/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "兑换码 CSV(UTF-8,带 BOM)"}},
+)
+async def export_codes(
+    ctx: ContextDep, _: AdminDep, batch: Batch = None, state: CodeState | None = None
+) -> StreamingResponse:
+    tz = ctx.settings.timezone
+
+    async def rows() -> AsyncIterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        buffer.write("\ufeff")
+        writer.writerow(CSV_COLUMNS)
+        async with ctx.db.read() as session:
+            async for code in service.stream(session, batch=batch, state=state):
+                out = code_out(code, tz)
+                writer.writerow([_cell(getattr(out, c)) for c in CSV_COLUMNS])
+                if buffer.tell() > 65536:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+        yield buffer.getvalue()
+
+    name = "codes-" + re.sub(r"[^A-Za-z0-9_.-]", "_", batch or "all") + ".csv"
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

@@ -1,0 +1,179 @@
+"""``/admin/stats``: tasks, points, upstream cost and margin over time (admins only)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from shengtu.api.deps import AdminDep, ContextDep
+from shengtu.api.envelope import Envelope, ok
+from shengtu.db import utcnow
+from shengtu.errors import BadRequest
+from shengtu.stats import service
+from shengtu.stats.service import HOUR, Counts, floor_hour
+from shengtu.timefmt import fmt, local, midnight_utc, to_utc
+
+router = APIRouter(tags=["admin: stats"])
+
+MAX_RANGE = timedelta(days=400)
+START_HELP = "本地时间;默认:按小时为 24 小时前,按天为 30 天前"
+
+
+class StatsRow(BaseModel):
+    tasks: int
+    completed: int
+    failed: int
+    successRate: float | None
+    charged: int
+    refunded: int
+    net: int
+    cost: Decimal
+    revenue: Decimal
+    margin: Decimal
+    p50Seconds: float | None
+    p95Seconds: float | None
+
+
+class SeriesRow(StatsRow):
+    time: str
+
+
+class ModelRow(StatsRow):
+    model: str
+
+
+class ChannelRow(StatsRow):
+    # 0: the upstream of the settings (no channel).
+    channelId: int
+    channelName: str
+
+
+class UserRow(BaseModel):
+    userId: int
+    username: str | None
+    completed: int
+    failed: int
+    charged: int
+    refunded: int
+    net: int
+
+
+class StatsOut(BaseModel):
+    start: str
+    end: str
+    granularity: str
+    rolledTo: str
+    inFlight: int
+    totals: StatsRow
+    series: list[SeriesRow]
+    byModel: list[ModelRow]
+    byChannel: list[ChannelRow]
+    topUsers: list[UserRow]
+
+
+def row(c: Counts, point_price: Decimal) -> StatsRow:
+    tasks = c.completed + c.failed
+    net = c.charged - c.refunded
+    revenue = (Decimal(net) * point_price).quantize(Decimal("0.0001"))
+    cost = c.cost.quantize(Decimal("0.0001"))
+    return StatsRow(
+        tasks=tasks,
+        completed=c.completed,
+        failed=c.failed,
+        successRate=round(c.completed / tasks, 4) if tasks else None,
+        charged=c.charged,
+        refunded=c.refunded,
+        net=net,
+        cost=cost,
+        revenue=revenue,
+        margin=revenue - cost,
+        p50Seconds=c.percentile(0.5),
+        p95Seconds=c.percentile(0.95),
+    )
+
+
+@router.get("/admin/stats", response_model=Envelope[StatsOut])
+async def stats(
+    ctx: ContextDep,
+    _: AdminDep,
+    granularity: Literal["hour", "day"] = "hour",
+    start: Annotated[
+        datetime | None, Query(description="本地时间;默认:按小时为 24 小时前,按天为 30 天前")
+    ] = None,
+    end: Annotated[datetime | None, Query(description="本地时间,不含;默认:现在")] = None,
+    top: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> Envelope[StatsOut]:
+    """Tasks that ended in [start, end): by outcome, points charged, refunded and net,
+    upstream cost and margin, success rate, p50/p95 time to result; per hour or day, by
+    model, by channel, and the top users by net points."""
+    settings = ctx.settings
+    tz = settings.timezone
+    now = utcnow()
+    end_at = to_utc(end, tz) if end else now
+    default_span = timedelta(hours=24) if granularity == "hour" else timedelta(days=30)
+    start_at = to_utc(start, tz) if start else end_at - default_span
+    # Whole hours (days on the site's clock): what the rollup holds.
+    start_at = floor_hour(start_at)
+    end_at = floor_hour(end_at) + (HOUR if end_at != floor_hour(end_at) else timedelta(0))
+    if granularity == "day":
+        start_at = midnight_utc(start_at, tz)
+    if end_at <= start_at:
+        raise BadRequest("参数错误:end 必须晚于 start")
+    if end_at - start_at > MAX_RANGE:
+        raise BadRequest(f"参数错误:统计区间最长 {MAX_RANGE.days} 天")
+    found = await service.report(ctx.db, start_at, end_at, top)
+    price = settings.point_price
+
+    def bucket(hour: datetime) -> str:
+        if granularity == "day":
+            return local(hour, tz).strftime("%Y-%m-%d")
+        return local(hour, tz).strftime("%Y-%m-%dT%H:00")
+
+    items = list(found.by_hour.items())
+    series = service.group(items, lambda k: bucket(k[0]))
+    models = service.group(items, lambda k: k[1])
+    channels = service.group(items, lambda k: k[2])
+    totals = Counts()
+    for c in series.values():
+        totals.add(c)
+    return ok(
+        StatsOut(
+            start=fmt(start_at, tz) or "",
+            end=fmt(end_at, tz) or "",
+            granularity=granularity,
+            rolledTo=fmt(found.rolled_to, tz) or "",
+            inFlight=found.in_flight,
+            totals=row(totals, price),
+            series=[
+                SeriesRow(time=t, **row(c, price).model_dump()) for t, c in sorted(series.items())
+            ],
+            byModel=[
+                ModelRow(model=m, **row(c, price).model_dump())
+                for m, c in sorted(models.items(), key=lambda kv: -kv[1].charged)
+            ],
+            byChannel=[
+                ChannelRow(
+                    channelId=ch,
+                    channelName=found.channel_names.get(ch, "默认上游" if ch == 0 else f"#{ch}"),
+                    **row(c, price).model_dump(),
+                )
+                for ch, c in sorted(channels.items())
+            ],
+            topUsers=[
+                UserRow(
+                    userId=u,
+                    username=name,
+                    completed=c.completed,
+                    failed=c.failed,
+                    charged=c.charged,
+                    refunded=c.refunded,
+                    net=c.charged - c.refunded,
+                )
+                for u, name, c in found.top_users
+            ],
+        )
+    )

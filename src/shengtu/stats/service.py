@@ -1,0 +1,345 @@
+"""Stats of ended tasks: closed hours come from the rollup, the hours since from the tasks.
+
+A task counts in the hour it ended (``completed_at``): it was charged its ``points_cost``,
+refunded it if it failed, and cost its channel's ``costPerPicture`` if it completed. The
+rollup sums every closed hour once (:func:`rollup`, run by the worker's sweep); a query
+adds the tasks that ended since, read live, so the figures are exact and current.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shengtu.accounts.models import User
+from shengtu.channels.models import Channel
+from shengtu.db import Database, utcnow
+from shengtu.logs import get_logger
+from shengtu.stats.models import (
+    LATENCY_BOUNDS,
+    LATENCY_COLUMNS,
+    StatsHour,
+    StatsState,
+    StatsUserHour,
+)
+from shengtu.tasks.machine import ACTIVE, Status
+from shengtu.tasks.models import AiTask
+
+log = get_logger("shengtu.stats")
+
+HOUR = timedelta(hours=1)
+# An hour is rolled up this long after it closed: a task's end is stamped before its
+# transaction commits, and no commit takes this long.
+ROLLUP_LAG = timedelta(minutes=5)
+# What the overflow bucket of the histogram is taken to reach, for percentiles.
+LATENCY_CEILING = 1800.0
+
+
+def floor_hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class Counts:
+    completed: int = 0
+    failed: int = 0
+    charged: int = 0
+    refunded: int = 0
+    cost: Decimal = Decimal(0)
+    latency: list[int] = field(default_factory=lambda: [0] * len(LATENCY_COLUMNS))
+
+    def add(self, other: Counts) -> None:
+        self.completed += other.completed
+        self.failed += other.failed
+        self.charged += other.charged
+        self.refunded += other.refunded
+        self.cost += other.cost
+        self.latency = [a + b for a, b in zip(self.latency, other.latency, strict=True)]
+
+    def percentile(self, q: float) -> float | None:
+        """The ``q`` quantile of time to result, from the histogram (linear in a bucket)."""
+        total = sum(self.latency)
+        if not total:
+            return None
+        rank = q * total
+        seen = 0
+        bounds = (0.0, *map(float, LATENCY_BOUNDS), LATENCY_CEILING)
+        for i, n in enumerate(self.latency):
+            if n and seen + n >= rank:
+                low, high = bounds[i], bounds[i + 1]
+                return round(low + (high - low) * (rank - seen) / n, 1)
+            seen += n
+        return LATENCY_CEILING
+
+
+HourKey = tuple[datetime, str, int]  # hour, model, channel (0: the settings' upstream)
+UserKey = tuple[datetime, int]
+
+
+@dataclass
+class Sums:
+    by_hour: dict[HourKey, Counts] = field(default_factory=lambda: defaultdict(Counts))
+    by_user: dict[UserKey, Counts] = field(default_factory=lambda: defaultdict(Counts))
+
+
+_ENDED = (
+    AiTask.model_name,
+    AiTask.channel_id,
+    AiTask.user_id,
+    AiTask.status,
+    AiTask.points_cost,
+    AiTask.created_at,
+    AiTask.completed_at,
+)
+
+
+async def _channel_costs(session: AsyncSession) -> dict[int, Decimal]:
+    rows = await session.execute(select(Channel.id, Channel.cost_per_picture))
+    return {int(i): Decimal(c or 0) for i, c in rows.tuples()}
+
+
+async def ended_between(session: AsyncSession, start: datetime, end: datetime) -> Sums:
+    """The sums of the tasks that ended in [start, end), from the tasks themselves."""
+    costs = await _channel_costs(session)
+    sums = Sums()
+    result = await session.execute(
+        select(*_ENDED).where(
+            AiTask.completed_at >= start,
+            AiTask.completed_at < end,
+            AiTask.status.in_([Status.COMPLETED.value, Status.FAILED.value]),
+        )
+    )
+    for model, channel, user, status, points, created, completed in result.tuples():
+        if completed is None:
+            continue
+        hour = floor_hour(completed)
+        one = Counts()
+        one.charged = points
+        if status == Status.COMPLETED:
+            one.completed = 1
+            one.cost = costs.get(channel or 0, Decimal(0))
+            seconds = (completed - created).total_seconds()
+            one.latency[bisect.bisect_left(LATENCY_BOUNDS, seconds)] = 1
+        else:
+            one.failed = 1
+            one.refunded = points
+        sums.by_hour[(hour, model, channel or 0)].add(one)
+        sums.by_user[(hour, user)].add(one)
+    return sums
+
+
+async def _state(session: AsyncSession) -> datetime:
+    """Where the rollup reaches; made at the first hour any task ended (or now)."""
+    rolled = await session.scalar(select(StatsState.rolled_to).where(StatsState.id == 1))
+    if rolled is not None:
+        return rolled
+    first = await session.scalar(select(func.min(AiTask.completed_at)))
+    return floor_hour(first or utcnow())
+
+
+async def rolled_to(db: Database) -> datetime:
+    async with db.read() as session:
+        return await _state(session)
+
+
+async def rollup(db: Database, now: datetime | None = None) -> int:
+    """Sum every closed hour not yet in the rollup; the number of hours added. Safe with
+    several workers: each hour moves the watermark by a guarded UPDATE first."""
+    now = now or utcnow()
+    last = floor_hour(now - ROLLUP_LAG)
+    added = 0
+    async with db.write() as session:
+        if await session.scalar(select(StatsState.id).where(StatsState.id == 1)) is None:
+            start = await _state(session)
+            try:
+                async with session.begin_nested():
+                    session.add(StatsState(id=1, rolled_to=start))
+            except IntegrityError:
+                pass
+    while True:
+        async with db.write() as session:
+            hour = await _state(session)
+            if hour + HOUR > last:
+                return added
+            # Skip the empty hours at once.
+            upcoming = await session.scalar(
+                select(func.min(AiTask.completed_at)).where(AiTask.completed_at >= hour)
+            )
+            end = hour + HOUR
+            if upcoming is None or floor_hour(upcoming) >= last:
+                end = last
+            elif floor_hour(upcoming) > hour:
+                end = floor_hour(upcoming)
+            moved = await session.execute(
+                update(StatsState)
+                .where(StatsState.id == 1, StatsState.rolled_to == hour)
+                .values(rolled_to=end)
+            )
+            if getattr(moved, "rowcount", 0) != 1:
+                return added
+            if end == hour + HOUR:
+                await _store(session, await ended_between(session, hour, end))
+            added += 1
+
+
+async def _store(session: AsyncSession, sums: Sums) -> None:
+    hours = [
+        {
+            "hour": hour,
+            "model_name": model,
+            "channel_id": channel,
+            "completed": c.completed,
+            "failed": c.failed,
+            "charged": c.charged,
+            "refunded": c.refunded,
+            "cost": c.cost,
+            **dict(zip(LATENCY_COLUMNS, c.latency, strict=True)),
+        }
+        for (hour, model, channel), c in sums.by_hour.items()
+    ]
+    users = [
+        {
+            "hour": hour,
+            "user_id": user,
+            "completed": c.completed,
+            "failed": c.failed,
+            "charged": c.charged,
+            "refunded": c.refunded,
+        }
+        for (hour, user), c in sums.by_user.items()
+    ]
+    if hours:
+        await session.execute(insert(StatsHour), hours)
+    if users:
+        await session.execute(insert(StatsUserHour), users)
+
+
+async def _rolled_sums(session: AsyncSession, start: datetime, end: datetime) -> Sums:
+    sums = Sums()
+    if start >= end:
+        return sums
+    rows = await session.execute(
+        select(
+            StatsHour.hour,
+            StatsHour.model_name,
+            StatsHour.channel_id,
+            StatsHour.completed,
+            StatsHour.failed,
+            StatsHour.charged,
+            StatsHour.refunded,
+            StatsHour.cost,
+            *(getattr(StatsHour, c) for c in LATENCY_COLUMNS),
+        ).where(StatsHour.hour >= start, StatsHour.hour < end)
+    )
+    for row in rows.tuples():
+        hour, model, channel, completed, failed, charged, refunded, cost, *latency = row
+        sums.by_hour[(hour, model, channel)].add(
+            Counts(completed, failed, charged, refunded, Decimal(cost), list(latency))
+        )
+    return sums
+
+
+def _user_sums(*where: Any) -> Any:
+    return select(
+        StatsUserHour.user_id,
+        func.sum(StatsUserHour.completed),
+        func.sum(StatsUserHour.failed),
+        func.sum(StatsUserHour.charged),
+        func.sum(StatsUserHour.refunded),
+    ).where(*where)
+
+
+async def _top_users(
+    session: AsyncSession, start: datetime, split: datetime, live: Sums, limit: int
+) -> list[tuple[int, Counts]]:
+    """The ``limit`` users of most net points. The candidates are the rollup's top
+    ``limit`` and every user with live tasks: live tasks only add to a user's net, so no
+    one else can rank above them."""
+    in_range = (StatsUserHour.hour >= start, StatsUserHour.hour < split)
+    net = func.sum(StatsUserHour.charged) - func.sum(StatsUserHour.refunded)
+    users: dict[int, Counts] = defaultdict(Counts)
+    for (_, user), counts in live.by_user.items():
+        users[user].add(counts)
+    if start < split:
+        top = await session.execute(
+            _user_sums(*in_range).group_by(StatsUserHour.user_id).order_by(net.desc()).limit(limit)
+        )
+        rolled = {
+            int(u): Counts(int(c), int(f), int(ch), int(r)) for u, c, f, ch, r in top.tuples()
+        }
+        others = [u for u in users if u not in rolled]
+        for chunk in (others[i : i + 5000] for i in range(0, len(others), 5000)):
+            rows = await session.execute(
+                _user_sums(*in_range, StatsUserHour.user_id.in_(chunk)).group_by(
+                    StatsUserHour.user_id
+                )
+            )
+            for u, c, f, ch, r in rows.tuples():
+                rolled[int(u)] = Counts(int(c), int(f), int(ch), int(r))
+        for user, counts in rolled.items():
+            users[user].add(counts)
+    ranked = sorted(users.items(), key=lambda kv: kv[1].charged - kv[1].refunded, reverse=True)
+    return ranked[:limit]
+
+
+@dataclass
+class Report:
+    start: datetime
+    end: datetime
+    rolled_to: datetime
+    by_hour: dict[HourKey, Counts]
+    top_users: list[tuple[int, str | None, Counts]]
+    channel_names: dict[int, str]
+    in_flight: int
+
+
+async def report(db: Database, start: datetime, end: datetime, top: int = 10) -> Report:
+    """The sums of [start, end) (whole UTC hours)."""
+    async with db.read() as session:
+        reach = await _state(session)
+        split = min(max(start, reach), end)
+        sums = await _rolled_sums(session, start, split)
+        live = await ended_between(session, split, end)
+        for key, counts in live.by_hour.items():
+            sums.by_hour[key].add(counts)
+        ranked = await _top_users(session, start, split, live, top)
+        names = dict(
+            (
+                await session.execute(
+                    select(User.id, User.username).where(User.id.in_([u for u, _ in ranked]))
+                )
+            )
+            .tuples()
+            .all()
+        )
+        channels = dict((await session.execute(select(Channel.id, Channel.name))).tuples().all())
+        in_flight = await session.scalar(
+            select(func.count())
+            .select_from(AiTask)
+            .where(AiTask.status.in_([s.value for s in ACTIVE]))
+        )
+    return Report(
+        start=start,
+        end=end,
+        rolled_to=reach,
+        by_hour=dict(sums.by_hour),
+        top_users=[(u, names.get(u), c) for u, c in ranked],
+        channel_names={int(k): str(v) for k, v in channels.items()},
+        in_flight=int(in_flight or 0),
+    )
+
+
+def group(by_hour: Iterable[tuple[HourKey, Counts]], key: Any) -> dict[Any, Counts]:
+    out: dict[Any, Counts] = defaultdict(Counts)
+    for hour_key, counts in by_hour:
+        out[key(hour_key)].add(counts)
+    return dict(out)

@@ -1,0 +1,118 @@
+"""``/admin/tasks``: every user's tasks, to find the one a user complains about (admins only)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from shengtu.api.deps import AdminDep, ContextDep
+from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
+from shengtu.channels import service as channels
+from shengtu.channels.schemas import AttemptOut
+from shengtu.points.schemas import LedgerOut, ledger_out
+from shengtu.tasks import admin_service as service
+from shengtu.tasks.models import AiTask
+from shengtu.tasks.schemas import TaskDetail, TaskStatus, task_detail
+from shengtu.timefmt import to_utc
+
+router = APIRouter(tags=["admin: tasks"])
+
+
+class AdminTaskOut(TaskDetail):
+    userId: int
+    username: str | None
+    apiKeyId: int | None
+    channelId: int | None
+    upstreamId: str | None
+    upstreamStatus: str | None
+    lastError: str | None
+    attempts: int
+
+
+class AdminTaskDetail(BaseModel):
+    task: AdminTaskOut
+    attempts: list[AttemptOut]
+    ledger: list[LedgerOut]
+
+
+def admin_task_out(task: AiTask, username: str | None, tz: str) -> AdminTaskOut:
+    return AdminTaskOut(
+        **task_detail(task, tz).model_dump(),
+        userId=task.user_id,
+        username=username,
+        apiKeyId=task.api_key_id,
+        channelId=task.channel_id,
+        upstreamId=task.upstream_id,
+        upstreamStatus=task.upstream_status,
+        lastError=task.last_error,
+        attempts=task.attempts,
+    )
+
+
+@router.get("/admin/tasks", response_model=Envelope[Page[AdminTaskOut]])
+async def list_tasks(
+    ctx: ContextDep,
+    _: AdminDep,
+    page: PageNo = 1,
+    size: PageSize = 20,
+    status: TaskStatus | None = None,
+    model: Annotated[str | None, Query(max_length=64)] = None,
+    channelId: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+    userId: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    username: Annotated[str | None, Query(max_length=64)] = None,
+    taskNo: Annotated[str | None, Query(max_length=40)] = None,
+    upstreamId: Annotated[str | None, Query(max_length=128)] = None,
+    createdFrom: datetime | None = None,
+    createdTo: datetime | None = None,
+) -> Envelope[Page[AdminTaskOut]]:
+    """Filter by status, model, channel (0: the settings' upstream), user, time, task
+    number or upstream job id; newest first."""
+    tz = ctx.settings.timezone
+    async with ctx.db.read() as session:
+        rows, total = await service.find(
+            session,
+            page=page,
+            size=size,
+            filters=service.TaskFilter(
+                status=status,
+                model=model,
+                channel_id=channelId,
+                user_id=userId,
+                username=username,
+                task_no=taskNo,
+                upstream_id=upstreamId,
+                created_from=to_utc(createdFrom, tz) if createdFrom else None,
+                created_to=to_utc(createdTo, tz) if createdTo else None,
+            ),
+        )
+    out = [admin_task_out(t, name, tz) for t, name in rows]
+    return ok(Page[AdminTaskOut].of(out, total, page, size))
+
+
+@router.get("/admin/tasks/{task_no}", response_model=Envelope[AdminTaskDetail])
+async def get_task(task_no: str, ctx: ContextDep, _: AdminDep) -> Envelope[AdminTaskDetail]:
+    """The task with every try at handing it upstream and its ledger rows."""
+    tz = ctx.settings.timezone
+    async with ctx.db.read() as session:
+        task, username = await service.get_task(session, task_no)
+        attempts = await channels.attempts_of(session, task_no, tz)
+        ledger = await service.ledger_of(session, task_no)
+    return ok(
+        AdminTaskDetail(
+            task=admin_task_out(task, username, tz),
+            attempts=attempts,
+            ledger=[ledger_out(r, tz) for r in ledger],
+        )
+    )
+
+
+@router.post("/admin/tasks/{task_no}/cancel", response_model=Envelope[AdminTaskOut])
+async def cancel_task(task_no: str, ctx: ContextDep, admin: AdminDep) -> Envelope[AdminTaskOut]:
+    """End a running task as failed, its points back to the user. Once an upstream has
+    accepted it the operator still pays the upstream for it."""
+    tz = ctx.settings.timezone
+    task, username = await service.cancel(ctx, admin, task_no)
+    return ok(admin_task_out(task, username, tz))
