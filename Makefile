@@ -39,6 +39,12 @@ browser:
 	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } || \
 	    echo "chromium could not be installed"; \
 	  else echo "chromium is missing: the browser tests will not run"; fi; }
+	@# Chinese text in the consoles' screenshots needs a CJK font (tofu boxes without one).
+	@fc-list 2>/dev/null | grep -qi -e wqy -e "noto sans cjk" || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1 || \
+	    echo "fonts-wqy-microhei could not be installed: screenshots will show boxes for Chinese"; \
+	  fi; }
 
 # Two test processes: most tests wait on servers they started (tasks, sandboxes, kills),
 # so two share the machine's cores well and the suite takes about half as long.

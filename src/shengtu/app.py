@@ -41,7 +41,7 @@ from shengtu.tasks.router import router as tasks_router
 from shengtu.tasks.worker import Worker
 
 WEB_DIR = Path(__file__).parent / "web"
-CONSOLE_ASSETS = frozenset({"console.js", "console.css"})
+CONSOLE_ASSETS = frozenset({"common.js", "console.js", "admin.js", "console.css"})
 
 
 class ShengtuApp(FastAPI):
@@ -144,6 +144,10 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
     @app.get("/console/", include_in_schema=False)
     async def console() -> FileResponse:
         return pages.page(WEB_DIR / "index.html")
+
+    @app.get("/console/admin", include_in_schema=False)
+    async def operator_console() -> FileResponse:
+        return pages.page(WEB_DIR / "admin.html")
 
     @app.get("/console/{name}", include_in_schema=False)
     async def console_asset(name: str) -> FileResponse:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel
 
 from shengtu.api.deps import ContextDep, PrincipalDep
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
@@ -58,3 +59,25 @@ async def get_task(task_no: str, ctx: ContextDep, principal: PrincipalDep) -> En
     async with ctx.db.read() as session:
         task = await service.get_task(session, principal.user_id, task_no)
     return ok(task_detail(task, ctx.settings.timezone))
+
+
+class UsageDay(BaseModel):
+    date: str
+    tasks: int
+    completed: int
+    failed: int
+    points: int
+
+
+@router.get("/user/usage", response_model=Envelope[list[UsageDay]])
+async def usage(
+    ctx: ContextDep,
+    principal: PrincipalDep,
+    days: Annotated[int, Query(ge=1, le=90)] = 30,
+) -> Envelope[list[UsageDay]]:
+    """The caller's tasks per local day over the last ``days`` days: submitted, completed,
+    failed, and points spent net of refunds."""
+    tz = ctx.settings.timezone
+    async with ctx.db.read() as session:
+        rows = await service.usage(session, principal.user_id, days, tz)
+    return ok([UsageDay(**r) for r in rows])

@@ -38,7 +38,7 @@ from shengtu.storage.service import mark_used
 from shengtu.tasks.machine import ACTIVE, TERMINAL, Status, move
 from shengtu.tasks.models import AiTask
 from shengtu.tasks.schemas import TaskDetail, task_detail
-from shengtu.timefmt import local
+from shengtu.timefmt import local, midnight_utc
 
 TASK_TYPES = ("text_to_image", "image_to_image")
 
@@ -366,3 +366,32 @@ async def list_tasks(
         .limit(size)
     )
     return list(rows), int(total or 0)
+
+
+async def usage(session: AsyncSession, user_id: int, days: int, tz: str) -> list[dict[str, Any]]:
+    """Per local day, oldest first, every day of the window present (zeros included)."""
+    today = local(utcnow(), tz).date()
+    first = today - timedelta(days=days - 1)
+    since = midnight_utc(utcnow() - timedelta(days=days - 1), tz)
+    out = {
+        (first + timedelta(days=i)).isoformat(): dict.fromkeys(
+            ("tasks", "completed", "failed", "points"), 0
+        )
+        for i in range(days)
+    }
+    rows = await session.execute(
+        select(AiTask.created_at, AiTask.status, AiTask.points_cost).where(
+            AiTask.user_id == user_id, AiTask.created_at >= since
+        )
+    )
+    for created, status, cost in rows.tuples():
+        day = out.get(local(created, tz).date().isoformat())
+        if day is None:
+            continue
+        day["tasks"] += 1
+        if status == Status.COMPLETED:
+            day["completed"] += 1
+        elif status == Status.FAILED:
+            day["failed"] += 1
+        day["points"] += 0 if status == Status.FAILED else cost
+    return [{"date": d, **v} for d, v in out.items()]

@@ -1,0 +1,363 @@
+// The operator console: every screen is a view of an /admin API.
+"use strict";
+
+words({
+  title: ["生图 运营后台", "Shengtu operator console"],
+  userConsole: ["用户控制台", "User console"],
+  adminSignIn: ["管理员登录", "Operator sign-in"],
+  signIn: ["登录", "Sign in"],
+  username: ["用户名", "User name"],
+  password: ["密码", "Password"],
+  notAdmin: ["该账号不是管理员", "This account is not an operator"],
+  dashboard: ["概览", "Dashboard"],
+  users: ["用户", "Users"],
+  tasks: ["任务", "Tasks"],
+  channels: ["渠道", "Channels"],
+  models: ["模型", "Models"],
+  codes: ["兑换码", "Codes"],
+  groups: ["分组", "Groups"],
+  auditLog: ["审计日志", "Audit log"],
+  ledgerAudit: ["账本审计", "Ledger audit"],
+  granularity: ["粒度", "Granularity"],
+  last24h: ["近 24 小时(按小时)", "Last 24 hours (hourly)"],
+  last30d: ["近 30 天(按天)", "Last 30 days (daily)"],
+  refresh: ["刷新", "Refresh"],
+  trend: ["趋势", "Over time"],
+  byModel: ["按模型", "By model"],
+  byChannel: ["按渠道", "By channel"],
+  topUsers: ["用户排行", "Top users"],
+  channelHealth: ["渠道健康", "Channel health"],
+  tasksEnded: ["结束任务", "Tasks ended"],
+  successRate: ["成功率", "Success rate"],
+  netPoints: ["净积分收入", "Net points"],
+  revenue: ["收入", "Revenue"],
+  cost: ["上游成本", "Upstream cost"],
+  margin: ["毛利", "Margin"],
+  inFlight: ["进行中", "In flight"],
+  p50: ["p50 出图(秒)", "p50 to result (s)"],
+  p95: ["p95 出图(秒)", "p95 to result (s)"],
+  completed: ["完成", "Completed"],
+  failedCount: ["失败", "Failed"],
+  charged: ["扣费", "Charged"],
+  refunded: ["退款", "Refunded"],
+  net: ["净额", "Net"],
+  model: ["模型", "Model"],
+  channel: ["渠道", "Channel"],
+  user: ["用户", "User"],
+  time: ["时间", "Time"],
+  search: ["搜索", "Search"],
+  userQ: ["用户名或 ID", "Name or id"],
+  state: ["状态", "State"],
+  all: ["全部", "All"],
+  active: ["正常", "Active"],
+  disabled: ["已停用", "Disabled"],
+  role: ["角色", "Role"],
+  group: ["分组", "Group"],
+  balance: ["余额", "Balance"],
+  createTime: ["注册时间", "Created"],
+  detail: ["详情", "Details"],
+  disable: ["停用", "Disable"],
+  enable: ["启用", "Enable"],
+  makeAdmin: ["设为管理员", "Make operator"],
+  makeUser: ["取消管理员", "Make user"],
+  grant: ["发放/扣回积分", "Grant / take back points"],
+  amount: ["数量(负数为扣回)", "Amount (negative takes back)"],
+  note: ["备注", "Note"],
+  apply: ["执行", "Apply"],
+  resetPassword: ["重置密码", "Reset password"],
+  newPassword: ["新密码", "New password"],
+  deleteUser: ["删除用户", "Delete user"],
+  moveGroup: ["移到分组", "Move to group"],
+  done: ["已完成操作", "Done"],
+  taskNo: ["任务号", "Task"],
+  prompt: ["提示词", "Prompt"],
+  points: ["积分", "Points"],
+  error: ["错误", "Error"],
+  cancel: ["取消任务", "Cancel task"],
+  name: ["名称", "Name"],
+  protocol: ["协议", "Protocol"],
+  priority: ["优先级", "Priority"],
+  keys: ["Key", "Keys"],
+  hourRate: ["近 1 小时成功率", "Success, last hour"],
+  breaker: ["熔断", "Breaker"],
+  addChannel: ["添加渠道", "Add a channel"],
+  servesModels: ["服务的模型(每行:模型名=上游模型名)", "Models served (one per line: model=upstream model)"],
+  costPerPicture: ["每张成本", "Cost per picture"],
+  add: ["添加", "Add"],
+  description: ["说明", "Description"],
+  price: ["积分", "Points"],
+  enabled: ["启用", "Enabled"],
+  save: ["保存", "Save"],
+  newBatch: ["生成一批兑换码", "Make a batch of codes"],
+  count: ["数量", "Count"],
+  pointsEach: ["每个积分", "Points each"],
+  expiry: ["有效期至(留空为永久)", "Expires (empty: never)"],
+  create: ["生成", "Create"],
+  batch: ["批次", "Batch"],
+  unused: ["未使用", "Unused"],
+  used: ["已使用", "Used"],
+  expired: ["已过期", "Expired"],
+  disableBatch: ["停用该批次", "Disable this batch"],
+  exportCsv: ["导出 CSV", "Export CSV"],
+  code: ["兑换码", "Code"],
+  usedBy: ["使用者", "Used by"],
+  newGroup: ["新建分组", "New group"],
+  multiplier: ["价格倍率", "Price multiplier"],
+  members: ["用户数", "Users"],
+  roundingRule: ["扣费 = ⌈模型积分 × 倍率⌉(向上取整)", "Charge = ⌈model points × multiplier⌉ (rounded up)"],
+  actor: ["操作人", "Who"],
+  action: ["操作", "Action"],
+  target: ["对象", "On"],
+  before: ["之前", "Before"],
+  after: ["之后", "After"],
+  runAudit: ["运行账本审计", "Run the ledger audit"],
+  check: ["检查项", "Check"],
+  checked: ["检查数", "Checked"],
+  violations: ["违反", "Violations"],
+  pass: ["通过", "Pass"],
+  fail: ["违反", "Fail"],
+  madeCodes: ["已生成 {0} 个兑换码(批次 {1}):", "Made {0} codes (batch {1}):"],
+});
+
+let stats = null;
+let adminName = "";
+
+async function enter() {
+  try {
+    const me = await api("/user/auth/me");
+    if (me.role !== "admin") throw new Error(t("notAdmin"));
+    adminName = me.username;
+    $("who").textContent = t("currentUser") + adminName;
+    $("login-box").classList.add("hidden");
+    ["app", "logout"].forEach(i => $(i).classList.remove("hidden"));
+    await loadDashboard();
+  } catch (e) {
+    say("login-msg", e.message, false);
+  }
+}
+const fmtRate = (r) => r === null || r === undefined ? "—" : (r * 100).toFixed(1) + "%";
+const fmtNum = (n) => n === null || n === undefined ? "—" : String(n);
+
+// --- Dashboard ------------------------------------------------------------------------------------
+async function loadDashboard() {
+  stats = await api("/admin/stats?" + query({ granularity: $("stats-granularity").value }));
+  const s = stats.totals;
+  const card = (key, value, id) => el("div", { class: "card", id }, el("div", { class: "meta" }, t(key)), el("div", { class: "figure" }, value));
+  $("cards").replaceChildren(
+    card("tasksEnded", s.tasks, "card-tasks"), card("successRate", fmtRate(s.successRate), "card-rate"),
+    card("netPoints", s.net, "card-net"), card("revenue", s.revenue, "card-revenue"),
+    card("cost", s.cost, "card-cost"), card("margin", s.margin, "card-margin"),
+    card("inFlight", stats.inFlight, "card-inflight"), card("p95", fmtNum(s.p95Seconds), "card-p95"));
+  $("trend").replaceChildren(barChart(stats.series.map(r => ({ label: r.time.slice(5), value: r.tasks })), t("tasksEnded")));
+  const figures = [
+    ["completed", r => r.completed], ["failedCount", r => r.failed], ["successRate", r => fmtRate(r.successRate)],
+    ["charged", r => r.charged], ["refunded", r => r.refunded], ["net", r => r.net], ["cost", r => r.cost], ["margin", r => r.margin],
+    ["p50", r => fmtNum(r.p50Seconds)], ["p95", r => fmtNum(r.p95Seconds)],
+  ];
+  $("by-model").replaceChildren(table([["model", r => r.model], ...figures], stats.byModel));
+  $("by-channel").replaceChildren(table([["channel", r => r.channelName], ...figures], stats.byChannel));
+  $("top-users").replaceChildren(table([["user", r => r.username || "#" + r.userId], ["completed", r => r.completed], ["failedCount", r => r.failed], ["net", r => r.net]], stats.topUsers));
+  const channels = await api("/admin/channels");
+  $("health").replaceChildren(table([
+    ["channel", c => c.name], ["enabled", c => c.enabled ? "✓" : "✗"], ["hourRate", c => fmtRate(c.lastHour.successRate)],
+    ["breaker", c => c.keys.map(k => k.breaker).join(" / ")],
+  ], channels));
+}
+
+// --- Users ----------------------------------------------------------------------------------------
+async function loadUsers(page) {
+  const data = await api("/admin/users?" + query({ page, size: 20, q: $("user-q").value.trim(), active: $("user-active").value }));
+  $("users").replaceChildren(table([
+    ["user", u => u.username], ["role", u => u.role], ["group", u => u.group],
+    ["state", u => u.active ? t("active") : t("disabled")], ["balance", u => u.balance], ["createTime", u => u.createTime],
+    ["", u => el("button", { type: "button", class: "link", "data-user": u.userId, onclick: () => showUser(u.userId) }, t("detail"))],
+  ], data.records), pager(data, loadUsers));
+}
+async function userAction(fn) {
+  try { await fn(); say("user-msg", t("done"), true); } catch (e) { say("user-msg", e.message, false); }
+}
+async function showUser(id) {
+  const u = await api(`/admin/users/${id}`);
+  const groups = await api("/admin/groups");
+  const box = $("user-detail");
+  const amount = el("input", { id: "grant-amount", type: "number" });
+  const note = el("input", { id: "grant-note" });
+  const password = el("input", { id: "reset-password", type: "password", autocomplete: "new-password" });
+  const group = el("select", { id: "user-group" }, groups.map(g => el("option", { value: g.name, selected: g.name === u.group }, `${g.name} ×${g.multiplier}`)));
+  const refresh = async () => { await showUser(id); await loadUsers(1); };
+  box.replaceChildren(
+    el("h2", {}, u.username, " ", el("span", { class: "meta" }, `#${u.userId} · ${u.role} · ${u.group} · ${t("balance")} ${u.balance}`)),
+    el("div", { class: "row" },
+      el("button", { type: "button", id: "user-toggle", onclick: () => userAction(async () => { await api(`/admin/users/${id}`, { method: "PUT", json: { active: !u.active } }); await refresh(); }) }, u.active ? t("disable") : t("enable")),
+      el("button", { type: "button", class: "link", id: "user-role", onclick: () => userAction(async () => { await api(`/admin/users/${id}`, { method: "PUT", json: { role: u.role === "admin" ? "user" : "admin" } }); await refresh(); }) }, u.role === "admin" ? t("makeUser") : t("makeAdmin")),
+      el("button", { type: "button", class: "link danger", id: "user-delete", onclick: () => confirm(t("confirm")) && userAction(async () => { await api(`/admin/users/${id}`, { method: "DELETE" }); box.classList.add("hidden"); await loadUsers(1); }) }, t("deleteUser"))),
+    el("div", { class: "form-row" },
+      el("label", { for: "user-group" }, t("moveGroup")), group,
+      el("button", { type: "button", class: "link", id: "user-group-apply", onclick: () => userAction(async () => { await api(`/admin/users/${id}`, { method: "PUT", json: { group: group.value } }); await refresh(); }) }, t("apply"))),
+    el("div", { class: "form-row" },
+      el("label", { for: "grant-amount" }, t("amount")), amount,
+      el("label", { for: "grant-note" }, t("note")), note,
+      el("button", { type: "button", id: "grant-apply", onclick: () => userAction(async () => { await api(`/admin/users/${id}/points`, { method: "POST", json: { amount: Number(amount.value), note: note.value || null } }); await refresh(); }) }, t("grant"))),
+    el("div", { class: "form-row" },
+      el("label", { for: "reset-password" }, t("newPassword")), password,
+      el("button", { type: "button", class: "link", id: "reset-apply", onclick: () => userAction(async () => { await api(`/admin/users/${id}/password`, { method: "POST", json: { password: password.value } }); password.value = ""; }) }, t("resetPassword"))),
+    el("h3", {}, t("tasks")),
+    table([["taskNo", r => r.taskNo], ["model", r => r.modelName], ["state", r => r.status], ["prompt", r => r.promptSnippet], ["error", r => r.errorMessage || ""]], u.recentTasks),
+    el("h3", {}, "API Keys"),
+    table([["name", k => k.name], ["", k => k.prefix + "…"], ["charged", k => `${k.spentPoints} / ${k.quotaPoints ?? "∞"}`]], u.apiKeys),
+    el("h3", {}, t("points")),
+    table([["time", r => r.createTime], ["net", r => r.delta], ["balance", r => r.balanceAfter], ["action", r => r.kind], ["note", r => r.note || ""]], u.recentLedger));
+  box.classList.remove("hidden");
+}
+
+// --- Tasks ------------------------------------------------------------------------------------------
+async function loadTasks(page) {
+  const data = await api("/admin/tasks?" + query({ page, size: 20, taskNo: $("task-q").value.trim(), username: $("task-user").value.trim(), status: $("task-status").value }));
+  $("admin-tasks").replaceChildren(table([
+    ["taskNo", r => r.taskNo], ["user", r => r.username || "#" + r.userId], ["model", r => r.modelName], ["state", r => r.status],
+    ["points", r => r.pointsCost], ["channel", r => r.channelId ?? "—"], ["prompt", r => r.promptSnippet], ["error", r => r.errorMessage || ""],
+    ["", r => ["created", "queued", "processing"].includes(r.status)
+      ? el("button", { type: "button", class: "link danger", onclick: async () => { try { await api(`/admin/tasks/${encodeURIComponent(r.taskNo)}/cancel`, { method: "POST" }); say("task-msg", t("done"), true); loadTasks(page); } catch (e) { say("task-msg", e.message, false); } } }, t("cancel"))
+      : ""],
+  ], data.records), pager(data, loadTasks));
+}
+
+// --- Channels and models ----------------------------------------------------------------------------
+async function loadChannels() {
+  const channels = await api("/admin/channels");
+  $("channels").replaceChildren(table([
+    ["name", c => c.name], ["protocol", c => c.protocol], ["priority", c => c.priority], ["keys", c => c.keys.map(k => k.key).join(", ")],
+    ["hourRate", c => fmtRate(c.lastHour.successRate)], ["costPerPicture", c => c.costPerPicture],
+    ["enabled", c => el("button", { type: "button", class: "link", onclick: async () => { try { await api(`/admin/channels/${c.id}/${c.enabled ? "disable" : "enable"}`, { method: "POST" }); loadChannels(); } catch (e) { say("ch-msg", e.message, false); } } }, c.enabled ? t("disable") : t("enable"))],
+  ], channels));
+}
+$("ch-create").onclick = async () => {
+  const models = $("ch-models").value.split("\n").map(s => s.trim()).filter(Boolean).map(line => {
+    const [modelName, upstream] = line.split("=").map(s => s.trim());
+    return { modelName, upstreamModel: upstream || modelName };
+  });
+  try {
+    await api("/admin/channels", { method: "POST", json: {
+      name: $("ch-name").value.trim(), protocol: $("ch-protocol").value, baseUrl: $("ch-url").value.trim(),
+      addKeys: $("ch-key").value ? [$("ch-key").value] : [], models, costPerPicture: $("ch-cost").value || "0" } });
+    $("ch-key").value = "";
+    say("ch-msg", t("done"), true); loadChannels();
+  } catch (e) { say("ch-msg", e.message, false); }
+};
+async function loadModels() {
+  const models = await api("/admin/models");
+  $("models").replaceChildren(table([
+    ["model", m => m.modelName], ["description", m => m.description],
+    ["price", m => el("input", { type: "number", min: 0, value: m.pointsCost, "aria-label": `${m.modelName} ${t("price")}`, id: "price-" + m.modelName })],
+    ["enabled", m => el("input", { type: "checkbox", checked: m.enabled, "aria-label": `${m.modelName} ${t("enabled")}`, id: "enabled-" + m.modelName })],
+    ["", m => el("button", { type: "button", class: "link", "data-model": m.modelName, onclick: async () => {
+      try {
+        await api(`/admin/models/${encodeURIComponent(m.modelName)}`, { method: "PUT", json: {
+          pointsCost: Number(document.getElementById("price-" + m.modelName).value),
+          enabled: document.getElementById("enabled-" + m.modelName).checked } });
+        say("model-msg", t("saved"), true);
+      } catch (e) { say("model-msg", e.message, false); }
+    } }, t("save"))],
+  ], models));
+}
+
+// --- Codes and groups --------------------------------------------------------------------------------
+async function loadCodes(page) {
+  const filter = { batch: $("code-batch").value.trim(), state: $("code-state").value };
+  $("code-export").href = "/admin/codes/export?" + query(filter);
+  const data = await api("/admin/codes?" + query({ page, size: 20, ...filter }));
+  $("codes").replaceChildren(table([
+    ["code", c => c.code], ["batch", c => c.batch], ["points", c => c.points], ["state", c => t(c.state)],
+    ["note", c => c.note || ""], ["usedBy", c => c.usedBy ?? ""], ["expiry", c => c.expireTime || "—"],
+  ], data.records), pager(data, loadCodes));
+}
+$("code-create").onclick = async () => {
+  const body = { count: Number($("code-count").value), points: Number($("code-points").value), note: $("code-note").value || null };
+  if ($("code-expire").value) body.expireTime = $("code-expire").value;
+  try {
+    const made = await api("/admin/codes", { method: "POST", json: body });
+    say("code-msg", t("madeCodes", made.count, made.batch), true);
+    $("code-made").textContent = made.codes.join("\n");
+    $("code-made").classList.remove("hidden");
+    $("code-batch").value = made.batch;
+    loadCodes(1);
+  } catch (e) { say("code-msg", e.message, false); }
+};
+$("code-disable-batch").onclick = async () => {
+  const batch = $("code-batch").value.trim();
+  if (!batch || !confirm(t("confirm"))) return;
+  try { await api("/admin/codes/disable", { method: "POST", json: { batch } }); loadCodes(1); }
+  catch (e) { say("code-msg", e.message, false); }
+};
+// The export needs the token: fetched here, saved as a file.
+$("code-export").onclick = async (ev) => {
+  ev.preventDefault();
+  const res = await fetch($("code-export").href, { headers: { Authorization: "Bearer " + token } });
+  const link = el("a", { href: URL.createObjectURL(await res.blob()), download: "codes.csv" });
+  link.click();
+};
+async function loadGroups() {
+  const groups = await api("/admin/groups");
+  $("groups").replaceChildren(table([
+    ["name", g => g.name], ["description", g => g.description], ["members", g => g.users],
+    ["multiplier", g => el("input", { value: g.multiplier, id: "mult-" + g.name, "aria-label": `${g.name} ${t("multiplier")}` })],
+    ["", g => el("button", { type: "button", class: "link", onclick: async () => {
+      try { await api(`/admin/groups/${encodeURIComponent(g.name)}`, { method: "PUT", json: { multiplier: document.getElementById("mult-" + g.name).value } }); say("group-msg", t("saved"), true); loadGroups(); }
+      catch (e) { say("group-msg", e.message, false); }
+    } }, t("save"))],
+  ], groups));
+}
+$("group-create").onclick = async () => {
+  try {
+    await api("/admin/groups", { method: "POST", json: { name: $("group-name").value.trim(), multiplier: $("group-multiplier").value, description: $("group-description").value } });
+    say("group-msg", t("done"), true); loadGroups();
+  } catch (e) { say("group-msg", e.message, false); }
+};
+
+// --- Audit log and the ledger audit --------------------------------------------------------------------
+const brief = (v) => v ? JSON.stringify(v) : "";
+async function loadAudit(page) {
+  const data = await api("/admin/audit?" + query({ page, size: 20 }));
+  $("audit").replaceChildren(table([
+    ["time", a => a.createTime], ["actor", a => a.actor], ["action", a => a.action], ["target", a => a.target],
+    ["before", a => brief(a.before)], ["after", a => brief(a.after)],
+  ], data.records), pager(data, loadAudit));
+}
+$("ledger-run").onclick = async () => {
+  $("ledger-run").disabled = true;
+  try {
+    const checks = await api("/admin/ledger/audit");
+    $("ledger-result").replaceChildren(table([
+      ["check", c => c.name], ["checked", c => c.checked], ["state", c => c.ok ? t("pass") : t("fail")],
+      ["violations", c => c.violationCount ? c.violations.join("; ") : "0"],
+    ], checks));
+  } catch (e) { $("ledger-result").replaceChildren(el("p", { class: "msg bad" }, e.message)); }
+  finally { $("ledger-run").disabled = false; }
+};
+
+setupTabs($("tabs"), (panel) => {
+  const loaders = {
+    "panel-dash": loadDashboard, "panel-users": () => loadUsers(1), "panel-tasks": () => loadTasks(1),
+    "panel-channels": loadChannels, "panel-models": loadModels, "panel-codes": () => loadCodes(1),
+    "panel-groups": loadGroups, "panel-audit": () => loadAudit(1),
+  };
+  if (loaders[panel]) loaders[panel]().catch(e => say("user-msg", e.message, false));
+});
+setupLanguage(() => {
+  if (adminName) $("who").textContent = t("currentUser") + adminName;
+  if (stats) loadDashboard();
+});
+$("stats-granularity").onchange = loadDashboard;
+$("stats-refresh").onclick = loadDashboard;
+$("user-search").onclick = () => loadUsers(1);
+$("task-search").onclick = () => loadTasks(1);
+$("code-search").onclick = () => loadCodes(1);
+$("login").onclick = async () => {
+  try {
+    const d = await api("/user/auth/login", { method: "POST", json: { username: $("username").value, password: $("password").value } });
+    token = d.token; localStorage.setItem("shengtu.token", token); enter();
+  } catch (e) { say("login-msg", e.message, false); }
+};
+$("password").onkeydown = (ev) => { if (ev.key === "Enter") $("login").click(); };
+$("logout").onclick = signOut;
+if (token) enter();
