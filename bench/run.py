@@ -28,6 +28,7 @@ from tests.support import Platform, RedisServer, User, free_port, wait_http
 from websockets.asyncio.client import connect
 
 from bench.load import LoadResult, ProcessMeter, request_line, rss_mb, wrk, wrk_version
+from bench.stats import stats_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,9 +63,11 @@ class Mode:
     completions: int
     scaled: bool
     starts: int  # timed starts of `shengtu serve`
+    stats_tasks: int = 1_000_000
+    stats_times: int = 20
 
 
-QUICK = Mode("quick", 2, 1, 8, 3, 150, 600, 3.0, 5, 10, False, 1)
+QUICK = Mode("quick", 2, 1, 8, 3, 150, 600, 3.0, 5, 10, False, 1, 100_000, 5)
 FULL = Mode("full", 10, 3, 64, 10, 500, 5000, 10.0, 30, 100, True, 3)
 
 
@@ -667,6 +670,7 @@ def main() -> None:
         http_benchmarks(report, mode, work)
         worker_benchmark(report, mode, work)
         completion_latency(report, mode, work)
+        stats_benchmark(report, work, mode.stats_tasks, mode.stats_times)
         if mode.scaled:
             scaled(report, mode, work)
     took = time.monotonic() - started

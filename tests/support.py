@@ -57,6 +57,8 @@ def base_env(data_dir: Path, **overrides: Any) -> dict[str, str]:
         SHENGTU_REGISTER_TOTAL="100000",
         SHENGTU_LOGIN_SUCCESSES_PER_WINDOW="100000",
         SHENGTU_LOGIN_IP_SUCCESSES_PER_WINDOW="100000",
+        # Redemption races fail by the dozen from 127.0.0.1 too.
+        SHENGTU_REDEEM_IP_FAILURES_PER_WINDOW="100000",
         SHENGTU_MAX_INFLIGHT_PER_API_KEY="3",
         SHENGTU_JWT_SECRET=secrets.token_urlsafe(32),
         PYTHONUNBUFFERED="1",

@@ -217,6 +217,33 @@ def test_fifty_racing_redemptions_of_one_code_credit_it_once(audited: Platform) 
     assert sum(u.balance() for u in users) == 70
 
 
+def test_failed_redemptions_are_throttled_per_user_and_per_address(tmp_path: Path) -> None:
+    platform = Platform(
+        tmp_path,
+        worker=False,
+        SHENGTU_REDEEM_FAILURES_PER_WINDOW="3",
+        SHENGTU_REDEEM_IP_FAILURES_PER_WINDOW="5",
+    ).start()
+    try:
+        code = _ok(_admin(platform).post("/admin/codes", json={"count": 1, "points": 9}))
+        first, second = platform.new_user(), platform.new_user()
+
+        def guess(user: User, text: str) -> dict[str, Any]:
+            return user.client.post("/user/points/redeem", json={"code": text}).json()  # type: ignore[no-any-return]
+
+        assert [guess(first, f"ST-WRONG-{i}")["code"] for i in range(4)] == [400, 400, 400, 429]
+        # The user is stopped even with the right code; the code stays unused.
+        assert guess(first, code["codes"][0])["code"] == 429
+        # Another account from the same address: the address has 2 failures left.
+        assert [guess(second, f"ST-BAD-{i}")["code"] for i in range(3)] == [400, 400, 429]
+        third = platform.new_user()
+        assert guess(third, code["codes"][0])["code"] == 429
+        unused = _ok(_admin(platform).get("/admin/codes", params={"state": "unused"}))
+        assert unused["total"] == 1
+    finally:
+        platform.stop()
+
+
 def test_a_key_quota_holds_under_racing_submits_and_refunds_restore_it(
     tmp_path: Path, fresh_database: ScratchDatabase
 ) -> None:

@@ -76,11 +76,11 @@ def _summary(report: service.Report) -> dict[str, Any]:
     def plain(c: Counts) -> tuple[Any, ...]:
         return (c.completed, c.failed, c.charged, c.refunded, c.cost, tuple(c.latency))
 
-    items = list(report.by_hour.items())
+    routes = list(report.by_route.items())
     return {
-        "hours": {k: plain(c) for k, c in items if c.completed or c.failed},
-        "models": {k: plain(c) for k, c in service.group(items, lambda k: k[1]).items()},
-        "channels": {k: plain(c) for k, c in service.group(items, lambda k: k[2]).items()},
+        "hours": {k: plain(c) for k, c in report.by_hour.items() if c.completed or c.failed},
+        "models": {k: plain(c) for k, c in service.group(routes, lambda k: k[0]).items()},
+        "channels": {k: plain(c) for k, c in service.group(routes, lambda k: k[1]).items()},
         # Users are summed by outcome and points only.
         "top": [(u, plain(c)[:4]) for u, _, c in report.top_users],
         "in_flight": report.in_flight,

@@ -30,6 +30,7 @@ app.add_typer(channel_app, name="channel")
 
 T = TypeVar("T")
 DEMO_USER = "demo"
+DEMO_ADMIN = "admin"
 DEMO_POINTS = 1000
 
 
@@ -254,16 +255,20 @@ def token(name: str) -> None:
 
 @app.command()
 def demo() -> None:
-    """Make sure the demo user exists with points, and print its token. With the sandbox
-    upstream, also add the demo's OpenAI-protocol models (gpt-image-1) to the catalog."""
+    """Make sure the demo user exists with points, and print its token; on a database
+    without an admin, make the demo operator ``admin`` and print its password once. With
+    the sandbox upstream, also add the demo's OpenAI-protocol models to the catalog."""
+    from sqlalchemy import select
+
+    from shengtu.accounts.models import User
     from shengtu.accounts.service import create_user, get_user_by_name, issue_token
     from shengtu.catalog.service import add_demo_models
     from shengtu.errors import NotFound
 
     settings = _settings()
 
-    async def job(db: Database) -> tuple[str, str | None]:
-        password = None
+    async def job(db: Database) -> tuple[str, str | None, str | None]:
+        password = admin_password = None
         if settings.sandbox_enabled:
             await add_demo_models(db)
         try:
@@ -272,9 +277,14 @@ def demo() -> None:
         except NotFound:
             password = secrets.token_urlsafe(12)
             user = await create_user(db, DEMO_USER, password, points_amount=DEMO_POINTS)
-        return issue_token(settings, user)[0], password
+        async with db.read() as session:
+            has_admin = await session.scalar(select(User.id).where(User.role == "admin").limit(1))
+        if has_admin is None:
+            admin_password = secrets.token_urlsafe(12)
+            await create_user(db, DEMO_ADMIN, admin_password, admin=True)
+        return issue_token(settings, user)[0], password, admin_password
 
-    jwt_token, password = _with_db(settings, job)
+    jwt_token, password, admin_password = _with_db(settings, job)
     base = settings.resolved_public_base_url
     typer.echo("")
     typer.secho("Shengtu 演示用户 demo", bold=True)
@@ -283,6 +293,9 @@ def demo() -> None:
     typer.echo(f"  Token:  {jwt_token}")
     typer.echo(f"  控制台: {base}/console/ (用户名 demo 登录,或粘贴上面的 Token)")
     typer.echo(f'  试一试: export YOUR_JWT_TOKEN="{jwt_token}"')
+    typer.echo(f"  运营后台: {base}/console/admin")
+    if admin_password:
+        typer.echo(f"    管理员 {DEMO_ADMIN},密码 {admin_password}   (只显示这一次)")
     typer.echo("")
 
 

@@ -8,7 +8,7 @@ from shengtu.codes.models import RedeemCode
 from shengtu.db import Base
 from shengtu.groups.models import UserGroup
 from shengtu.points.models import PointsAccount, PointsLedger
-from shengtu.stats.models import StatsHour, StatsState, StatsUserHour
+from shengtu.stats.models import StatsHour, StatsState, StatsUserDay, StatsUserHour
 from shengtu.storage.models import StoredFile
 from shengtu.tasks.models import AiTask
 
@@ -26,6 +26,7 @@ __all__ = [
     "RedeemCode",
     "StatsHour",
     "StatsState",
+    "StatsUserDay",
     "StatsUserHour",
     "StoredFile",
     "TaskAttempt",

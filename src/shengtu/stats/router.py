@@ -133,10 +133,10 @@ async def stats(
             return local(hour, tz).strftime("%Y-%m-%d")
         return local(hour, tz).strftime("%Y-%m-%dT%H:00")
 
-    items = list(found.by_hour.items())
-    series = service.group(items, lambda k: bucket(k[0]))
-    models = service.group(items, lambda k: k[1])
-    channels = service.group(items, lambda k: k[2])
+    series = service.group(found.by_hour.items(), bucket)
+    routes = list(found.by_route.items())
+    models = service.group(routes, lambda k: k[0])
+    channels = service.group(routes, lambda k: k[1])
     totals = Counts()
     for c in series.values():
         totals.add(c)

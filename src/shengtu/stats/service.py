@@ -16,19 +16,20 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, literal, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.accounts.models import User
 from shengtu.channels.models import Channel
-from shengtu.db import Database, utcnow
+from shengtu.db import Database, UtcDateTime, utcnow
 from shengtu.logs import get_logger
 from shengtu.stats.models import (
     LATENCY_BOUNDS,
     LATENCY_COLUMNS,
     StatsHour,
     StatsState,
+    StatsUserDay,
     StatsUserHour,
 )
 from shengtu.tasks.machine import ACTIVE, Status
@@ -37,6 +38,7 @@ from shengtu.tasks.models import AiTask
 log = get_logger("shengtu.stats")
 
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 # An hour is rolled up this long after it closed: a task's end is stamped before its
 # transaction commits, and no commit takes this long.
 ROLLUP_LAG = timedelta(minutes=5)
@@ -81,6 +83,7 @@ class Counts:
         return LATENCY_CEILING
 
 
+ENDED = frozenset({Status.COMPLETED.value, Status.FAILED.value})
 HourKey = tuple[datetime, str, int]  # hour, model, channel (0: the settings' upstream)
 UserKey = tuple[datetime, int]
 
@@ -111,15 +114,13 @@ async def ended_between(session: AsyncSession, start: datetime, end: datetime) -
     """The sums of the tasks that ended in [start, end), from the tasks themselves."""
     costs = await _channel_costs(session)
     sums = Sums()
+    # By the end time alone (only an ended task has one): a status condition beside it
+    # lets SQLite's planner walk the (status, next_run_at) index through every ended task.
     result = await session.execute(
-        select(*_ENDED).where(
-            AiTask.completed_at >= start,
-            AiTask.completed_at < end,
-            AiTask.status.in_([Status.COMPLETED.value, Status.FAILED.value]),
-        )
+        select(*_ENDED).where(AiTask.completed_at >= start, AiTask.completed_at < end)
     )
     for model, channel, user, status, points, created, completed in result.tuples():
-        if completed is None:
+        if completed is None or status not in ENDED:
             continue
         hour = floor_hour(completed)
         one = Counts()
@@ -188,7 +189,36 @@ async def rollup(db: Database, now: datetime | None = None) -> int:
                 return added
             if end == hour + HOUR:
                 await _store(session, await ended_between(session, hour, end))
+            await _close_days(session, hour, end)
             added += 1
+
+
+def floor_day(t: datetime) -> datetime:
+    return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+async def _close_days(session: AsyncSession, old: datetime, new: datetime) -> None:
+    """Sum each UTC day whose last hour the watermark just passed (old, new] into
+    ``stats_user_day``, from its hours."""
+    day = floor_day(old)
+    while day + DAY <= new:
+        if day + DAY > old:
+            await session.execute(
+                insert(StatsUserDay).from_select(
+                    ["day", "user_id", "completed", "failed", "charged", "refunded"],
+                    select(
+                        literal(day, UtcDateTime()),
+                        StatsUserHour.user_id,
+                        func.sum(StatsUserHour.completed),
+                        func.sum(StatsUserHour.failed),
+                        func.sum(StatsUserHour.charged),
+                        func.sum(StatsUserHour.refunded),
+                    )
+                    .where(StatsUserHour.hour >= day, StatsUserHour.hour < day + DAY)
+                    .group_by(StatsUserHour.user_id),
+                )
+            )
+        day += DAY
 
 
 async def _store(session: AsyncSession, sums: Sums) -> None:
@@ -223,39 +253,72 @@ async def _store(session: AsyncSession, sums: Sums) -> None:
         await session.execute(insert(StatsUserHour), users)
 
 
-async def _rolled_sums(session: AsyncSession, start: datetime, end: datetime) -> Sums:
-    sums = Sums()
-    if start >= end:
-        return sums
-    rows = await session.execute(
-        select(
-            StatsHour.hour,
-            StatsHour.model_name,
-            StatsHour.channel_id,
-            StatsHour.completed,
-            StatsHour.failed,
-            StatsHour.charged,
-            StatsHour.refunded,
-            StatsHour.cost,
-            *(getattr(StatsHour, c) for c in LATENCY_COLUMNS),
-        ).where(StatsHour.hour >= start, StatsHour.hour < end)
+_SUMMED = tuple(
+    func.coalesce(func.sum(getattr(StatsHour, c)), 0)
+    for c in ("completed", "failed", "charged", "refunded", "cost", *LATENCY_COLUMNS)
+)
+
+
+def _counts(row: Any) -> Counts:
+    completed, failed, charged, refunded, cost, *latency = row
+    return Counts(
+        int(completed),
+        int(failed),
+        int(charged),
+        int(refunded),
+        Decimal(cost),
+        list(map(int, latency)),
     )
-    for row in rows.tuples():
-        hour, model, channel, completed, failed, charged, refunded, cost, *latency = row
-        sums.by_hour[(hour, model, channel)].add(
-            Counts(completed, failed, charged, refunded, Decimal(cost), list(latency))
+
+
+Route = tuple[str, int]  # model, channel (0: the settings' upstream)
+
+
+async def _rolled_sums(
+    session: AsyncSession, start: datetime, end: datetime
+) -> tuple[dict[datetime, Counts], dict[Route, Counts]]:
+    """The rollup's sums over [start, end), per hour and per model and channel: summed by
+    the database, so a month is two small answers, not thousands of rows."""
+    by_hour: dict[datetime, Counts] = defaultdict(Counts)
+    by_route: dict[Route, Counts] = defaultdict(Counts)
+    if start >= end:
+        return by_hour, by_route
+    in_range = (StatsHour.hour >= start, StatsHour.hour < end)
+    hours = await session.execute(
+        select(StatsHour.hour, *_SUMMED).where(*in_range).group_by(StatsHour.hour)
+    )
+    for hour, *sums in hours.tuples():
+        by_hour[hour] = _counts(sums)
+    routes = await session.execute(
+        select(StatsHour.model_name, StatsHour.channel_id, *_SUMMED)
+        .where(*in_range)
+        .group_by(StatsHour.model_name, StatsHour.channel_id)
+    )
+    for model, channel, *sums in routes.tuples():
+        by_route[(model, int(channel))] = _counts(sums)
+    return by_hour, by_route
+
+
+def _user_rows(start: datetime, split: datetime) -> Any:
+    """Per-user rows covering [start, split) once: whole UTC days from ``stats_user_day``,
+    the hours at either edge from ``stats_user_hour``."""
+    columns = ("completed", "failed", "charged", "refunded")
+    first, last = floor_day(start), floor_day(split)
+    if first < start:
+        first += DAY
+    hours = select(StatsUserHour.user_id, *(getattr(StatsUserHour, c) for c in columns))
+    if first >= last:
+        return hours.where(StatsUserHour.hour >= start, StatsUserHour.hour < split).subquery()
+    days = select(StatsUserDay.user_id, *(getattr(StatsUserDay, c) for c in columns)).where(
+        StatsUserDay.day >= first, StatsUserDay.day < last
+    )
+    edges = hours.where(
+        or_(
+            and_(StatsUserHour.hour >= start, StatsUserHour.hour < first),
+            and_(StatsUserHour.hour >= last, StatsUserHour.hour < split),
         )
-    return sums
-
-
-def _user_sums(*where: Any) -> Any:
-    return select(
-        StatsUserHour.user_id,
-        func.sum(StatsUserHour.completed),
-        func.sum(StatsUserHour.failed),
-        func.sum(StatsUserHour.charged),
-        func.sum(StatsUserHour.refunded),
-    ).where(*where)
+    )
+    return union_all(days, edges).subquery()
 
 
 async def _top_users(
@@ -264,26 +327,27 @@ async def _top_users(
     """The ``limit`` users of most net points. The candidates are the rollup's top
     ``limit`` and every user with live tasks: live tasks only add to a user's net, so no
     one else can rank above them."""
-    in_range = (StatsUserHour.hour >= start, StatsUserHour.hour < split)
-    net = func.sum(StatsUserHour.charged) - func.sum(StatsUserHour.refunded)
     users: dict[int, Counts] = defaultdict(Counts)
     for (_, user), counts in live.by_user.items():
         users[user].add(counts)
     if start < split:
-        top = await session.execute(
-            _user_sums(*in_range).group_by(StatsUserHour.user_id).order_by(net.desc()).limit(limit)
-        )
+        rows = _user_rows(start, split)
+        sums = select(
+            rows.c.user_id,
+            func.sum(rows.c.completed),
+            func.sum(rows.c.failed),
+            func.sum(rows.c.charged),
+            func.sum(rows.c.refunded),
+        ).group_by(rows.c.user_id)
+        net = func.sum(rows.c.charged) - func.sum(rows.c.refunded)
+        top = await session.execute(sums.order_by(net.desc()).limit(limit))
         rolled = {
             int(u): Counts(int(c), int(f), int(ch), int(r)) for u, c, f, ch, r in top.tuples()
         }
         others = [u for u in users if u not in rolled]
         for chunk in (others[i : i + 5000] for i in range(0, len(others), 5000)):
-            rows = await session.execute(
-                _user_sums(*in_range, StatsUserHour.user_id.in_(chunk)).group_by(
-                    StatsUserHour.user_id
-                )
-            )
-            for u, c, f, ch, r in rows.tuples():
+            found = await session.execute(sums.where(rows.c.user_id.in_(chunk)))
+            for u, c, f, ch, r in found.tuples():
                 rolled[int(u)] = Counts(int(c), int(f), int(ch), int(r))
         for user, counts in rolled.items():
             users[user].add(counts)
@@ -296,7 +360,8 @@ class Report:
     start: datetime
     end: datetime
     rolled_to: datetime
-    by_hour: dict[HourKey, Counts]
+    by_hour: dict[datetime, Counts]
+    by_route: dict[Route, Counts]
     top_users: list[tuple[int, str | None, Counts]]
     channel_names: dict[int, str]
     in_flight: int
@@ -307,10 +372,11 @@ async def report(db: Database, start: datetime, end: datetime, top: int = 10) ->
     async with db.read() as session:
         reach = await _state(session)
         split = min(max(start, reach), end)
-        sums = await _rolled_sums(session, start, split)
+        by_hour, by_route = await _rolled_sums(session, start, split)
         live = await ended_between(session, split, end)
-        for key, counts in live.by_hour.items():
-            sums.by_hour[key].add(counts)
+        for (hour, model, channel), counts in live.by_hour.items():
+            by_hour[hour].add(counts)
+            by_route[(model, channel)].add(counts)
         ranked = await _top_users(session, start, split, live, top)
         names = dict(
             (
@@ -331,15 +397,16 @@ async def report(db: Database, start: datetime, end: datetime, top: int = 10) ->
         start=start,
         end=end,
         rolled_to=reach,
-        by_hour=dict(sums.by_hour),
+        by_hour=dict(by_hour),
+        by_route=dict(by_route),
         top_users=[(u, names.get(u), c) for u, c in ranked],
         channel_names={int(k): str(v) for k, v in channels.items()},
         in_flight=int(in_flight or 0),
     )
 
 
-def group(by_hour: Iterable[tuple[HourKey, Counts]], key: Any) -> dict[Any, Counts]:
+def group(counts: Iterable[tuple[Any, Counts]], key: Any) -> dict[Any, Counts]:
     out: dict[Any, Counts] = defaultdict(Counts)
-    for hour_key, counts in by_hour:
-        out[key(hour_key)].add(counts)
+    for k, c in counts:
+        out[key(k)].add(c)
     return dict(out)

@@ -5,7 +5,7 @@ Revises: 0007
 
 Every admin action is logged; users belong to a price group (``default``, ×1); API keys
 may carry a quota, an expiry, allowed models and client addresses; closed hours of ended
-tasks are summed into ``stats_hour`` and ``stats_user_hour`` (reaching ``stats_state``, made by the first rollup).
+tasks are summed into ``stats_hour``, ``stats_user_hour`` and ``stats_user_day`` (reaching ``stats_state``, made by the first rollup).
 """
 
 from collections.abc import Sequence
@@ -100,6 +100,23 @@ def upgrade() -> None:
         sa.UniqueConstraint("hour", "user_id", name=op.f("uq_stats_user_hour_hour")),
     )
     op.create_table(
+        "stats_user_day",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("day", shengtu.db.UtcDateTime(), nullable=False),
+        sa.Column("user_id", sa.BigInteger(), nullable=False),
+        sa.Column("completed", sa.Integer(), nullable=False),
+        sa.Column("failed", sa.Integer(), nullable=False),
+        sa.Column("charged", sa.BigInteger(), nullable=False),
+        sa.Column("refunded", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_stats_user_day")),
+        sa.UniqueConstraint("day", "user_id", name=op.f("uq_stats_user_day_day")),
+    )
+    op.create_table(
         "user_group",
         sa.Column(
             "id",
@@ -159,6 +176,7 @@ def downgrade() -> None:
         batch_op.drop_column("quota_points")
 
     op.drop_table("user_group")
+    op.drop_table("stats_user_day")
     op.drop_table("stats_user_hour")
     op.drop_table("stats_state")
     op.drop_table("stats_hour")
