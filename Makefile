@@ -50,7 +50,7 @@ browser:
 # so two share the machine's cores well and the suite takes about half as long.
 TEST_WORKERS ?= 2
 test: lint browser
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
 
 # Benchmarks, not tests: wrk (Debian's package) drives the server from its own process.
 bench: $(STAMP)

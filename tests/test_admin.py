@@ -367,3 +367,19 @@ def test_admins_find_inspect_and_cancel_any_task(audited: Platform) -> None:
     assert kinds == ["consume", "refund"]
     assert _audit_entries(audited, f"task:{task['taskNo']}")[0]["after"] == {"status": "failed"}
     assert admin.get("/admin/tasks/TASK-nope").json()["code"] == 404
+
+
+def test_usage_per_day_and_the_ledger_audit_answer(audited: Platform) -> None:
+    user = audited.new_user(points=100)
+    done = user.submit(modelName=MODEL, prompt="用量")["data"]
+    failed = user.submit(modelName=MODEL, prompt="用量 [sandbox:fail]")["data"]
+    for task in (done, failed):
+        user.wait(task["taskNo"], timeout=30)
+    days = _ok(user.client.get("/user/usage", params={"days": 7}))
+    assert len(days) == 7 and days[-1]["date"] == max(d["date"] for d in days)
+    today = days[-1]
+    assert (today["tasks"], today["completed"], today["failed"], today["points"]) == (2, 1, 1, 30)
+    assert user.client.get("/user/usage", params={"days": 91}).json()["code"] == 400
+    checks = _ok(_admin(audited).get("/admin/ledger/audit"))
+    assert len(checks) == 6 and all(c["ok"] for c in checks), checks
+    assert user.client.get("/admin/ledger/audit").status_code == 403

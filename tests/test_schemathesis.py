@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.chaos import report
+from tests.databases import ScratchDatabase
 from tests.support import Platform, Process
 
 LONG = os.environ.get("SHENGTU_CHAOS") == "1"
@@ -97,6 +98,42 @@ def test_no_server_error_and_no_answer_outside_the_schema(
     assert generated, result.stdout[-2000:]
     report("schemathesis (OpenAPI fuzzing)", cases=int(generated.group(1)))
     platform.audit()
+
+
+@pytest.mark.timeout(1800 if LONG else 300)
+def test_the_admin_routes_hold_up_under_an_admin(
+    tmp_path: Path, fresh_database: ScratchDatabase
+) -> None:
+    """The same checks on the ``/admin`` routes, as an admin (on a platform of its own:
+    the fuzzing changes prices, users and groups at random). The admin cannot delete,
+    disable or demote itself, so the run keeps its rights unless it resets its own
+    password (then the rest answers 401, still within the schema)."""
+    platform = Platform(tmp_path, database_url=fresh_database.url).start()
+    try:
+        assert platform.admin is not None
+        platform.new_user(points=1000)
+        result = subprocess.run(
+            [
+                *_schemathesis(
+                    platform, platform.admin.token, tmp_path / "report", 200 if LONG else 5
+                ),
+                "--include-path-regex",
+                "^/admin",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        problems = problems_of(tmp_path / "report")
+        failing = judge(problems, platform.server, platform.url)
+        assert not failing, result.stdout[-4000:]
+        generated = re.search(r"(\d+) generated", result.stdout)
+        assert generated, result.stdout[-2000:]
+        report("schemathesis, admin routes as an admin", cases=int(generated.group(1)))
+        platform.audit()
+    finally:
+        platform.stop()
 
 
 def test_a_real_outage_still_fails_the_run(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from shengtu.accounts import admin_service as service
 from shengtu.accounts.admin_schemas import (
@@ -19,13 +19,12 @@ from shengtu.accounts.models import User
 from shengtu.accounts.router import key_out
 from shengtu.api.deps import AdminDep, ContextDep
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
+from shengtu.api.inputs import RowId
 from shengtu.points.schemas import BalanceOut, ledger_out
 from shengtu.tasks.schemas import task_detail
 from shengtu.timefmt import fmt, to_utc
 
 router = APIRouter(tags=["admin: users"])
-
-UserId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def user_out(user: User, balance: int, tz: str) -> AdminUserOut:
@@ -71,7 +70,7 @@ async def list_users(
 
 
 @router.get("/admin/users/{user_id}", response_model=Envelope[AdminUserDetail])
-async def get_user(user_id: UserId, ctx: ContextDep, _: AdminDep) -> Envelope[AdminUserDetail]:
+async def get_user(user_id: RowId, ctx: ContextDep, _: AdminDep) -> Envelope[AdminUserDetail]:
     tz = ctx.settings.timezone
     async with ctx.db.read() as session:
         user, balance, counts, tasks, keys, ledger = await service.user_detail(session, user_id)
@@ -88,7 +87,7 @@ async def get_user(user_id: UserId, ctx: ContextDep, _: AdminDep) -> Envelope[Ad
 
 @router.put("/admin/users/{user_id}", response_model=Envelope[AdminUserOut])
 async def change_user(
-    user_id: UserId, body: AdminUserChange, ctx: ContextDep, admin: AdminDep
+    user_id: RowId, body: AdminUserChange, ctx: ContextDep, admin: AdminDep
 ) -> Envelope[AdminUserOut]:
     """Disable or enable (a disabled user's tokens and keys are refused from their next
     request), make admin or user, move to a price group."""
@@ -100,7 +99,7 @@ async def change_user(
 
 @router.post("/admin/users/{user_id}/password", response_model=Envelope[None])
 async def reset_password(
-    user_id: UserId, body: PasswordReset, ctx: ContextDep, admin: AdminDep
+    user_id: RowId, body: PasswordReset, ctx: ContextDep, admin: AdminDep
 ) -> Envelope[None]:
     """Set a new password; every login token of the user stops working."""
     await service.reset_password(ctx.db, admin, user_id, body.password, ctx.hashing)
@@ -109,7 +108,7 @@ async def reset_password(
 
 @router.post("/admin/users/{user_id}/points", response_model=Envelope[BalanceOut])
 async def change_points(
-    user_id: UserId, body: PointsChange, ctx: ContextDep, admin: AdminDep
+    user_id: RowId, body: PointsChange, ctx: ContextDep, admin: AdminDep
 ) -> Envelope[BalanceOut]:
     """Grant (positive) or take back (negative, never below zero) points, with a note."""
     after = await service.change_points(ctx.db, admin, user_id, body.amount, body.note)
@@ -117,7 +116,7 @@ async def change_points(
 
 
 @router.delete("/admin/users/{user_id}", response_model=Envelope[None])
-async def delete_user(user_id: UserId, ctx: ContextDep, admin: AdminDep) -> Envelope[None]:
+async def delete_user(user_id: RowId, ctx: ContextDep, admin: AdminDep) -> Envelope[None]:
     """Remove the user and everything that is theirs; to ban, disable instead."""
     await service.delete_user(ctx.db, admin, user_id)
     return ok(None)

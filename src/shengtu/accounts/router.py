@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.accounts import service
@@ -21,6 +19,7 @@ from shengtu.accounts.schemas import (
 )
 from shengtu.api.deps import ContextDep, PrincipalDep
 from shengtu.api.envelope import Envelope, ok
+from shengtu.api.inputs import RowId
 from shengtu.codes import service as codes
 from shengtu.errors import BadRequest, Forbidden
 from shengtu.timefmt import fmt
@@ -122,13 +121,9 @@ async def list_api_keys(ctx: ContextDep, principal: PrincipalDep) -> Envelope[li
     return ok([key_out(k, ctx.settings.timezone) for k in keys])
 
 
-# Ids are 63-bit on every database; a larger number is simply no id of ours.
-KeyId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-
-
 @router.put("/user/api-keys/{key_id}", response_model=Envelope[ApiKeyOut])
 async def change_api_key(
-    key_id: KeyId, body: ApiKeyChange, ctx: ContextDep, principal: PrincipalDep
+    key_id: RowId, body: ApiKeyChange, ctx: ContextDep, principal: PrincipalDep
 ) -> Envelope[ApiKeyOut]:
     """Change a key's name or controls (quota, expiry, models, networks); null removes one."""
     service.require_login_token(principal, "修改 API Key")
@@ -138,6 +133,6 @@ async def change_api_key(
 
 
 @router.delete("/user/api-keys/{key_id}", response_model=Envelope[None])
-async def delete_api_key(key_id: KeyId, ctx: ContextDep, principal: PrincipalDep) -> Envelope[None]:
+async def delete_api_key(key_id: RowId, ctx: ContextDep, principal: PrincipalDep) -> Envelope[None]:
     await service.revoke_api_key(ctx.db, principal.user_id, key_id)
     return ok(None)

@@ -7,8 +7,9 @@ way it is never a meaningful character in a name, a prompt or a URL, so it stops
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, ValidationInfo, field_validator
 
 
@@ -37,3 +38,8 @@ def given_columns(body: BaseModel, columns: Mapping[str, str]) -> dict[str, Any]
         for name, column in columns.items()
         if getattr(body, name) is not None
     }
+
+
+# A row id in a path: ids are 63-bit on every database; a larger number is simply no id
+# of ours (a 404, not an overflow in the driver).
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]

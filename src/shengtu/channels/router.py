@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shengtu.accounts.service import Principal
 from shengtu.api.deps import AdminDep, ContextDep
 from shengtu.api.envelope import Envelope, ok
+from shengtu.api.inputs import RowId
 from shengtu.audit import service as audit
 from shengtu.channels import service
 from shengtu.channels.models import Channel
@@ -59,7 +60,7 @@ async def create_channel(
 
 
 @router.get("/admin/channels/{channel_id}", response_model=Envelope[ChannelOut])
-async def get_channel(channel_id: int, ctx: ContextDep, _: AdminDep) -> Envelope[ChannelOut]:
+async def get_channel(channel_id: RowId, ctx: ContextDep, _: AdminDep) -> Envelope[ChannelOut]:
     async with ctx.db.read() as session:
         channel = await service.get_channel(session, channel_id)
         return ok(await service.describe(session, channel, ctx.settings.timezone))
@@ -67,7 +68,7 @@ async def get_channel(channel_id: int, ctx: ContextDep, _: AdminDep) -> Envelope
 
 @router.put("/admin/channels/{channel_id}", response_model=Envelope[ChannelOut])
 async def change_channel(
-    channel_id: int, body: ChannelSettings, ctx: ContextDep, admin: AdminDep
+    channel_id: RowId, body: ChannelSettings, ctx: ContextDep, admin: AdminDep
 ) -> Envelope[ChannelOut]:
     async with ctx.db.write() as session:
         channel = await _changed(session, ctx, admin, channel_id, body)
@@ -75,7 +76,11 @@ async def change_channel(
 
 
 async def _changed(
-    session: AsyncSession, ctx: ContextDep, admin: Principal, channel_id: int, body: ChannelSettings
+    session: AsyncSession,
+    ctx: ContextDep,
+    admin: Principal,
+    channel_id: int,
+    body: ChannelSettings,
 ) -> Channel:
     before = audit.snapshot(await service.get_channel(session, channel_id), AUDITED)
     channel = await service.change(session, ctx.key_box, channel_id, body)
@@ -90,7 +95,7 @@ async def _changed(
 
 
 @router.delete("/admin/channels/{channel_id}", response_model=Envelope[None])
-async def delete_channel(channel_id: int, ctx: ContextDep, admin: AdminDep) -> Envelope[None]:
+async def delete_channel(channel_id: RowId, ctx: ContextDep, admin: AdminDep) -> Envelope[None]:
     async with ctx.db.write() as session:
         before = audit.snapshot(await service.get_channel(session, channel_id), AUDITED)
         await service.remove(session, channel_id)
@@ -107,13 +112,15 @@ async def _set_enabled(
 
 
 @router.post("/admin/channels/{channel_id}/enable", response_model=Envelope[ChannelOut])
-async def enable_channel(channel_id: int, ctx: ContextDep, admin: AdminDep) -> Envelope[ChannelOut]:
+async def enable_channel(
+    channel_id: RowId, ctx: ContextDep, admin: AdminDep
+) -> Envelope[ChannelOut]:
     return ok(await _set_enabled(ctx, admin, channel_id, True))
 
 
 @router.post("/admin/channels/{channel_id}/disable", response_model=Envelope[ChannelOut])
 async def disable_channel(
-    channel_id: int, ctx: ContextDep, admin: AdminDep
+    channel_id: RowId, ctx: ContextDep, admin: AdminDep
 ) -> Envelope[ChannelOut]:
     return ok(await _set_enabled(ctx, admin, channel_id, False))
 
@@ -133,7 +140,7 @@ async def _set_key_enabled(
     "/admin/channels/{channel_id}/keys/{key_id}/enable", response_model=Envelope[ChannelOut]
 )
 async def enable_key(
-    channel_id: int, key_id: int, ctx: ContextDep, admin: AdminDep
+    channel_id: RowId, key_id: RowId, ctx: ContextDep, admin: AdminDep
 ) -> Envelope[ChannelOut]:
     return ok(await _set_key_enabled(ctx, admin, channel_id, key_id, True))
 
@@ -142,13 +149,13 @@ async def enable_key(
     "/admin/channels/{channel_id}/keys/{key_id}/disable", response_model=Envelope[ChannelOut]
 )
 async def disable_key(
-    channel_id: int, key_id: int, ctx: ContextDep, admin: AdminDep
+    channel_id: RowId, key_id: RowId, ctx: ContextDep, admin: AdminDep
 ) -> Envelope[ChannelOut]:
     return ok(await _set_key_enabled(ctx, admin, channel_id, key_id, False))
 
 
 @router.post("/admin/channels/{channel_id}/test", response_model=Envelope[ChannelTestOut])
-async def test_channel(channel_id: int, ctx: ContextDep, _: AdminDep) -> Envelope[ChannelTestOut]:
+async def test_channel(channel_id: RowId, ctx: ContextDep, _: AdminDep) -> Envelope[ChannelTestOut]:
     """Asks the upstream through the channel's first enabled key about a job that does not
     exist: proves the address and the key, and starts no paid job."""
     return ok(await service.probe(ctx.db, ctx.key_box, channel_id))
