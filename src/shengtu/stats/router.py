@@ -133,7 +133,11 @@ async def stats(
             return local(hour, tz).strftime("%Y-%m-%d")
         return local(hour, tz).strftime("%Y-%m-%dT%H:00")
 
-    series = service.group(found.by_hour.items(), bucket)
+    # Every bucket of the window, the empty ones too: a chart's time axis has no gaps.
+    hours = [start_at + HOUR * i for i in range(int((end_at - start_at) / HOUR))]
+    series = {bucket(h): Counts() for h in hours}
+    for label, counts in service.group(found.by_hour.items(), bucket).items():
+        series[label] = counts
     routes = list(found.by_route.items())
     models = service.group(routes, lambda k: k[0])
     channels = service.group(routes, lambda k: k[1])
