@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import io
+import json
 import secrets
 import time
 from pathlib import Path
@@ -383,3 +384,21 @@ def test_usage_per_day_and_the_ledger_audit_answer(audited: Platform) -> None:
     checks = _ok(_admin(audited).get("/admin/ledger/audit"))
     assert len(checks) == 6 and all(c["ok"] for c in checks), checks
     assert user.client.get("/admin/ledger/audit").status_code == 403
+
+
+def test_a_disabled_users_open_websocket_closes_at_once(audited: Platform) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    user = audited.new_user()
+    url = audited.url.replace("http://", "ws://") + f"/ws/tasks?token={user.token}"
+    with connect(url) as ws:
+        assert json.loads(ws.recv(timeout=5))["event"] == "connected"
+        started = time.monotonic()
+        _ok(_admin(audited).put(f"/admin/users/{_user_id(user)}", json={"active": False}))
+        try:
+            ws.recv(timeout=5)  # the periodic re-check is 30 s away: only the push is this quick
+            raise AssertionError("the WebSocket stayed open")
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code == 4401
+        assert time.monotonic() - started < 5

@@ -84,7 +84,7 @@ def test_no_server_error_and_no_answer_outside_the_schema(
 ) -> None:
     user = platform.new_user(points=100_000)
     result = subprocess.run(
-        _schemathesis(platform, user.token, tmp_path, 200 if LONG else 20),
+        _schemathesis(platform, user.token, tmp_path, 200 if LONG else 12),
         capture_output=True,
         text=True,
         timeout=900,
@@ -119,6 +119,9 @@ def test_the_admin_routes_hold_up_under_an_admin(
                 ),
                 "--include-path-regex",
                 "^/admin",
+                # The boundary values of every field and a few random bodies; the long run
+                # (make chaos) adds the examples and stateful phases.
+                *([] if LONG else ["--phases", "coverage,fuzzing"]),
             ],
             capture_output=True,
             text=True,

@@ -20,6 +20,8 @@ from shengtu.accounts.router import key_out
 from shengtu.api.deps import AdminDep, ContextDep
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
 from shengtu.api.inputs import RowId
+from shengtu.context import AppContext
+from shengtu.events.router import ACCOUNT_CHANGED
 from shengtu.points.schemas import BalanceOut, ledger_out
 from shengtu.tasks.schemas import task_detail
 from shengtu.timefmt import fmt, to_utc
@@ -37,6 +39,11 @@ def user_out(user: User, balance: int, tz: str) -> AdminUserOut:
         balance=balance,
         createTime=fmt(user.created_at, tz) or "",
     )
+
+
+async def _account_changed(ctx: AppContext, user_id: int) -> None:
+    """The user's open WebSockets, in every process, check their credential now."""
+    await ctx.bus.publish(user_id, {"event": ACCOUNT_CHANGED, "data": {}}, "0")
 
 
 @router.get("/admin/users", response_model=Envelope[Page[AdminUserOut]])
@@ -92,6 +99,7 @@ async def change_user(
     """Disable or enable (a disabled user's tokens and keys are refused from their next
     request), make admin or user, move to a price group."""
     user = await service.change_user(ctx.db, admin, user_id, body)
+    await _account_changed(ctx, user_id)
     async with ctx.db.read() as session:
         user, balance, *_ = await service.user_detail(session, user.id)
     return ok(user_out(user, balance, ctx.settings.timezone))
@@ -103,6 +111,7 @@ async def reset_password(
 ) -> Envelope[None]:
     """Set a new password; every login token of the user stops working."""
     await service.reset_password(ctx.db, admin, user_id, body.password, ctx.hashing)
+    await _account_changed(ctx, user_id)
     return ok(None)
 
 
@@ -119,4 +128,5 @@ async def change_points(
 async def delete_user(user_id: RowId, ctx: ContextDep, admin: AdminDep) -> Envelope[None]:
     """Remove the user and everything that is theirs; to ban, disable instead."""
     await service.delete_user(ctx.db, admin, user_id)
+    await _account_changed(ctx, user_id)
     return ok(None)

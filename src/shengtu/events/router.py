@@ -31,6 +31,9 @@ IDLE = (4408, "连接空闲超时,请重新连接")
 # Checked before an event is sent, but not more often than this: a burst of progress
 # events costs one read.
 EVENT_RECHECK_SECONDS = 1.0
+# Published to a user when an operator disables, deletes, demotes or resets them: their
+# WebSockets check their credential at once instead of at the next re-check.
+ACCOUNT_CHANGED = "account.changed"
 
 
 async def _close(websocket: WebSocket, why: tuple[int, str]) -> None:
@@ -109,11 +112,14 @@ async def task_events(websocket: WebSocket) -> None:
                 if getter not in done:
                     continue
                 event, getter = getter.result(), None
-                if time.monotonic() - checked_at >= EVENT_RECHECK_SECONDS and not (
+                forced = isinstance(event, dict) and event.get("event") == ACCOUNT_CHANGED
+                if (forced or time.monotonic() - checked_at >= EVENT_RECHECK_SECONDS) and not (
                     await still_valid()
                 ):
                     await _close(websocket, CREDENTIAL_ENDED)
                     break
+                if forced:
+                    continue
                 await websocket.send_json(event)
                 last_active = time.monotonic()
         except (WebSocketDisconnect, RuntimeError):
