@@ -352,12 +352,4 @@ $("stats-refresh").onclick = loadDashboard;
 $("user-search").onclick = () => loadUsers(1);
 $("task-search").onclick = () => loadTasks(1);
 $("code-search").onclick = () => loadCodes(1);
-$("login").onclick = async () => {
-  try {
-    const d = await api("/user/auth/login", { method: "POST", json: { username: $("username").value, password: $("password").value } });
-    token = d.token; localStorage.setItem("shengtu.token", token); enter();
-  } catch (e) { say("login-msg", e.message, false); }
-};
-$("password").onkeydown = (ev) => { if (ev.key === "Enter") $("login").click(); };
-$("logout").onclick = signOut;
-if (token) enter();
+setupSignIn(enter);

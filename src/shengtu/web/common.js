@@ -171,3 +171,17 @@ function barChart(series, caption) {
 }
 
 function signOut() { token = ""; localStorage.removeItem("shengtu.token"); location.reload(); }
+
+// Sign-in by name and password (Enter in the password field too), sign-out, and a
+// remembered token: each console passes what it does once it knows its user.
+function setupSignIn(enter) {
+  $("login").onclick = async () => {
+    try {
+      const d = await api("/user/auth/login", { method: "POST", json: { username: $("username").value, password: $("password").value } });
+      token = d.token; localStorage.setItem("shengtu.token", token); enter();
+    } catch (e) { say("login-msg", e.message, false); }
+  };
+  $("password").onkeydown = (ev) => { if (ev.key === "Enter") $("login").click(); };
+  $("logout").onclick = signOut;
+  if (token) enter();
+}

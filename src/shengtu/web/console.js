@@ -339,13 +339,6 @@ setupLanguage(() => {
 $("model").onchange = onModel;
 $("filter-status").onchange = () => loadTasks(1);
 $("filter-type").onchange = () => loadTasks(1);
-$("login").onclick = async () => {
-  try {
-    const d = await api("/user/auth/login", { method: "POST", json: { username: $("username").value, password: $("password").value } });
-    token = d.token; localStorage.setItem("shengtu.token", token); enter();
-  } catch (e) { say("login-msg", e.message, false); }
-};
-$("password").onkeydown = (ev) => { if (ev.key === "Enter") $("login").click(); };
 $("register").onclick = async () => {
   const body = { username: $("username").value, password: $("password").value };
   if ($("invite").value.trim()) body.code = $("invite").value.trim();
@@ -355,5 +348,4 @@ $("register").onclick = async () => {
   } catch (e) { say("login-msg", e.message, false); }
 };
 $("token").onchange = () => { token = $("token").value.trim(); localStorage.setItem("shengtu.token", token); enter(); };
-$("logout").onclick = signOut;
-if (token) enter();
+setupSignIn(enter);
