@@ -98,10 +98,8 @@ async def change_user(
 ) -> Envelope[AdminUserOut]:
     """Disable or enable (a disabled user's tokens and keys are refused from their next
     request), make admin or user, move to a price group."""
-    user = await service.change_user(ctx.db, admin, user_id, body)
+    user, balance = await service.change_user(ctx.db, admin, user_id, body)
     await _account_changed(ctx, user_id)
-    async with ctx.db.read() as session:
-        user, balance, *_ = await service.user_detail(session, user.id)
     return ok(user_out(user, balance, ctx.settings.timezone))
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.accounts import security
 from shengtu.accounts.admin_schemas import AdminUserChange
 from shengtu.accounts.models import ApiKey, User
-from shengtu.accounts.service import CLI_GATE, Principal, check_password
+from shengtu.accounts.service import CLI_GATE, Principal, check_password, store_password
 from shengtu.audit import service as audit
 from shengtu.db import Database
 from shengtu.errors import BadRequest, NotFound
@@ -129,7 +129,8 @@ def _not_self(actor: Principal, user: User, action: str) -> None:
 
 async def change_user(
     db: Database, actor: Principal, user_id: int, change: AdminUserChange
-) -> User:
+) -> tuple[User, int]:
+    """The user as changed, and their balance."""
     async with db.write() as session:
         user = await get_user(session, user_id)
         before = snapshot(user)
@@ -147,7 +148,8 @@ async def change_user(
         if after != before:
             await audit.record(session, actor, "user.change", f"user:{user.id}", before, after)
         await session.flush()
-    return user
+        balance = (await points.balance(session, user.id)).balance
+    return user, balance
 
 
 async def reset_password(
@@ -158,11 +160,7 @@ async def reset_password(
     new_hash = await gate.run(security.hash_password, check_password(password))
     async with db.write() as session:
         user = await get_user(session, user_id)
-        await session.execute(
-            update(User)
-            .where(User.id == user.id)
-            .values(password_hash=new_hash, auth_epoch=User.auth_epoch + 1)
-        )
+        await store_password(session, user.id, new_hash)
         await audit.record(session, actor, "user.password_reset", f"user:{user.id}")
 
 

@@ -157,11 +157,7 @@ async def change_password(
         raise BadRequest("原密码错误")
     new_hash = await gate.run(security.hash_password, check_password(new))
     async with db.write() as session:
-        await session.execute(
-            update(User)
-            .where(User.id == user_id)
-            .values(password_hash=new_hash, auth_epoch=User.auth_epoch + 1)
-        )
+        await store_password(session, user_id, new_hash)
         if keep_api_keys:
             return 0
         result = await session.execute(
@@ -170,6 +166,15 @@ async def change_password(
             .values(revoked_at=utcnow())
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def store_password(session: AsyncSession, user_id: int, password_hash: str) -> None:
+    """Set a new password hash; the epoch moves on, so every older token stops working."""
+    await session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(password_hash=password_hash, auth_epoch=User.auth_epoch + 1)
+    )
 
 
 def issue_token(settings: Settings, user: User) -> tuple[str, int]:
@@ -355,10 +360,12 @@ def networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
-def check_client(principal: Principal, address: str) -> None:
-    """A key with allowed networks works only from a client address inside one of them."""
+def check_client(principal: Principal, client_address: Callable[[], str]) -> None:
+    """A key with allowed networks works only from a client address inside one of them.
+    The address is worked out only for such a key (not on every request)."""
     if principal.key_networks is None:
         return
+    address = client_address()
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -62,7 +62,7 @@ async def authorize_with(
     if credential is None:
         raise Unauthorized(NO_CREDENTIAL)
     principal, row = await ctx.auth.principal_with(credential, joined, params)
-    check_client(principal, ctx.clients.of(scope))
+    check_client(principal, lambda: ctx.clients.of(scope))
     await ctx.limits.check(principal)
     return principal, row
 

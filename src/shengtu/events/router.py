@@ -53,7 +53,7 @@ async def task_events(websocket: WebSocket) -> None:
     # only "403").
     try:
         principal = await ctx.auth.principal(credential or "")
-        check_client(principal, ctx.clients.of(websocket.scope))
+        check_client(principal, lambda: ctx.clients.of(websocket.scope))
     except ShengtuError:
         await websocket.accept()
         await _close(websocket, UNAUTHORIZED)
