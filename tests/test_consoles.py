@@ -61,6 +61,9 @@ def _sign_in(page: Any, url: str, name: str, password: str) -> None:
 def _tab(page: Any, name: str) -> None:
     page.click(f"#tab-{name}")
     page.wait_for_selector(f"#panel-{name}:not([hidden])")
+    # One panel on screen: a panel's own display (a grid) must not outweigh [hidden].
+    shown = page.locator("[role=tabpanel]:visible")
+    assert shown.count() == 1 and shown.get_attribute("id") == f"panel-{name}"
 
 
 def _fits_a_phone(page: Any) -> None:
