@@ -148,7 +148,12 @@ def test_a_real_outage_still_fails_the_run(tmp_path: Path) -> None:
             stdout=subprocess.DEVNULL,
             env={**os.environ, "NO_COLOR": "1"},
         )
-        time.sleep(3)
+        # The outage comes once schemathesis is testing, not while it loads the schema
+        # (a busy machine can take longer than a fixed wait for that).
+        deadline = time.monotonic() + 60
+        while platform.server.log_text().count('"event": "request"') < 30:
+            assert time.monotonic() < deadline, "schemathesis never started testing"
+            time.sleep(0.2)
         assert run.poll() is None, "schemathesis ended before the outage"
         platform.server.kill()
         assert run.wait(120) != 0
