@@ -88,6 +88,7 @@ let references = [];  // uploaded reference URLs, shown as previews
 async function enter() {
   try {
     me = await api("/user/auth/me");
+    $("who").textContent = t("currentUser") + me.username;
     $("to-admin").classList.toggle("hidden", me.role !== "admin");
     $("login-box").classList.add("hidden");
     ["app", "logout"].forEach(i => $(i).classList.remove("hidden"));
