@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import json
 import os
 import secrets
+import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,31 +70,95 @@ def base_env(data_dir: Path, **overrides: Any) -> dict[str, str]:
     return env
 
 
-def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "shengtu", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+class _Zygote:
+    """``tests/zygote.py``, one per test process, started on first use."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.zygote"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        self.lock = threading.Lock()
+
+    def ask(self, request: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        with self.lock:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+            if not ready:
+                self.proc.kill()
+                raise AssertionError(f"shengtu {request.get('args')} took over {timeout}s")
+            answer: dict[str, Any] = json.loads(self.proc.stdout.readline())
+            return answer
+
+
+_zygote: _Zygote | None = None
+
+
+def zygote() -> _Zygote:
+    global _zygote
+    if _zygote is None or _zygote.proc.poll() is not None:
+        _zygote = _Zygote()
+    return _zygote
+
+
+def cli(
+    env: dict[str, str], *args: str, check: bool = True, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``shengtu ARGS`` in a process of its own (forked from one that has Shengtu
+    imported: see tests/zygote.py)."""
+    request = {"op": "run", "args": list(args), "env": env, "cwd": str(cwd) if cwd else None}
+    answer = zygote().ask(request, timeout=120)
+    result = subprocess.CompletedProcess(
+        ["shengtu", *args], answer["code"], answer["stdout"], answer["stderr"]
     )
     if check and result.returncode != 0:
         raise AssertionError(f"shengtu {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
 
 
+class Forked:
+    """What a test needs of ``subprocess.Popen`` for a process the zygote forked."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.owner = zygote()
+        self.pid: int = self.owner.ask(
+            {"op": "spawn", "args": args, "env": env, "log": str(log_path)}
+        )["pid"]
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.owner.ask({"op": "poll", "pid": self.pid})["code"]
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = time.monotonic() + (timeout if timeout is not None else 3600)
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(["shengtu"], timeout or 0)
+            time.sleep(0.05)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
 class Process:
-    """A child process whose output goes to a log file, stopped at teardown."""
+    """A ``shengtu`` process whose output goes to a log file, stopped at teardown."""
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shengtu", *args],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        self.proc = Forked(args, env, log_path)
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -105,7 +172,6 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        self._log.close()
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
