@@ -86,8 +86,12 @@ def test_no_route_lets_one_user_reach_another_users_things(audited: Platform) ->
     intruder = audited.new_user(points=100)
     task_no = owner.submit(modelName="sc_soraimg_text_1x1", prompt="我的私人任务")["data"]["taskNo"]
     key_id = owner.client.post("/user/api-keys", json={"name": "私钥"}).json()["data"]["id"]
+    hook = owner.client.post("/user/webhooks", json={"url": "http://93.184.216.34/hook"}).json()
+    message = owner.client.post(f"/user/webhooks/{hook['data']['id']}/test").json()["data"]
     owner.wait(task_no)
     ids = {
+        "webhook_id": str(hook["data"]["id"]),
+        "message_id": message["id"],
         "task_no": task_no,
         "key_id": str(key_id),
         "taskNo": task_no,

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -22,6 +22,8 @@ from shengtu.api import pages
 from shengtu.api.envelope import ERROR_RESPONSES, Envelope, ok
 from shengtu.api.errors import install_error_handlers
 from shengtu.api.hot import HotReads
+from shengtu.api.i18n import EnglishMessages
+from shengtu.api.metrics_route import guarded_scrape, serve_on_own_address
 from shengtu.api.middleware import EdgeGuardMiddleware, RequestIdMiddleware
 from shengtu.audit.router import router as audit_router
 from shengtu.catalog.router import router as catalog_router
@@ -33,12 +35,14 @@ from shengtu.errors import NotFound
 from shengtu.events.relay import EventRelay
 from shengtu.events.router import router as events_router
 from shengtu.groups.router import router as groups_router
+from shengtu.openai_compat.router import router as openai_router
 from shengtu.points.router import router as points_router
 from shengtu.stats.router import router as stats_router
 from shengtu.storage.router import router as files_router
 from shengtu.tasks.admin_router import router as admin_tasks_router
 from shengtu.tasks.router import router as tasks_router
 from shengtu.tasks.worker import Worker
+from shengtu.webhooks.router import router as webhooks_router
 
 WEB_DIR = Path(__file__).parent / "web"
 CONSOLE_ASSETS = frozenset({"common.js", "console.js", "admin.js", "console.css"})
@@ -62,7 +66,9 @@ class ShengtuApp(FastAPI):
         super().__init__(max_body_size=2 * edge_limit, **fastapi)
         stack = super().__call__
         inner: ASGIApp = HotReads(stack, ctx) if hot_reads else stack
-        self.edge = RequestIdMiddleware(EdgeGuardMiddleware(inner, max_body=edge_limit))
+        self.edge = RequestIdMiddleware(
+            EnglishMessages(EdgeGuardMiddleware(inner, max_body=edge_limit))
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.edge(scope, receive, send)
@@ -83,6 +89,7 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
             worker = Worker(ctx)
             worker_task = asyncio.create_task(worker.run())
         app.state.worker = worker
+        metrics_server = serve_on_own_address(ctx)
         # What start-up made (modules, models, compiled statements) lives as long as the
         # process: out of the collector's sight, its full passes only walk the requests' own.
         gc.freeze()
@@ -93,6 +100,8 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
                 worker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(worker_task, 15)
+            if metrics_server is not None:
+                metrics_server.cancel()
             await relay.aclose()
             await ctx.aclose()
 
@@ -123,8 +132,11 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
         admin_tasks_router,
         stats_router,
         audit_router,
+        webhooks_router,
     ):
         app.include_router(router, responses=ERROR_RESPONSES)
+    # In OpenAI's error shape, not the envelope: its own responses say so.
+    app.include_router(openai_router)
 
     @app.get(
         "/healthz",
@@ -154,6 +166,10 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
         if name not in CONSOLE_ASSETS:
             raise NotFound("文件不存在")
         return pages.static(WEB_DIR / name)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus(request: Request) -> Response:
+        return await guarded_scrape(ctx, request)
 
     docs = pages.swagger_page("/openapi.json", f"{app.title} - API")
 

@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from shengtu.channels.cli import channel_app
+from shengtu.client import cli as client_cli
 from shengtu.config import Settings, get_settings
 from shengtu.db import Database, utcnow
 from shengtu.errors import ShengtuError
@@ -27,6 +28,10 @@ app.add_typer(user_app, name="user")
 app.add_typer(points_app, name="points")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(channel_app, name="channel")
+# The API's client side (SHENGTU_API_URL, SHENGTU_API_KEY), not the server's database.
+app.command("gen")(client_cli.gen)
+app.command("tasks")(client_cli.tasks)
+app.command("balance")(client_cli.balance)
 
 T = TypeVar("T")
 DEMO_USER = "demo"

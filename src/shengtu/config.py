@@ -157,6 +157,23 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=4096, ge=16)
     max_prompt_chars: int = Field(default=4000, ge=1)
     max_reference_images: int = Field(default=10, ge=1)
+    # Webhooks: the waits between a message's attempts (seconds, comma-separated; after
+    # the last, the message has failed and its endpoint is disabled), one attempt's time
+    # limit, how often the outbox is read, and origins exempt from the private-network
+    # guard (for a receiver on this machine in development; never in production).
+    webhook_backoff: str = "5,300,1800,7200,18000,36000,36000"
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    webhook_concurrency: int = Field(default=16, ge=1)
+    webhook_trusted_origins: str = ""
+    # Prometheus: where this machine's processes keep their figures (default
+    # DATA_DIR/metrics), the bearer token /metrics asks for, and an address of its own
+    # for it (host:port). /metrics answers 404 unless a token or an address is set.
+    metrics_dir: Path | None = None
+    metrics_token: str = ""
+    metrics_bind: str = ""
+    # How long /v1/images/* wait for the pictures before answering with the task numbers.
+    openai_wait_seconds: float = Field(default=300.0, gt=0)
 
     @field_validator("jwt_secret", "secret_key")
     @classmethod
@@ -167,6 +184,16 @@ class Settings(BaseSettings):
                 "(例如 python -c 'import secrets; print(secrets.token_urlsafe(48))')"
             )
         return value
+
+    @property
+    def webhook_waits(self) -> tuple[float, ...]:
+        return tuple(float(w) for w in self.webhook_backoff.split(",") if w.strip())
+
+    @property
+    def webhook_trusted(self) -> frozenset[str]:
+        return frozenset(
+            o.strip().rstrip("/") for o in self.webhook_trusted_origins.split(",") if o.strip()
+        )
 
     @property
     def effective_register_mode(self) -> str:

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from shengtu import metrics
+from shengtu.api.metrics_route import serve_on_own_address
 from shengtu.app import create_app
 from shengtu.config import Settings
 from shengtu.context import AppContext
@@ -198,6 +200,7 @@ async def upstreams(
 
 async def serve(settings: Settings, *, with_worker: bool = True) -> None:
     sock = bind(settings.host, settings.port)
+    metrics.setup(settings)
     if with_worker:
         async with upstreams(settings) as ctx:
             await _serve_app(settings, create_app(ctx, with_worker=True), sock)
@@ -225,15 +228,19 @@ async def serve_asgi(app: Any, sock: socket.socket, settings: Settings) -> None:
 
 
 async def work(settings: Settings) -> None:
+    metrics.setup(settings)
     async with upstreams(settings, role="worker") as ctx:
         await ctx.start()
         worker = Worker(ctx)
+        metrics_server = serve_on_own_address(ctx)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)
         try:
             await worker.run()
         finally:
+            if metrics_server is not None:
+                metrics_server.cancel()
             await ctx.aclose()
 
 

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shengtu.errors import ShengtuError
 from shengtu.logs import get_logger
+from shengtu.openai_compat.errors import is_openai_path, openai_error
 
 log = get_logger("shengtu.api")
 
@@ -84,46 +85,69 @@ def _refused_value(exc: DBAPIError) -> bool:
     return False
 
 
-def failure_response(exc: Exception) -> JSONResponse:
-    """The envelope for a failure raised while serving a request (not a validation error)."""
+Failure = tuple[int, str, dict[str, str] | None]
+
+
+def describe_failure(exc: Exception) -> Failure:
+    """The status, message and headers for a failure raised while serving a request."""
     if isinstance(exc, ShengtuError):
-        return error_response(exc.code, exc.message, headers=exc.headers)
+        return exc.code, exc.message, exc.headers
     if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
         log.error("database_unavailable", error=str(getattr(exc, "orig", exc))[:300])
-        return error_response(503, "数据库暂时不可用,请稍后再试")
+        return 503, "数据库暂时不可用,请稍后再试", None
     if isinstance(exc, OSError):
         # A driver that raises the socket's own error (asyncpg on connect, Redis …).
         log.error("backend_unreachable", error_type=type(exc).__name__, error=str(exc)[:300])
-        return error_response(503, "服务暂时不可用,请稍后再试")
+        return 503, "服务暂时不可用,请稍后再试", None
     if isinstance(exc, DBAPIError):
         if _refused_value(exc):
             # A value the database refuses for what it is (a NUL byte for PostgreSQL,
             # say): the client's input; the transaction was rolled back.
             log.warning("database_refused_value", error=str(exc.orig)[:300])
-            return error_response(400, "参数错误:参数中含有无法保存的字符或取值")
+            return 400, "参数错误:参数中含有无法保存的字符或取值", None
         log.error("database_error", error=str(exc.orig)[:300])
-        return error_response(500, "服务器错误")
+        return 500, "服务器错误", None
     log.exception("unhandled_error", error_type=type(exc).__name__)
-    return error_response(500, "服务器错误")
+    return 500, "服务器错误", None
+
+
+def failure_response(exc: Exception) -> JSONResponse:
+    """The envelope for a failure raised while serving a request (not a validation error)."""
+    code, message, headers = describe_failure(exc)
+    return error_response(code, message, headers=headers)
+
+
+def _answer(
+    request: Request,
+    code: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
+) -> JSONResponse:
+    """The envelope, or OpenAI's error shape on the OpenAI-compatible routes."""
+    if is_openai_path(request.url.path):
+        return openai_error(code, message, param=param, headers=headers)
+    return error_response(code, message, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         message = describe_validation_error(dict(errors[0])) if errors else "参数错误"
-        return error_response(400, f"参数错误:{message}")
+        param = _field_name(tuple(errors[0].get("loc", ()))) if errors else None
+        return _answer(request, 400, f"参数错误:{message}", param=param)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = exc.status_code
         if code == 422:
             code = 400
         message = _HTTP_MESSAGES.get(code, "请求失败")
-        return error_response(code, message, headers=getattr(exc, "headers", None))
+        return _answer(request, code, message, getattr(exc, "headers", None))
 
-    async def _failure(_: Request, exc: Exception) -> JSONResponse:
-        return failure_response(exc)
+    async def _failure(request: Request, exc: Exception) -> JSONResponse:
+        return _answer(request, *describe_failure(exc))
 
     # By class, not only ``Exception``: Starlette answers a handler for ``Exception`` from
     # ServerErrorMiddleware, which then raises the exception on to the server (a traceback

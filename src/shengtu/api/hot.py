@@ -51,6 +51,7 @@ class Read:
     joined: Joined
     answer: Callable[[AppContext, tuple[Any, ...], str], BaseModel]
     argument: str | None = None  # the bind parameter the path's argument fills
+    template: str = ""  # the route's path, as FastAPI's route declares it
 
     def params(self, argument: str) -> Mapping[str, Any]:
         return NO_PARAMS if self.argument is None else {self.argument: argument}
@@ -77,6 +78,7 @@ TASK_READ = Read(
     ),
     _task_answer,
     argument="task_no",
+    template="/user/ai/tasks/{task_no}",
 )
 BALANCE_READ = Read(
     Joined(
@@ -85,6 +87,7 @@ BALANCE_READ = Read(
         PointsAccount.user_id == User.id,
     ),
     _balance_answer,
+    template="/user/points/consumption/balance",
 )
 
 

@@ -10,7 +10,9 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shengtu import metrics
 from shengtu.api.errors import error_response
+from shengtu.api.hot import route as hot_route
 from shengtu.logs import get_logger
 
 log = get_logger("shengtu.access")
@@ -52,6 +54,13 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            if scope["type"] == "http":
+                metrics.http_request(
+                    route_label(scope),
+                    scope.get("method", ""),
+                    status,
+                    time.perf_counter() - started,
+                )
             if self.logs_requests and scope["type"] == "http":
                 self.log.info(
                     "request",
@@ -61,6 +70,19 @@ class RequestIdMiddleware:
                     ms=round((time.perf_counter() - started) * 1000, 1),
                 )
             structlog.contextvars.clear_contextvars()
+
+
+def route_label(scope: Scope) -> str:
+    """The route's template (never the raw path: a label per task number would grow
+    without end); the hot reads, which FastAPI never sees, by their own."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if isinstance(template, str):
+        return template
+    hot = hot_route(scope.get("method", ""), scope.get("path", ""))
+    if hot is not None:
+        return hot[0].template
+    return "unmatched"
 
 
 async def send_envelope(

@@ -33,7 +33,7 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
-async def _pinned_request(
+async def pinned_request(
     url: str, trusted_origins: frozenset[str]
 ) -> tuple[str, dict[str, str], dict[str, str]]:
     """The URL to connect to, with the headers and extensions that keep the name."""
@@ -62,7 +62,7 @@ async def fetch_image_bytes(
     current = url
     for _ in range(MAX_REDIRECTS + 1):
         try:
-            target, headers, extensions = await _pinned_request(current, trusted)
+            target, headers, extensions = await pinned_request(current, trusted)
         except UnsafeURL as exc:
             raise FetchError(f"结果地址不安全: {exc.message}", transient=False) from exc
         request = client.build_request(

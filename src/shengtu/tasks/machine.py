@@ -16,10 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Update
 
+from shengtu import metrics
 from shengtu.accounts import quota
 from shengtu.db import utcnow
 from shengtu.points import service as points
 from shengtu.tasks.models import AiTask
+from shengtu.webhooks import outbox
 
 
 class Status(StrEnum):
@@ -89,7 +91,8 @@ async def move(
     With ``lease_owner`` the move also requires that the mover still holds the lease,
     and releases it; with ``unleased``, that no worker holds a live lease on it (one may
     be talking to the upstream about it right now). A move to ``failed`` refunds the
-    task's points (and its key's quota) in this transaction.
+    task's points (and its key's quota) in this transaction; a move to an end writes its
+    webhook messages (:mod:`shengtu.webhooks.outbox`) in it too.
     On success ``task`` itself is returned, holding what was written: the guard (same
     status, same lease) means nobody else wrote the row since it was read.
     """
@@ -121,6 +124,13 @@ async def move(
         await points.refund(session, task.user_id, task.points_cost, task.task_no)
         if task.api_key_id is not None:
             await quota.give_back(session, task.api_key_id, task.points_cost)
+    if target in TERMINAL:
+        metrics.task_ended(task.model_name, target.value, (now - task.created_at).total_seconds())
+        if target is Status.FAILED:
+            metrics.points("refunded", task.points_cost)
+        await outbox.enqueue(
+            session, task, outbox.COMPLETED if target is Status.COMPLETED else outbox.FAILED
+        )
     for name, value in changes.items():
         set_committed_value(task, name, value)
     return task

@@ -71,3 +71,5 @@ class AiTask(Base):
     late_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     late_next_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     late_result_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    # Where this task's own webhook goes (the submit's callbackUrl extension field).
+    callback_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)

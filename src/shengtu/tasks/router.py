@@ -2,33 +2,68 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from shengtu.api.deps import ContextDep, PrincipalDep
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
+from shengtu.idempotency import service as idempotency
 from shengtu.tasks import service
 from shengtu.tasks.schemas import SubmitRequest, TaskDetail, task_detail
 
 router = APIRouter(tags=["tasks"])
+# Longer than any submit takes: a key held longer was held by a process that died.
+SUBMIT_LEASE_SECONDS = 120
+
+
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="同一 Key 同一参数 24 小时内重试得到同一回答,不重复扣费",
+    ),
+]
 
 
 @router.post("/user/ai/tasks/submit", response_model=Envelope[TaskDetail])
 async def submit(
-    body: SubmitRequest, ctx: ContextDep, principal: PrincipalDep
-) -> Envelope[TaskDetail]:
-    detail = await service.submit(
-        ctx,
-        service.SubmitInput(
-            user_id=principal.user_id,
-            api_key_id=principal.api_key_id,
-            model_name=body.modelName,
-            prompt=body.prompt,
-            image_url=body.imageUrl,
-            allowed_models=principal.key_models,
-        ),
+    body: SubmitRequest,
+    ctx: ContextDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyHeader = None,
+) -> Envelope[TaskDetail] | JSONResponse:
+    request = service.SubmitInput(
+        user_id=principal.user_id,
+        api_key_id=principal.api_key_id,
+        model_name=body.modelName,
+        prompt=body.prompt,
+        image_url=body.imageUrl,
+        allowed_models=principal.key_models,
+        callback_url=body.callbackUrl,
     )
-    return ok(detail)
+    if idempotency_key is None:
+        return ok(await service.submit(ctx, request))
+
+    async def run(held: idempotency.Held) -> idempotency.Outcome:
+        if held.task_nos:
+            async with ctx.db.read() as session:
+                task = await service.get_task(session, principal.user_id, held.task_nos[0])
+            detail = task_detail(task, ctx.settings.timezone)
+        else:
+            detail = await service.submit(ctx, request, idempotency.recorder(held))
+        return idempotency.Outcome(200, ok(detail).model_dump(mode="json"))
+
+    outcome, replayed = await idempotency.once(
+        ctx,
+        principal.user_id,
+        idempotency_key,
+        idempotency.fingerprint("submit", body.model_dump()),
+        SUBMIT_LEASE_SECONDS,
+        run,
+    )
+    return JSONResponse(outcome.body, outcome.status, headers=idempotency.replay_headers(replayed))
 
 
 # Declared before /{task_no} so that "list" is never read as a task number.

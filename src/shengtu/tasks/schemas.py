@@ -22,6 +22,9 @@ class SubmitRequest(RequestBody):
     modelName: str = Field(min_length=1, max_length=64)
     prompt: str | None = None
     imageUrl: str | list[str] | None = None
+    # An extension of the spec: where this task's webhook goes when it ends (signed with
+    # the secret of POST /user/webhooks/callback-secret).
+    callbackUrl: str | None = Field(default=None, min_length=1, max_length=2048)
 
 
 class TaskDetail(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shengtu import metrics
 from shengtu.accounts import quota
 from shengtu.api.inputs import contains_nul
 from shengtu.catalog.service import CatalogModel, price_subquery
@@ -39,6 +41,7 @@ from shengtu.tasks.machine import ACTIVE, TERMINAL, Status, move
 from shengtu.tasks.models import AiTask
 from shengtu.tasks.schemas import TaskDetail, task_detail
 from shengtu.timefmt import local, midnight_utc
+from shengtu.webhooks import service as webhooks
 
 TASK_TYPES = ("text_to_image", "image_to_image")
 
@@ -52,6 +55,8 @@ class SubmitInput:
     image_url: str | list[str] | None
     # The API key's allowed models (None: any).
     allowed_models: tuple[str, ...] | None = None
+    # Where the task's own webhook goes (checked: a public URL, and a signing secret).
+    callback_url: str | None = None
 
 
 def make_task_no(created_at: datetime, task_id: int, tz: str) -> str:
@@ -171,9 +176,24 @@ async def _price_now(session: AsyncSession, model: CatalogModel, user_id: int) -
     return _user_price(model, row[0], row[1])
 
 
-async def submit(ctx: AppContext, req: SubmitInput) -> TaskDetail:
+async def submit(ctx: AppContext, req: SubmitInput, claim: Claim | None = None) -> TaskDetail:
+    return (await submit_many(ctx, req, 1, claim))[0]
+
+
+# Called in the submit's write transaction with its task numbers: an idempotency key
+# records them there, so a charge and its key's record are one commit.
+Claim = Callable[[AsyncSession, list[str]], Awaitable[None]]
+
+
+async def submit_many(
+    ctx: AppContext, req: SubmitInput, count: int, claim: Claim | None = None
+) -> list[TaskDetail]:
+    """``count`` tasks of one request, charged together or not at all."""
     model, prompt, refs = await validate_submit(ctx, req)
     settings = ctx.settings
+    callback_url = None
+    if req.callback_url is not None:
+        callback_url = await webhooks.check_callback(ctx, req.user_id, req.callback_url)
     # The cheap refusals before any name lookup: a zero-point account or one at its
     # in-flight limit costs no DNS. The write transaction below stays the judge of both.
     async with ctx.db.read() as session:
@@ -188,65 +208,77 @@ async def submit(ctx: AppContext, req: SubmitInput) -> TaskDetail:
         ).first()
         if row is not None:
             balance, points_cost, multiplier = row
-            price = _user_price(model, points_cost, multiplier)
+            price = _user_price(model, points_cost, multiplier) * count
             if balance < price:
                 raise InsufficientPoints(f"积分不足:需要 {price} 积分,当前余额 {balance} 积分")
-        await _check_inflight(session, settings, req)
+        await _check_inflight(session, settings, req, count)
     await _check_external_urls(ctx, refs.external)
     now = utcnow()
+    tasks: list[AiTask] = []
     async with ctx.db.write() as session:
         # Charged at the price and group multiplier of this moment: an admin's change
         # applies to every submit after it, whatever a process's catalog cache still holds.
         price = await _price_now(session, model, req.user_id)
-        balance_after = await points.debit(session, req.user_id, price)
+        balance_after = await points.debit(session, req.user_id, price * count)
         if req.api_key_id is not None:
-            await quota.spend(session, req.api_key_id, price)
+            await quota.spend(session, req.api_key_id, price * count)
         # The debit locked this user's points row: the counts below cannot race.
-        await _check_inflight(session, settings, req)
+        await _check_inflight(session, settings, req, count)
         await mark_used(session, req.user_id, refs.own_keys)
-        task = AiTask(
-            task_no=f"pending-{uuid.uuid4().hex}",
-            user_id=req.user_id,
-            api_key_id=req.api_key_id,
-            model_name=model.model_name,
-            task_type=model.task_type,
-            status=Status.CREATED.value,
-            progress=0,
-            prompt=prompt,
-            image_urls=refs.urls,
-            points_cost=price,
-            provider=model.provider,
-            upstream_model=model.upstream_model,
-            upstream_params=model.upstream_params,
-            next_run_at=now,
-            deadline_at=now + timedelta(seconds=settings.task_deadline),
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(task)
-        await session.flush()
-        task.task_no = make_task_no(now, task.id, settings.timezone)
-        await session.execute(
-            update(AiTask).where(AiTask.id == task.id).values(task_no=task.task_no)
-        )
-        await points.record(
-            session,
-            req.user_id,
-            -price,
-            balance_after,
-            "consume",
-            task.task_no,
-            note=f"生图任务扣费 {model.model_name}",
-        )
-    detail = task_detail(task, settings.timezone)
+        for _ in range(count):
+            task = AiTask(
+                task_no=f"pending-{uuid.uuid4().hex}",
+                user_id=req.user_id,
+                api_key_id=req.api_key_id,
+                model_name=model.model_name,
+                task_type=model.task_type,
+                status=Status.CREATED.value,
+                progress=0,
+                prompt=prompt,
+                image_urls=refs.urls,
+                points_cost=price,
+                provider=model.provider,
+                upstream_model=model.upstream_model,
+                upstream_params=model.upstream_params,
+                callback_url=callback_url,
+                next_run_at=now,
+                deadline_at=now + timedelta(seconds=settings.task_deadline),
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(task)
+            await session.flush()
+            task.task_no = make_task_no(now, task.id, settings.timezone)
+            await session.execute(
+                update(AiTask).where(AiTask.id == task.id).values(task_no=task.task_no)
+            )
+            tasks.append(task)
+        # One ledger row per task (its refund names it), the balance stepping down.
+        for i, task in enumerate(tasks):
+            await points.record(
+                session,
+                req.user_id,
+                -price,
+                balance_after + price * (count - 1 - i),
+                "consume",
+                task.task_no,
+                note=f"生图任务扣费 {model.model_name}",
+            )
+        if claim is not None:
+            await claim(session, [t.task_no for t in tasks])
+    metrics.points("charged", price * count)
+    details = [task_detail(t, settings.timezone) for t in tasks]
     await ctx.bus.nudge_workers()
-    await ctx.bus.publish(
-        req.user_id, {"event": "task.updated", "data": detail.model_dump()}, task_version(task)
-    )
-    return detail
+    for task, detail in zip(tasks, details, strict=True):
+        await ctx.bus.publish(
+            req.user_id, {"event": "task.updated", "data": detail.model_dump()}, task_version(task)
+        )
+    return details
 
 
-async def _check_inflight(session: AsyncSession, settings: Settings, req: SubmitInput) -> None:
+async def _check_inflight(
+    session: AsyncSession, settings: Settings, req: SubmitInput, adding: int = 1
+) -> None:
     active = [s.value for s in ACTIVE]
     limits = [(settings.max_inflight_tasks, AiTask.user_id == req.user_id, "当前用户")]
     if req.api_key_id is not None:
@@ -259,7 +291,7 @@ async def _check_inflight(session: AsyncSession, settings: Settings, req: Submit
         count = await session.scalar(
             select(func.count()).select_from(AiTask).where(owner, AiTask.status.in_(active))
         )
-        if (count or 0) >= limit:
+        if (count or 0) + adding > limit:
             raise TooManyRequests(
                 f"{who}进行中的任务已达上限 {limit} 个,请等待任务完成后再提交", retry_after=5
             )

@@ -22,6 +22,7 @@ import httpx
 import structlog
 from sqlalchemy import or_, select, update
 
+from shengtu import metrics
 from shengtu.channels import service as channel_service
 from shengtu.channels.bootstrap import sync_env_channel
 from shengtu.channels.models import TaskAttempt
@@ -29,6 +30,7 @@ from shengtu.channels.pool import Route
 from shengtu.context import AppContext
 from shengtu.db import utcnow
 from shengtu.events.relay import task_version
+from shengtu.idempotency import service as idempotency
 from shengtu.logs import get_logger
 from shengtu.providers.base import (
     Cancellable,
@@ -45,6 +47,8 @@ from shengtu.tasks.machine import ACTIVE, Status, move
 from shengtu.tasks.models import AiTask
 from shengtu.tasks.schemas import task_detail
 from shengtu.timefmt import local
+from shengtu.webhooks import outbox
+from shengtu.webhooks.dispatcher import Dispatcher
 
 log = get_logger("shengtu.worker")
 
@@ -60,13 +64,15 @@ def _attempt(
     clock: float,
     exc: UpstreamError | None = None,
 ) -> TaskAttempt:
+    latency = time.perf_counter() - clock
+    metrics.upstream_attempt(route.channel_id if route else None, outcome, latency)
     return TaskAttempt(
         task_id=task.id,
         channel_id=route.channel_id if route else None,
         key_id=route.key_id if route else None,
         outcome=outcome,
         http_status=exc.http_status if exc else None,
-        latency_ms=round((time.perf_counter() - clock) * 1000, 1),
+        latency_ms=round(latency * 1000, 1),
         error=exc.message[:500] if exc else None,
         started_at=started,
         ended_at=utcnow(),
@@ -108,6 +114,8 @@ class Worker:
         self._sweeper: asyncio.Task[None] | None = None
         self._late_at = 0.0
         self._late_watcher: asyncio.Task[None] | None = None
+        # Webhook deliveries run wherever a worker runs.
+        self.webhooks = Dispatcher(ctx)
 
     @property
     def tick(self) -> float:
@@ -128,6 +136,7 @@ class Worker:
         except Exception:
             log.exception("channel_sync_failed")
         heartbeat = asyncio.create_task(self._keep_leases())
+        deliveries = asyncio.create_task(self.webhooks.run())
         try:
             while not self._stop.is_set():
                 try:
@@ -146,6 +155,8 @@ class Worker:
                 await self._idle()
         finally:
             heartbeat.cancel()
+            self.webhooks.stop()
+            await deliveries
             for background in (self._sweeper, self._late_watcher):
                 if background is not None:
                     background.cancel()
@@ -302,6 +313,8 @@ class Worker:
             stored = getattr(result, "rowcount", 0) == 1
             if stored and task.channel_id is not None:
                 await channel_service.count(session, task.channel_id, "late_count")
+            if stored:
+                await outbox.enqueue(session, task, outbox.LATE_RESULT)
         if not stored:
             await self.ctx.storage.delete(key)
             return
@@ -320,6 +333,10 @@ class Worker:
                 log.info("stats_rolled_up", hours=hours)
         except Exception:
             log.exception("stats_rollup_failed")
+        try:
+            await idempotency.prune(self.ctx)
+        except Exception:
+            log.exception("idempotency_prune_failed")
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):

@@ -1,0 +1,258 @@
+# ruff: noqa: E501 - the table reads best one message to a line
+"""English messages for ``Accept-Language: en``; Chinese stays the default.
+
+The platform's messages are written once, in Chinese, where they are raised. For a
+client that prefers English, the answer's message is matched against this table of the
+messages clients meet (sign-in, points, tasks, keys, parameters, idempotency, webhooks,
+the OpenAI routes); one the table does not know is answered with the English name of
+its status and the Chinese detail, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+STATUS_WORDS = {
+    400: "Invalid request",
+    401: "Not signed in or the token has expired",
+    402: "Insufficient points",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    410: "Gone",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Idempotency-Key reused with different parameters",
+    429: "Too many requests, please try again later",
+    500: "Server error",
+    502: "Generation failed",
+    503: "Service temporarily unavailable, please try again later",
+    504: "Still generating",
+}
+
+# (Chinese pattern, English). Patterns match the whole message; groups carry the values.
+_TABLE: list[tuple[str, str]] = [
+    (r"参数错误:(.+)", "Invalid parameter: {0}"),
+    (r"缺少必填参数 (.+)", "Missing required parameter {0}"),
+    (r"请求体不是合法的 JSON", "The request body is not valid JSON"),
+    (r"请求体必须是 JSON 对象", "The request body must be a JSON object"),
+    (r"请求体无法解析", "The request body could not be parsed"),
+    (r"参数 (\S+) 必须是字符串", "Parameter {0} must be a string"),
+    (r"参数 (\S+) 必须是整数", "Parameter {0} must be an integer"),
+    (r"参数 (\S+) 必须是布尔值", "Parameter {0} must be a boolean"),
+    (r"参数 (\S+) 不能为空", "Parameter {0} must not be empty"),
+    (r"参数 (\S+) 过短", "Parameter {0} is too short"),
+    (r"参数 (\S+) 过长(最多 (\d+) 个字符)", "Parameter {0} is too long (at most {1} characters)"),
+    (r"参数 (\S+) 不能小于 (\S+)", "Parameter {0} must be at least {1}"),
+    (r"参数 (\S+) 不能大于 (\S+)", "Parameter {0} must be at most {1}"),
+    (r"参数 (\S+) 取值无效,可选值:(.+)", "Parameter {0} is invalid; allowed: {1}"),
+    (r"参数 (\S+) 格式错误", "Parameter {0} is malformed"),
+    (r"参数 (\S+) 含有非法字符(NUL)", "Parameter {0} contains an illegal character (NUL)"),
+    (r"prompt 不能为空", "prompt must not be empty"),
+    (
+        r"prompt 过长(最多 (\d+) 个字符,收到 (\d+))",
+        "prompt is too long (at most {0} characters, got {1})",
+    ),
+    (r"模型 (\S+) 不存在或已停用", "model {0} does not exist or is disabled"),
+    (r"模型 (\S+) 不存在", "model {0} does not exist"),
+    (
+        r"图生图模型 (\S+) 需要至少一张参考图(imageUrl)",
+        "image-to-image model {0} needs at least one reference image (imageUrl)",
+    ),
+    (
+        r"文生图模型 (\S+) 不接受参考图(imageUrl)",
+        "text-to-image model {0} takes no reference image (imageUrl)",
+    ),
+    (r"参考图最多 (\d+) 张,收到 (\d+) 张", "at most {0} reference images, got {1}"),
+    (r"参考图最多 (\d+) 张", "at most {0} reference images"),
+    (r"size 只能是 (.+)", "size must be one of {0}"),
+    (r"模型 (\S+) 不能用于 (\S+)", "model {0} cannot be used with {1}"),
+    (r"缺少参考图文件 image", "the reference image file (image) is missing"),
+    (r"暂不支持 mask(局部重绘)", "mask (inpainting) is not supported"),
+    (r"文件超过 (\d+) MB 上限", "the file exceeds the {0} MB limit"),
+    (r"上传的文件不是有效图片(.*)", "the uploaded file is not a valid image"),
+    (r"回调地址不可用((.+))", "the callback URL cannot be used ({0})"),
+    (
+        r"使用 callbackUrl 前请先创建回调签名密钥(POST /user/webhooks/callback-secret)",
+        "create a callback signing secret before using callbackUrl (POST /user/webhooks/callback-secret)",
+    ),
+    (
+        r"图片 URL 指向内网或保留地址,已拒绝: (.+)",
+        "the URL points into a private or reserved network and was refused: {0}",
+    ),
+    (r"图片 URL 只允许端口 (\S+): (.+)", "only ports {0} are allowed: {1}"),
+    (
+        r"积分不足:需要 (\d+) 积分,当前余额 (\d+) 积分",
+        "Insufficient points: {0} needed, balance {1}",
+    ),
+    (r"积分不足", "Insufficient points"),
+    (
+        r"未登录或Token过期:请在 Authorization 头中提供 Bearer Token 或 API Key",
+        "Not signed in: send a Bearer token or an API key in the Authorization header",
+    ),
+    (r"未登录或Token过期", "Not signed in or the token has expired"),
+    (r"用户名或密码错误", "Wrong user name or password"),
+    (r"用户名 (\S+) 已被占用", "The user name {0} is taken"),
+    (r"需要管理员权限", "Administrator rights are required"),
+    (r"无权访问", "Forbidden"),
+    (r"该 API Key 不允许使用模型 (\S+)", "This API key may not use model {0}"),
+    (r"该 API Key 不允许从地址 (\S+) 使用", "This API key may not be used from {0}"),
+    (r"(.+)需要使用登录 Token,不能使用 API Key", "This needs a sign-in token, not an API key"),
+    (r"任务 (\S+) 不存在", "Task {0} does not exist"),
+    (
+        r"任务 (\S+) 已结束((\w+)),无法取消",
+        "Task {0} has already ended ({1}) and cannot be cancelled",
+    ),
+    (
+        r"任务 (\S+) 正在提交给上游,请稍后刷新后再试",
+        "Task {0} is being sent upstream; refresh and try again shortly",
+    ),
+    (
+        r"任务 (\S+) 已被上游接受并开始生成.*",
+        "Task {0} was accepted upstream and is being generated: it cannot be cancelled; if it fails, its points come back",
+    ),
+    (
+        r"(当前用户|该 API Key)进行中的任务已达上限 (\d+) 个,请等待任务完成后再提交",
+        "Too many tasks in progress (limit {1}); wait for some to finish",
+    ),
+    (r"请求过于频繁,请稍后再试", "Too many requests, please try again later"),
+    (
+        r"Idempotency-Key (\S+) 已用于另一个参数不同的请求;新请求请换一个新的 Key",
+        "Idempotency-Key {0} was used for a request with different parameters; use a new key for a new request",
+    ),
+    (
+        r"使用 Idempotency-Key (\S+) 的上一个请求仍在处理中,请稍后重试",
+        "The earlier request with Idempotency-Key {0} is still being processed; retry shortly",
+    ),
+    (
+        r"Idempotency-Key 须为 1 到 (\d+) 个可打印 ASCII 字符",
+        "Idempotency-Key must be 1 to {0} printable ASCII characters",
+    ),
+    (r"Webhook 端点 (\d+) 不存在", "Webhook endpoint {0} does not exist"),
+    (r"Webhook 端点 (\d+) 已停用,请先启用", "Webhook endpoint {0} is disabled; enable it first"),
+    (r"Webhook 消息 (\S+) 不存在", "Webhook message {0} does not exist"),
+    (
+        r"Webhook 消息 (\S+) 正在等待首次投递",
+        "Webhook message {0} is waiting for its first delivery",
+    ),
+    (r"每个用户最多 (\d+) 个 Webhook 端点", "At most {0} webhook endpoints per user"),
+    (r"生成失败:(.+)(积分已退还)", "Generation failed: {0} (points refunded)"),
+    (
+        r"等待 (\S+) 秒后图片仍在生成中,任务号:(.+?);.*",
+        "Still generating after {0} s, tasks: {1}; fetch them later with GET /user/ai/tasks/{{taskNo}}, or retry with the same Idempotency-Key (no second charge)",
+    ),
+    (r"任务 (\S+) 的图片已过期删除", "The picture of task {0} has expired and was deleted"),
+    (r"图片已超过保存期限,已被删除", "The picture passed its retention period and was deleted"),
+    (r"文件不存在", "File not found"),
+    (r"接口不存在", "No such route"),
+    (r"资源不存在", "Not found"),
+    (r"请求方法不被允许", "Method not allowed"),
+    (r"请求体过大", "Request body too large"),
+    (
+        r"数据库暂时不可用,请稍后再试",
+        "The database is temporarily unavailable, please try again later",
+    ),
+    (r"服务暂时不可用,请稍后再试", "Service temporarily unavailable, please try again later"),
+    (r"服务器错误", "Server error"),
+    (
+        r"需要 SHENGTU_METRICS_TOKEN 作为 Bearer Token",
+        "SHENGTU_METRICS_TOKEN is required as a Bearer token",
+    ),
+]
+_COMPILED = [(re.compile(pattern + r"\Z", re.DOTALL), english) for pattern, english in _TABLE]
+
+
+def english(message: str, status: int) -> str:
+    """``message`` in English, translating what it quotes of other messages too."""
+    for pattern, template in _COMPILED:
+        m = pattern.match(message)
+        if m:
+            return template.format(*(english_part(g) for g in m.groups()))
+    return f"{STATUS_WORDS.get(status, 'Error')} ({message})"
+
+
+def english_part(text: str) -> str:
+    """A quoted part: translated when it is itself a known message, else as it is."""
+    for pattern, template in _COMPILED:
+        m = pattern.match(text)
+        if m:
+            return template.format(*(english_part(g) for g in m.groups()))
+    return text
+
+
+def prefers_english(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether Accept-Language ranks English above Chinese (and anything else)."""
+    for name, value in headers:
+        if name == b"accept-language":
+            return _first_language(value.decode("latin-1")).startswith("en")
+    return False
+
+
+def _first_language(header: str) -> str:
+    best, best_q = "", -1.0
+    for item in header.split(","):
+        tag, _, params = item.strip().partition(";")
+        q = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                q = float(params[2:])
+            except ValueError:
+                q = 0.0
+        if tag and q > best_q:
+            best, best_q = tag.lower(), q
+    return best
+
+
+class EnglishMessages:
+    """Rewrites the message of an error answer (envelope or OpenAI's shape) for a client
+    that prefers English. Answers below 400 and every other client pass untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not prefers_english(scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def translating_send(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                start = message
+                return
+            if start is None:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = _translated(b"".join(chunks), start["status"])
+            headers = [(k, v) for k, v in start.get("headers", ()) if k != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, translating_send)
+
+
+def _translated(body: bytes, status: int) -> bytes:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(answer, dict):
+        inner = answer.get("error")
+        target: dict[str, Any] = inner if isinstance(inner, dict) else answer
+        if isinstance(target.get("message"), str):
+            target["message"] = english(target["message"], status)
+            return json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()
+    return body

@@ -1,0 +1,135 @@
+"""The OpenAI images API on the platform's own rules: model aliases, waiting for the
+pictures, and the answer's shape."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from shengtu.catalog.service import CatalogModel
+from shengtu.context import AppContext
+from shengtu.tasks.machine import TERMINAL, Status
+from shengtu.tasks.models import AiTask
+
+# An OpenAI model name, or the spec's family name, for the family whose aspect-ratio
+# models a request's ``size`` chooses among.
+ALIASES = {"gpt-image-1": "sc_soraimg", "sc_soraimg": "sc_soraimg"}
+SIZES = {"1024x1024": "1:1", "1024x1536": "2:3", "1536x1024": "3:2", "auto": "auto"}
+TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
+
+
+class Refused(Exception):
+    """A request OpenAI's API would refuse as invalid: a status, a message, the parameter."""
+
+    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param = status, message, param
+
+
+def resolve_model(
+    models: list[CatalogModel], name: str, size: str | None, task_type: str
+) -> CatalogModel:
+    """The catalog model a request names, directly or by an alias and its size."""
+    ratio = SIZES.get(size or "auto")
+    if ratio is None:
+        raise Refused(400, f"参数错误:size 只能是 {', '.join(SIZES)}", "size")
+    family = ALIASES.get(name)
+    for model in models:
+        if family is None and model.model_name == name:
+            if model.task_type != task_type:
+                route = "generations" if task_type == "text_to_image" else "edits"
+                raise Refused(400, f"参数错误:模型 {name} 不能用于 /v1/images/{route}", "model")
+            return model
+        if (
+            family is not None
+            and model.model_name.startswith(family + "_")
+            and model.task_type == task_type
+            and (model.aspect_ratio or "auto") == ratio
+        ):
+            return model
+    raise Refused(404, f"模型 {name[:64]} 不存在或已停用", "model")
+
+
+def model_names(models: list[CatalogModel], allowed: tuple[str, ...] | None) -> list[str]:
+    """What GET /v1/models lists: the catalog's models (those the key may use) and the
+    aliases that lead to one of them."""
+    names = [m.model_name for m in models if allowed is None or m.model_name in allowed]
+    aliases = [
+        alias for alias, family in ALIASES.items() if any(n.startswith(family + "_") for n in names)
+    ]
+    return aliases + names
+
+
+@dataclass(frozen=True)
+class Finished:
+    rows: list[AiTask]
+
+    @property
+    def pending(self) -> list[str]:
+        return [t.task_no for t in self.rows if t.status not in TERMINAL_VALUES]
+
+    @property
+    def completed(self) -> list[AiTask]:
+        return [t for t in self.rows if t.status == Status.COMPLETED]
+
+    @property
+    def failed(self) -> list[AiTask]:
+        return [t for t in self.rows if t.status == Status.FAILED]
+
+
+async def read_tasks(ctx: AppContext, user_id: int, task_nos: list[str]) -> Finished:
+    async with ctx.db.read() as session:
+        rows = {
+            t.task_no: t
+            for t in await session.scalars(
+                select(AiTask).where(AiTask.user_id == user_id, AiTask.task_no.in_(task_nos))
+            )
+        }
+    return Finished([rows[n] for n in task_nos if n in rows])
+
+
+async def submit_and_wait(
+    ctx: AppContext,
+    user_id: int,
+    start: Callable[[], Awaitable[list[str]]],
+    wait_seconds: float,
+) -> Finished:
+    """Start the tasks (or name those already started) and wait until each has ended or
+    ``wait_seconds`` have passed, woken by the tasks' events; then read them once."""
+    deadline = time.monotonic() + wait_seconds
+    # Subscribed before the tasks exist: no ending can pass unseen.
+    async with ctx.bus.subscribe(user_id) as events:
+        task_nos = await start()
+        waiting = set(task_nos)
+        # Those that ended before we listened (an earlier request's tasks).
+        waiting -= {
+            t.task_no
+            for t in (await read_tasks(ctx, user_id, task_nos)).rows
+            if t.status in TERMINAL_VALUES
+        }
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                event = await asyncio.wait_for(events.get(), left)
+                data = event.get("data") or {}
+                if data.get("status") in TERMINAL_VALUES:
+                    waiting.discard(str(data.get("taskNo")))
+    return await read_tasks(ctx, user_id, task_nos)
+
+
+async def image_item(ctx: AppContext, task: AiTask, response_format: str) -> dict[str, Any]:
+    if response_format == "b64_json":
+        data = await ctx.storage.get(task.result_key) if task.result_key else None
+        if data is None:
+            raise Refused(410, f"任务 {task.task_no} 的图片已过期删除")
+        return {"b64_json": base64.b64encode(data).decode("ascii"), "revised_prompt": None}
+    return {"url": task.result_url, "revised_prompt": None}

@@ -1,0 +1,60 @@
+"""The webhook outbox: an event's messages are written in the transaction of the event.
+
+A task that ends, commits its ending and its messages together; nothing is sent from
+here. The dispatcher (:mod:`shengtu.webhooks.dispatcher`) delivers what is due.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shengtu.db import utcnow
+from shengtu.tasks.models import AiTask
+from shengtu.webhooks.models import WebhookEndpoint, WebhookMessage
+
+COMPLETED = "task.completed"
+FAILED = "task.failed"
+LATE_RESULT = "task.late_result"
+TEST = "webhook.test"
+EVENTS = (COMPLETED, FAILED, LATE_RESULT)
+
+
+def new_msg_id() -> str:
+    return "msg_" + secrets.token_hex(16)
+
+
+async def enqueue(session: AsyncSession, task: AiTask, event: str) -> int:
+    """Messages for ``event`` of ``task``: to its callbackUrl and to each enabled endpoint
+    of its owner. Returns how many."""
+    now = utcnow()
+    endpoints = (
+        await session.execute(
+            select(WebhookEndpoint.id, WebhookEndpoint.url).where(
+                WebhookEndpoint.user_id == task.user_id, WebhookEndpoint.enabled.is_(True)
+            )
+        )
+    ).all()
+    targets: list[tuple[int | None, str]] = [(e.id, e.url) for e in endpoints]
+    if task.callback_url:
+        targets.append((None, task.callback_url))
+    for endpoint_id, url in targets:
+        session.add(
+            WebhookMessage(
+                msg_id=new_msg_id(),
+                user_id=task.user_id,
+                endpoint_id=endpoint_id,
+                url=url,
+                event=event,
+                task_no=task.task_no,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+    if targets:
+        await session.flush()
+    return len(targets)

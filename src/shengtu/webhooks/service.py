@@ -1,0 +1,222 @@
+"""A user's webhook endpoints, their messages and attempts, and the per-task callbacks."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shengtu.context import AppContext
+from shengtu.db import utcnow
+from shengtu.errors import BadRequest, Conflict, NotFound
+from shengtu.netguard import UnsafeURL, check_public_url, parse_http_url
+from shengtu.storage.fetch import origin
+from shengtu.webhooks import outbox
+from shengtu.webhooks.models import (
+    CallbackSecret,
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookMessage,
+)
+
+MAX_ENDPOINTS = 10
+MESSAGE_STATUSES = ("pending", "delivered", "failed")
+
+
+def new_secret() -> str:
+    """``whsec_`` and 32 random bytes in base64, as Standard Webhooks' libraries read it."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+async def check_url(ctx: AppContext, url: str) -> str:
+    """A URL the server may send to: http(s), and public unless its origin is trusted."""
+    try:
+        parse_http_url(url)
+        if origin(url) not in {origin(o) for o in ctx.settings.webhook_trusted}:
+            await check_public_url(url, resolver=ctx.resolver)
+    except UnsafeURL as exc:
+        raise BadRequest(f"参数错误:回调地址不可用({exc.message})") from exc
+    return url.strip()
+
+
+def endpoint_not_found(endpoint_id: int) -> NotFound:
+    return NotFound(f"Webhook 端点 {endpoint_id} 不存在")
+
+
+async def create_endpoint(
+    ctx: AppContext, user_id: int, url: str, description: str | None
+) -> tuple[WebhookEndpoint, str]:
+    url = await check_url(ctx, url)
+    secret = new_secret()
+    async with ctx.db.write() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(WebhookEndpoint)
+            .where(WebhookEndpoint.user_id == user_id)
+        )
+        if (count or 0) >= MAX_ENDPOINTS:
+            raise Conflict(f"每个用户最多 {MAX_ENDPOINTS} 个 Webhook 端点")
+        row = WebhookEndpoint(
+            user_id=user_id,
+            url=url,
+            description=description,
+            sealed_secret=ctx.key_box.seal(secret),
+            enabled=True,
+            created_at=utcnow(),
+        )
+        session.add(row)
+        await session.flush()
+    return row, secret
+
+
+async def endpoints(session: AsyncSession, user_id: int) -> list[WebhookEndpoint]:
+    rows = await session.scalars(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.user_id == user_id)
+        .order_by(WebhookEndpoint.id)
+    )
+    return list(rows)
+
+
+async def endpoint(session: AsyncSession, user_id: int, endpoint_id: int) -> WebhookEndpoint:
+    row = await session.scalar(
+        select(WebhookEndpoint).where(
+            WebhookEndpoint.id == endpoint_id, WebhookEndpoint.user_id == user_id
+        )
+    )
+    if row is None:
+        raise endpoint_not_found(endpoint_id)
+    return row
+
+
+async def delete_endpoint(ctx: AppContext, user_id: int, endpoint_id: int) -> None:
+    async with ctx.db.write() as session:
+        row = await endpoint(session, user_id, endpoint_id)
+        # Its messages and their attempts go with it (no SQLite foreign-key cascade here).
+        ids = select(WebhookMessage.id).where(WebhookMessage.endpoint_id == row.id)
+        await session.execute(delete(WebhookAttempt).where(WebhookAttempt.message_id.in_(ids)))
+        await session.execute(delete(WebhookMessage).where(WebhookMessage.endpoint_id == row.id))
+        await session.delete(row)
+
+
+async def enable_endpoint(ctx: AppContext, user_id: int, endpoint_id: int) -> WebhookEndpoint:
+    async with ctx.db.write() as session:
+        row = await endpoint(session, user_id, endpoint_id)
+        row.enabled, row.disabled_reason = True, None
+    return row
+
+
+async def send_test(ctx: AppContext, user_id: int, endpoint_id: int) -> WebhookMessage:
+    async with ctx.db.write() as session:
+        row = await endpoint(session, user_id, endpoint_id)
+        if not row.enabled:
+            raise Conflict(f"Webhook 端点 {endpoint_id} 已停用,请先启用")
+        now = utcnow()
+        message = WebhookMessage(
+            msg_id=outbox.new_msg_id(),
+            user_id=user_id,
+            endpoint_id=row.id,
+            url=row.url,
+            event=outbox.TEST,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        session.add(message)
+        await session.flush()
+    return message
+
+
+async def messages(
+    session: AsyncSession,
+    user_id: int,
+    *,
+    endpoint_id: int | None,
+    status: str | None,
+    task_no: str | None,
+    page: int,
+    size: int,
+) -> tuple[list[WebhookMessage], int]:
+    if status is not None and status not in MESSAGE_STATUSES:
+        raise BadRequest(f"参数错误:status 只能是 {', '.join(MESSAGE_STATUSES)}")
+    where = [WebhookMessage.user_id == user_id]
+    if endpoint_id is not None:
+        where.append(WebhookMessage.endpoint_id == endpoint_id)
+    if status is not None:
+        where.append(WebhookMessage.status == status)
+    if task_no is not None:
+        where.append(WebhookMessage.task_no == task_no)
+    total = await session.scalar(select(func.count()).select_from(WebhookMessage).where(*where))
+    rows = await session.scalars(
+        select(WebhookMessage)
+        .where(*where)
+        .order_by(WebhookMessage.id.desc())
+        .offset((page - 1) * size)
+        .limit(size)
+    )
+    return list(rows), int(total or 0)
+
+
+async def message(
+    session: AsyncSession, user_id: int, msg_id: str
+) -> tuple[WebhookMessage, list[WebhookAttempt]]:
+    row = await session.scalar(
+        select(WebhookMessage).where(
+            WebhookMessage.msg_id == msg_id, WebhookMessage.user_id == user_id
+        )
+    )
+    if row is None:
+        raise NotFound(f"Webhook 消息 {msg_id[:48]} 不存在")
+    attempts = await session.scalars(
+        select(WebhookAttempt)
+        .where(WebhookAttempt.message_id == row.id)
+        .order_by(WebhookAttempt.id)
+    )
+    return row, list(attempts)
+
+
+async def redeliver(ctx: AppContext, user_id: int, msg_id: str) -> WebhookMessage:
+    """Send a message again, with the same id, starting its retries over."""
+    async with ctx.db.write() as session:
+        row, _ = await message(session, user_id, msg_id)
+        if row.status == "pending" and row.attempts == 0:
+            raise Conflict(f"Webhook 消息 {msg_id[:48]} 正在等待首次投递")
+        if row.endpoint_id is not None:
+            owner = await endpoint(session, user_id, row.endpoint_id)
+            if not owner.enabled:
+                raise Conflict(f"Webhook 端点 {owner.id} 已停用,请先启用")
+        await session.execute(
+            update(WebhookMessage)
+            .where(WebhookMessage.id == row.id)
+            .values(status="pending", attempts=0, next_attempt_at=utcnow(), delivered_at=None)
+        )
+        row.status, row.attempts = "pending", 0
+    return row
+
+
+async def new_callback_secret(ctx: AppContext, user_id: int) -> str:
+    secret = new_secret()
+    async with ctx.db.write() as session:
+        row = await session.get(CallbackSecret, user_id)
+        if row is None:
+            session.add(CallbackSecret(user_id=user_id, sealed_secret=ctx.key_box.seal(secret)))
+        else:
+            row.sealed_secret, row.created_at = ctx.key_box.seal(secret), utcnow()
+    return secret
+
+
+async def check_callback(ctx: AppContext, user_id: int, url: str) -> str:
+    """A submit's callbackUrl: a URL we may send to, and a secret to sign with."""
+    url = await check_url(ctx, url)
+    async with ctx.db.read() as session:
+        has_secret = await session.scalar(
+            select(CallbackSecret.user_id).where(CallbackSecret.user_id == user_id)
+        )
+    if has_secret is None:
+        raise BadRequest(
+            "参数错误:使用 callbackUrl 前请先创建回调签名密钥(POST /user/webhooks/callback-secret)"
+        )
+    return url
