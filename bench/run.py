@@ -28,6 +28,7 @@ from tests.support import Platform, RedisServer, User, free_port, wait_http
 from websockets.asyncio.client import connect
 
 from bench.load import LoadResult, ProcessMeter, request_line, rss_mb, wrk, wrk_version
+from bench.openai_compare import VENV, openai_comparison
 from bench.stats import stats_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -668,6 +669,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="shengtu-bench-") as tmp:
         work = Path(tmp)
         http_benchmarks(report, mode, work)
+        if mode.scaled or VENV.exists():
+            openai_comparison(report, mode.seconds, mode.warmup, work)
         worker_benchmark(report, mode, work)
         completion_latency(report, mode, work)
         stats_benchmark(report, work, mode.stats_tasks, mode.stats_times)
@@ -696,7 +699,11 @@ loopback. The HTTP runs start once the seeded tasks are submitted upstream and p
 `bench/baseline.py`, a constant JSON body served with the same server settings. Server
 CPU is in cores (1.00 = one core busy). The worker row measures poll lateness from outside
 the worker: the sandbox records the gap between successive polls of each job, and
-lateness is that gap minus the poll interval.
+lateness is that gap minus the poll interval. The two `/v1/images/generations` rows send
+the same request through Shengtu and through the LiteLLM proxy (its own environment,
+`.bench-venv`; a master key, no database) to one mock OpenAI upstream that answers at once
+with a 64×64 PNG (`bench/mock_openai.py`); Shengtu's answer comes only after the task is
+charged, recorded, its picture stored and the task completed, and the row checks all four.
 """
 
 

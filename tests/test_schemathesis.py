@@ -80,11 +80,14 @@ def judge(problems: list[str], server: Process, url: str) -> list[str]:
 
 @pytest.mark.timeout(1800 if LONG else 300)
 def test_no_server_error_and_no_answer_outside_the_schema(
-    platform: Platform, tmp_path: Path
+    platform: Platform, database: ScratchDatabase, tmp_path: Path
 ) -> None:
     user = platform.new_user(points=100_000)
+    # Every route on every database; the most examples on SQLite, where the routes'
+    # own logic is fuzzed, fewer where what differs is the database's handling of values.
+    examples = 200 if LONG else 12 if database.backend == "sqlite" else 6
     result = subprocess.run(
-        _schemathesis(platform, user.token, tmp_path, 200 if LONG else 12),
+        _schemathesis(platform, user.token, tmp_path, examples),
         capture_output=True,
         text=True,
         timeout=900,

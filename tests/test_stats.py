@@ -149,7 +149,7 @@ def test_the_stats_move_as_tasks_end(audited: Platform) -> None:
     model = "sc_soraimg_text_1x1"
 
     def figures() -> dict[str, Any]:
-        body = admin.get("/admin/stats", params={"granularity": "hour"}).json()
+        body = admin.get("/admin/stats", params={"granularity": "hour", "top": 100}).json()
         assert body["code"] == 200, body
         return body["data"]
 
@@ -158,18 +158,19 @@ def test_the_stats_move_as_tasks_end(audited: Platform) -> None:
         return next((m for m in data["byModel"] if m["model"] == model), empty)
 
     before = figures()
-    user = audited.new_user(points=100)
-    done = user.submit(modelName=model, prompt="统计")["data"]
+    # Nine pictures: a net (270) that ranks this user among the shared platform's top 100.
+    user = audited.new_user(points=300)
+    done = [user.submit(modelName=model, prompt=f"统计 {i}")["data"] for i in range(9)]
     failed = user.submit(modelName=model, prompt="统计 [sandbox:fail]")["data"]
-    for task in (done, failed):
+    for task in (*done, failed):
         user.wait(task["taskNo"], timeout=30)
     after = figures()
     a, b = of_model(after), of_model(before)
-    assert (a["completed"] - b["completed"], a["failed"] - b["failed"]) == (1, 1)
-    assert (a["charged"] - b["charged"], a["refunded"] - b["refunded"]) == (60, 30)
-    assert after["totals"]["tasks"] == before["totals"]["tasks"] + 2
+    assert (a["completed"] - b["completed"], a["failed"] - b["failed"]) == (9, 1)
+    assert (a["charged"] - b["charged"], a["refunded"] - b["refunded"]) == (300, 30)
+    assert after["totals"]["tasks"] == before["totals"]["tasks"] + 10
     assert after["totals"]["p50Seconds"] is not None
-    assert any(u["username"] == user.name and u["net"] == 30 for u in after["topUsers"])
+    assert any(u["username"] == user.name and u["net"] == 270 for u in after["topUsers"])
     assert after["series"] and after["series"][-1]["time"] >= time.strftime("%Y-%m-%d")[:4]
     days = admin.get("/admin/stats", params={"granularity": "day"}).json()["data"]
     assert days["totals"]["tasks"] >= after["totals"]["tasks"]
