@@ -46,11 +46,9 @@ browser:
 	    echo "fonts-wqy-microhei could not be installed: screenshots will show boxes for Chinese"; \
 	  fi; }
 
-# Four test processes on two cores: most tests wait on servers they started (tasks,
-# sandboxes, kills), and those servers are forked from a process that has Shengtu
-# imported (tests/zygote.py), so starting one costs little CPU. Measured on this machine,
-# a clean `CI=true make test`: 805 s of tests with three.
-TEST_WORKERS ?= 4
+# Three test processes on two cores: most tests wait on servers they started (tasks,
+# sandboxes, kills). Four kept both cores busy throughout and took longer than three.
+TEST_WORKERS ?= 3
 test: lint browser
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
 

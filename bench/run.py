@@ -47,6 +47,8 @@ CAMPAIGN = {
     "SHENGTU_UPSTREAM_RPS": "100000",
     "SHENGTU_TASK_DEADLINE": "7200",
     "SHENGTU_LOG_LEVEL": "WARNING",
+    # Full-size sandbox pictures, as a real upstream's (the tests draw them small).
+    "SHENGTU_SANDBOX_SCALE": "1",
 }
 
 

@@ -39,12 +39,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The sandbox draws its pictures at this fraction of the asked size: a full 1024×1024
+# costs it and us ~0.3 s of CPU each, and the suite makes thousands.
+SANDBOX_SCALE = 0.125
+
+
+def drawn(width: int, height: int) -> tuple[int, int]:
+    """The size of a sandbox picture asked for at ``width`` × ``height``."""
+    return round(width * SANDBOX_SCALE), round(height * SANDBOX_SCALE)
+
+
 def base_env(data_dir: Path, **overrides: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHENGTU_")}
     env.update(
         SHENGTU_DATA_DIR=str(data_dir),
         SHENGTU_LOG_FORMAT="json",
         SHENGTU_SANDBOX_LATENCY="0.5",
+        SHENGTU_SANDBOX_SCALE=str(SANDBOX_SCALE),
         SHENGTU_POLL_INTERVAL="0.2",
         SHENGTU_FIRST_POLL_DELAY="0.1",
         SHENGTU_TASK_DEADLINE="8",

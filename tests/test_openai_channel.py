@@ -13,7 +13,7 @@ import httpx
 from PIL import Image
 
 from tests.databases import ScratchDatabase
-from tests.support import Platform, cli, png
+from tests.support import Platform, cli, drawn, png
 
 TEXT, URL_MODEL, EDIT = "gpt-image-1", "gpt-image-1-url", "gpt-image-1-edit"
 
@@ -115,7 +115,9 @@ def test_openai_images_channels_with_every_fault(
             picture = httpx.get(task["resultUrl"])
             assert picture.headers["content-type"] == "image/png"
             width, height = Image.open(io.BytesIO(picture.content)).size
-            assert (width, height) == ((1536, 1024) if case == "url" else (1024, 1024)), case
+            assert (width, height) == (drawn(1536, 1024) if case == "url" else drawn(1024, 1024)), (
+                case
+            )
         stats = httpx.get(sandbox + "/stats").json()
         # The edit carried the user's upload as a file.
         assert stats["references"]["改成夜景"] == [upload["size"]]

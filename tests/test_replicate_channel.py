@@ -13,7 +13,7 @@ import httpx
 from PIL import Image
 
 from tests.databases import ScratchDatabase
-from tests.support import Platform, png
+from tests.support import Platform, drawn, png
 
 FLUX, FLUX_EDIT = "flux-schnell", "flux-kontext"
 
@@ -117,7 +117,9 @@ def test_replicate_channels_with_every_fault_and_cancel(
             task = done[case]
             assert task["status"] == "completed", (case, task)
             picture = Image.open(io.BytesIO(httpx.get(task["resultUrl"]).content))
-            assert picture.size == ((1536, 1024) if case != "edit" else (1024, 1024)), case
+            assert picture.size == (drawn(1536, 1024) if case != "edit" else drawn(1024, 1024)), (
+                case
+            )
 
         def failed(case: str, words: str) -> None:
             task = done[case]

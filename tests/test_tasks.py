@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.support import Platform, User
+from tests.support import Platform, User, drawn
 
 TASK_NO = re.compile(r"^TASK-\d{17}-\d{4}$")
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$")
@@ -52,7 +52,7 @@ def test_text_to_image_completes_with_a_stored_picture(rich_user: User, audited:
     picture = httpx.get(done["resultUrl"])
     assert picture.status_code == 200
     img = Image.open(__import__("io").BytesIO(picture.content))
-    assert img.format == "PNG" and img.size == (1536, 1024)
+    assert img.format == "PNG" and img.size == drawn(1536, 1024)
     assert "壮丽的山脉日出" in img.text["prompt"]  # type: ignore[attr-defined]
     assert rich_user.balance() == 970
 
@@ -84,7 +84,7 @@ def test_image_to_image_takes_every_image_url_form(
     done = rich_user.wait(body["data"]["taskNo"])
     assert done["status"] == "completed"
     img = Image.open(__import__("io").BytesIO(httpx.get(done["resultUrl"]).content))
-    assert img.size == (1024, 1536)
+    assert img.size == drawn(1024, 1536)
     assert rich_user.balance() == 1000 - 35
 
 

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     sandbox_port: int = 0
     sandbox_latency: float = Field(default=8.0, ge=0)
     sandbox_font: str = ""
+    # The sandbox's pictures are this fraction of the asked size (1024×1024 at 1).
+    sandbox_scale: float = Field(default=1.0, gt=0, le=1)
 
     poll_interval: float = Field(default=5.0, gt=0)
     first_poll_delay: float = Field(default=3.0, ge=0)

@@ -148,11 +148,11 @@ def _uvicorn(
 
 @asynccontextmanager
 async def running_sandbox(
-    host: str, port: int, api_key: str, latency: float, font: str = ""
+    host: str, port: int, api_key: str, latency: float, font: str = "", scale: float = 1.0
 ) -> AsyncIterator[SandboxEndpoint]:
     sock = bind(host, port)
     actual = sock.getsockname()[1]
-    state = SandboxState(api_key, latency, font)
+    state = SandboxState(api_key, latency, font, scale)
     server = _uvicorn(create_sandbox_app(state), embedded=True)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
@@ -179,6 +179,7 @@ async def upstreams(
             sandbox_key(settings),
             settings.sandbox_latency,
             settings.sandbox_font,
+            settings.sandbox_scale,
         ) as endpoint:
             log.warning(
                 "sandbox_upstream",
@@ -246,7 +247,7 @@ async def work(settings: Settings) -> None:
 
 async def sandbox_forever(settings: Settings, host: str, port: int, api_key: str) -> None:
     async with running_sandbox(
-        host, port, api_key, settings.sandbox_latency, settings.sandbox_font
+        host, port, api_key, settings.sandbox_latency, settings.sandbox_font, settings.sandbox_scale
     ) as endpoint:
         print(f"sandbox upstream on {endpoint.base_url}", flush=True)
         stop = asyncio.Event()

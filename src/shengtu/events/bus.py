@@ -15,6 +15,34 @@ from typing import Any
 
 QUEUE_LIMIT = 1000
 VERSIONS_KEPT = 50_000
+ENDED = frozenset({"completed", "failed"})
+
+
+class Endings:
+    """Futures for the ends of given tasks (their event), from :meth:`EventBus.endings`."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+        self._mine: list[tuple[str, asyncio.Future[dict[str, Any]]]] = []
+
+    def watch(self, task_nos: list[str]) -> list[asyncio.Future[dict[str, Any]]]:
+        loop = asyncio.get_running_loop()
+        futures = []
+        for task_no in task_nos:
+            future: asyncio.Future[dict[str, Any]] = loop.create_future()
+            self._bus._endings[task_no].append(future)
+            self._mine.append((task_no, future))
+            futures.append(future)
+        return futures
+
+    def close(self) -> None:
+        for task_no, future in self._mine:
+            waiting = self._bus._endings.get(task_no)
+            if waiting is not None and future in waiting:
+                waiting.remove(future)
+                if not waiting:
+                    del self._bus._endings[task_no]
+            future.cancel()
 
 
 class EventBus:
@@ -26,6 +54,10 @@ class EventBus:
         self._delivered: OrderedDict[str, str] = OrderedDict()
         # Set on submit so a worker starts at once instead of at its next tick.
         self.wakeup = asyncio.Event()
+        # task number → futures of requests waiting for its end; and how many such
+        # requests each user has (the relay sweeps their tasks, as a subscriber's).
+        self._endings: dict[str, list[asyncio.Future[dict[str, Any]]]] = defaultdict(list)
+        self._watching: dict[int, int] = defaultdict(int)
 
     async def start(self) -> None:
         return None
@@ -51,6 +83,10 @@ class EventBus:
             self._delivered.move_to_end(task_no)
             while len(self._delivered) > VERSIONS_KEPT:
                 self._delivered.popitem(last=False)
+            if task_no in self._endings and event.get("data", {}).get("status") in ENDED:
+                for future in self._endings.pop(task_no):
+                    if not future.done():
+                        future.set_result(event)
         for queue in tuple(queues or ()):
             if queue.full():
                 # A client too slow to read loses its oldest events, never the newest:
@@ -69,8 +105,22 @@ class EventBus:
             if not self._subscribers[user_id]:
                 del self._subscribers[user_id]
 
+    @asynccontextmanager
+    async def endings(self, user_id: int) -> AsyncIterator[Endings]:
+        """Wait for the ends of some of ``user_id``'s tasks: one future per task, set by
+        its terminal event (no fan-out of the user's other events)."""
+        endings = Endings(self)
+        self._watching[user_id] += 1
+        try:
+            yield endings
+        finally:
+            endings.close()
+            self._watching[user_id] -= 1
+            if not self._watching[user_id]:
+                del self._watching[user_id]
+
     def subscribed_users(self) -> list[int]:
-        return list(self._subscribers)
+        return list(set(self._subscribers) | set(self._watching))
 
     def subscribers_of(self, user_id: int) -> int:
         return len(self._subscribers.get(user_id, ()))

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -103,26 +101,19 @@ async def submit_and_wait(
 ) -> Finished:
     """Start the tasks (or name those already started) and wait until each has ended or
     ``wait_seconds`` have passed, woken by the tasks' events; then read them once."""
-    deadline = time.monotonic() + wait_seconds
-    # Subscribed before the tasks exist: no ending can pass unseen.
-    async with ctx.bus.subscribe(user_id) as events:
+    async with ctx.bus.endings(user_id) as endings:
         task_nos = await start()
-        waiting = set(task_nos)
-        # Those that ended before we listened (an earlier request's tasks).
-        waiting -= {
+        futures = endings.watch(task_nos)
+        # Any that ended before the watch began (an earlier request's tasks; or a worker
+        # in another process quicker than this one): read once.
+        ended = {
             t.task_no
             for t in (await read_tasks(ctx, user_id, task_nos)).rows
             if t.status in TERMINAL_VALUES
         }
-        while waiting:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            with contextlib.suppress(TimeoutError):
-                event = await asyncio.wait_for(events.get(), left)
-                data = event.get("data") or {}
-                if data.get("status") in TERMINAL_VALUES:
-                    waiting.discard(str(data.get("taskNo")))
+        pending = [f for n, f in zip(task_nos, futures, strict=True) if n not in ended]
+        if pending:
+            await asyncio.wait(pending, timeout=wait_seconds)
     return await read_tasks(ctx, user_id, task_nos)
 
 

@@ -134,9 +134,10 @@ def _renders(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, text: str) -> b
     return all(bytes(font.getmask(ch)) != missing for ch in set(text) if not ch.isascii())
 
 
-def draw_png(prompt: str, size: str, job_id: str, font_path: str = "") -> bytes:
-    """A gradient in the prompt's colours with the prompt written on it, of the asked ratio."""
-    width, height = SIZES[size]
+def draw_png(prompt: str, size: str, job_id: str, font_path: str = "", scale: float = 1.0) -> bytes:
+    """A gradient in the prompt's colours with the prompt written on it, of the asked ratio
+    (``scale`` × the size; smaller pictures cost the test suite less CPU)."""
+    width, height = (max(16, round(side * scale)) for side in SIZES[size])
     digest = hashlib.sha256(prompt.encode()).digest()
     hue = digest[0] / 255
     top = tuple(int(c * 255) for c in colorsys.hsv_to_rgb(hue, 0.55, 0.95))
@@ -146,8 +147,8 @@ def draw_png(prompt: str, size: str, job_id: str, font_path: str = "") -> bytes:
         Image.new("RGB", (width, height), bottom), Image.new("RGB", (width, height), top), mask
     )
     draw = ImageDraw.Draw(img)
-    font = _font(font_path, 44)
-    small = _font(font_path, 26)
+    font = _font(font_path, max(8, round(44 * scale)))
+    small = _font(font_path, max(8, round(26 * scale)))
     text = _DIRECTIVE_RE.sub("", prompt).strip() or "(empty prompt)"
     if not _renders(font, text):
         # No CJK font here: say so instead of drawing boxes. The PNG's "prompt" text
@@ -172,11 +173,14 @@ def draw_png(prompt: str, size: str, job_id: str, font_path: str = "") -> bytes:
 
 
 class SandboxState:
-    def __init__(self, api_key: str, latency: float, font_path: str = "") -> None:
+    def __init__(
+        self, api_key: str, latency: float, font_path: str = "", scale: float = 1.0
+    ) -> None:
         # One key, or several separated by commas (a channel with several keys).
         self.api_keys = tuple(k for k in api_key.split(",") if k)
         self.latency = latency
         self.font_path = font_path
+        self.scale = scale
         self.prompts: OrderedDict[str, str] = OrderedDict()
         self.images: OrderedDict[str, bytes] = OrderedDict()
         # How many times each prompt was accepted: lets tests see a task run twice.
@@ -337,7 +341,7 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
                 picture = b"<html><body>this is not an image</body></html>"
             else:
                 picture = await anyio.to_thread.run_sync(
-                    draw_png, prompt, size, job_id, state.font_path
+                    draw_png, prompt, size, job_id, state.font_path, state.scale
                 )
                 if directive == "truncated":
                     picture = picture[: len(picture) // 2]
@@ -559,7 +563,9 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         png = state.images.get(job_id)
         if png is None:
             prompt = state.prompts.get(job_id, "(沙箱重启后提示词已不在内存中)")
-            png = await anyio.to_thread.run_sync(draw_png, prompt, size, job_id, state.font_path)
+            png = await anyio.to_thread.run_sync(
+                draw_png, prompt, size, job_id, state.font_path, state.scale
+            )
             state.remember(state.images, job_id, png, 64)
         if directive == "truncated":
             png = png[: len(png) // 2]
