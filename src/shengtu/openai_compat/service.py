@@ -34,20 +34,21 @@ class Refused(Exception):
 def resolve_model(
     models: list[CatalogModel], name: str, size: str | None, task_type: str
 ) -> CatalogModel:
-    """The catalog model a request names, directly or by an alias and its size."""
+    """The catalog model a request names: by its own name (an operator's model wins over
+    an alias of the same name), else by an alias and ``size``."""
     ratio = SIZES.get(size or "auto")
     if ratio is None:
         raise Refused(400, f"参数错误:size 只能是 {', '.join(SIZES)}", "size")
-    family = ALIASES.get(name)
     for model in models:
-        if family is None and model.model_name == name:
+        if model.model_name == name:
             if model.task_type != task_type:
                 route = "generations" if task_type == "text_to_image" else "edits"
                 raise Refused(400, f"参数错误:模型 {name} 不能用于 /v1/images/{route}", "model")
             return model
+    family = ALIASES.get(name)
+    for model in models if family is not None else ():
         if (
-            family is not None
-            and model.model_name.startswith(family + "_")
+            model.model_name.startswith(f"{family}_")
             and model.task_type == task_type
             and (model.aspect_ratio or "auto") == ratio
         ):
@@ -60,7 +61,9 @@ def model_names(models: list[CatalogModel], allowed: tuple[str, ...] | None) -> 
     aliases that lead to one of them."""
     names = [m.model_name for m in models if allowed is None or m.model_name in allowed]
     aliases = [
-        alias for alias, family in ALIASES.items() if any(n.startswith(family + "_") for n in names)
+        alias
+        for alias, family in ALIASES.items()
+        if alias not in names and any(n.startswith(f"{family}_") for n in names)
     ]
     return aliases + names
 
