@@ -56,6 +56,10 @@ def base_env(data_dir: Path, **overrides: Any) -> dict[str, str]:
         SHENGTU_LOG_FORMAT="json",
         SHENGTU_SANDBOX_LATENCY="0.5",
         SHENGTU_SANDBOX_SCALE=str(SANDBOX_SCALE),
+        # argon2 at its cheapest: the suite signs up and logs in thousands of times, and
+        # at the default cost each hash is ~0.17 s of CPU here.
+        SHENGTU_PASSWORD_HASH_TIME_COST="1",
+        SHENGTU_PASSWORD_HASH_MEMORY_KIB="64",
         SHENGTU_POLL_INTERVAL="0.2",
         SHENGTU_FIRST_POLL_DELAY="0.1",
         SHENGTU_TASK_DEADLINE="8",

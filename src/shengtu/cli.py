@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from shengtu.accounts.security import configure_hashing
 from shengtu.channels.cli import channel_app
 from shengtu.client import cli as client_cli
 from shengtu.config import Settings, get_settings
@@ -42,6 +43,7 @@ DEMO_POINTS = 1000
 def _settings() -> Settings:
     settings = get_settings()
     configure_logging(settings)
+    configure_hashing(settings.password_hash_time_cost, settings.password_hash_memory_kib)
     return settings
 
 

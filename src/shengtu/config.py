@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # Each argon2 hash takes ~64 MiB and a core for ~0.1 s: a flood must queue, not pile up.
     password_hash_concurrency: int = Field(default=2, ge=1)
+    # argon2id's cost (RFC 9106's low-memory profile by default: 3 passes over 64 MiB).
+    password_hash_time_cost: int = Field(default=3, ge=1, le=20)
+    password_hash_memory_kib: int = Field(default=65536, ge=64, le=4 * 1024 * 1024)
     password_hash_wait_seconds: float = Field(default=10.0, gt=0)
 
     suchuang_base_url: str = "https://api.wuyinkeji.com"

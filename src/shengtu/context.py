@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from shengtu.accounts.security import configure_hashing
 from shengtu.accounts.service import Authenticator, hash_gate
 from shengtu.api.clientaddr import ClientAddresses, parse_networks
 from shengtu.api.limits import RequestLimits
@@ -64,6 +65,7 @@ class AppContext:
         else:
             storage = LocalStorage(settings.data_dir / "files", settings.resolved_public_base_url)
         key_box = KeyBox(settings.resolved_secret_key())
+        configure_hashing(settings.password_hash_time_cost, settings.password_hash_memory_kib)
         bus: EventBus
         if settings.redis_url:
             bus = RedisEventBus(

@@ -21,6 +21,15 @@ TOKEN_LEEWAY_SECONDS = 5
 _hasher = PasswordHasher()
 
 
+def configure_hashing(time_cost: int, memory_kib: int) -> None:
+    """argon2's cost for the hashes made from now on; a stored hash verifies with the cost
+    it was made with, so changing it locks nobody out."""
+    global _hasher
+    if (_hasher.time_cost, _hasher.memory_cost) != (time_cost, memory_kib):
+        _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+        _dummy_hash.cache_clear()
+
+
 @functools.cache
 def _dummy_hash() -> str:
     """A real hash to verify against when the user does not exist, so that a wrong
