@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -48,12 +50,24 @@ class ProgressBar:
         sys.stderr.flush()
 
 
-def _client() -> Client:
+@contextmanager
+def _session() -> Iterator[Client]:
+    """A client from the environment; a refusal or a lost connection ends the command
+    with its reason (exit 1), a missing key with exit 2."""
     try:
-        return Client()
+        client = Client()
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+    with client:
+        try:
+            yield client
+        except ShengtuAPIError as exc:
+            typer.echo(f"错误 {exc.code}:{exc.message}", err=True)
+            raise typer.Exit(1) from exc
+        except httpx.HTTPError as exc:
+            typer.echo(f"无法连接 {client.base_url}:{type(exc).__name__}", err=True)
+            raise typer.Exit(1) from exc
 
 
 def _out_path(out: Path, index: int, count: int) -> Path:
@@ -77,25 +91,18 @@ def gen(
     images = list(image or [])
     chosen = model or ("sc_soraimg_img2img_auto" if images else "sc_soraimg_text_auto")
     failed = 0
-    with _client() as client:
-        try:
-            urls = [client.upload(p) for p in images]
-            submitted = [client.submit(chosen, prompt, image_urls=urls) for _ in range(count)]
-            for index, task in enumerate(submitted):
-                bar = ProgressBar(task.task_no)
-                done = client.wait(task.task_no, on_progress=bar)
-                if done.status == "completed":
-                    saved = client.download(done, _out_path(out, index, count))
-                    typer.echo(f"{done.task_no}\t{saved}\t{done.result_url}")
-                else:
-                    failed += 1
-                    typer.echo(f"{done.task_no}\t失败:{done.error_message}(积分已退还)", err=True)
-        except ShengtuAPIError as exc:
-            typer.echo(f"错误 {exc.code}:{exc.message}", err=True)
-            raise typer.Exit(1) from exc
-        except httpx.HTTPError as exc:
-            typer.echo(f"无法连接 {client.base_url}:{type(exc).__name__}", err=True)
-            raise typer.Exit(1) from exc
+    with _session() as client:
+        urls = [client.upload(p) for p in images]
+        submitted = [client.submit(chosen, prompt, image_urls=urls) for _ in range(count)]
+        for index, task in enumerate(submitted):
+            bar = ProgressBar(task.task_no)
+            done = client.wait(task.task_no, on_progress=bar)
+            if done.status == "completed":
+                saved = client.download(done, _out_path(out, index, count))
+                typer.echo(f"{done.task_no}\t{saved}\t{done.result_url}")
+            else:
+                failed += 1
+                typer.echo(f"{done.task_no}\t失败:{done.error_message}(积分已退还)", err=True)
     if failed:
         raise typer.Exit(1)
 
@@ -105,27 +112,13 @@ def tasks(
     status: Annotated[str | None, typer.Option("--status")] = None,
 ) -> None:
     """Your latest tasks."""
-    with _client() as client:
-        try:
-            for t in client.tasks(size=size, status=status):
-                where = t.result_url or t.error_message or ""
-                typer.echo(f"{t.task_no}\t{t.status}\t{t.progress}%\t{t.model_name}\t{where}")
-        except ShengtuAPIError as exc:
-            typer.echo(f"错误 {exc.code}:{exc.message}", err=True)
-            raise typer.Exit(1) from exc
-        except httpx.HTTPError as exc:
-            typer.echo(f"无法连接 {client.base_url}:{type(exc).__name__}", err=True)
-            raise typer.Exit(1) from exc
+    with _session() as client:
+        for t in client.tasks(size=size, status=status):
+            where = t.result_url or t.error_message or ""
+            typer.echo(f"{t.task_no}\t{t.status}\t{t.progress}%\t{t.model_name}\t{where}")
 
 
 def balance() -> None:
     """Your points."""
-    with _client() as client:
-        try:
-            typer.echo(f"{client.balance().balance} 积分")
-        except ShengtuAPIError as exc:
-            typer.echo(f"错误 {exc.code}:{exc.message}", err=True)
-            raise typer.Exit(1) from exc
-        except httpx.HTTPError as exc:
-            typer.echo(f"无法连接 {client.base_url}:{type(exc).__name__}", err=True)
-            raise typer.Exit(1) from exc
+    with _session() as client:
+        typer.echo(f"{client.balance().balance} 积分")
