@@ -106,6 +106,10 @@ def route(method: str, path: str) -> tuple[Read, str] | None:
     return None
 
 
+# The scope key under which a hot read names its route's template.
+ROUTE_KEY = "shengtu.route"
+
+
 class HotReads:
     """Answers :func:`route`'s reads; passes every other request on to the app."""
 
@@ -119,6 +123,8 @@ class HotReads:
             await self.app(scope, receive, send)
             return
         read, argument = found
+        # For the metrics (api/middleware.route_label): FastAPI never sees this request.
+        scope[ROUTE_KEY] = read.template
         try:
             _, row = await authorize_with(self.ctx, scope, read.joined, read.params(argument))
             answer = read.answer(self.ctx, row, argument)

@@ -170,20 +170,17 @@ _COMPILED = [(re.compile(pattern + r"\Z", re.DOTALL), english) for pattern, engl
 
 def english(message: str, status: int) -> str:
     """``message`` in English, translating what it quotes of other messages too."""
-    for pattern, template in _COMPILED:
-        m = pattern.match(message)
-        if m:
-            return template.format(*(english_part(g) for g in m.groups()))
-    return f"{STATUS_WORDS.get(status, 'Error')} ({message})"
+    known = _translated_text(message)
+    return known if known is not None else f"{STATUS_WORDS.get(status, 'Error')} ({message})"
 
 
-def english_part(text: str) -> str:
-    """A quoted part: translated when it is itself a known message, else as it is."""
+def _translated_text(text: str) -> str | None:
+    """A known message in English (its quoted parts too, when known); None otherwise."""
     for pattern, template in _COMPILED:
         m = pattern.match(text)
         if m:
-            return template.format(*(english_part(g) for g in m.groups()))
-    return text
+            return template.format(*(_translated_text(g) or g for g in m.groups()))
+    return None
 
 
 def prefers_english(headers: Iterable[tuple[bytes, bytes]]) -> bool:
@@ -235,7 +232,7 @@ class EnglishMessages:
             chunks.append(message.get("body", b""))
             if message.get("more_body"):
                 return
-            body = _translated(b"".join(chunks), start["status"])
+            body = _translated_body(b"".join(chunks), start["status"])
             headers = [(k, v) for k, v in start.get("headers", ()) if k != b"content-length"]
             headers.append((b"content-length", str(len(body)).encode()))
             await send({**start, "headers": headers})
@@ -244,7 +241,7 @@ class EnglishMessages:
         await self.app(scope, receive, translating_send)
 
 
-def _translated(body: bytes, status: int) -> bytes:
+def _translated_body(body: bytes, status: int) -> bytes:
     try:
         answer = json.loads(body)
     except ValueError:

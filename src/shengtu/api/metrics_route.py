@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from shengtu import metrics
 from shengtu.api.deps import bearer_token
+from shengtu.channels.models import Channel, ChannelKey
 from shengtu.context import AppContext
 from shengtu.db import utcnow
 from shengtu.errors import NotFound, Unauthorized
@@ -35,8 +36,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 async def database_state(ctx: AppContext) -> list[Any]:
     """Gauges read at each scrape: tasks in flight and due, how late the oldest due one
     is (the workers' lag), open breakers, webhook messages waiting."""
-    from shengtu.channels.models import Channel, ChannelKey
-
     now = utcnow()
     active = [s.value for s in ACTIVE]
     async with ctx.db.read() as session:

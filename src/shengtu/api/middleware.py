@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shengtu import metrics
 from shengtu.api.errors import error_response
-from shengtu.api.hot import route as hot_route
+from shengtu.api.hot import ROUTE_KEY
 from shengtu.logs import get_logger
 
 log = get_logger("shengtu.access")
@@ -74,15 +74,9 @@ class RequestIdMiddleware:
 
 def route_label(scope: Scope) -> str:
     """The route's template (never the raw path: a label per task number would grow
-    without end); the hot reads, which FastAPI never sees, by their own."""
-    route = scope.get("route")
-    template = getattr(route, "path", None)
-    if isinstance(template, str):
-        return template
-    hot = hot_route(scope.get("method", ""), scope.get("path", ""))
-    if hot is not None:
-        return hot[0].template
-    return "unmatched"
+    without end): FastAPI's route, or the one a hot read named."""
+    template = getattr(scope.get("route"), "path", None) or scope.get(ROUTE_KEY)
+    return template if isinstance(template, str) else "unmatched"
 
 
 async def send_envelope(

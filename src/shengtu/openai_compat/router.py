@@ -243,8 +243,12 @@ async def _images(
     store: Callable[[], Awaitable[list[str]]] | None = None,
 ) -> JSONResponse:
     wait = ctx.settings.openai_wait_seconds
+    # The tasks as this request last read them; a replayed answer reads them afresh.
+    seen: Finished | None = None
 
     async def run(held: idempotency.Held | None) -> idempotency.Outcome:
+        nonlocal seen
+
         async def start() -> list[str]:
             if held is not None and held.task_nos:
                 return held.task_nos
@@ -254,8 +258,8 @@ async def _images(
             claim = idempotency.recorder(held) if held is not None else None
             return [d.taskNo for d in await tasks.submit_many(ctx, submit, body.n, claim)]
 
-        finished = await submit_and_wait(ctx, principal.user_id, start, wait)
-        return _outcome(finished, body.response_format, wait)
+        seen = await submit_and_wait(ctx, principal.user_id, start, wait)
+        return _outcome(seen, body.response_format, wait)
 
     if idempotency_key is None:
         outcome, replayed = await run(None), False
@@ -278,7 +282,7 @@ async def _images(
             headers=headers,
             extra={k: v for k, v in error.items() if k == "task_nos"},
         )
-    done = await read_tasks(ctx, principal.user_id, outcome.body["task_nos"])
+    done = seen or await read_tasks(ctx, principal.user_id, outcome.body["task_nos"])
     try:
         data = [await image_item(ctx, t, outcome.body["response_format"]) for t in done.completed]
     except Refused as r:

@@ -24,7 +24,7 @@ from shengtu.context import AppContext
 from shengtu.db import utcnow
 from shengtu.logs import get_logger
 from shengtu.netguard import UnsafeURL
-from shengtu.storage.fetch import origin, pinned_request
+from shengtu.storage.fetch import pinned_request
 from shengtu.tasks.models import AiTask
 from shengtu.tasks.schemas import task_detail
 from shengtu.webhooks import outbox
@@ -34,6 +34,7 @@ from shengtu.webhooks.models import (
     WebhookEndpoint,
     WebhookMessage,
 )
+from shengtu.webhooks.service import trusted_origins
 
 log = get_logger("shengtu.webhooks")
 ANSWER_KEPT = 500
@@ -47,7 +48,7 @@ class Dispatcher:
         self.ctx = ctx
         self.settings = ctx.settings
         self.waits = self.settings.webhook_waits
-        self.trusted = frozenset(origin(o) for o in self.settings.webhook_trusted)
+        self.trusted = trusted_origins(self.settings)
         timeout = self.settings.webhook_timeout_seconds
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False

@@ -8,6 +8,7 @@ import secrets
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.db import utcnow
 from shengtu.errors import BadRequest, Conflict, NotFound
@@ -30,11 +31,16 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
+def trusted_origins(settings: Settings) -> frozenset[str]:
+    """SHENGTU_WEBHOOK_TRUSTED_ORIGINS as ``scheme://host:port``, as origin() spells them."""
+    return frozenset(origin(o) for o in settings.webhook_trusted)
+
+
 async def check_url(ctx: AppContext, url: str) -> str:
     """A URL the server may send to: http(s), and public unless its origin is trusted."""
     try:
         parse_http_url(url)
-        if origin(url) not in {origin(o) for o in ctx.settings.webhook_trusted}:
+        if origin(url) not in trusted_origins(ctx.settings):
             await check_public_url(url, resolver=ctx.resolver)
     except UnsafeURL as exc:
         raise BadRequest(f"参数错误:回调地址不可用({exc.message})") from exc
