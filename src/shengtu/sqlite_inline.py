@@ -103,6 +103,11 @@ class InlineConnection:
         self._tx = _InlineQueue(conn)
 
     @property
+    def raw(self) -> sqlite3.Connection:
+        """The connection itself, for statements compiled once (``shengtu.db.run``)."""
+        return self._conn
+
+    @property
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 

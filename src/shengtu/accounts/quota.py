@@ -3,11 +3,30 @@ is what the key's tasks were charged net of refunds, and never passes ``quota_po
 
 from __future__ import annotations
 
-from sqlalchemy import or_, update
+from sqlalchemy import Integer, bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.accounts.models import ApiKey
+from shengtu.db import run
 from shengtu.errors import Forbidden
+
+_AMOUNT = bindparam("amount", type_=Integer)
+_GIVE_BACK = (
+    update(ApiKey)
+    .where(ApiKey.id == bindparam("key_id"))
+    .values(spent_points=ApiKey.spent_points - _AMOUNT)
+)
+_SPEND = (
+    update(ApiKey)
+    .where(
+        ApiKey.id == bindparam("key_id"),
+        or_(
+            ApiKey.quota_points.is_(None),
+            ApiKey.spent_points + _AMOUNT <= ApiKey.quota_points,
+        ),
+    )
+    .values(spent_points=ApiKey.spent_points + _AMOUNT)
+)
 
 
 async def spend(session: AsyncSession, key_id: int, amount: int) -> None:
@@ -15,18 +34,7 @@ async def spend(session: AsyncSession, key_id: int, amount: int) -> None:
 
     One conditional UPDATE: of racing submits on one key, each sees the others' spending,
     so together they never pass the quota."""
-    result = await session.execute(
-        update(ApiKey)
-        .where(
-            ApiKey.id == key_id,
-            or_(
-                ApiKey.quota_points.is_(None),
-                ApiKey.spent_points + amount <= ApiKey.quota_points,
-            ),
-        )
-        .values(spent_points=ApiKey.spent_points + amount)
-    )
-    if getattr(result, "rowcount", 0) != 1:
+    if (await run(session, _SPEND, {"key_id": key_id, "amount": amount})).rowcount != 1:
         raise Forbidden(
             f"该 API Key 的积分额度不足:本次需要 {amount} 积分,请调高额度或换用其他 Key"
         )
@@ -34,6 +42,4 @@ async def spend(session: AsyncSession, key_id: int, amount: int) -> None:
 
 async def give_back(session: AsyncSession, key_id: int, amount: int) -> None:
     """A refunded task's points count against its key no more."""
-    await session.execute(
-        update(ApiKey).where(ApiKey.id == key_id).values(spent_points=ApiKey.spent_points - amount)
-    )
+    await run(session, _GIVE_BACK, {"key_id": key_id, "amount": amount})

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ScalarSelect, Select, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -77,14 +77,14 @@ class Catalog:
         return self._models.get(model_name)
 
 
-def _price_of(model_name: str) -> Select[int]:
+def _price_of(model_name: str | ColumnElement[str]) -> Select[int]:
     """The enabled model's price (no row: gone or disabled)."""
     return select(PointsConfig.points_cost).where(
         PointsConfig.model_name == model_name, PointsConfig.enabled.is_(True)
     )
 
 
-def price_subquery(model_name: str) -> ScalarSelect[int]:
+def price_subquery(model_name: str | ColumnElement[str]) -> ScalarSelect[int]:
     """The enabled model's price as a column of another query (NULL: gone or disabled)."""
     return _price_of(model_name).scalar_subquery()
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,7 +30,7 @@ from shengtu.channels.schemas import (
 )
 from shengtu.channels.secrets import KeyBox, mask
 from shengtu.config import Settings
-from shengtu.db import Database, utcnow
+from shengtu.db import Database, run, utcnow
 from shengtu.errors import BadRequest, Conflict, NotFound
 from shengtu.providers.base import UpstreamError
 from shengtu.tasks.machine import ACTIVE
@@ -432,15 +432,18 @@ async def _tripped(
     )
 
 
-async def key_succeeded(session: AsyncSession, key_id: int) -> None:
-    await session.execute(
-        update(ChannelKey)
-        .where(
-            ChannelKey.id == key_id,
-            or_(ChannelKey.consecutive_failures > 0, ChannelKey.open_until.is_not(None)),
-        )
-        .values(consecutive_failures=0, open_until=None, cooldown_seconds=0.0)
+_KEY_SUCCEEDED = (
+    update(ChannelKey)
+    .where(
+        ChannelKey.id == bindparam("key_id"),
+        or_(ChannelKey.consecutive_failures > 0, ChannelKey.open_until.is_not(None)),
     )
+    .values(consecutive_failures=0, open_until=None, cooldown_seconds=0.0)
+)
+
+
+async def key_succeeded(session: AsyncSession, key_id: int) -> None:
+    await run(session, _KEY_SUCCEEDED, {"key_id": key_id})
 
 
 async def claim_probe(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from decimal import ROUND_CEILING, Decimal
 
-from sqlalchemy import ScalarSelect, func, select
+from sqlalchemy import ColumnElement, ScalarSelect, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +26,7 @@ def charge(points: int, multiplier: Decimal | float | None) -> int:
     return int((Decimal(points) * m).to_integral_value(rounding=ROUND_CEILING))
 
 
-def multiplier_subquery(user_id: int) -> ScalarSelect[Decimal]:
+def multiplier_subquery(user_id: int | ColumnElement[int]) -> ScalarSelect[Decimal]:
     """The user's group multiplier as a column of another query (NULL: no such group)."""
     return (
         select(UserGroup.multiplier)

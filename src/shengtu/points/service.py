@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BigInteger, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shengtu.db import add, run
 from shengtu.errors import BadRequest, InsufficientPoints, NotFound
 from shengtu.points.models import PointsAccount, PointsLedger
 
@@ -27,27 +28,29 @@ async def debit(session: AsyncSession, user_id: int, cost: int) -> int:
     return await _move_balance(session, user_id, -cost)
 
 
+_DELTA = bindparam("delta", type_=BigInteger)
+_CREDIT = (
+    update(PointsAccount)
+    .where(PointsAccount.user_id == bindparam("account"))
+    .values(
+        balance=PointsAccount.balance + _DELTA,
+        version=PointsAccount.version + 1,
+    )
+)
+_DEBIT = _CREDIT.where(PointsAccount.balance >= -_DELTA)
+_BALANCE = select(PointsAccount.balance).where(PointsAccount.user_id == bindparam("account"))
+
+
 async def _move_balance(session: AsyncSession, user_id: int, delta: int) -> int:
     """Move the balance by ``delta`` unless it would go below zero; return the new balance."""
-    stmt = (
-        update(PointsAccount)
-        .where(PointsAccount.user_id == user_id)
-        .values(balance=PointsAccount.balance + delta, version=PointsAccount.version + 1)
-    )
-    if delta < 0:
-        stmt = stmt.where(PointsAccount.balance >= -delta)
-    result = await session.execute(stmt)
-    if getattr(result, "rowcount", 0) != 1:
-        current = await session.scalar(
-            select(PointsAccount.balance).where(PointsAccount.user_id == user_id)
-        )
+    key = {"account": user_id, "delta": delta}
+    if (await run(session, _DEBIT if delta < 0 else _CREDIT, key)).rowcount != 1:
+        current = (await run(session, _BALANCE, key)).scalar()
         if current is None:
             raise account_not_found()
         raise InsufficientPoints(f"积分不足:需要 {-delta} 积分,当前余额 {current} 积分")
     # The row is locked by our UPDATE until commit, so this read is our own balance.
-    balance = await session.scalar(
-        select(PointsAccount.balance).where(PointsAccount.user_id == user_id)
-    )
+    balance = (await run(session, _BALANCE, key)).scalar()
     assert balance is not None
     return int(balance)
 
@@ -61,7 +64,8 @@ async def record(
     task_no: str | None = None,
     note: str | None = None,
 ) -> None:
-    session.add(
+    await add(
+        session,
         PointsLedger(
             user_id=user_id,
             delta=delta,
@@ -69,9 +73,8 @@ async def record(
             kind=kind,
             task_no=task_no,
             note=note,
-        )
+        ),
     )
-    await session.flush()
 
 
 async def _apply(

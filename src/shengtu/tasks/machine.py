@@ -11,14 +11,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Table, bindparam, or_, update
+from sqlalchemy import ColumnElement, Table, bindparam, literal_column, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Update
 
 from shengtu import metrics
 from shengtu.accounts import quota
-from shengtu.db import utcnow
+from shengtu.db import run, utcnow
 from shengtu.points import service as points
 from shengtu.tasks.models import AiTask
 from shengtu.webhooks import outbox
@@ -34,6 +34,9 @@ class Status(StrEnum):
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED})
 ACTIVE = (Status.CREATED, Status.QUEUED, Status.PROCESSING)
+# The active statuses as SQL literals, for ``status IN (…)`` in statements built once:
+# a list of values would be an expanding parameter, which ``shengtu.db.run`` compiles not.
+ACTIVE_SQL: tuple[ColumnElement[str], ...] = tuple(literal_column(f"'{s.value}'") for s in ACTIVE)
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.CREATED: frozenset({Status.CREATED, Status.QUEUED, Status.PROCESSING, Status.FAILED}),
@@ -117,8 +120,7 @@ async def move(
     if unleased:
         params["w_now"] = now
     statement = _move_statement(columns, lease_owner is not None, unleased)
-    result = await session.execute(statement, params)
-    if getattr(result, "rowcount", 0) != 1:
+    if (await run(session, statement, params)).rowcount != 1:
         return None
     if target is Status.FAILED:
         await points.refund(session, task.user_id, task.points_cost, task.task_no)

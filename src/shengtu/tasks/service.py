@@ -8,9 +8,18 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    String,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu import metrics
@@ -21,7 +30,7 @@ from shengtu.channels.models import Channel
 from shengtu.channels.schemas import CANCELLABLE
 from shengtu.config import Settings
 from shengtu.context import AppContext
-from shengtu.db import utcnow
+from shengtu.db import add, run, utcnow
 from shengtu.errors import (
     BadRequest,
     Conflict,
@@ -37,7 +46,7 @@ from shengtu.points import service as points
 from shengtu.points.models import PointsAccount
 from shengtu.storage.models import StoredFile
 from shengtu.storage.service import mark_used
-from shengtu.tasks.machine import ACTIVE, TERMINAL, Status, move
+from shengtu.tasks.machine import ACTIVE, ACTIVE_SQL, TERMINAL, Status, move
 from shengtu.tasks.models import AiTask
 from shengtu.tasks.schemas import TaskDetail, task_detail
 from shengtu.timefmt import local, midnight_utc
@@ -160,8 +169,25 @@ async def validate_submit(
     return model, prompt, await _check_own_uploads(ctx, req.user_id, urls)
 
 
-def _price_columns(model: CatalogModel, user_id: int) -> tuple[Any, Any]:
-    return price_subquery(model.model_name), multiplier_subquery(user_id)
+# The model's price and the user's group multiplier, as columns; with the balance, for the
+# refusal before the charge. Built once (run and read by ``shengtu.db``'s compiled path).
+_PRICE = (
+    price_subquery(bindparam("model_name", type_=String)),
+    multiplier_subquery(bindparam("user_id", type_=Integer)),
+)
+_PRICE_NOW = select(*_PRICE)
+_BALANCE_AND_PRICE = select(PointsAccount.balance, *_PRICE).where(
+    PointsAccount.user_id == bindparam("user_id", type_=Integer)
+)
+_INFLIGHT_OF_USER = select(func.count()).where(
+    AiTask.user_id == bindparam("owner", type_=Integer), AiTask.status.in_(ACTIVE_SQL)
+)
+_INFLIGHT_OF_KEY = select(func.count()).where(
+    AiTask.api_key_id == bindparam("owner", type_=Integer), AiTask.status.in_(ACTIVE_SQL)
+)
+_SET_TASK_NO = (
+    update(AiTask).where(AiTask.id == bindparam("task_id")).values(task_no=bindparam("number"))
+)
 
 
 def _user_price(model: CatalogModel, points_cost: int | None, multiplier: Any) -> int:
@@ -172,8 +198,9 @@ def _user_price(model: CatalogModel, points_cost: int | None, multiplier: Any) -
 
 
 async def _price_now(session: AsyncSession, model: CatalogModel, user_id: int) -> int:
-    row = (await session.execute(select(*_price_columns(model, user_id)))).one()
-    return _user_price(model, row[0], row[1])
+    row = await run(session, _PRICE_NOW, {"model_name": model.model_name, "user_id": user_id})
+    points_cost, multiplier = row.rows[0]
+    return _user_price(model, points_cost, multiplier)
 
 
 async def submit(ctx: AppContext, req: SubmitInput, claim: Claim | None = None) -> TaskDetail:
@@ -196,22 +223,17 @@ async def submit_many(
         callback_url = await webhooks.check_callback(ctx, req.user_id, req.callback_url)
     # The cheap refusals before any name lookup: a zero-point account or one at its
     # in-flight limit costs no DNS. The write transaction below stays the judge of both.
-    async with ctx.db.read() as session:
-        # The balance and the model's current price in one round trip (a process's catalog
-        # cache may be seconds old; a refusal must quote, and judge by, today's price).
-        row = (
-            await session.execute(
-                select(PointsAccount.balance, *_price_columns(model, req.user_id)).where(
-                    PointsAccount.user_id == req.user_id
-                )
-            )
-        ).first()
-        if row is not None:
-            balance, points_cost, multiplier = row
-            price = _user_price(model, points_cost, multiplier) * count
-            if balance < price:
-                raise InsufficientPoints(f"积分不足:需要 {price} 积分,当前余额 {balance} 积分")
-        await _check_inflight(session, settings, req, count)
+    # The balance and the model's current price in one read (a process's catalog cache
+    # may be seconds old; a refusal must quote, and judge by, today's price).
+    row = await ctx.db.first(
+        _BALANCE_AND_PRICE, {"model_name": model.model_name, "user_id": req.user_id}
+    )
+    if row is not None:
+        balance, points_cost, multiplier = row
+        price = _user_price(model, points_cost, multiplier) * count
+        if balance < price:
+            raise InsufficientPoints(f"积分不足:需要 {price} 积分,当前余额 {balance} 积分")
+    await _check_inflight(ctx.db.first, settings, req, count)
     await _check_external_urls(ctx, refs.external)
     now = utcnow()
     tasks: list[AiTask] = []
@@ -223,7 +245,7 @@ async def submit_many(
         if req.api_key_id is not None:
             await quota.spend(session, req.api_key_id, price * count)
         # The debit locked this user's points row: the counts below cannot race.
-        await _check_inflight(session, settings, req, count)
+        await _check_inflight(partial(_first, session), settings, req, count)
         await mark_used(session, req.user_id, refs.own_keys)
         for _ in range(count):
             task = AiTask(
@@ -246,12 +268,9 @@ async def submit_many(
                 created_at=now,
                 updated_at=now,
             )
-            session.add(task)
-            await session.flush()
+            await add(session, task)
             task.task_no = make_task_no(now, task.id, settings.timezone)
-            await session.execute(
-                update(AiTask).where(AiTask.id == task.id).values(task_no=task.task_no)
-            )
+            await run(session, _SET_TASK_NO, {"task_id": task.id, "number": task.task_no})
             tasks.append(task)
         # One ledger row per task (its refund names it), the balance stepping down.
         for i, task in enumerate(tasks):
@@ -276,21 +295,30 @@ async def submit_many(
     return details
 
 
+async def _first(
+    session: AsyncSession, stmt: Select[Any], params: dict[str, Any]
+) -> tuple[Any, ...] | None:
+    return (await run(session, stmt, params)).first()
+
+
 async def _check_inflight(
-    session: AsyncSession, settings: Settings, req: SubmitInput, adding: int = 1
+    first: Callable[[Select[Any], dict[str, Any]], Awaitable[tuple[Any, ...] | None]],
+    settings: Settings,
+    req: SubmitInput,
+    adding: int = 1,
 ) -> None:
-    active = [s.value for s in ACTIVE]
-    limits = [(settings.max_inflight_tasks, AiTask.user_id == req.user_id, "当前用户")]
+    """``first`` reads one row: in the charging transaction, or outside it for the early
+    refusal."""
+    limits = [(settings.max_inflight_tasks, _INFLIGHT_OF_USER, req.user_id, "当前用户")]
     if req.api_key_id is not None:
         limits.append(
-            (settings.max_inflight_per_api_key, AiTask.api_key_id == req.api_key_id, "该 API Key")
+            (settings.max_inflight_per_api_key, _INFLIGHT_OF_KEY, req.api_key_id, "该 API Key")
         )
-    for limit, owner, who in limits:
+    for limit, counting, owner, who in limits:
         if not limit:
             continue
-        count = await session.scalar(
-            select(func.count()).select_from(AiTask).where(owner, AiTask.status.in_(active))
-        )
+        row = await first(counting, {"owner": owner})
+        count = row[0] if row else 0
         if (count or 0) + adding > limit:
             raise TooManyRequests(
                 f"{who}进行中的任务已达上限 {limit} 个,请等待任务完成后再提交", retry_after=5

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import Integer, bindparam, or_, select, update
 
 from shengtu import metrics
 from shengtu.channels import service as channel_service
@@ -28,7 +28,7 @@ from shengtu.channels.bootstrap import sync_env_channel
 from shengtu.channels.models import TaskAttempt
 from shengtu.channels.pool import Route
 from shengtu.context import AppContext
-from shengtu.db import utcnow
+from shengtu.db import Base, UtcDateTime, add, columns_of, loaded, run, utcnow
 from shengtu.events.relay import task_version
 from shengtu.idempotency import service as idempotency
 from shengtu.logs import get_logger
@@ -43,7 +43,7 @@ from shengtu.stats import service as stats_service
 from shengtu.storage import service as storage_service
 from shengtu.storage.fetch import Fetched, FetchError, fetch_image_bytes
 from shengtu.storage.images import ImageInfo, NotAnImage, sniff_image
-from shengtu.tasks.machine import ACTIVE, Status, move
+from shengtu.tasks.machine import ACTIVE_SQL, Status, move
 from shengtu.tasks.models import AiTask
 from shengtu.tasks.schemas import task_detail
 from shengtu.timefmt import local
@@ -90,6 +90,30 @@ def estimate_progress(task: AiTask, reported: int | None, now: datetime, expecte
         elapsed = (now - (task.submitted_at or task.created_at)).total_seconds()
         value = int(10 + 89 * (1 - math.exp(-max(0.0, elapsed) / expected)))
     return max(task.progress, min(99, value))
+
+
+# Due: active, its time come, and no live lease. Built once (``shengtu.db.run``).
+_NOW = bindparam("now", type_=UtcDateTime)
+_DUE = (
+    select(AiTask.id)
+    .where(
+        AiTask.status.in_(ACTIVE_SQL),
+        AiTask.next_run_at <= _NOW,
+        or_(AiTask.lease_until.is_(None), AiTask.lease_until < _NOW),
+    )
+    .order_by(AiTask.next_run_at)
+    .limit(bindparam("n", type_=Integer))
+)
+_DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
+_LEASE = (
+    update(AiTask)
+    .where(
+        AiTask.id == bindparam("task_id"),
+        or_(AiTask.lease_until.is_(None), AiTask.lease_until < _NOW),
+    )
+    .values(lease_owner=bindparam("owner"), lease_until=bindparam("until", type_=UtcDateTime))
+)
+_LEASED = columns_of(AiTask).where(AiTask.id == bindparam("task_id"))
 
 
 class Worker:
@@ -359,41 +383,27 @@ class Worker:
             return []
         db = self.ctx.db
         now = utcnow()
-        is_due: tuple[Any, ...] = (
-            AiTask.status.in_([s.value for s in ACTIVE]),
-            AiTask.next_run_at <= now,
-            or_(AiTask.lease_until.is_(None), AiTask.lease_until < now),
-        )
-        if self._inflight:
-            # Never a second step on a task this worker is still stepping: two would both
-            # call the upstream (a submit twice is a job paid for twice).
-            is_due = (*is_due, AiTask.id.not_in(list(self._inflight)))
+        # Never a second step on a task this worker is still stepping: two would both call
+        # the upstream (a submit twice is a job paid for twice). Its own are read and left.
+        params = {"now": now, "n": limit + len(self._inflight)}
+
+        def free(rows: Sequence[tuple[Any, ...]]) -> list[int]:
+            return [r[0] for r in rows if r[0] not in self._inflight][:limit]
+
         # A read first: an idle worker never takes the write lock.
-        async with db.read() as session:
-            if await session.scalar(select(AiTask.id).where(*is_due).limit(1)) is None:
-                return []
-        due = select(AiTask.id).where(*is_due).order_by(AiTask.next_run_at).limit(limit)
-        if db.dialect in ("postgresql", "mysql", "mariadb"):
-            due = due.with_for_update(skip_locked=True)
+        if not free(await db.all(_DUE, params)):
+            return []
+        due = _DUE_LOCKED if db.dialect in ("postgresql", "mysql", "mariadb") else _DUE
+        until = now + timedelta(seconds=self.settings.lease_seconds)
+        claimed: list[AiTask] = []
         async with db.write() as session:
-            ids = list(await session.scalars(due))
-            if not ids:
-                return []
-            lease_until = now + timedelta(seconds=self.settings.lease_seconds)
-            await session.execute(
-                update(AiTask)
-                .where(
-                    AiTask.id.in_(ids),
-                    or_(AiTask.lease_until.is_(None), AiTask.lease_until < now),
-                )
-                .values(lease_owner=self.owner, lease_until=lease_until)
-            )
-            rows = await session.scalars(
-                select(AiTask)
-                .where(AiTask.id.in_(ids), AiTask.lease_owner == self.owner)
-                .execution_options(populate_existing=True)
-            )
-            return list(rows)
+            for task_id in free((await run(session, due, params)).rows):
+                lease = {"task_id": task_id, "now": now, "owner": self.owner, "until": until}
+                if (await run(session, _LEASE, lease)).rowcount == 1:
+                    row = (await run(session, _LEASED, lease)).first()
+                    if row is not None:
+                        claimed.append(loaded(AiTask, row))
+        return claimed
 
     async def _run_step(self, task: AiTask) -> None:
         structlog.contextvars.bind_contextvars(task_no=task.task_no)
@@ -648,7 +658,7 @@ class Worker:
             outcome = "failed" if exc.transient else "refused"
         opened = False
         async with self.ctx.db.write() as session:
-            session.add(_attempt(task, route, outcome, started, clock, exc))
+            await add(session, _attempt(task, route, outcome, started, clock, exc))
             if route is not None and outcome in ("failed", "uncertain"):
                 opened = await channel_service.key_failed(
                     session, route.key_id, exc.message, self.settings, probe=probe
@@ -722,7 +732,7 @@ class Worker:
         moved = False
         try:
             async with self.ctx.db.write() as session:
-                session.add(attempt)
+                await add(session, attempt)
                 queued = await move(
                     session, task, Status.QUEUED, lease_owner=self.owner, **accepted
                 )
@@ -907,7 +917,7 @@ class Worker:
             log.exception("reschedule_failed")
 
     async def fail(
-        self, task: AiTask, message: str, *, also: Sequence[object] = (), **values: Any
+        self, task: AiTask, message: str, *, also: Sequence[Base] = (), **values: Any
     ) -> None:
         log.warning("task_failed", reason=message)
         await self._move(task, Status.FAILED, also=also, error_message=message[:1000], **values)
@@ -917,7 +927,7 @@ class Worker:
         task: AiTask,
         target: Status,
         *,
-        also: Sequence[object] = (),
+        also: Sequence[Base] = (),
         key_succeeded: int | None = None,
         **values: Any,
     ) -> bool:
@@ -925,7 +935,8 @@ class Worker:
         ``key_succeeded``: the channel key whose breaker this success resets."""
         before = (task.status, task.progress)
         async with self.ctx.db.write() as session:
-            session.add_all(also)
+            for row in also:
+                await add(session, row)
             moved = await move(session, task, target, lease_owner=self.owner, **values)
             if moved is not None and key_succeeded is not None:
                 await channel_service.key_succeeded(session, key_succeeded)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shengtu.db import utcnow
+from shengtu.db import run, utcnow
 from shengtu.tasks.models import AiTask
 from shengtu.webhooks.models import WebhookEndpoint, WebhookMessage
 
@@ -26,18 +26,17 @@ def new_msg_id() -> str:
     return "msg_" + secrets.token_hex(16)
 
 
+_ENDPOINTS = select(WebhookEndpoint.id, WebhookEndpoint.url).where(
+    WebhookEndpoint.user_id == bindparam("user_id"), WebhookEndpoint.enabled.is_(True)
+)
+
+
 async def enqueue(session: AsyncSession, task: AiTask, event: str) -> int:
     """Messages for ``event`` of ``task``: to its callbackUrl and to each enabled endpoint
     of its owner. Returns how many."""
     now = utcnow()
-    endpoints = (
-        await session.execute(
-            select(WebhookEndpoint.id, WebhookEndpoint.url).where(
-                WebhookEndpoint.user_id == task.user_id, WebhookEndpoint.enabled.is_(True)
-            )
-        )
-    ).all()
-    targets: list[tuple[int | None, str]] = [(e.id, e.url) for e in endpoints]
+    endpoints = (await run(session, _ENDPOINTS, {"user_id": task.user_id})).rows
+    targets: list[tuple[int | None, str]] = [(e[0], e[1]) for e in endpoints]
     if task.callback_url:
         targets.append((None, task.callback_url))
     for endpoint_id, url in targets:
