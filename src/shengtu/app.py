@@ -117,15 +117,19 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
     )
     app.state.ctx = ctx
     install_error_handlers(app)
+    # FastAPI tries routes in order, a regex each: the routes clients call in volume come
+    # first (tasks, the OpenAI API, pictures, events), the consoles' and admins' after.
+    app.include_router(tasks_router, responses=ERROR_RESPONSES)
+    # In OpenAI's error shape, not the envelope: its own responses say so.
+    app.include_router(openai_router)
     for router in (
-        accounts_router,
-        catalog_router,
-        points_router,
-        codes_router,
-        channels_router,
-        tasks_router,
         files_router,
         events_router,
+        points_router,
+        accounts_router,
+        catalog_router,
+        codes_router,
+        channels_router,
         admin_users_router,
         groups_router,
         admin_codes_router,
@@ -135,8 +139,6 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
         webhooks_router,
     ):
         app.include_router(router, responses=ERROR_RESPONSES)
-    # In OpenAI's error shape, not the envelope: its own responses say so.
-    app.include_router(openai_router)
 
     @app.get(
         "/healthz",

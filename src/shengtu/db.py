@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, TypeVarTuple, cast
@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -124,7 +125,11 @@ def _sqlite_engine(url: str, begin: str | None, pool_size: int) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql(begin)
+            # Straight to the connection: SQLAlchemy tracks no BEGIN of its own here, and
+            # its execution path cost more than SQLite's BEGIN.
+            raw: sqlite3.Connection = conn.connection.driver_connection.raw
+            with sqlite_errors(begin, ()):
+                raw.execute(begin)
 
     return engine
 
@@ -140,6 +145,17 @@ def _connect_errors_as_oserror(engine: AsyncEngine) -> None:
             return dialect.loaded_dbapi.connect(*cargs, **cparams)
         except RuntimeError as exc:
             raise ConnectionResetError(f"database connection lost during handshake: {exc}") from exc
+
+
+@contextmanager
+def sqlite_errors(sql: str, parameters: Sequence[Any]) -> Iterator[None]:
+    """SQLite's errors as SQLAlchemy raises them (IntegrityError, OperationalError …), for
+    statements run on the connection itself: the handlers that answer a busy database
+    with 503, or a second refund with a refusal, catch those."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
 
 
 @dataclass(frozen=True)
@@ -243,14 +259,19 @@ class SqliteRowReader:
         self, stmt: Select[*tuple[Any, ...]], params: Mapping[str, Any]
     ) -> tuple[Any, ...] | None:
         read = self._compiled[stmt]
-        row = self._connection().execute(read.sql, read.parameters(params)).fetchone()
+        parameters = read.parameters(params)
+        with sqlite_errors(read.sql, parameters):
+            row = self._connection().execute(read.sql, parameters).fetchone()
         return None if row is None else read.row(row)
 
     def all(
         self, stmt: Select[*tuple[Any, ...]], params: Mapping[str, Any]
     ) -> list[tuple[Any, ...]]:
         read = self._compiled[stmt]
-        return [read.row(r) for r in self._connection().execute(read.sql, read.parameters(params))]
+        parameters = read.parameters(params)
+        with sqlite_errors(read.sql, parameters):
+            rows = self._connection().execute(read.sql, parameters).fetchall()
+        return [read.row(r) for r in rows]
 
     def close(self) -> None:
         if self._conn is not None:
@@ -317,8 +338,11 @@ async def run(
         cache = _SQLITE_COMPILED[dialect] = _CompiledCache(dialect)
     compiled = cache[stmt]
     raw: InlineConnection = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr,assignment]
-    cursor = raw.raw.execute(compiled.sql, compiled.parameters(params))
-    rows = [compiled.row(r) for r in cursor.fetchall()] if cursor.description else []
+    parameters = compiled.parameters(params)
+    with sqlite_errors(compiled.sql, parameters):
+        cursor = raw.raw.execute(compiled.sql, parameters)
+        fetched = cursor.fetchall() if cursor.description else []
+    rows = [compiled.row(r) for r in fetched]
     return Ran(rows, cursor.rowcount, cursor.lastrowid)
 
 

@@ -20,6 +20,9 @@ class LocalStorage:
     def __init__(self, root: Path, public_base_url: str) -> None:
         self.root = root.resolve()
         self.prefix = public_base_url.rstrip("/") + "/files/"
+        # Folders written to, resolved and made once (a picture's folder is its day's):
+        # resolving a whole path is a system call per component, ~10 a picture.
+        self._folders: dict[str, Path] = {}
 
     def path(self, key: str) -> Path | None:
         if not valid_key(key):
@@ -27,13 +30,31 @@ class LocalStorage:
         path = (self.root / key).resolve()
         return path if path.is_relative_to(self.root) else None
 
+    def _folder(self, name: str) -> Path | None:
+        """The folder ``name`` (a valid key's folder part), inside the root, made."""
+        folder = self._folders.get(name)
+        if folder is None:
+            folder = (self.root / name).resolve()
+            if not folder.is_relative_to(self.root):
+                return None
+            folder.mkdir(parents=True, exist_ok=True)
+            if len(self._folders) >= 1024:
+                self._folders.clear()
+            self._folders[name] = folder
+        return folder
+
     def _write(self, key: str, data: bytes) -> None:
-        path = self.path(key)
-        if path is None:
+        folder_name, _, name = key.rpartition("/")
+        folder = self._folder(folder_name) if valid_key(key) else None
+        if folder is None:
             raise ValueError(f"invalid storage key {key!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            # Removed since it was made (by hand: the sweep deletes files only).
+            self._folders.pop(folder_name, None)
+            folder.mkdir(parents=True, exist_ok=True)
+        path = folder / name
         # Write then rename: a reader never sees half a file, a crash leaves none.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)

@@ -221,20 +221,12 @@ async def submit_many(
     callback_url = None
     if req.callback_url is not None:
         callback_url = await webhooks.check_callback(ctx, req.user_id, req.callback_url)
-    # The cheap refusals before any name lookup: a zero-point account or one at its
-    # in-flight limit costs no DNS. The write transaction below stays the judge of both.
-    # The balance and the model's current price in one read (a process's catalog cache
-    # may be seconds old; a refusal must quote, and judge by, today's price).
-    row = await ctx.db.first(
-        _BALANCE_AND_PRICE, {"model_name": model.model_name, "user_id": req.user_id}
-    )
-    if row is not None:
-        balance, points_cost, multiplier = row
-        price = _user_price(model, points_cost, multiplier) * count
-        if balance < price:
-            raise InsufficientPoints(f"积分不足:需要 {price} 积分,当前余额 {balance} 积分")
-    await _check_inflight(ctx.db.first, settings, req, count)
-    await _check_external_urls(ctx, refs.external)
+    if refs.external:
+        # The cheap refusals before any name lookup: a zero-point account or one at its
+        # in-flight limit costs no DNS. The write transaction below stays the judge of
+        # both (and, with no name to look up, the only one).
+        await _refuse_early(ctx, model, req, count)
+        await _check_external_urls(ctx, refs.external)
     now = utcnow()
     tasks: list[AiTask] = []
     async with ctx.db.write() as session:
@@ -293,6 +285,20 @@ async def submit_many(
             req.user_id, {"event": "task.updated", "data": detail.model_dump()}, task_version(task)
         )
     return details
+
+
+async def _refuse_early(ctx: AppContext, model: CatalogModel, req: SubmitInput, count: int) -> None:
+    # The balance and the model's current price in one read (a process's catalog cache
+    # may be seconds old; a refusal must quote, and judge by, today's price).
+    row = await ctx.db.first(
+        _BALANCE_AND_PRICE, {"model_name": model.model_name, "user_id": req.user_id}
+    )
+    if row is not None:
+        balance, points_cost, multiplier = row
+        price = _user_price(model, points_cost, multiplier) * count
+        if balance < price:
+            raise InsufficientPoints(f"积分不足:需要 {price} 积分,当前余额 {balance} 积分")
+    await _check_inflight(ctx.db.first, ctx.settings, req, count)
 
 
 async def _first(

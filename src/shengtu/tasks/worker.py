@@ -111,7 +111,13 @@ _LEASE = (
         AiTask.id == bindparam("task_id"),
         or_(AiTask.lease_until.is_(None), AiTask.lease_until < _NOW),
     )
-    .values(lease_owner=bindparam("owner"), lease_until=bindparam("until", type_=UtcDateTime))
+    # Not due again before its lease ends (the step's move sets the next time): the due
+    # scan then skips the tasks in flight instead of reading each one's lease.
+    .values(
+        lease_owner=bindparam("owner"),
+        lease_until=bindparam("until", type_=UtcDateTime),
+        next_run_at=bindparam("until", type_=UtcDateTime),
+    )
 )
 _LEASED = columns_of(AiTask).where(AiTask.id == bindparam("task_id"))
 
@@ -134,6 +140,7 @@ class Worker:
         self._refill_at = max(
             1, min(self.settings.worker_batch, self.settings.worker_concurrency) // 4
         )
+        self._claimed_last = False
         self._sweep_at = 0.0
         self._sweeper: asyncio.Task[None] | None = None
         self._late_at = 0.0
@@ -390,8 +397,9 @@ class Worker:
         def free(rows: Sequence[tuple[Any, ...]]) -> list[int]:
             return [r[0] for r in rows if r[0] not in self._inflight][:limit]
 
-        # A read first: an idle worker never takes the write lock.
-        if not free(await db.all(_DUE, params)):
+        # A read first after a claim that found nothing: an idle worker never takes the
+        # write lock (a busy one goes straight to it, as there is work more often than not).
+        if not self._claimed_last and not free(await db.all(_DUE, params)):
             return []
         due = _DUE_LOCKED if db.dialect in ("postgresql", "mysql", "mariadb") else _DUE
         until = now + timedelta(seconds=self.settings.lease_seconds)
@@ -403,6 +411,7 @@ class Worker:
                     row = (await run(session, _LEASED, lease)).first()
                     if row is not None:
                         claimed.append(loaded(AiTask, row))
+        self._claimed_last = bool(claimed)
         return claimed
 
     async def _run_step(self, task: AiTask) -> None:
