@@ -88,7 +88,7 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
         if with_worker:
             worker = Worker(ctx)
             worker_task = asyncio.create_task(worker.run())
-        app.state.worker = worker
+        app.state.worker = ctx.taker = worker
         metrics_server = serve_on_own_address(ctx)
         # What start-up made (modules, models, compiled statements) lives as long as the
         # process: out of the collector's sight, its full passes only walk the requests' own.
@@ -97,6 +97,7 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
             yield
         finally:
             if worker is not None and worker_task is not None:
+                ctx.taker = None
                 worker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(worker_task, 15)

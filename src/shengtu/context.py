@@ -23,6 +23,7 @@ from shengtu.providers.pacing import Pacing
 from shengtu.storage.base import Storage
 from shengtu.storage.local import LocalStorage
 from shengtu.storage.s3 import S3Storage
+from shengtu.tasks.handoff import Taker
 
 
 @dataclass
@@ -45,6 +46,8 @@ class AppContext:
     providers: dict[str, Provider] = field(default_factory=dict)
     # Upstream keys' pacing (shared through Redis when set); closed with the context.
     pacing: Pacing | None = None
+    # This process's worker, when it runs one: new tasks go to it from the submit.
+    taker: Taker | None = None
 
     @classmethod
     def build(

@@ -46,6 +46,7 @@ from shengtu.points import service as points
 from shengtu.points.models import PointsAccount
 from shengtu.storage.models import StoredFile
 from shengtu.storage.service import mark_used
+from shengtu.tasks.handoff import Handoff
 from shengtu.tasks.machine import ACTIVE, ACTIVE_SQL, TERMINAL, Status, move
 from shengtu.tasks.models import AiTask
 from shengtu.tasks.schemas import TaskDetail, task_detail
@@ -227,27 +228,25 @@ async def submit_many(
         # both (and, with no name to look up, the only one).
         await _refuse_early(ctx, model, req, count)
         await _check_external_urls(ctx, refs.external)
-    now = utcnow()
-    tasks: list[AiTask] = []
-    async with ctx.db.write() as session:
-        # Charged at the price and group multiplier of this moment: an admin's change
-        # applies to every submit after it, whatever a process's catalog cache still holds.
-        price = await _price_now(session, model, req.user_id)
-        balance_after = await points.debit(session, req.user_id, price * count)
-        if req.api_key_id is not None:
-            await quota.spend(session, req.api_key_id, price * count)
-        # The debit locked this user's points row: the counts below cannot race.
-        await _check_inflight(partial(_first, session), settings, req, count)
-        await mark_used(session, req.user_id, refs.own_keys)
-        for _ in range(count):
-            task = AiTask(
-                task_no=f"pending-{uuid.uuid4().hex}",
+    # A worker in this process takes the new tasks, leased to it in the transaction.
+    handoff = Handoff(ctx.taker, count)
+    try:
+        async with ctx.db.write() as session:
+            # Charged at the price and group multiplier of this moment: an admin's change
+            # applies to every submit after it, whatever a process's catalog cache holds.
+            price = await _price_now(session, model, req.user_id)
+            balance_after = await points.debit(session, req.user_id, price * count)
+            if req.api_key_id is not None:
+                await quota.spend(session, req.api_key_id, price * count)
+            # The debit locked this user's points row: the counts below cannot race.
+            await _check_inflight(partial(_first, session), settings, req, count)
+            await mark_used(session, req.user_id, refs.own_keys)
+            now = utcnow()
+            common: dict[str, Any] = dict(
                 user_id=req.user_id,
                 api_key_id=req.api_key_id,
                 model_name=model.model_name,
                 task_type=model.task_type,
-                status=Status.CREATED.value,
-                progress=0,
                 prompt=prompt,
                 image_urls=refs.urls,
                 points_cost=price,
@@ -255,36 +254,53 @@ async def submit_many(
                 upstream_model=model.upstream_model,
                 upstream_params=model.upstream_params,
                 callback_url=callback_url,
-                next_run_at=now,
                 deadline_at=now + timedelta(seconds=settings.task_deadline),
                 created_at=now,
                 updated_at=now,
+                **handoff.columns(now),
             )
-            await add(session, task)
-            task.task_no = make_task_no(now, task.id, settings.timezone)
-            await run(session, _SET_TASK_NO, {"task_id": task.id, "number": task.task_no})
-            tasks.append(task)
-        # One ledger row per task (its refund names it), the balance stepping down.
-        for i, task in enumerate(tasks):
-            await points.record(
-                session,
-                req.user_id,
-                -price,
-                balance_after + price * (count - 1 - i),
-                "consume",
-                task.task_no,
-                note=f"生图任务扣费 {model.model_name}",
-            )
-        if claim is not None:
-            await claim(session, [t.task_no for t in tasks])
+            tasks = [await _create(session, common, settings) for _ in range(count)]
+            # One ledger row per task (its refund names it), the balance stepping down.
+            for i, task in enumerate(tasks):
+                await points.record(
+                    session,
+                    req.user_id,
+                    -price,
+                    balance_after + price * (count - 1 - i),
+                    "consume",
+                    task.task_no,
+                    note=f"生图任务扣费 {model.model_name}",
+                )
+            if claim is not None:
+                await claim(session, [t.task_no for t in tasks])
+    except BaseException:
+        handoff.abandon()
+        raise
     metrics.points("charged", price * count)
+    # As committed: once handed over, the worker's steps change the tasks.
     details = [task_detail(t, settings.timezone) for t in tasks]
-    await ctx.bus.nudge_workers()
-    for task, detail in zip(tasks, details, strict=True):
+    versions = [task_version(t) for t in tasks]
+    if not handoff.hand(tasks):
+        await ctx.bus.nudge_workers()
+    for detail, version in zip(details, versions, strict=True):
         await ctx.bus.publish(
-            req.user_id, {"event": "task.updated", "data": detail.model_dump()}, task_version(task)
+            req.user_id, {"event": "task.updated", "data": detail.model_dump()}, version
         )
     return details
+
+
+async def _create(session: AsyncSession, columns: dict[str, Any], settings: Settings) -> AiTask:
+    """A new task of ``columns``, created and numbered (the number comes from its id)."""
+    task = AiTask(
+        **columns,
+        task_no=f"pending-{uuid.uuid4().hex}",
+        status=Status.CREATED.value,
+        progress=0,
+    )
+    await add(session, task)
+    task.task_no = make_task_no(task.created_at, task.id, settings.timezone)
+    await run(session, _SET_TASK_NO, {"task_id": task.id, "number": task.task_no})
+    return task
 
 
 async def _refuse_early(ctx: AppContext, model: CatalogModel, req: SubmitInput, count: int) -> None:

@@ -43,6 +43,7 @@ from shengtu.stats import service as stats_service
 from shengtu.storage import service as storage_service
 from shengtu.storage.fetch import Fetched, FetchError, fetch_image_bytes
 from shengtu.storage.images import ImageInfo, NotAnImage, sniff_image
+from shengtu.tasks.handoff import Lease
 from shengtu.tasks.machine import ACTIVE_SQL, Status, move
 from shengtu.tasks.models import AiTask
 from shengtu.tasks.schemas import task_detail
@@ -128,6 +129,7 @@ class Worker:
         self.settings = ctx.settings
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._inflight: set[int] = set()
+        self._reserved = 0
         self._steps: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._http = httpx.AsyncClient(
@@ -140,7 +142,7 @@ class Worker:
         self._refill_at = max(
             1, min(self.settings.worker_batch, self.settings.worker_concurrency) // 4
         )
-        self._claimed_last = False
+        self._backlog = False
         self._sweep_at = 0.0
         self._sweeper: asyncio.Task[None] | None = None
         self._late_at = 0.0
@@ -375,7 +377,23 @@ class Worker:
         self.ctx.bus.wakeup.clear()
 
     def _capacity(self) -> int:
-        return self.settings.worker_concurrency - len(self._inflight)
+        return self.settings.worker_concurrency - len(self._inflight) - self._reserved
+
+    # -- new tasks from this process's submits (shengtu.tasks.handoff) ------------------
+
+    def reserve(self, count: int) -> Lease | None:
+        if self._stop.is_set() or self._capacity() < count:
+            return None
+        self._reserved += count
+        return Lease(self.owner, utcnow() + timedelta(seconds=self.settings.lease_seconds))
+
+    def release(self, count: int) -> None:
+        self._reserved -= count
+
+    def take(self, tasks: Sequence[AiTask]) -> None:
+        self._reserved -= len(tasks)
+        for task in tasks:
+            self._spawn(task)
 
     def _spawn(self, task: AiTask) -> None:
         self._inflight.add(task.id)
@@ -397,9 +415,9 @@ class Worker:
         def free(rows: Sequence[tuple[Any, ...]]) -> list[int]:
             return [r[0] for r in rows if r[0] not in self._inflight][:limit]
 
-        # A read first after a claim that found nothing: an idle worker never takes the
-        # write lock (a busy one goes straight to it, as there is work more often than not).
-        if not self._claimed_last and not free(await db.all(_DUE, params)):
+        # A read first, unless the last claim filled its batch (there is more, likely):
+        # an idle worker never takes the write lock.
+        if not self._backlog and not free(await db.all(_DUE, params)):
             return []
         due = _DUE_LOCKED if db.dialect in ("postgresql", "mysql", "mariadb") else _DUE
         until = now + timedelta(seconds=self.settings.lease_seconds)
@@ -411,7 +429,7 @@ class Worker:
                     row = (await run(session, _LEASED, lease)).first()
                     if row is not None:
                         claimed.append(loaded(AiTask, row))
-        self._claimed_last = bool(claimed)
+        self._backlog = len(claimed) == limit
         return claimed
 
     async def _run_step(self, task: AiTask) -> None:
