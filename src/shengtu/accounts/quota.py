@@ -4,10 +4,9 @@ is what the key's tasks were charged net of refunds, and never passes ``quota_po
 from __future__ import annotations
 
 from sqlalchemy import Integer, bindparam, or_, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.accounts.models import ApiKey
-from shengtu.db import run
+from shengtu.db import Conn, run
 from shengtu.errors import Forbidden
 
 _AMOUNT = bindparam("amount", type_=Integer)
@@ -29,7 +28,7 @@ _SPEND = (
 )
 
 
-async def spend(session: AsyncSession, key_id: int, amount: int) -> None:
+async def spend(session: Conn, key_id: int, amount: int) -> None:
     """Count ``amount`` against the key, or refuse (403) if its quota cannot cover it.
 
     One conditional UPDATE: of racing submits on one key, each sees the others' spending,
@@ -40,6 +39,6 @@ async def spend(session: AsyncSession, key_id: int, amount: int) -> None:
         )
 
 
-async def give_back(session: AsyncSession, key_id: int, amount: int) -> None:
+async def give_back(session: Conn, key_id: int, amount: int) -> None:
     """A refunded task's points count against its key no more."""
     await run(session, _GIVE_BACK, {"key_id": key_id, "amount": amount})

@@ -30,7 +30,7 @@ from shengtu.channels.schemas import (
 )
 from shengtu.channels.secrets import KeyBox, mask
 from shengtu.config import Settings
-from shengtu.db import Database, run, utcnow
+from shengtu.db import Conn, Database, run, utcnow
 from shengtu.errors import BadRequest, Conflict, NotFound
 from shengtu.providers.base import UpstreamError
 from shengtu.tasks.machine import ACTIVE
@@ -442,7 +442,7 @@ _KEY_SUCCEEDED = (
 )
 
 
-async def key_succeeded(session: AsyncSession, key_id: int) -> None:
+async def key_succeeded(session: Conn, key_id: int) -> None:
     await run(session, _KEY_SUCCEEDED, {"key_id": key_id})
 
 

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.context import AppContext
-from shengtu.db import utcnow
+from shengtu.db import Conn, run, utcnow
 from shengtu.errors import BadRequest, Conflict, ShengtuError
 from shengtu.idempotency.models import IdempotencyKey
 from shengtu.tasks.service import Claim
@@ -110,13 +109,18 @@ async def hold(ctx: AppContext, user_id: int, key: str, print_: str, lease_secon
         raise in_flight(key) from exc
 
 
+_RECORD = (
+    update(IdempotencyKey)
+    .where(IdempotencyKey.id == bindparam("key_id"))
+    .values(task_nos=bindparam("numbers", type_=IdempotencyKey.__table__.c.task_nos.type))
+)
+
+
 def recorder(held: Held) -> Claim:
     """What the submit calls in its charging transaction: these tasks are this key's."""
 
-    async def record(session: AsyncSession, task_nos: list[str]) -> None:
-        await session.execute(
-            update(IdempotencyKey).where(IdempotencyKey.id == held.id).values(task_nos=task_nos)
-        )
+    async def record(session: Conn, task_nos: list[str]) -> None:
+        await run(session, _RECORD, {"key_id": held.id, "numbers": task_nos})
 
     return record
 

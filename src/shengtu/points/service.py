@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shengtu.db import add, run
+from shengtu.db import Conn, add, run
 from shengtu.errors import BadRequest, InsufficientPoints, NotFound
 from shengtu.points.models import PointsAccount, PointsLedger
 
@@ -23,7 +23,7 @@ async def open_account(session: AsyncSession, user_id: int) -> None:
     await session.flush()
 
 
-async def debit(session: AsyncSession, user_id: int, cost: int) -> int:
+async def debit(session: Conn, user_id: int, cost: int) -> int:
     """Take ``cost`` off the balance if it covers it; the balance after. No ledger row yet."""
     return await _move_balance(session, user_id, -cost)
 
@@ -41,7 +41,7 @@ _DEBIT = _CREDIT.where(PointsAccount.balance >= -_DELTA)
 _BALANCE = select(PointsAccount.balance).where(PointsAccount.user_id == bindparam("account"))
 
 
-async def _move_balance(session: AsyncSession, user_id: int, delta: int) -> int:
+async def _move_balance(session: Conn, user_id: int, delta: int) -> int:
     """Move the balance by ``delta`` unless it would go below zero; return the new balance."""
     key = {"account": user_id, "delta": delta}
     if (await run(session, _DEBIT if delta < 0 else _CREDIT, key)).rowcount != 1:
@@ -56,7 +56,7 @@ async def _move_balance(session: AsyncSession, user_id: int, delta: int) -> int:
 
 
 async def record(
-    session: AsyncSession,
+    session: Conn,
     user_id: int,
     delta: int,
     balance_after: int,
@@ -78,7 +78,7 @@ async def record(
 
 
 async def _apply(
-    session: AsyncSession,
+    session: Conn,
     user_id: int,
     delta: int,
     kind: str,
@@ -91,12 +91,12 @@ async def _apply(
     return balance
 
 
-async def grant(session: AsyncSession, user_id: int, amount: int, note: str | None = None) -> int:
+async def grant(session: Conn, user_id: int, amount: int, note: str | None = None) -> int:
     return await credit(session, user_id, amount, "grant", note)
 
 
 async def credit(
-    session: AsyncSession, user_id: int, amount: int, kind: str, note: str | None = None
+    session: Conn, user_id: int, amount: int, kind: str, note: str | None = None
 ) -> int:
     """Add ``amount`` points under ledger ``kind`` (a grant, a redeemed code)."""
     if amount <= 0:
@@ -104,13 +104,13 @@ async def credit(
     return await _apply(session, user_id, amount, kind, note=note)
 
 
-async def adjust(session: AsyncSession, user_id: int, delta: int, note: str | None = None) -> int:
+async def adjust(session: Conn, user_id: int, delta: int, note: str | None = None) -> int:
     if delta == 0:
         raise BadRequest("调整积分不能为 0")
     return await _apply(session, user_id, delta, "adjust", note=note)
 
 
-async def refund(session: AsyncSession, user_id: int, amount: int, task_no: str) -> int:
+async def refund(session: Conn, user_id: int, amount: int, task_no: str) -> int:
     return await _apply(session, user_id, amount, "refund", task_no=task_no, note="任务失败退还")
 
 

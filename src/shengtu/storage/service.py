@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Executable, Select, delete, func, select, update
+from sqlalchemy import Executable, Select, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.context import AppContext
-from shengtu.db import utcnow
+from shengtu.db import Conn, UtcDateTime, run, utcnow
 from shengtu.errors import BadRequest, TooManyRequests
 from shengtu.logs import get_logger
 from shengtu.points.models import PointsAccount
@@ -93,18 +93,25 @@ async def upload(ctx: AppContext, user_id: int, data: bytes) -> Uploaded:
     return Uploaded(key, len(clean), info)
 
 
-async def mark_used(session: AsyncSession, user_id: int, keys: list[str]) -> None:
+_MARK_USED = (
+    update(StoredFile)
+    .where(StoredFile.user_id == bindparam("owner"), StoredFile.key == bindparam("file_key"))
+    .values(used_at=func.coalesce(StoredFile.used_at, bindparam("now", type_=UtcDateTime)))
+)
+
+
+async def mark_used(session: Conn, user_id: int, keys: list[str]) -> None:
     """Record that a task uses these uploads of the user's, in the task's transaction:
     the sweep then keeps them. 400 when one is gone (swept a moment ago, or not theirs)."""
     if not keys:
         return
     wanted = sorted(set(keys))
-    result = await session.execute(
-        update(StoredFile)
-        .where(StoredFile.user_id == user_id, StoredFile.key.in_(wanted))
-        .values(used_at=func.coalesce(StoredFile.used_at, utcnow()))
-    )
-    if getattr(result, "rowcount", 0) != len(wanted):
+    now = utcnow()
+    marked = 0
+    for key in wanted:
+        used = {"owner": user_id, "file_key": key, "now": now}
+        marked += (await run(session, _MARK_USED, used)).rowcount
+    if marked != len(wanted):
         raise BadRequest("参数错误:参考图不存在、已过期清理或不属于当前用户,请重新上传")
 
 

@@ -12,13 +12,12 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, bindparam, literal_column, or_, update
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Update
 
 from shengtu import metrics
 from shengtu.accounts import quota
-from shengtu.db import run, utcnow
+from shengtu.db import Conn, run, utcnow
 from shengtu.points import service as points
 from shengtu.tasks.models import AiTask
 from shengtu.webhooks import outbox
@@ -81,7 +80,7 @@ def _move_statement(columns: tuple[str, ...], leased: bool, unleased: bool) -> U
 
 
 async def move(
-    session: AsyncSession,
+    session: Conn,
     task: AiTask,
     target: Status,
     *,

@@ -30,7 +30,7 @@ from shengtu.channels.models import Channel
 from shengtu.channels.schemas import CANCELLABLE
 from shengtu.config import Settings
 from shengtu.context import AppContext
-from shengtu.db import add, run, utcnow
+from shengtu.db import Conn, add, run, utcnow
 from shengtu.errors import (
     BadRequest,
     Conflict,
@@ -198,7 +198,7 @@ def _user_price(model: CatalogModel, points_cost: int | None, multiplier: Any) -
     return charge(int(points_cost), multiplier)
 
 
-async def _price_now(session: AsyncSession, model: CatalogModel, user_id: int) -> int:
+async def _price_now(session: Conn, model: CatalogModel, user_id: int) -> int:
     row = await run(session, _PRICE_NOW, {"model_name": model.model_name, "user_id": user_id})
     points_cost, multiplier = row.rows[0]
     return _user_price(model, points_cost, multiplier)
@@ -210,7 +210,7 @@ async def submit(ctx: AppContext, req: SubmitInput, claim: Claim | None = None) 
 
 # Called in the submit's write transaction with its task numbers: an idempotency key
 # records them there, so a charge and its key's record are one commit.
-Claim = Callable[[AsyncSession, list[str]], Awaitable[None]]
+Claim = Callable[[Conn, list[str]], Awaitable[None]]
 
 
 async def submit_many(
@@ -231,7 +231,7 @@ async def submit_many(
     # A worker in this process takes the new tasks, leased to it in the transaction.
     handoff = Handoff(ctx.taker, count)
     try:
-        async with ctx.db.write() as session:
+        async with ctx.db.transaction() as session:
             # Charged at the price and group multiplier of this moment: an admin's change
             # applies to every submit after it, whatever a process's catalog cache holds.
             price = await _price_now(session, model, req.user_id)
@@ -289,7 +289,7 @@ async def submit_many(
     return details
 
 
-async def _create(session: AsyncSession, columns: dict[str, Any], settings: Settings) -> AiTask:
+async def _create(session: Conn, columns: dict[str, Any], settings: Settings) -> AiTask:
     """A new task of ``columns``, created and numbered (the number comes from its id)."""
     task = AiTask(
         **columns,
@@ -318,7 +318,7 @@ async def _refuse_early(ctx: AppContext, model: CatalogModel, req: SubmitInput, 
 
 
 async def _first(
-    session: AsyncSession, stmt: Select[Any], params: dict[str, Any]
+    session: Conn, stmt: Select[Any], params: dict[str, Any]
 ) -> tuple[Any, ...] | None:
     return (await run(session, stmt, params)).first()
 

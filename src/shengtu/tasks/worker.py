@@ -422,7 +422,7 @@ class Worker:
         due = _DUE_LOCKED if db.dialect in ("postgresql", "mysql", "mariadb") else _DUE
         until = now + timedelta(seconds=self.settings.lease_seconds)
         claimed: list[AiTask] = []
-        async with db.write() as session:
+        async with db.transaction() as session:
             for task_id in free((await run(session, due, params)).rows):
                 lease = {"task_id": task_id, "now": now, "owner": self.owner, "until": until}
                 if (await run(session, _LEASE, lease)).rowcount == 1:
@@ -758,7 +758,7 @@ class Worker:
         await self.ctx.storage.put(key, state.pictures[0], info.content_type)
         moved = False
         try:
-            async with self.ctx.db.write() as session:
+            async with self.ctx.db.transaction() as session:
                 await add(session, attempt)
                 queued = await move(
                     session, task, Status.QUEUED, lease_owner=self.owner, **accepted
@@ -961,7 +961,7 @@ class Worker:
         """``also``: rows written in the same transaction (the attempt that led here);
         ``key_succeeded``: the channel key whose breaker this success resets."""
         before = (task.status, task.progress)
-        async with self.ctx.db.write() as session:
+        async with self.ctx.db.transaction() as session:
             for row in also:
                 await add(session, row)
             moved = await move(session, task, target, lease_owner=self.owner, **values)

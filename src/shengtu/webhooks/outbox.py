@@ -9,9 +9,8 @@ from __future__ import annotations
 import secrets
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from shengtu.db import run, utcnow
+from shengtu.db import Conn, add, run, utcnow
 from shengtu.tasks.models import AiTask
 from shengtu.webhooks.models import WebhookEndpoint, WebhookMessage
 
@@ -31,7 +30,7 @@ _ENDPOINTS = select(WebhookEndpoint.id, WebhookEndpoint.url).where(
 )
 
 
-async def enqueue(session: AsyncSession, task: AiTask, event: str) -> int:
+async def enqueue(session: Conn, task: AiTask, event: str) -> int:
     """Messages for ``event`` of ``task``: to its callbackUrl and to each enabled endpoint
     of its owner. Returns how many."""
     now = utcnow()
@@ -40,7 +39,8 @@ async def enqueue(session: AsyncSession, task: AiTask, event: str) -> int:
     if task.callback_url:
         targets.append((None, task.callback_url))
     for endpoint_id, url in targets:
-        session.add(
+        await add(
+            session,
             WebhookMessage(
                 msg_id=new_msg_id(),
                 user_id=task.user_id,
@@ -52,8 +52,6 @@ async def enqueue(session: AsyncSession, task: AiTask, event: str) -> int:
                 attempts=0,
                 next_attempt_at=now,
                 created_at=now,
-            )
+            ),
         )
-    if targets:
-        await session.flush()
     return len(targets)
