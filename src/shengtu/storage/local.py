@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -23,6 +24,9 @@ class LocalStorage:
         # Folders written to, resolved and made once (a picture's folder is its day's):
         # resolving a whole path is a system call per component, ~10 a picture.
         self._folders: dict[str, Path] = {}
+        # Files written unnamed, then linked (O_TMPFILE, Linux), until that fails once.
+        self._unnamed = hasattr(os, "O_TMPFILE")
+        self._proc_fds: tuple[int, int] | None = None
 
     def path(self, key: str) -> Path | None:
         if not valid_key(key):
@@ -48,12 +52,20 @@ class LocalStorage:
         folder = self._folder(folder_name) if valid_key(key) else None
         if folder is None:
             raise ValueError(f"invalid storage key {key!r}")
-        if not folder.is_dir():
-            # Removed since it was made (by hand: the sweep deletes files only).
-            self._folders.pop(folder_name, None)
+        try:
+            self._write_in(folder, folder / name, data)
+        except FileNotFoundError:
+            # The folder was removed since it was made (by hand: the sweep deletes files).
             folder.mkdir(parents=True, exist_ok=True)
-        path = folder / name
-        # Write then rename: a reader never sees half a file, a crash leaves none.
+            self._write_in(folder, folder / name, data)
+
+    def _write_in(self, folder: Path, path: Path, data: bytes) -> None:
+        # A reader never sees half a file, and a crash leaves none: the file is written
+        # without a name and linked into place whole (one change to the folder, where a
+        # temporary name and a rename are three); where the file system cannot, under a
+        # temporary name, then renamed.
+        if self._unnamed and self._write_unnamed(folder, path, data):
+            return
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -62,6 +74,39 @@ class LocalStorage:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _fds(self) -> int:
+        """This process's /proc/self/fd, opened once per process (a fork has its own)."""
+        pid = os.getpid()
+        if self._proc_fds is None or self._proc_fds[0] != pid:
+            self._proc_fds = (pid, os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY))
+        return self._proc_fds[1]
+
+    def _write_unnamed(self, folder: Path, path: Path, data: bytes) -> bool:
+        """False when this file system (or this key, taken already) needs the other way."""
+        try:
+            fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o600)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+            self._unnamed = False
+            return False
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            # linkat(AT_SYMLINK_FOLLOW) through /proc: the way open(2) gives to name it.
+            os.link(str(fd), path, src_dir_fd=self._fds(), follow_symlinks=True)
+        except FileExistsError:
+            return False  # replaced the other way, as a put replaces
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.EXDEV, errno.EPERM):
+                raise
+            self._unnamed = False  # no /proc to link from
+            return False
+        finally:
+            os.close(fd)
+        return True
 
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
