@@ -46,6 +46,10 @@ class Endings:
 
 
 class EventBus:
+    # publish() hands the event to this process's waiters before it returns (no await in
+    # between): what a request starts, it can watch after without missing the end.
+    delivers_inline = True
+
     def __init__(self) -> None:
         self._subscribers: dict[int, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
         # task number → version (updated_at, ISO) last delivered here, so that a state
@@ -76,6 +80,12 @@ class EventBus:
         queues = self._subscribers.get(user_id)
         task_no = str(event.get("data", {}).get("taskNo", ""))
         if task_no:
+            # Before the news check: a request that began watching after the end went by
+            # is woken by the next sweep's copy of it.
+            if task_no in self._endings and event.get("data", {}).get("status") in ENDED:
+                for future in self._endings.pop(task_no):
+                    if not future.done():
+                        future.set_result(event)
             seen = self._delivered.get(task_no)
             if seen is not None and seen >= version:
                 return
@@ -83,10 +93,6 @@ class EventBus:
             self._delivered.move_to_end(task_no)
             while len(self._delivered) > VERSIONS_KEPT:
                 self._delivered.popitem(last=False)
-            if task_no in self._endings and event.get("data", {}).get("status") in ENDED:
-                for future in self._endings.pop(task_no):
-                    if not future.done():
-                        future.set_result(event)
         for queue in tuple(queues or ()):
             if queue.full():
                 # A client too slow to read loses its oldest events, never the newest:

@@ -24,6 +24,8 @@ WAKEUP = "shengtu:wakeup"
 
 
 class RedisEventBus(EventBus):
+    delivers_inline = False
+
     def __init__(self, url: str, *, listen_events: bool, listen_wakeups: bool) -> None:
         super().__init__()
         self._client = redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)

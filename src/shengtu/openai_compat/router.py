@@ -249,14 +249,15 @@ async def _images(
     async def run(held: idempotency.Held | None) -> idempotency.Outcome:
         nonlocal seen
 
-        async def start() -> list[str]:
+        async def start() -> tuple[list[str], bool]:
             if held is not None and held.task_nos:
-                return held.task_nos
+                return held.task_nos, False
             submit = request
             if store is not None:
                 submit = replace(request, image_url=await store())
             claim = idempotency.recorder(held) if held is not None else None
-            return [d.taskNo for d in await tasks.submit_many(ctx, submit, body.n, claim)]
+            made = await tasks.submit_many(ctx, submit, body.n, claim)
+            return [d.taskNo for d in made], True
 
         seen = await submit_and_wait(ctx, principal.user_id, start, wait)
         return _outcome(seen, body.response_format, wait)

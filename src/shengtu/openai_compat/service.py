@@ -113,21 +113,25 @@ async def read_tasks(ctx: AppContext, user_id: int, task_nos: list[str]) -> Fini
 async def submit_and_wait(
     ctx: AppContext,
     user_id: int,
-    start: Callable[[], Awaitable[list[str]]],
+    start: Callable[[], Awaitable[tuple[list[str], bool]]],
     wait_seconds: float,
 ) -> Finished:
     """Start the tasks (or name those already started) and wait until each has ended or
-    ``wait_seconds`` have passed, woken by the tasks' events; then read them once."""
+    ``wait_seconds`` have passed, woken by the tasks' events; then read them once.
+    ``start`` tells whether it made the tasks now."""
     async with ctx.bus.endings(user_id) as endings:
-        task_nos = await start()
+        task_nos, made = await start()
         futures = endings.watch(task_nos)
         # Any that ended before the watch began (an earlier request's tasks; or a worker
-        # in another process quicker than this one): read once.
-        ended = {
-            t.task_no
-            for t in (await read_tasks(ctx, user_id, task_nos)).rows
-            if t.status in TERMINAL_VALUES
-        }
+        # in another process quicker than this one): read once. Tasks made just now, on
+        # a bus that delivers inline, cannot have: nothing ran between.
+        ended: set[str] = set()
+        if not (made and ctx.bus.delivers_inline):
+            ended = {
+                t.task_no
+                for t in (await read_tasks(ctx, user_id, task_nos)).rows
+                if t.status in TERMINAL_VALUES
+            }
         pending = [f for n, f in zip(task_nos, futures, strict=True) if n not in ended]
         if pending:
             await asyncio.wait(pending, timeout=wait_seconds)
