@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from shengtu.config import Settings
+
 TERMINAL = ("completed", "failed")
 _names = itertools.count(1)
 
@@ -302,6 +304,16 @@ class Platform:
         )
         self.processes.append(proc)
         return proc
+
+    def settings(self) -> Settings:
+        """The platform's settings, for an in-process context on its database."""
+        return Settings(
+            **{
+                k.removeprefix("SHENGTU_").lower(): v
+                for k, v in self.env.items()
+                if k.startswith("SHENGTU_")
+            }
+        )
 
     def stop(self) -> None:
         for client in self.clients:

@@ -52,20 +52,11 @@ class Recorder:
         self.taken.extend(given)
 
 
-def _settings(platform: Platform) -> Settings:
-    values = {
-        k.removeprefix("SHENGTU_").lower(): v
-        for k, v in platform.env.items()
-        if k.startswith("SHENGTU_")
-    }
-    return Settings(**values)
-
-
 def test_a_submit_leases_its_tasks_to_this_process_worker(platform: Platform) -> None:
     user = platform.new_user(points=100)
 
     async def go() -> None:
-        ctx = AppContext.build(_settings(platform), role="api")
+        ctx = AppContext.build(platform.settings(), role="api")
         await ctx.start()
         taker = Recorder(room=2)
         ctx.taker = taker

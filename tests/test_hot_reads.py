@@ -16,20 +16,10 @@ import httpx
 
 from shengtu.api.hot import HotReads, route
 from shengtu.app import ShengtuApp, create_app
-from shengtu.config import Settings
 from shengtu.context import AppContext
 from tests.support import Platform, cli
 
 Request = tuple[str, dict[str, str]]
-
-
-def _settings(platform: Platform) -> Settings:
-    values = {
-        k.removeprefix("SHENGTU_").lower(): v
-        for k, v in platform.env.items()
-        if k.startswith("SHENGTU_")
-    }
-    return Settings(**values)
 
 
 def _answer(response: httpx.Response) -> tuple[Any, ...]:
@@ -52,7 +42,7 @@ def _edge_layers(app: ShengtuApp) -> list[type]:
 
 def _through_routes(platform: Platform, requests: list[Request]) -> list[tuple[Any, ...]]:
     async def go() -> list[tuple[Any, ...]]:
-        ctx = AppContext.build(_settings(platform), role="api")
+        ctx = AppContext.build(platform.settings(), role="api")
         await ctx.start()
         try:
             app = create_app(ctx, with_worker=False, hot_reads=False)
