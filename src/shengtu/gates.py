@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
@@ -25,11 +26,19 @@ class Gate:
         self._busy = busy
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self.slot():
+            return await anyio.to_thread.run_sync(fn, *args)
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """One of the slots, for work the caller sends to a thread itself."""
         try:
-            await asyncio.wait_for(self._slots.acquire(), self._wait)
+            # A timeout scope, not wait_for: no task of its own per wait.
+            async with asyncio.timeout(self._wait):
+                await self._slots.acquire()
         except TimeoutError as exc:
             raise ServiceUnavailable(self._busy) from exc
         try:
-            return await anyio.to_thread.run_sync(fn, *args)
+            yield
         finally:
             self._slots.release()

@@ -1,7 +1,22 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from shengtu.gates import Gate
+from shengtu.storage.images import ImageInfo
+
+# A picture checked (and perhaps re-encoded): what to store, and what it is.
+Check = Callable[[bytes], tuple[bytes, ImageInfo]]
+
+
+@dataclass(frozen=True)
+class Stored:
+    key: str
+    info: ImageInfo
+    size: int
 
 
 class Storage(Protocol):
@@ -14,6 +29,13 @@ class Storage(Protocol):
         ...
 
     async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def put_checked(
+        self, data: bytes, check: Check, key_for: Callable[[ImageInfo], str], gate: Gate
+    ) -> Stored:
+        """``data`` checked in one of ``gate``'s slots (NotAnImage when it is no picture),
+        then stored under ``key_for`` of what it is."""
+        ...
 
     async def get(self, key: str) -> bytes | None: ...
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps
@@ -78,6 +79,24 @@ def sniff_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
     with _decoded(data, max_pixels) as img:
         ext, content_type = FORMATS[img.format or ""]
         return ImageInfo(ext, content_type, img.width, img.height)
+
+
+def checked(max_pixels: int) -> Callable[[bytes], tuple[bytes, ImageInfo]]:
+    """A check that keeps the picture as it came (an upstream's result): sniffed whole."""
+
+    def check(data: bytes) -> tuple[bytes, ImageInfo]:
+        return data, sniff_image(data, max_pixels)
+
+    return check
+
+
+def reencoded(max_pixels: int) -> Callable[[bytes], tuple[bytes, ImageInfo]]:
+    """A check that keeps only what the picture shows (an upload): drawn anew."""
+
+    def check(data: bytes) -> tuple[bytes, ImageInfo]:
+        return reencode_upload(data, max_pixels)
+
+    return check
 
 
 def reencode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, ImageInfo]:

@@ -6,9 +6,14 @@ import errno
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
+
+from shengtu.gates import Gate
+from shengtu.storage.base import Check, Stored
+from shengtu.storage.images import ImageInfo
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-./]{0,254}$")
 
@@ -120,6 +125,20 @@ class LocalStorage:
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         await anyio.to_thread.run_sync(self._write, key, data)
+
+    async def put_checked(
+        self, data: bytes, check: Check, key_for: Callable[[ImageInfo], str], gate: Gate
+    ) -> Stored:
+        # Checked and written in one trip to a thread: each trip costs the loop more than
+        # a small picture's check or write, and every thread holding the GIL slows it.
+        def checked_and_written() -> Stored:
+            stored, info = check(data)
+            key = key_for(info)
+            self._write(key, stored)
+            return Stored(key, info, len(stored))
+
+        async with gate.slot():
+            return await anyio.to_thread.run_sync(checked_and_written)
 
     async def get(self, key: str) -> bytes | None:
         path = self.path(key)

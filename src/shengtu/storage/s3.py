@@ -8,6 +8,7 @@ to a freshly signed URL, so ``resultUrl`` never expires even though signatures d
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import aioboto3
@@ -15,6 +16,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shengtu.config import Settings
+from shengtu.gates import Gate
+from shengtu.storage.base import Check, Stored
+from shengtu.storage.images import ImageInfo
 from shengtu.storage.local import valid_key
 
 
@@ -55,6 +59,14 @@ class S3Storage:
         await self._client.put_object(
             Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
         )
+
+    async def put_checked(
+        self, data: bytes, check: Check, key_for: Callable[[ImageInfo], str], gate: Gate
+    ) -> Stored:
+        stored, info = await gate.run(check, data)
+        key = key_for(info)
+        await self.put(key, stored, info.content_type)
+        return Stored(key, info, len(stored))
 
     async def get(self, key: str) -> bytes | None:
         try:

@@ -23,7 +23,7 @@ from shengtu.db import Conn, UtcDateTime, run, utcnow
 from shengtu.errors import BadRequest, TooManyRequests
 from shengtu.logs import get_logger
 from shengtu.points.models import PointsAccount
-from shengtu.storage.images import ImageInfo, NotAnImage, reencode_upload
+from shengtu.storage.images import ImageInfo, NotAnImage, reencoded
 from shengtu.storage.models import StoredFile
 from shengtu.tasks.models import AiTask
 from shengtu.timefmt import local, midnight_utc
@@ -65,13 +65,16 @@ async def upload(ctx: AppContext, user_id: int, data: bytes) -> Uploaded:
     """Store a reference picture, re-encoded (no metadata), within the user's daily quota."""
     async with ctx.db.read() as session:
         await _quota_left(session, ctx, user_id)
+    day = local(utcnow(), ctx.settings.timezone)
     try:
-        clean, info = await ctx.decoding.run(reencode_upload, data, ctx.settings.max_image_pixels)
+        stored = await ctx.storage.put_checked(
+            data,
+            reencoded(ctx.settings.max_image_pixels),
+            lambda kind: f"{UPLOADS}{day:%Y/%m/%d}/{secrets.token_hex(16)}.{kind.ext}",
+            ctx.decoding,
+        )
     except NotAnImage as exc:
         raise BadRequest(f"参数错误:上传的文件不是有效图片({exc})") from exc
-    day = local(utcnow(), ctx.settings.timezone)
-    key = f"{UPLOADS}{day:%Y/%m/%d}/{secrets.token_hex(16)}.{info.ext}"
-    await ctx.storage.put(key, clean, info.content_type)
     try:
         async with ctx.db.write() as session:
             # The points row is the user's lock (as in a submit): racing uploads of one
@@ -84,13 +87,16 @@ async def upload(ctx: AppContext, user_id: int, data: bytes) -> Uploaded:
             await _quota_left(session, ctx, user_id)
             session.add(
                 StoredFile(
-                    user_id=user_id, key=key, content_type=info.content_type, size=len(clean)
+                    user_id=user_id,
+                    key=stored.key,
+                    content_type=stored.info.content_type,
+                    size=stored.size,
                 )
             )
     except BaseException:
-        await ctx.storage.delete(key)  # no file without its row
+        await ctx.storage.delete(stored.key)  # no file without its row
         raise
-    return Uploaded(key, len(clean), info)
+    return Uploaded(stored.key, stored.size, stored.info)
 
 
 _MARK_USED = (

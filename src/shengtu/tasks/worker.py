@@ -41,8 +41,9 @@ from shengtu.providers.base import (
 )
 from shengtu.stats import service as stats_service
 from shengtu.storage import service as storage_service
-from shengtu.storage.fetch import Fetched, FetchError, fetch_image_bytes
-from shengtu.storage.images import ImageInfo, NotAnImage, sniff_image
+from shengtu.storage.base import Stored
+from shengtu.storage.fetch import FetchError, fetch_image_bytes
+from shengtu.storage.images import NotAnImage, checked, sniff_image
 from shengtu.tasks.handoff import Lease
 from shengtu.tasks.machine import ACTIVE_SQL, Status, move
 from shengtu.tasks.models import AiTask
@@ -314,7 +315,7 @@ class Worker:
         if state.phase != "succeeded":
             return
         try:
-            fetched, info = await self._fetch_result(state.result_urls[0], provider)
+            key = (await self._fetch_result(task, state.result_urls[0], provider)).key
         except FetchError as exc:
             if not exc.transient:
                 await self._stop_watching(task)
@@ -322,8 +323,6 @@ class Worker:
         except NotAnImage:
             await self._stop_watching(task)
             return
-        key = self._result_key(task, info.ext)
-        await self.ctx.storage.put(key, fetched.data, info.content_type)
         url = self.ctx.storage.url(key)
         now = utcnow()
         async with self.ctx.db.write() as session:
@@ -748,14 +747,10 @@ class Worker:
             "submitted_at": utcnow(),
         }
         try:
-            info = await self.ctx.decoding.run(
-                sniff_image, state.pictures[0], self.settings.max_image_pixels
-            )
+            key = (await self._store(task, state.pictures[0])).key
         except NotAnImage as exc:
             await self.fail(task, f"上游返回的结果不是有效图片:{exc}", also=(attempt,), **accepted)
             return
-        key = self._result_key(task, info.ext)
-        await self.ctx.storage.put(key, state.pictures[0], info.content_type)
         moved = False
         try:
             async with self.ctx.db.transaction() as session:
@@ -864,7 +859,7 @@ class Worker:
     ) -> None:
         url = state.result_urls[0]
         try:
-            fetched, info = await self._fetch_result(url, provider)
+            key = (await self._fetch_result(task, url, provider)).key
         except FetchError as exc:
             if exc.transient and task.attempts + 1 < self.settings.download_attempts:
                 await self._retry(task, exc.message, None)
@@ -874,8 +869,6 @@ class Worker:
         except NotAnImage as exc:
             await self.fail(task, f"上游返回的结果不是有效图片:{exc}", **common)
             return
-        key = self._result_key(task, info.ext)
-        await self.ctx.storage.put(key, fetched.data, info.content_type)
         moved = False
         try:
             moved = await self._move(
@@ -893,18 +886,24 @@ class Worker:
                 # write failed: no picture without its task.
                 await self.ctx.storage.delete(key)
 
-    async def _fetch_result(self, url: str, provider: Provider) -> tuple[Fetched, ImageInfo]:
-        """The upstream's picture, downloaded through the SSRF guard and checked."""
+    async def _fetch_result(self, task: AiTask, url: str, provider: Provider) -> Stored:
+        """The upstream's picture, downloaded through the SSRF guard, checked and stored."""
         fetched = await fetch_image_bytes(
             self._http,
             url,
             max_bytes=self.settings.max_result_bytes,
             trusted_origins=provider.trusted_origins,
         )
-        info = await self.ctx.decoding.run(
-            sniff_image, fetched.data, self.settings.max_image_pixels
+        return await self._store(task, fetched.data)
+
+    async def _store(self, task: AiTask, picture: bytes) -> Stored:
+        """``picture`` checked whole and stored as ``task``'s result (NotAnImage if not)."""
+        return await self.ctx.storage.put_checked(
+            picture,
+            checked(self.settings.max_image_pixels),
+            lambda info: self._result_key(task, info.ext),
+            self.ctx.decoding,
         )
-        return fetched, info
 
     def _result_key(self, task: AiTask, ext: str) -> str:
         day = local(task.created_at, self.settings.timezone)
