@@ -12,7 +12,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, TypeVarTuple, cast
 
@@ -329,10 +329,36 @@ class Tx:
     dialect: Dialect
     sqlite: sqlite3.Connection | None = None
     conn: AsyncConnection | None = None
+    committed: list[Callable[[], None]] = field(default_factory=list)
 
 
 # Where the task path's statements run: an ORM session's transaction, or a Tx.
 Conn = AsyncSession | Tx
+_COMMITTED = "shengtu.committed"
+
+
+def after_commit(session: Conn, fn: Callable[[], None]) -> None:
+    """Call ``fn`` once ``session``'s transaction has committed; never if it rolls back
+    (what is counted, e.g. in /metrics, is what happened)."""
+    if isinstance(session, Tx):
+        session.committed.append(fn)
+        return
+    waiting: list[Callable[[], None]] | None = session.info.get(_COMMITTED)
+    if waiting is None:
+        waiting = session.info[_COMMITTED] = []
+        sync = session.sync_session
+
+        def committed(_: Any) -> None:
+            done, waiting[:] = list(waiting), []
+            for call in done:
+                call()
+
+        def rolled_back(_: Any) -> None:
+            waiting.clear()
+
+        event.listen(sync, "after_commit", committed)
+        event.listen(sync, "after_rollback", rolled_back)
+    waiting.append(fn)
 
 
 async def run(session: Conn, stmt: Executable, params: Mapping[str, Any] | None = None) -> Ran:
@@ -514,7 +540,10 @@ class Database:
         commits and rolls back; for the statements of every task (charge, claim, end)."""
         if not self.is_sqlite:
             async with self.engine.begin() as conn:
-                yield Tx(conn.dialect, conn=conn)
+                tx = Tx(conn.dialect, conn=conn)
+                yield tx
+            for call in tx.committed:
+                call()
             return
         if self._write_lock is None:
             self._write_lock = asyncio.Lock()
@@ -526,14 +555,17 @@ class Database:
             raw = self._writer_conn
             with sqlite_errors("BEGIN IMMEDIATE", ()):
                 raw.execute("BEGIN IMMEDIATE")
+            tx = Tx(self.engine.dialect, sqlite=raw)
             try:
-                yield Tx(self.engine.dialect, sqlite=raw)
+                yield tx
                 with sqlite_errors("COMMIT", ()):
                     raw.execute("COMMIT")
             except BaseException:
                 if raw.in_transaction:
                     raw.execute("ROLLBACK")
                 raise
+        for call in tx.committed:
+            call()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

@@ -17,7 +17,7 @@ from sqlalchemy.sql.dml import Update
 
 from shengtu import metrics
 from shengtu.accounts import quota
-from shengtu.db import Conn, run, utcnow
+from shengtu.db import Conn, after_commit, run, utcnow
 from shengtu.points import service as points
 from shengtu.tasks.models import AiTask
 from shengtu.webhooks import outbox
@@ -126,9 +126,14 @@ async def move(
         if task.api_key_id is not None:
             await quota.give_back(session, task.api_key_id, task.points_cost)
     if target in TERMINAL:
-        metrics.task_ended(task.model_name, target.value, (now - task.created_at).total_seconds())
+        model, took, cost = (
+            task.model_name,
+            (now - task.created_at).total_seconds(),
+            task.points_cost,
+        )
+        after_commit(session, lambda: metrics.task_ended(model, target.value, took))
         if target is Status.FAILED:
-            metrics.points("refunded", task.points_cost)
+            after_commit(session, lambda: metrics.points("refunded", cost))
         await outbox.enqueue(
             session, task, outbox.COMPLETED if target is Status.COMPLETED else outbox.FAILED
         )
