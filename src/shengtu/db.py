@@ -242,6 +242,17 @@ class _CompiledCache:
         return compiled
 
 
+_SQLITE_COMPILED: dict[Dialect, _CompiledCache] = {}
+
+
+def _compiled_for(dialect: Dialect) -> _CompiledCache:
+    """One cache per dialect: the row reader and :func:`run` compile a statement once."""
+    cache = _SQLITE_COMPILED.get(dialect)
+    if cache is None:
+        cache = _SQLITE_COMPILED[dialect] = _CompiledCache(dialect)
+    return cache
+
+
 class SqliteRowReader:
     """One-row reads on SQLite by statements compiled once: the hot GETs' path.
 
@@ -254,7 +265,7 @@ class SqliteRowReader:
     def __init__(self, path: str, dialect: Dialect) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
-        self._compiled = _CompiledCache(dialect)
+        self._compiled = _compiled_for(dialect)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -302,7 +313,6 @@ class Ran:
         return self.rows[0] if self.rows else None
 
 
-_SQLITE_COMPILED: dict[Dialect, _CompiledCache] = {}
 _CONNECTION = "shengtu.connection"
 
 
@@ -389,10 +399,7 @@ async def run(session: Conn, stmt: Executable, params: Mapping[str, Any] | None 
             key = result.inserted_primary_key
             lastrowid = key[0] if key else None
         return Ran(rows, result.rowcount, lastrowid)
-    cache = _SQLITE_COMPILED.get(dialect)
-    if cache is None:
-        cache = _SQLITE_COMPILED[dialect] = _CompiledCache(dialect)
-    compiled = cache[stmt]
+    compiled = _compiled_for(dialect)[stmt]
     parameters = compiled.parameters(params)
     with sqlite_errors(compiled.sql, parameters):
         cursor = raw.execute(compiled.sql, parameters)
@@ -401,20 +408,33 @@ async def run(session: Conn, stmt: Executable, params: Mapping[str, Any] | None 
     return Ran(rows, cursor.rowcount, cursor.lastrowid)
 
 
-_INSERTS: dict[Any, tuple[Executable, tuple[tuple[str, Column[Any]], ...], str]] = {}
+@dataclass(frozen=True)
+class _Mapped:
+    """A mapped class's table as :func:`add` and :func:`loaded` use it, worked out once."""
+
+    # (attribute, column) for every column, in the table's order
+    columns: tuple[tuple[str, Column[Any]], ...]
+    pk: str
+    insert: Executable  # every column but the autoincrement id, each its own bindparam
 
 
-def _insert_of(cls: type[Base]) -> tuple[Executable, tuple[tuple[str, Column[Any]], ...], str]:
-    found = _INSERTS.get(cls)
+_MAPPED: dict[type[Base], _Mapped] = {}
+
+
+def _mapped(cls: type[Base]) -> _Mapped:
+    found = _MAPPED.get(cls)
     if found is None:
         mapper = inspect(cls)
         table = cast("Table", mapper.local_table)
         (pk,) = mapper.primary_key
-        columns = tuple(
-            (mapper.get_property_by_column(c).key, c) for c in table.columns if c is not pk
+        columns = tuple((mapper.get_property_by_column(c).key, c) for c in table.columns)
+        found = _MAPPED[cls] = _Mapped(
+            columns=columns,
+            pk=mapper.get_property_by_column(pk).key,
+            insert=insert(table).values(
+                {c.key: bindparam(c.key) for _, c in columns if c is not pk}
+            ),
         )
-        stmt = insert(table).values({c.key: bindparam(c.key) for _, c in columns})
-        found = _INSERTS[cls] = (stmt, columns, mapper.get_property_by_column(pk).key)
     return found
 
 
@@ -424,34 +444,28 @@ _M = TypeVar("_M", bound=Base)
 def columns_of(cls: type[Base]) -> Select[Any]:
     """A Core SELECT of every column of ``cls``'s table, in order: read by :func:`run` and
     turned into objects by :func:`loaded`."""
-    return select(*cast("Table", inspect(cls).local_table).columns)
+    return select(*(column for _, column in _mapped(cls).columns))
 
 
 def loaded(cls: type[_M], row: Sequence[Any]) -> _M:
     """An object of ``cls`` from a row of :func:`columns_of`, as a session would have loaded
     and let go of it (no pending changes)."""
-    keys = _KEYS.get(cls)
-    if keys is None:
-        mapper = inspect(cls)
-        table = cast("Table", mapper.local_table)
-        keys = _KEYS[cls] = tuple(mapper.get_property_by_column(c).key for c in table.columns)
     obj = cast("_M", inspect(cls).class_manager.new_instance())
     # Into the instance's dict, as the ORM's own loader writes: committed, no history.
-    obj.__dict__.update(zip(keys, row, strict=True))
+    obj.__dict__.update(zip((key for key, _ in _mapped(cls).columns), row, strict=True))
     return obj
-
-
-_KEYS: dict[type[Base], tuple[str, ...]] = {}
 
 
 async def add(session: Conn, row: Base) -> None:
     """Insert a new ``row`` (a mapped object with an autoincrement id) in ``session``'s
     transaction, as :func:`run` runs a statement; its id and defaults are set on it, and
     it stays out of the session (what a flush would do, at a tenth of the cost)."""
-    stmt, columns, pk = _insert_of(type(row))
+    mapped = _mapped(type(row))
     given = row.__dict__
     params: dict[str, Any] = {}
-    for key, column in columns:
+    for key, column in mapped.columns:
+        if key == mapped.pk:
+            continue
         if key in given:
             value = given[key]
         elif column.default is not None:
@@ -461,8 +475,8 @@ async def add(session: Conn, row: Base) -> None:
         else:
             value = None
         params[column.key] = value
-    ran = await run(session, stmt, params)
-    set_committed_value(row, pk, ran.lastrowid)
+    ran = await run(session, mapped.insert, params)
+    set_committed_value(row, mapped.pk, ran.lastrowid)
 
 
 @asynccontextmanager
@@ -526,28 +540,34 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One write transaction: commit on success, roll back on any exception."""
         if self.is_sqlite:
-            if self._write_lock is None:
-                self._write_lock = asyncio.Lock()
-            async with self._write_lock, self._session(self._writer) as session, session.begin():
+            async with self._writing(), self._session(self._writer) as session, session.begin():
                 yield session
         else:
             async with self._session(self._writer) as session, session.begin():
                 yield session
 
+    def _writing(self) -> asyncio.Lock:
+        """SQLite's in-process write lock, made in the running loop on first use."""
+        if self._write_lock is None:
+            self._write_lock = asyncio.Lock()
+        return self._write_lock
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         """One write transaction for :func:`run` and :func:`add` only, as :meth:`write`
         commits and rolls back; for the statements of every task (charge, claim, end)."""
+        async with self._transaction() as tx:
+            yield tx
+        for call in tx.committed:
+            call()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Tx]:
         if not self.is_sqlite:
             async with self.engine.begin() as conn:
-                tx = Tx(conn.dialect, conn=conn)
-                yield tx
-            for call in tx.committed:
-                call()
+                yield Tx(conn.dialect, conn=conn)
             return
-        if self._write_lock is None:
-            self._write_lock = asyncio.Lock()
-        async with self._write_lock:
+        async with self._writing():
             if self._writer_conn is None:
                 self._writer_conn = open_sqlite(_sqlite_path(self.url), SQLITE_TIMEOUT)
                 for pragma in SQLITE_PRAGMAS:
@@ -555,17 +575,14 @@ class Database:
             raw = self._writer_conn
             with sqlite_errors("BEGIN IMMEDIATE", ()):
                 raw.execute("BEGIN IMMEDIATE")
-            tx = Tx(self.engine.dialect, sqlite=raw)
             try:
-                yield tx
+                yield Tx(self.engine.dialect, sqlite=raw)
                 with sqlite_errors("COMMIT", ()):
                     raw.execute("COMMIT")
             except BaseException:
                 if raw.in_transaction:
                     raw.execute("ROLLBACK")
                 raise
-        for call in tx.committed:
-            call()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

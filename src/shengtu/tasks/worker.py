@@ -96,23 +96,17 @@ def estimate_progress(task: AiTask, reported: int | None, now: datetime, expecte
 
 # Due: active, its time come, and no live lease. Built once (``shengtu.db.run``).
 _NOW = bindparam("now", type_=UtcDateTime)
+_UNLEASED = or_(AiTask.lease_until.is_(None), AiTask.lease_until < _NOW)
 _DUE = (
     select(AiTask.id)
-    .where(
-        AiTask.status.in_(ACTIVE_SQL),
-        AiTask.next_run_at <= _NOW,
-        or_(AiTask.lease_until.is_(None), AiTask.lease_until < _NOW),
-    )
+    .where(AiTask.status.in_(ACTIVE_SQL), AiTask.next_run_at <= _NOW, _UNLEASED)
     .order_by(AiTask.next_run_at)
     .limit(bindparam("n", type_=Integer))
 )
 _DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
 _LEASE = (
     update(AiTask)
-    .where(
-        AiTask.id == bindparam("task_id"),
-        or_(AiTask.lease_until.is_(None), AiTask.lease_until < _NOW),
-    )
+    .where(AiTask.id == bindparam("task_id"), _UNLEASED)
     # Not due again before its lease ends (the step's move sets the next time): the due
     # scan then skips the tasks in flight instead of reading each one's lease.
     .values(
