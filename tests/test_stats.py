@@ -177,3 +177,33 @@ def test_the_stats_move_as_tasks_end(audited: Platform) -> None:
     bad = admin.get("/admin/stats", params={"start": "2026-01-02T00:00", "end": "2026-01-01"})
     assert bad.json()["code"] == 400
     assert httpx.get(audited.url + "/admin/stats").status_code == 401
+
+
+def test_times_out_of_range_are_a_400_not_a_500(platform: Platform) -> None:
+    """Issue 20, finding 7: year 1 at +08:00 overflowed the conversion to UTC."""
+    assert platform.admin is not None
+    admin = platform.admin.client
+    for path, params in (
+        ("/admin/stats", {"start": "0001-01-01T00:00:00"}),
+        ("/admin/stats", {"end": "0001-01-01T00:00:00"}),
+        ("/admin/stats", {"start": "1969-12-31T00:00:00", "end": "1970-01-02T00:00:00"}),
+        ("/admin/stats", {"end": "9999-12-31T23:59:59"}),
+        (
+            "/admin/stats",
+            {"start": "2025-01-01T00:00:00+14:00", "end": "9999-12-31T23:00:00-12:00"},
+        ),
+        ("/admin/tasks", {"createdFrom": "0001-01-01T00:00:00"}),
+        ("/admin/users", {"createdTo": "0001-01-01T00:00:00"}),
+    ):
+        r = admin.get(path, params=params)
+        assert r.status_code == 400, (path, params, r.text)
+        body = r.json()
+        assert body["code"] == 400 and body["data"] is None
+        assert "超出可用范围" in body["message"], body
+    # A range inside the bounds still answers, on every database.
+    r = admin.get(
+        "/admin/stats", params={"start": "1970-01-02T00:00:00", "end": "1970-01-03T00:00:00"}
+    )
+    assert r.json()["code"] == 200, r.text
+    r = admin.get("/admin/tasks", params={"createdFrom": "1970-01-02T00:00:00"})
+    assert r.json()["code"] == 200, r.text

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from shengtu.errors import BadRequest
+
 
 @lru_cache
 def zone(name: str) -> ZoneInfo:
@@ -28,8 +30,21 @@ def midnight_utc(dt: datetime, tz: str) -> datetime:
     return start.astimezone(UTC).replace(tzinfo=None)
 
 
+# What a client may send: every database stores these (MariaDB's DATETIME starts at year
+# 1000), and a day or an hour either side of them is still a datetime.
+EARLIEST = datetime(1970, 1, 1)
+LATEST = datetime(9999, 12, 1)
+
+
 def to_utc(dt: datetime, tz: str) -> datetime:
-    """A time a client sent, as naive UTC: without an offset it is the site's local time."""
+    """A time a client sent, as naive UTC: without an offset it is the site's local time.
+    Outside [EARLIEST, LATEST) it is a 400."""
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=zone(tz))
-    return dt.astimezone(UTC).replace(tzinfo=None)
+    try:
+        utc = dt.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise BadRequest(f"参数错误:时间 {dt.replace(tzinfo=None).isoformat()} 超出可用范围")
+    return utc

@@ -157,6 +157,9 @@ async def reset_password(
 ) -> None:
     """A new password set by an operator: every token of the user ends (their API keys
     stay: the user keeps their integrations)."""
+    if user_id == actor.user_id:
+        # A reset needs no old password: an admin's own goes through the password change.
+        raise BadRequest("不能重置自己的密码:请在账号设置中用原密码修改")
     new_hash = await gate.run(security.hash_password, check_password(password))
     async with db.write() as session:
         user = await get_user(session, user_id)

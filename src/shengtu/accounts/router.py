@@ -134,5 +134,6 @@ async def change_api_key(
 
 @router.delete("/user/api-keys/{key_id}", response_model=Envelope[None])
 async def delete_api_key(key_id: RowId, ctx: ContextDep, principal: PrincipalDep) -> Envelope[None]:
+    service.require_login_token(principal, "删除 API Key")
     await service.revoke_api_key(ctx.db, principal.user_id, key_id)
     return ok(None)

@@ -74,9 +74,17 @@ async def get_principal(request: Request, ctx: ContextDep) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+ADMIN_NEEDS_LOGIN = "管理接口需要使用登录 Token,不能使用 API Key"
+
+
 async def get_admin(principal: PrincipalDep) -> Principal:
+    """An admin signed in with a login token. An API key never acts as the admin, whatever
+    its owner's role: a key leaks with the script that holds it, and its own limits (models,
+    quota) say nothing of the operator's powers."""
     if not principal.is_admin:
         raise Forbidden("需要管理员权限")
+    if principal.api_key_id is not None:
+        raise Forbidden(ADMIN_NEEDS_LOGIN)
     return principal
 
 

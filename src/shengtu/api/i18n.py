@@ -100,6 +100,11 @@ _TABLE: list[tuple[str, str]] = [
     (r"用户名或密码错误", "Wrong user name or password"),
     (r"用户名 (\S+) 已被占用", "The user name {0} is taken"),
     (r"需要管理员权限", "Administrator rights are required"),
+    (
+        r"不能重置自己的密码:请在账号设置中用原密码修改",
+        "You cannot reset your own password: change it with the old one in your account settings",
+    ),
+    (r"参数错误:时间 (\S+) 超出可用范围", "Invalid parameter: the time {0} is out of range"),
     (r"无权访问", "Forbidden"),
     (r"该 API Key 不允许使用模型 (\S+)", "This API key may not use model {0}"),
     (r"该 API Key 不允许从地址 (\S+) 使用", "This API key may not be used from {0}"),
