@@ -115,7 +115,14 @@ class Settings(BaseSettings):
     login_successes_per_window: int = Field(default=30, ge=1)
     login_ip_successes_per_window: int = Field(default=300, ge=1)
     redeem_failures_per_window: int = Field(default=10, ge=1)
+    # Per address: failures of accounts younger than redeem_new_account_hours share the
+    # first (cheap accounts, made to guess); older accounts share the second, much higher.
     redeem_ip_failures_per_window: int = Field(default=50, ge=1)
+    redeem_ip_established_failures_per_window: int = Field(default=500, ge=1)
+    redeem_new_account_hours: float = Field(default=168.0, ge=0)
+    # Past its failure budget an account's code is still checked this often per window
+    # (a good one is credited; a bad one is a 429 that does not say why).
+    redeem_late_checks_per_window: int = Field(default=3, ge=0)
     redeem_failure_window_seconds: int = Field(default=3600, ge=1)
     user_requests_per_minute: int = Field(default=600, ge=0)
     api_key_requests_per_minute: int = Field(default=600, ge=0)
@@ -156,6 +163,9 @@ class Settings(BaseSettings):
     ws_idle_seconds: float = Field(default=900.0, gt=0)
     ws_max_per_user: int = Field(default=8, ge=1)
     ws_max_per_process: int = Field(default=2000, ge=1)
+    # Free accounts (never credited but by the sign-up bonus) together hold at most this
+    # share of ws_max_per_process; the rest is kept for paying users.
+    ws_free_share: float = Field(default=0.25, gt=0, le=1)
     # A client gets this long to send a request's headers (slowloris), and one process
     # holds at most max_connections connections (503 beyond).
     header_timeout: float = Field(default=15.0, gt=0)
@@ -171,6 +181,13 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
     webhook_concurrency: int = Field(default=16, ge=1)
     webhook_trusted_origins: str = ""
+    # Fairness: deliveries in flight at once per user and per endpoint (all processes
+    # together), tests and redeliveries per endpoint per minute, and the days a finished
+    # message and its attempts are kept.
+    webhook_user_concurrency: int = Field(default=4, ge=1)
+    webhook_endpoint_concurrency: int = Field(default=2, ge=1)
+    webhook_manual_per_minute: int = Field(default=10, ge=1)
+    webhook_retention_days: float = Field(default=30.0, gt=0)
     # Prometheus: where this machine's processes keep their figures (default
     # DATA_DIR/metrics), the bearer token /metrics asks for, and an address of its own
     # for it (host:port). /metrics answers 404 unless a token or an address is set.
@@ -179,6 +196,14 @@ class Settings(BaseSettings):
     metrics_bind: str = ""
     # How long /v1/images/* wait for the pictures before answering with the task numbers.
     openai_wait_seconds: float = Field(default=300.0, gt=0)
+    # Downloads (results, reference pictures): each window of fetch_rate_grace_seconds
+    # must bring min_bytes_per_second × the window (0: no floor), whatever the per-read
+    # timeouts; a task's downloads end at its deadline too. Results and references are
+    # fetched on connection pools of their own, of these sizes.
+    fetch_min_bytes_per_second: int = Field(default=1024, ge=0)
+    fetch_rate_grace_seconds: float = Field(default=10.0, gt=0)
+    fetch_connections: int = Field(default=100, ge=1)
+    reference_fetch_connections: int = Field(default=16, ge=1)
 
     @field_validator("jwt_secret", "secret_key")
     @classmethod

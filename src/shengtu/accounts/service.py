@@ -36,6 +36,11 @@ PASSWORD_MIN, PASSWORD_MAX = 8, 128
 API_KEY_LIMIT = 20
 
 
+# The note of the sign-up bonus (SHENGTU_REGISTER_POINTS): points every new account gets,
+# which make no one a paying user (events/service.py).
+SIGNUP_BONUS_NOTE = "开户赠送"
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: the user, and the API key when one was used."""
@@ -101,7 +106,7 @@ async def create_user(
             await session.flush()
             await points.open_account(session, user.id)
             if points_amount > 0:
-                await points.grant(session, user.id, points_amount, note="开户赠送")
+                await points.grant(session, user.id, points_amount, note=SIGNUP_BONUS_NOTE)
             if on_create is not None:
                 await on_create(session, user)
     except IntegrityError as exc:

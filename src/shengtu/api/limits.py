@@ -142,6 +142,17 @@ def throttle_name(username: str) -> str:
 
 Slots = list[tuple[Rate, str]]
 
+_REDEEM = "兑换失败次数过多,请 {retry} 秒后再试"
+
+
+@dataclass(frozen=True)
+class RedeemTry:
+    """What a redemption try took; ``refusal`` is set for a late check (one past the
+    failure budget): the answer when its code turns out bad."""
+
+    slots: Slots
+    refusal: TooManyRequests | None
+
 
 class RequestLimits:
     def __init__(self, settings: Settings) -> None:
@@ -158,7 +169,10 @@ class RequestLimits:
         self._register_all = Rate(settings.register_total, register_window)
         redeem_window = settings.redeem_failure_window_seconds
         self._redeem = Rate(settings.redeem_failures_per_window, redeem_window)
-        self._redeem_ip = Rate(settings.redeem_ip_failures_per_window, redeem_window)
+        self._redeem_ip_new = Rate(settings.redeem_ip_failures_per_window, redeem_window)
+        self._redeem_ip = Rate(settings.redeem_ip_established_failures_per_window, redeem_window)
+        late = settings.redeem_late_checks_per_window
+        self._redeem_late = Rate(late, redeem_window) if late else None
         per_user, per_key = settings.user_requests_per_minute, settings.api_key_requests_per_minute
         self._per_user = Rate(per_user, 60) if per_user else None
         self._per_key = Rate(per_key, 60) if per_key else None
@@ -213,15 +227,37 @@ class RequestLimits:
             "登录过于频繁,请 {retry} 秒后再试",
         )
 
-    async def redeem_attempt(self, user_id: int, client: str) -> Slots:
-        """Like a login: counted as a failed try first, given back when the code was good."""
-        return await self._take_all(
-            [(self._redeem, f"redeem-user:{user_id}"), (self._redeem_ip, f"redeem-ip:{client}")],
-            "兑换失败次数过多,请 {retry} 秒后再试",
-        )
+    async def redeem_attempt(self, user_id: int, client: str, *, new_account: bool) -> RedeemTry:
+        """Like a login: counted as a failed try before the code is checked (so parallel
+        guesses cannot all slip in), given back when the code was good
+        (:meth:`redeem_succeeded`).
 
-    async def redeem_succeeded(self, attempt: Slots) -> None:
-        await self._release(attempt)
+        A try takes one of the account's failures and one of its address's: of the pool of
+        new accounts (``new_account``: cheap to make, so made to guess) or of the pool of
+        older ones, so that new accounts behind one address cannot use up what its older
+        accounts share. Past either, the try is still checked while the account has late
+        checks left (a good code is not a guess, and must not be refused for the failures
+        before it); a bad code then answers :attr:`RedeemTry.refusal`, the same whatever
+        was wrong with it. Past those too: 429, unchecked."""
+        pool = (
+            (self._redeem_ip_new, f"redeem-ip-new:{client}")
+            if new_account
+            else (self._redeem_ip, f"redeem-ip-old:{client}")
+        )
+        try:
+            slots = await self._take_all([(self._redeem, f"redeem-user:{user_id}"), pool], _REDEEM)
+        except TooManyRequests as refused:
+            late = self._redeem_late
+            if late is None:
+                raise
+            slot = (late, f"redeem-late:{user_id}")
+            if await self._wait(slot[1], late, take=True) > 0:
+                raise
+            return RedeemTry([slot], refused)
+        return RedeemTry(slots, None)
+
+    async def redeem_succeeded(self, attempt: RedeemTry) -> None:
+        await self._release(attempt.slots)
 
     async def registration(self, client: str) -> None:
         """One sign-up from ``client``, within its address's share and everyone's."""

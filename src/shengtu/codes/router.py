@@ -6,6 +6,7 @@ from shengtu.api.deps import ContextDep, PrincipalDep
 from shengtu.api.envelope import Envelope, ok
 from shengtu.codes import service
 from shengtu.codes.schemas import RedeemOut, RedeemRequest
+from shengtu.errors import BadRequest
 
 router = APIRouter(tags=["points"])
 
@@ -15,8 +16,21 @@ async def redeem(
     body: RedeemRequest, request: Request, ctx: ContextDep, principal: PrincipalDep
 ) -> Envelope[RedeemOut]:
     """Spend a redemption code (兑换码) for its points; each code works once."""
-    attempt = await ctx.limits.redeem_attempt(principal.user_id, ctx.clients.of(request.scope))
-    async with ctx.db.write() as session:
-        spent, balance = await service.redeem(session, body.code, principal.user_id)
+    async with ctx.db.read() as session:
+        new = await service.is_new_account(
+            session, principal.user_id, ctx.settings.redeem_new_account_hours
+        )
+    attempt = await ctx.limits.redeem_attempt(
+        principal.user_id, ctx.clients.of(request.scope), new_account=new
+    )
+    try:
+        async with ctx.db.write() as session:
+            spent, balance = await service.redeem(session, body.code, principal.user_id)
+    except BadRequest:
+        # Past the failure budget a bad code says no more than that (not whether it
+        # exists, is used, disabled or expired).
+        if attempt.refusal is not None:
+            raise attempt.refusal from None
+        raise
     await ctx.limits.redeem_succeeded(attempt)
     return ok(RedeemOut(points=spent.points, balance=balance))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shengtu.accounts.models import User
 from shengtu.codes.models import RedeemCode
 from shengtu.codes.schemas import CodeState
 from shengtu.db import utcnow
@@ -89,6 +90,13 @@ async def redeem(session: AsyncSession, code: str, user_id: int) -> tuple[Redeem
         session, user_id, spent.points, "redeem", note=f"兑换码 {spent.code[:8]}…"
     )
     return spent, balance
+
+
+async def is_new_account(session: AsyncSession, user_id: int, hours: float) -> bool:
+    """Whether the account is younger than ``hours``: its failed redemptions count in the
+    pool its address gives new accounts (api/limits.py). A missing user counts as new."""
+    created = await session.scalar(select(User.created_at).where(User.id == user_id))
+    return created is None or created > utcnow() - timedelta(hours=hours)
 
 
 def state_of(code: RedeemCode, now: datetime) -> CodeState:

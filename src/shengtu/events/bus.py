@@ -62,6 +62,8 @@ class EventBus:
         # requests each user has (the relay sweeps their tasks, as a subscriber's).
         self._endings: dict[str, list[asyncio.Future[dict[str, Any]]]] = defaultdict(list)
         self._watching: dict[int, int] = defaultdict(int)
+        # How many of the subscribers are free accounts' (events/service.py).
+        self._free = 0
 
     async def start(self) -> None:
         return None
@@ -101,12 +103,18 @@ class EventBus:
             queue.put_nowait(event)
 
     @asynccontextmanager
-    async def subscribe(self, user_id: int) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+    async def subscribe(
+        self, user_id: int, *, free: bool = False
+    ) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        """A queue of ``user_id``'s events; counted among the free accounts' with ``free``.
+        Entering awaits nothing: caps checked just before it hold."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_LIMIT)
         self._subscribers[user_id].add(queue)
+        self._free += int(free)
         try:
             yield queue
         finally:
+            self._free -= int(free)
             self._subscribers[user_id].discard(queue)
             if not self._subscribers[user_id]:
                 del self._subscribers[user_id]
@@ -133,3 +141,6 @@ class EventBus:
 
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
+
+    def free_subscriber_count(self) -> int:
+        return self._free

@@ -3,8 +3,11 @@
 A socket lives as long as its credential: the user and token (or key) are checked again
 before events are sent and every ``SHENGTU_WS_RECHECK_SECONDS``, so a password change,
 expiry, ban or deletion ends it. A user has at most ``SHENGTU_WS_MAX_PER_USER`` sockets on
-one process and a process ``SHENGTU_WS_MAX_PER_PROCESS``; a socket with nothing to say for
-``SHENGTU_WS_IDLE_SECONDS`` is closed. Every close says why, in its frame's reason.
+one process and a process ``SHENGTU_WS_MAX_PER_PROCESS``, of which free accounts (never
+credited but by the sign-up bonus: events/service.py) together hold at most
+``SHENGTU_WS_FREE_SHARE``, so that sign-ups alone cannot take every socket from paying users.
+A socket with nothing to say for ``SHENGTU_WS_IDLE_SECONDS`` is closed. Every close says why,
+in its frame's reason.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from shengtu.accounts.service import check_client
 from shengtu.api.deps import bearer_token
+from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.errors import ShengtuError
+from shengtu.events import service
+from shengtu.events.bus import EventBus
 
 router = APIRouter(tags=["events"])
 
@@ -27,6 +33,8 @@ router = APIRouter(tags=["events"])
 UNAUTHORIZED = (4401, "未登录或Token过期")
 CREDENTIAL_ENDED = (4401, "登录已失效(密码修改、账号停用或Token过期),请重新登录")
 TOO_MANY = (4429, "实时连接数已达上限,请关闭其他页面后重试")
+FREE_FULL = (4429, "免费账户的实时连接数已达上限,请稍后重试或改用轮询")
+SERVER_FULL = (4429, "实时连接数已达服务器上限,请稍后重试或改用轮询")
 IDLE = (4408, "连接空闲超时,请重新连接")
 # Checked before an event is sent, but not more often than this: a burst of progress
 # events costs one read.
@@ -34,6 +42,18 @@ EVENT_RECHECK_SECONDS = 1.0
 # Published to a user when an operator disables, deletes, demotes or resets them: their
 # WebSockets check their credential at once instead of at the next re-check.
 ACCOUNT_CHANGED = "account.changed"
+
+
+def _refusal(bus: EventBus, user_id: int, free: bool, settings: Settings) -> tuple[int, str] | None:
+    """Why another socket for ``user_id`` would break a cap, or None."""
+    if bus.subscribers_of(user_id) >= settings.ws_max_per_user:
+        return TOO_MANY
+    if bus.subscriber_count() >= settings.ws_max_per_process:
+        return SERVER_FULL
+    free_cap = max(1, int(settings.ws_max_per_process * settings.ws_free_share))
+    if free and bus.free_subscriber_count() >= free_cap:
+        return FREE_FULL
+    return None
 
 
 async def _close(websocket: WebSocket, why: tuple[int, str]) -> None:
@@ -59,15 +79,19 @@ async def task_events(websocket: WebSocket) -> None:
         await _close(websocket, UNAUTHORIZED)
         return
     bus = ctx.bus
-    if (
-        bus.subscriber_count() >= settings.ws_max_per_process
-        or bus.subscribers_of(principal.user_id) >= settings.ws_max_per_user
-    ):
+    free = False
+    if settings.ws_free_share < 1 and not principal.is_admin:
+        async with ctx.db.read() as session:
+            free = await service.is_free_account(session, principal.user_id)
+    # The caps are checked and the socket counted with no await in between: racing
+    # connections cannot all pass one check.
+    refusal = _refusal(bus, principal.user_id, free, settings)
+    if refusal is not None:
         await websocket.accept()
-        await _close(websocket, TOO_MANY)
+        await _close(websocket, refusal)
         return
-    await websocket.accept()
-    async with bus.subscribe(principal.user_id) as queue:
+    async with bus.subscribe(principal.user_id, free=free) as queue:
+        await websocket.accept()
         await websocket.send_json({"event": "connected", "data": {"userId": principal.user_id}})
         last_active = checked_at = time.monotonic()
 
