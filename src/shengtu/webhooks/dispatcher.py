@@ -5,6 +5,16 @@ A message is held while it is being sent (``locked_until``); a dispatcher that d
 mid-send leaves a hold that runs out, and the next dispatcher sends the message again
 with the same ``webhook-id``. Receivers therefore see a message at least once and drop
 repeats by its id, as the standard asks.
+
+Fair to every user: a user's messages are claimed only under the lock of the user's
+lane row (:class:`WebhookLane`), at most SHENGTU_WEBHOOK_USER_CONCURRENCY of them in
+flight at once and SHENGTU_WEBHOOK_ENDPOINT_CONCURRENCY per endpoint, counted over every
+process; and the users with due messages are served least recently served first. An
+account with slow endpoints and a backlog holds a few slots, not the queue.
+
+What an attempt records never tells a refused connection from a silent one: both are
+"连接失败", and both take the whole time limit. Otherwise the attempt log would scan
+any public host's ports for whoever makes endpoints.
 """
 
 from __future__ import annotations
@@ -12,11 +22,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
-from sqlalchemy import or_, select, update
+import structlog
+from sqlalchemy import ColumnElement, and_, case, func, insert, null, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from standardwebhooks.webhooks import Webhook
 
 from shengtu import __version__, metrics
@@ -27,11 +41,12 @@ from shengtu.netguard import UnsafeURL
 from shengtu.storage.fetch import pinned_request
 from shengtu.tasks.models import AiTask
 from shengtu.tasks.schemas import task_detail
-from shengtu.webhooks import outbox
+from shengtu.webhooks import jobs, outbox
 from shengtu.webhooks.models import (
     CallbackSecret,
     WebhookAttempt,
     WebhookEndpoint,
+    WebhookLane,
     WebhookMessage,
 )
 from shengtu.webhooks.service import trusted_origins
@@ -41,6 +56,22 @@ ANSWER_KEPT = 500
 # Beyond one attempt's time limit (which bounds the whole send, the name lookup
 # included): a hold outlives any send, and a dead dispatcher's runs out soon after.
 HOLD_MARGIN = 10.0
+# Said of every attempt that found no connection: refused, dropped, unreachable, or no
+# answer to the handshake within the time limit, alike.
+NO_CONNECTION = "连接失败:无法与回调地址建立连接"
+# httpcore's trace events that mean a connection is up (a new one, or one reused).
+_CONNECTED = ("connection.connect_tcp.complete", "connection.connect_unix_socket.complete")
+_TALKING = ("http11.", "http2.")
+
+
+def _free(now: datetime) -> ColumnElement[bool]:
+    return or_(WebhookMessage.locked_until.is_(None), WebhookMessage.locked_until < now)
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    return and_(
+        WebhookMessage.status == "pending", WebhookMessage.next_attempt_at <= now, _free(now)
+    )
 
 
 class Dispatcher:
@@ -60,8 +91,13 @@ class Dispatcher:
         self._stop.set()
 
     async def run(self) -> None:
+        pruner: asyncio.Task[None] | None = None
+        prune_at = 0.0
         try:
             while not self._stop.is_set():
+                if time.monotonic() >= prune_at and (pruner is None or pruner.done()):
+                    prune_at = time.monotonic() + self.settings.sweep_interval_seconds
+                    pruner = asyncio.create_task(self._prune())
                 room = self.settings.webhook_concurrency - len(self._sending)
                 if room > 0:
                     try:
@@ -74,39 +110,160 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.settings.webhook_poll_seconds)
         finally:
+            if pruner is not None:
+                pruner.cancel()
             if self._sending:
                 await asyncio.wait(self._sending, timeout=self.settings.webhook_timeout_seconds)
             await self._http.aclose()
 
+    async def _prune(self) -> None:
+        try:
+            gone = await jobs.prune(self.ctx)
+            if gone:
+                log.info("webhook_messages_pruned", messages=gone)
+        except Exception:
+            log.exception("webhook_prune_failed")
+
     async def claim(self, limit: int) -> list[int]:
+        """Up to ``limit`` due messages, held for this dispatcher: the users with due
+        messages and room under their cap, least recently served first, each given a
+        share of the room."""
         now = utcnow()
         hold = now + timedelta(seconds=self.settings.webhook_timeout_seconds + HOLD_MARGIN)
-        free = or_(WebhookMessage.locked_until.is_(None), WebhookMessage.locked_until < now)
+        users = await self._users_due(now, limit)
+        if not users:
+            return []
+        await self._open_lanes([user_id for user_id, served in users if served is None])
+        share = max(1, math.ceil(limit / len(users)))
+        claimed: list[int] = []
+        for user_id, _ in users:
+            room = limit - len(claimed)
+            if room <= 0:
+                break
+            claimed += await self._claim_for(user_id, min(share, room), now, hold)
+        return claimed
+
+    async def _users_due(self, now: datetime, limit: int) -> list[tuple[int, datetime | None]]:
+        """(user, when last served) of the users with a due message and fewer than their
+        cap in flight, never or least recently served first, then oldest message first.
+        One pass over the pending messages that are due or held (a held one was due)."""
+        held = WebhookMessage.locked_until >= now
+        busy = func.sum(case((held, 1), else_=0))
+        ready = func.sum(case((held, 0), else_=1))
+        oldest = func.min(case((held, null()), else_=WebhookMessage.next_attempt_at))
         async with self.ctx.db.read() as session:
-            due = list(
-                await session.scalars(
-                    select(WebhookMessage.id)
-                    .where(
-                        WebhookMessage.status == "pending",
-                        WebhookMessage.next_attempt_at <= now,
-                        free,
-                    )
-                    .order_by(WebhookMessage.next_attempt_at)
-                    .limit(limit)
-                )
+            rows = await session.execute(
+                select(WebhookMessage.user_id, WebhookLane.served_at)
+                .outerjoin(WebhookLane, WebhookLane.user_id == WebhookMessage.user_id)
+                .where(WebhookMessage.status == "pending", WebhookMessage.next_attempt_at <= now)
+                .group_by(WebhookMessage.user_id, WebhookLane.served_at)
+                .having(ready > 0, busy < self.settings.webhook_user_concurrency)
+                .order_by(WebhookLane.served_at.is_not(None), WebhookLane.served_at, oldest)
+                .limit(limit)
             )
-        claimed = []
-        for message_id in due:
-            async with self.ctx.db.write() as session:
+            return [(int(user_id), served) for user_id, served in rows]
+
+    async def _open_lanes(self, user_ids: list[int]) -> None:
+        """A lane row for each of these users that has none yet (racing dispatchers make
+        it once: the insert ignores a row that is there)."""
+        if not user_ids:
+            return
+        rows = [{"user_id": user_id, "served_at": None} for user_id in user_ids]
+        dialect = self.ctx.db.dialect
+        stmt: Any
+        if dialect == "postgresql":
+            stmt = postgresql.insert(WebhookLane).values(rows).on_conflict_do_nothing()
+        elif dialect == "sqlite":
+            stmt = sqlite.insert(WebhookLane).values(rows).on_conflict_do_nothing()
+        else:
+            stmt = insert(WebhookLane).values(rows).prefix_with("IGNORE")
+        async with self.ctx.db.write() as session:
+            await session.execute(stmt)
+
+    async def _claim_for(
+        self, user_id: int, wanted: int, now: datetime, hold: datetime
+    ) -> list[int]:
+        """Up to ``wanted`` of the user's due messages, within the user's and each
+        endpoint's cap, endpoints in turn; under the user's lane lock, which another
+        dispatcher claiming for this user holds (then this one skips the user)."""
+        per_user = self.settings.webhook_user_concurrency
+        per_endpoint = self.settings.webhook_endpoint_concurrency
+        async with self.ctx.db.write() as session:
+            lane = await session.scalar(
+                select(WebhookLane.user_id)
+                .where(WebhookLane.user_id == user_id)
+                .with_for_update(skip_locked=True)
+            )
+            if lane is None:
+                return []
+            # Read after the lock is taken: every claim for this user committed before.
+            in_flight = await session.execute(
+                select(WebhookMessage.endpoint_id, WebhookMessage.url, func.count())
+                .where(
+                    WebhookMessage.user_id == user_id,
+                    WebhookMessage.status == "pending",
+                    WebhookMessage.locked_until >= now,
+                )
+                .group_by(WebhookMessage.endpoint_id, WebhookMessage.url)
+            )
+            busy: dict[int | str, int] = {}
+            for endpoint_id, url, count in in_flight:
+                key = url if endpoint_id is None else endpoint_id
+                busy[key] = busy.get(key, 0) + int(count)
+            room = min(wanted, per_user - sum(busy.values()))
+            if room <= 0:
+                return []
+            turn = (
+                func.row_number()
+                .over(
+                    partition_by=(WebhookMessage.endpoint_id, WebhookMessage.url),
+                    order_by=(WebhookMessage.next_attempt_at, WebhookMessage.id),
+                )
+                .label("turn")
+            )
+            ranked = (
+                select(
+                    WebhookMessage.id,
+                    WebhookMessage.endpoint_id,
+                    WebhookMessage.url,
+                    WebhookMessage.next_attempt_at,
+                    turn,
+                )
+                .where(WebhookMessage.user_id == user_id, _due(now))
+                .subquery()
+            )
+            candidates = await session.execute(
+                select(ranked.c.id, ranked.c.endpoint_id, ranked.c.url)
+                .where(ranked.c.turn <= per_endpoint)
+                .order_by(ranked.c.turn, ranked.c.next_attempt_at, ranked.c.id)
+                .limit(room * per_endpoint + 50)
+            )
+            chosen: list[int] = []
+            for message_id, endpoint_id, url in candidates:
+                if len(chosen) >= room:
+                    break
+                key = url if endpoint_id is None else endpoint_id
+                if busy.get(key, 0) >= per_endpoint:
+                    continue
+                busy[key] = busy.get(key, 0) + 1
+                chosen.append(message_id)
+            claimed = []
+            for message_id in chosen:
                 result = await session.execute(
                     update(WebhookMessage)
                     .where(
-                        WebhookMessage.id == message_id, WebhookMessage.status == "pending", free
+                        WebhookMessage.id == message_id,
+                        WebhookMessage.status == "pending",
+                        _free(now),
                     )
                     .values(locked_until=hold)
                 )
-            if getattr(result, "rowcount", 0) == 1:
-                claimed.append(message_id)
+                if getattr(result, "rowcount", 0) == 1:
+                    claimed.append(message_id)
+            if claimed:
+                await session.execute(
+                    update(WebhookLane).where(WebhookLane.user_id == user_id).values(served_at=now)
+                )
         return claimed
 
     async def deliver(self, message_id: int) -> None:
@@ -118,8 +275,21 @@ class Dispatcher:
     async def _deliver(self, message_id: int) -> None:
         async with self.ctx.db.read() as session:
             message = await session.get(WebhookMessage, message_id)
-            if message is None or message.status != "pending":
-                return
+        if message is None or message.status != "pending":
+            return
+        known = {
+            "msg_id": message.msg_id,
+            "task_no": message.task_no,
+            "request_id": message.request_id,
+        }
+        # Every line of this delivery (its record, or why it broke) says which it is.
+        with structlog.contextvars.bound_contextvars(
+            **{k: v for k, v in known.items() if v is not None}
+        ):
+            await self._attempt(message)
+
+    async def _attempt(self, message: WebhookMessage) -> None:
+        async with self.ctx.db.read() as session:
             sealed: str | None = None
             stopped = False
             if message.endpoint_id is not None:
@@ -184,8 +354,20 @@ class Dispatcher:
     async def _send(
         self, message: WebhookMessage, body: str, secret: str
     ) -> tuple[int | None, str | None, str | None]:
-        """(status, the answer's start, error): one attempt, pinned, no redirects."""
+        """(status, the answer's start, error): one attempt, pinned, no redirects.
+
+        Until a connection is up, every failure is :data:`NO_CONNECTION` and lasts the
+        whole time limit (a refusal is waited out): neither the words nor the time tell
+        a closed port from a filtered one. After, a timeout is a timeout."""
         limit = self.settings.webhook_timeout_seconds
+        started = time.monotonic()
+        connected = False
+
+        async def trace(event: str, _: dict[str, Any]) -> None:
+            nonlocal connected
+            if event in _CONNECTED or event.startswith(_TALKING):
+                connected = True
+
         try:
             async with asyncio.timeout(limit):
                 target, headers, extensions = await pinned_request(message.url, self.trusted)
@@ -200,7 +382,11 @@ class Dispatcher:
                     }
                 )
                 request = self._http.build_request(
-                    "POST", target, content=body.encode(), headers=headers, extensions=extensions
+                    "POST",
+                    target,
+                    content=body.encode(),
+                    headers=headers,
+                    extensions={**extensions, "trace": trace},
                 )
                 response = await self._http.send(request, stream=True)
                 try:
@@ -213,10 +399,13 @@ class Dispatcher:
                     await response.aclose()
         except UnsafeURL as exc:
             return None, None, f"地址不安全:{exc.message}"[:255]
-        except TimeoutError:
-            return None, None, f"超时:{limit:g} 秒内没有回答"
-        except httpx.HTTPError as exc:
-            return None, None, f"连接失败:{type(exc).__name__}"
+        except (TimeoutError, httpx.HTTPError) as exc:
+            if not connected:
+                await asyncio.sleep(max(0.0, limit - (time.monotonic() - started)))
+                return None, None, NO_CONNECTION
+            if isinstance(exc, TimeoutError | httpx.TimeoutException):
+                return None, None, f"超时:{limit:g} 秒内没有回答"
+            return None, None, f"连接已建立,但没有收到完整的回答:{type(exc).__name__}"
         answer = start[:ANSWER_KEPT].decode("utf-8", "replace")
         if response.is_redirect:
             return response.status_code, answer, "回调地址返回了重定向,不跟随"
@@ -250,22 +439,34 @@ class Dispatcher:
         else:
             values["next_attempt_at"] = now + timedelta(seconds=self.waits[attempts - 1])
         async with self.ctx.db.write() as session:
-            session.add(
-                WebhookAttempt(
-                    message_id=message.id,
-                    attempted_at=now,
-                    status_code=status,
-                    latency_ms=latency_ms,
-                    response=answer,
-                    error=error,
-                )
-            )
-            await session.execute(
+            # The message first: while this transaction holds its row, deleting its
+            # endpoint waits (and then takes this attempt with it); if it is gone
+            # already, so is the attempt, and the delivery ends here, quietly.
+            moved = await session.execute(
                 update(WebhookMessage)
                 .where(WebhookMessage.id == message.id, WebhookMessage.status == "pending")
                 .values(**values)
             )
-            if spent and not ok and not give_up and message.endpoint_id is not None:
+            there = getattr(moved, "rowcount", 0) == 1 or (
+                await session.scalar(
+                    select(WebhookMessage.id)
+                    .where(WebhookMessage.id == message.id)
+                    .with_for_update()
+                )
+                is not None
+            )
+            if there:
+                session.add(
+                    WebhookAttempt(
+                        message_id=message.id,
+                        attempted_at=now,
+                        status_code=status,
+                        latency_ms=latency_ms,
+                        response=answer,
+                        error=error,
+                    )
+                )
+            if there and spent and not ok and not give_up and message.endpoint_id is not None:
                 await session.execute(
                     update(WebhookEndpoint)
                     .where(
@@ -278,14 +479,20 @@ class Dispatcher:
                     )
                 )
         metrics.webhook_delivery(message.event, ok)
+        # structlog's first argument is "event": the message's event goes by another name.
+        # No URL (its query may hold a receiver's token) and never a secret.
         log.info(
             "webhook_attempt",
             msg_id=message.msg_id,
-            event=message.event,
+            webhook_event=message.event,
             task_no=message.task_no,
+            request_id=message.request_id,
+            user_id=message.user_id,
+            endpoint_id=message.endpoint_id,
             status=status,
             ok=ok,
             attempt=attempts,
             latency_ms=latency_ms,
             error=error,
+            **({} if there else {"message_gone": True}),
         )

@@ -22,6 +22,8 @@ class WebhookEndpoint(Base):
     sealed_secret: Mapped[str] = mapped_column(String(512))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Tests and redeliveries to it are a cell rate (GCRA): the theoretical arrival time.
+    manual_tat: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -34,14 +36,36 @@ class CallbackSecret(Base):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
     )
     sealed_secret: Mapped[str] = mapped_column(String(512))
+    # Redeliveries of callbacks, limited as an endpoint's are (see WebhookEndpoint).
+    manual_tat: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class WebhookLane(Base):
+    """A user's turn at the dispatchers. A dispatcher claims a user's messages only under
+    this row's lock (``FOR UPDATE SKIP LOCKED``; SQLite's writers take turns anyway), so
+    the caps on a user's and an endpoint's deliveries in flight hold across processes;
+    and users are served least recently served first, so one user's backlog waits
+    behind another user's fresh message, not the other way round."""
+
+    __tablename__ = "webhook_lane"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    # When a dispatcher last claimed for this user; None: never.
+    served_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class WebhookMessage(Base):
     """One event for one URL: the outbox row, written in the transaction of the event."""
 
     __tablename__ = "webhook_message"
-    __table_args__ = (Index("ix_webhook_message_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_webhook_message_due", "status", "next_attempt_at"),
+        # A user's due and in-flight messages, read under the user's lane lock.
+        Index("ix_webhook_message_user_due", "user_id", "status", "next_attempt_at"),
+    )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     # ``webhook-id``: the same on every attempt, so a receiver can drop repeats.
@@ -63,6 +87,8 @@ class WebhookMessage(Base):
     # Held by a dispatcher while it delivers; a dead one's hold runs out.
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The request that made it (a test) or last sent it again (a redelivery), for the logs.
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 

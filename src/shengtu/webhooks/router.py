@@ -149,7 +149,9 @@ async def enable_endpoint(
 async def send_test(
     webhook_id: RowId, ctx: ContextDep, principal: PrincipalDep
 ) -> Envelope[MessageOut]:
-    """A ``webhook.test`` message to the endpoint, delivered like any other."""
+    """A ``webhook.test`` message to the endpoint, delivered like any other. Tests and
+    redeliveries to one endpoint are limited (SHENGTU_WEBHOOK_MANUAL_PER_MINUTE): 429
+    with Retry-After beyond."""
     row = await service.send_test(ctx, principal.user_id, webhook_id)
     return ok(_message(row, ctx.settings.timezone))
 
@@ -199,7 +201,8 @@ async def get_message(
 async def redeliver(
     message_id: MessageId, ctx: ContextDep, principal: PrincipalDep
 ) -> Envelope[MessageOut]:
-    """Send again now, with the same ``webhook-id``; its retries start over."""
+    """Send again now, with the same ``webhook-id``; its retries start over. Counted with
+    the endpoint's tests (429 with Retry-After beyond its limit)."""
     row = await service.redeliver(ctx, principal.user_id, message_id)
     return ok(_message(row, ctx.settings.timezone))
 

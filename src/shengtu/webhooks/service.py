@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import base64
+import math
 import secrets
+from datetime import timedelta
 
+import structlog
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.db import utcnow
-from shengtu.errors import BadRequest, Conflict, NotFound
+from shengtu.errors import BadRequest, Conflict, NotFound, TooManyRequests
 from shengtu.netguard import UnsafeURL, check_public_url, parse_http_url
 from shengtu.storage.fetch import origin
 from shengtu.webhooks import outbox
@@ -86,15 +89,48 @@ async def endpoints(session: AsyncSession, user_id: int) -> list[WebhookEndpoint
     return list(rows)
 
 
-async def endpoint(session: AsyncSession, user_id: int, endpoint_id: int) -> WebhookEndpoint:
-    row = await session.scalar(
-        select(WebhookEndpoint).where(
-            WebhookEndpoint.id == endpoint_id, WebhookEndpoint.user_id == user_id
-        )
+async def endpoint(
+    session: AsyncSession, user_id: int, endpoint_id: int, *, lock: bool = False
+) -> WebhookEndpoint:
+    query = select(WebhookEndpoint).where(
+        WebhookEndpoint.id == endpoint_id, WebhookEndpoint.user_id == user_id
     )
+    row = await session.scalar(query.with_for_update() if lock else query)
     if row is None:
         raise endpoint_not_found(endpoint_id)
     return row
+
+
+# Floating-point slack: N intervals of period/N may sum to a hair over the period.
+_SLACK = 1e-6
+
+
+def take_manual_turn(settings: Settings, row: WebhookEndpoint | CallbackSecret) -> None:
+    """One test or redelivery to ``row``'s URL, within SHENGTU_WEBHOOK_MANUAL_PER_MINUTE
+    (a cell rate, as the request limits count: that many at once, then one more every
+    60/N s); else 429 with Retry-After. The row is locked by the caller: the count is
+    exact whatever the number of API processes, and needs no Redis."""
+    amount = settings.webhook_manual_per_minute
+    period = timedelta(seconds=60)
+    interval = period / amount
+    now = utcnow()
+    arrival = max(row.manual_tat or now, now) + interval
+    wait = (arrival - now - period).total_seconds()
+    if wait > _SLACK:
+        retry = max(1, math.ceil(wait))
+        raise TooManyRequests(
+            f"请求过于频繁:每个 Webhook 端点每分钟最多 {amount} 次测试或重新投递,"
+            f"请 {retry} 秒后再试",
+            retry_after=retry,
+        )
+    row.manual_tat = arrival
+
+
+def _request_id() -> str | None:
+    """The request this runs for (bound by the request-id middleware), for the logs of
+    the delivery it asks for."""
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return value[:64] if isinstance(value, str) else None
 
 
 async def delete_endpoint(ctx: AppContext, user_id: int, endpoint_id: int) -> None:
@@ -116,9 +152,10 @@ async def enable_endpoint(ctx: AppContext, user_id: int, endpoint_id: int) -> We
 
 async def send_test(ctx: AppContext, user_id: int, endpoint_id: int) -> WebhookMessage:
     async with ctx.db.write() as session:
-        row = await endpoint(session, user_id, endpoint_id)
+        row = await endpoint(session, user_id, endpoint_id, lock=True)
         if not row.enabled:
             raise Conflict(f"Webhook 端点 {endpoint_id} 已停用,请先启用")
+        take_manual_turn(ctx.settings, row)
         now = utcnow()
         message = WebhookMessage(
             msg_id=outbox.new_msg_id(),
@@ -129,6 +166,7 @@ async def send_test(ctx: AppContext, user_id: int, endpoint_id: int) -> WebhookM
             status="pending",
             attempts=0,
             next_attempt_at=now,
+            request_id=_request_id(),
             created_at=now,
         )
         session.add(message)
@@ -190,16 +228,34 @@ async def redeliver(ctx: AppContext, user_id: int, msg_id: str) -> WebhookMessag
         row, _ = await message(session, user_id, msg_id)
         if row.status == "pending" and row.attempts == 0:
             raise Conflict(f"Webhook 消息 {msg_id[:48]} 正在等待首次投递")
-        if row.endpoint_id is not None:
-            owner = await endpoint(session, user_id, row.endpoint_id)
-            if not owner.enabled:
-                raise Conflict(f"Webhook 端点 {owner.id} 已停用,请先启用")
+        # The message's row first, then its endpoint's, as a dispatcher recording an
+        # attempt takes them (no deadlock); a refusal below rolls this back.
+        now, request_id = utcnow(), _request_id()
         await session.execute(
             update(WebhookMessage)
             .where(WebhookMessage.id == row.id)
-            .values(status="pending", attempts=0, next_attempt_at=utcnow(), delivered_at=None)
+            .values(
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                delivered_at=None,
+                request_id=request_id,
+            )
         )
-        row.status, row.attempts = "pending", 0
+        if row.endpoint_id is not None:
+            owner = await endpoint(session, user_id, row.endpoint_id, lock=True)
+            if not owner.enabled:
+                raise Conflict(f"Webhook 端点 {owner.id} 已停用,请先启用")
+            take_manual_turn(ctx.settings, owner)
+        else:
+            signer = await session.scalar(
+                select(CallbackSecret).where(CallbackSecret.user_id == user_id).with_for_update()
+            )
+            if signer is None:
+                raise Conflict("回调签名密钥已删除,无法重新投递")
+            take_manual_turn(ctx.settings, signer)
+        row.status, row.attempts, row.next_attempt_at = "pending", 0, now
+        row.request_id = request_id
     return row
 
 
