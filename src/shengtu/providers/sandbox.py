@@ -21,6 +21,9 @@ and, for the reliability suite, every other way an upstream can go wrong:
 - ``[sandbox:html]``  the result URL serves an HTML page with status 200
 - ``[sandbox:huge]``  the result URL streams 200 MB
 - ``[sandbox:truncated]``  the result is a PNG cut in half
+- ``[sandbox:drip]``  the result URL sends its PNG one byte every DRIP_SECONDS
+- ``[sandbox:trickle]``  the result URL sends its PNG, then zeros, at TRICKLE_BYTES a second,
+  without end: above a modest rate floor, and never done
 
 It speaks the OpenAI Images API too (``/v1/images/generations``, ``/v1/images/edits``,
 ``/v1/models``, a ``Bearer`` key), answering when the picture is done (after the latency)
@@ -77,10 +80,14 @@ DIRECTIVES = {
     "html": "h",
     "huge": "z",
     "truncated": "x",
+    "drip": "d",
+    "trickle": "w",
 }
 _CODE_DIRECTIVE = {code: name for name, code in DIRECTIVES.items() if code != "n"}
 SLOW_SECONDS = 3.0
 HUGE_BYTES = 200 * 1024 * 1024
+DRIP_SECONDS = 1.0
+TRICKLE_BYTES = 1024
 K = TypeVar("K")
 V = TypeVar("V")
 _DIRECTIVE_RE = re.compile(r"\[sandbox:([a-z0-9]+)\]")
@@ -301,6 +308,23 @@ async def _zeros(total: int) -> AsyncIterator[bytes]:
     chunk = bytes(1024 * 1024)
     for _ in range(total // len(chunk)):
         yield chunk
+
+
+async def _drip(data: bytes) -> AsyncIterator[bytes]:
+    for index in range(len(data)):
+        yield data[index : index + 1]
+        await anyio.sleep(DRIP_SECONDS)
+
+
+async def _trickle(data: bytes) -> AsyncIterator[bytes]:
+    piece = TRICKLE_BYTES // 4
+    padded = data + bytes(-len(data) % piece)
+    for start in range(0, len(padded), piece):
+        yield padded[start : start + piece]
+        await anyio.sleep(0.25)
+    while True:
+        yield bytes(piece)
+        await anyio.sleep(0.25)
 
 
 def create_sandbox_app(state: SandboxState) -> Starlette:
@@ -569,6 +593,10 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
             state.remember(state.images, job_id, png, 64)
         if directive == "truncated":
             png = png[: len(png) // 2]
+        if directive == "drip":
+            return StreamingResponse(_drip(png), media_type="image/png")
+        if directive == "trickle":
+            return StreamingResponse(_trickle(png), media_type="image/png")
         return Response(png, media_type="image/png")
 
     async def health(_: Request) -> Response:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import math
 import os
 import secrets
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,6 +57,39 @@ log = get_logger("shengtu.worker")
 
 MAX_BACKOFF = 60.0
 QUEUED_PROGRESS = 5
+# Every call a step makes to the outside (the upstream, a download) ends at its task's
+# deadline. The step as a whole gets this much more, for its own work (the decoder's
+# queue waits up to 30 s) before it is cut too: a step must never hang while the
+# heartbeat keeps its lease alive.
+STEP_OVERRUN_SECONDS = 30.0
+# The whole step's bound, while it runs; held off once the step writes its outcome.
+_STEP_BOUND: contextvars.ContextVar[asyncio.Timeout | None] = contextvars.ContextVar(
+    "step_bound", default=None
+)
+
+
+class Overran(Exception):
+    """A step still waiting at its task's deadline. ``submit``: the submit that was in
+    flight ((route, started, clock)): the upstream may have accepted it."""
+
+    def __init__(
+        self, message: str, submit: tuple[Route | None, datetime, float] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.submit = submit
+
+
+def seconds_left(task: AiTask) -> float:
+    return (task.deadline_at - utcnow()).total_seconds()
+
+
+def _hold_off_step_bound() -> None:
+    """The step is writing its outcome: not cut in the middle of that write (a picture
+    stored and its task's completion committed, but the step thinking it failed)."""
+    bound = _STEP_BOUND.get()
+    if bound is not None and not bound.expired():
+        bound.reschedule(None)
 
 
 def _attempt(
@@ -127,9 +161,11 @@ class Worker:
         self._reserved = 0
         self._steps: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(60.0, connect=10.0), headers={"User-Agent": "Shengtu/0.1"}
-        )
+        # Results are copied on one connection pool, reference pictures (from URLs a user
+        # gave) fetched on another: a user's slow reference server cannot hold the
+        # connections every user's result copies need.
+        self._http = self._fetcher(self.settings.fetch_connections)
+        self._references = self._fetcher(self.settings.reference_fetch_connections)
         self.steps_done = 0
         # Set when every slot is busy: the loop then waits for a quarter of them to free
         # up (not for the next tick), so throughput isn't capped at one batch per tick.
@@ -144,6 +180,24 @@ class Worker:
         self._late_watcher: asyncio.Task[None] | None = None
         # Webhook deliveries run wherever a worker runs.
         self.webhooks = Dispatcher(ctx)
+
+    @staticmethod
+    def _fetcher(connections: int) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(60.0, connect=10.0),
+            headers={"User-Agent": "Shengtu/0.1"},
+            limits=httpx.Limits(
+                max_connections=connections, max_keepalive_connections=min(20, connections)
+            ),
+        )
+
+    def _pace(self, total: float | None) -> dict[str, Any]:
+        """A download's bounds: ``total`` seconds, and the settings' floor on its rate."""
+        return {
+            "total_seconds": total,
+            "min_bytes_per_second": self.settings.fetch_min_bytes_per_second,
+            "rate_window_seconds": self.settings.fetch_rate_grace_seconds,
+        }
 
     @property
     def tick(self) -> float:
@@ -191,6 +245,7 @@ class Worker:
             if self._steps:
                 await asyncio.wait(self._steps, timeout=10)
             await self._http.aclose()
+            await self._references.aclose()
             log.info("worker_stopped", owner=self.owner)
 
     async def _keep_leases(self) -> None:
@@ -309,9 +364,14 @@ class Worker:
         if state.phase != "succeeded":
             return
         try:
-            key = (await self._fetch_result(task, state.result_urls[0], provider)).key
+            # Past the task's deadline: a late copy gets as long as a task does.
+            key = (
+                await self._fetch_result(
+                    task, state.result_urls[0], provider, self.settings.task_deadline
+                )
+            ).key
         except FetchError as exc:
-            if not exc.transient:
+            if not exc.transient and not exc.out_of_time:
                 await self._stop_watching(task)
             return
         except NotAnImage:
@@ -428,7 +488,11 @@ class Worker:
     async def _run_step(self, task: AiTask) -> None:
         structlog.contextvars.bind_contextvars(task_no=task.task_no)
         try:
-            await self.step(task)
+            try:
+                async with self._step_bound(task):
+                    await self.step(task)
+            except Overran as over:
+                await self._overran(task, over)
         except Exception as exc:
             log.exception("step_crashed", status=task.status)
             # A bug must not spin: back off, and the deadline still ends the task.
@@ -441,6 +505,77 @@ class Worker:
                 self.ctx.bus.wakeup.set()
             structlog.contextvars.unbind_contextvars("task_no")
 
+    @contextlib.asynccontextmanager
+    async def _step_bound(self, task: AiTask) -> AsyncIterator[None]:
+        """The step's backstop: cut at the deadline plus STEP_OVERRUN_SECONDS."""
+        try:
+            async with asyncio.timeout(
+                max(0.0, seconds_left(task)) + STEP_OVERRUN_SECONDS
+            ) as bound:
+                token = _STEP_BOUND.set(bound)
+                try:
+                    yield
+                finally:
+                    _STEP_BOUND.reset(token)
+        except TimeoutError as exc:
+            if not bound.expired():
+                raise
+            log.error("step_hung", status=task.status)
+            raise Overran(self._deadline_reason(task)) from exc
+
+    @contextlib.asynccontextmanager
+    async def _by_deadline(
+        self, task: AiTask, submit: tuple[Route | None, datetime, float] | None = None
+    ) -> AsyncIterator[None]:
+        """A call to the upstream, ended at the task's deadline (Overran)."""
+        try:
+            async with asyncio.timeout(max(0.0, seconds_left(task))) as bound:
+                yield
+        except TimeoutError as exc:
+            if not bound.expired():
+                raise
+            if submit is not None:
+                raise Overran(
+                    f"任务超时:提交上游的请求在任务时限({int(self.settings.task_deadline)} 秒)"
+                    "内未得到回答,无法确认上游是否已接受任务;为避免重复生成,任务不再重试",
+                    submit,
+                ) from exc
+            raise Overran(self._deadline_reason(task)) from exc
+
+    def _deadline_reason(self, task: AiTask) -> str:
+        reason = f"任务超时:上游在 {int(self.settings.task_deadline)} 秒内未完成"
+        if task.last_error:
+            reason += f"(最近一次错误:{task.last_error})"
+        return reason
+
+    def _download_overran(self, what: str) -> Overran:
+        return Overran(
+            f"任务超时:{what}在任务时限({int(self.settings.task_deadline)} 秒)内未能下载完成"
+        )
+
+    async def _overran(self, task: AiTask, over: Overran) -> None:
+        """The task's deadline came while its step waited: it fails (and is refunded) now,
+        not when the wait ends. A submit in flight may have started a job upstream: the
+        attempt is recorded as uncertain, and the task is never sent again."""
+        log.warning("step_overran", status=task.status, submitting=over.submit is not None)
+        if over.submit is None:
+            await self.fail(task, over.message, **await self._late_watch(task, utcnow()))
+            return
+        route, started, clock = over.submit
+        lost = UpstreamError("任务时限已到,上游仍未回答", transient=True, uncertain=True)
+        attempt = _attempt(task, route, "uncertain", started, clock, lost)
+        if route is not None:
+            async with self.ctx.db.write() as session:
+                await channel_service.count(session, route.channel_id, "uncertain_count")
+        await self.fail(
+            task,
+            over.message,
+            also=(attempt,),
+            upstream_status="uncertain",
+            channel_id=route.channel_id if route else None,
+            channel_key_id=route.key_id if route else None,
+        )
+
     async def _provider_of(self, task: AiTask) -> Provider | None:
         """The provider a task the upstream accepted is polled through."""
         if task.channel_key_id is not None:
@@ -451,10 +586,7 @@ class Worker:
     async def step(self, task: AiTask) -> None:
         now = utcnow()
         if now >= task.deadline_at:
-            reason = f"任务超时:上游在 {int(self.settings.task_deadline)} 秒内未完成"
-            if task.last_error:
-                reason += f"(最近一次错误:{task.last_error})"
-            await self.fail(task, reason, **await self._late_watch(task, now))
+            await self.fail(task, self._deadline_reason(task), **await self._late_watch(task, now))
             return
         if task.status == Status.CREATED:
             await self._submit(task)
@@ -497,7 +629,8 @@ class Worker:
             await self._poll(task, provider)
             return
         try:
-            state = await provider.cancel(task.upstream_id, task.task_no)
+            async with self._by_deadline(task):
+                state = await provider.cancel(task.upstream_id, task.task_no)
         except UpstreamError as exc:
             if exc.transient:
                 await self._retry(task, f"取消上游任务失败:{exc.message}", exc.retry_after)
@@ -563,7 +696,9 @@ class Worker:
                 continue
             started, clock = utcnow(), time.perf_counter()
             try:
-                state = await provider.submit(job)
+                # Cut at the deadline: the task then fails as uncertain, never sent again.
+                async with self._by_deadline(task, (route, started, clock)):
+                    state = await provider.submit(job)
             except UpstreamError as exc:
                 last = exc
                 await self._attempt_failed(task, route, exc, started, clock, probe=probing)
@@ -746,6 +881,7 @@ class Worker:
             await self.fail(task, f"上游返回的结果不是有效图片:{exc}", also=(attempt,), **accepted)
             return
         moved = False
+        _hold_off_step_bound()
         try:
             async with self.ctx.db.transaction() as session:
                 await add(session, attempt)
@@ -792,13 +928,19 @@ class Worker:
                 else:
                     data = (
                         await fetch_image_bytes(
-                            self._http, url, max_bytes=self.settings.max_upload_bytes
+                            self._references,
+                            url,
+                            max_bytes=self.settings.max_upload_bytes,
+                            what="参考图",
+                            **self._pace(seconds_left(task)),
                         )
                     ).data
                 info = await self.ctx.decoding.run(
                     sniff_image, data, self.settings.max_image_pixels
                 )
             except FetchError as exc:
+                if exc.out_of_time:
+                    raise self._download_overran("参考图") from exc
                 if exc.transient and task.attempts + 1 < self.settings.download_attempts:
                     await self._retry(task, f"参考图下载失败:{exc.message}", None)
                 else:
@@ -813,7 +955,8 @@ class Worker:
     async def _poll(self, task: AiTask, provider: Provider) -> None:
         assert task.upstream_id is not None
         try:
-            state = await provider.poll(task.upstream_id, task.task_no)
+            async with self._by_deadline(task):
+                state = await provider.poll(task.upstream_id, task.task_no)
         except UpstreamError as exc:
             if exc.transient:
                 await self._retry(task, exc.message, exc.retry_after)
@@ -853,8 +996,10 @@ class Worker:
     ) -> None:
         url = state.result_urls[0]
         try:
-            key = (await self._fetch_result(task, url, provider)).key
+            key = (await self._fetch_result(task, url, provider, seconds_left(task))).key
         except FetchError as exc:
+            if exc.out_of_time:
+                raise self._download_overran("结果图片") from exc
             if exc.transient and task.attempts + 1 < self.settings.download_attempts:
                 await self._retry(task, exc.message, None)
             else:
@@ -880,13 +1025,17 @@ class Worker:
                 # write failed: no picture without its task.
                 await self.ctx.storage.delete(key)
 
-    async def _fetch_result(self, task: AiTask, url: str, provider: Provider) -> Stored:
-        """The upstream's picture, downloaded through the SSRF guard, checked and stored."""
+    async def _fetch_result(
+        self, task: AiTask, url: str, provider: Provider, seconds: float
+    ) -> Stored:
+        """The upstream's picture, downloaded through the SSRF guard within ``seconds``
+        and the rate floor, checked and stored."""
         fetched = await fetch_image_bytes(
             self._http,
             url,
             max_bytes=self.settings.max_result_bytes,
             trusted_origins=provider.trusted_origins,
+            **self._pace(seconds),
         )
         return await self._store(task, fetched.data)
 
@@ -953,6 +1102,7 @@ class Worker:
     ) -> bool:
         """``also``: rows written in the same transaction (the attempt that led here);
         ``key_succeeded``: the channel key whose breaker this success resets."""
+        _hold_off_step_bound()
         before = (task.status, task.progress)
         async with self.ctx.db.transaction() as session:
             for row in also:
