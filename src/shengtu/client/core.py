@@ -4,6 +4,10 @@ Submits carry an ``Idempotency-Key`` the client makes itself, and a retry after 
 network error, a 5xx or a 429 sends the same key: the platform answers it with the task
 it already made, so a retry never charges twice. ``generate`` follows the task over the
 WebSocket and falls back to polling when the socket cannot be opened or drops.
+
+The API key goes only to the base URL's origin (scheme, host, port). A picture's
+``resultUrl`` may name any host (a CDN, an S3 bucket's public URL): a download carries no
+credentials at all, redirects included.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -87,6 +91,30 @@ class Balance:
     user_id: int
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port, with the scheme's default port spelled out."""
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, port
+
+
+class _KeyForOrigin(httpx.Auth):
+    """``Authorization: Bearer <key>`` on requests to the base URL's origin, and on no
+    other. The API calls follow no redirects; a download sends no credentials at all."""
+
+    def __init__(self, base_url: str, key: str) -> None:
+        self.origin = _origin(httpx.URL(base_url))
+        self.header = f"Bearer {key}"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if _origin(request.url) == self.origin:
+            request.headers["Authorization"] = self.header
+        yield request
+
+
+# A download's auth: none, whatever the client's (httpx.Auth itself sends the request as is).
+_ANONYMOUS = httpx.Auth()
+
+
 def _settings(base_url: str | None, api_key: str | None) -> tuple[str, str]:
     url = (base_url or os.environ.get("SHENGTU_API_URL") or "http://localhost:8081").rstrip("/")
     key = api_key or os.environ.get("SHENGTU_API_KEY") or ""
@@ -153,7 +181,7 @@ class Client:
         self.poll_interval = poll_interval
         self._http = httpx.Client(
             base_url=self.base_url,
-            headers={"Authorization": f"Bearer {self._key}"},
+            auth=_KeyForOrigin(self.base_url, self._key),
             timeout=timeout,
             transport=transport,
         )
@@ -294,7 +322,7 @@ class Client:
             raise ShengtuAPIError(
                 404, f"任务 {task.task_no} 没有图片({task.error_message or task.status})"
             )
-        response = self._http.get(task.result_url, follow_redirects=True)
+        response = self._http.get(task.result_url, auth=_ANONYMOUS, follow_redirects=True)
         response.raise_for_status()
         target = Path(path)
         target.write_bytes(response.content)
@@ -319,7 +347,7 @@ class AsyncClient:
         self.poll_interval = poll_interval
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            headers={"Authorization": f"Bearer {self._key}"},
+            auth=_KeyForOrigin(self.base_url, self._key),
             timeout=timeout,
             transport=transport,
         )
@@ -445,7 +473,7 @@ class AsyncClient:
             raise ShengtuAPIError(
                 404, f"任务 {task.task_no} 没有图片({task.error_message or task.status})"
             )
-        response = await self._http.get(task.result_url, follow_redirects=True)
+        response = await self._http.get(task.result_url, auth=_ANONYMOUS, follow_redirects=True)
         response.raise_for_status()
         target = Path(path)
         await asyncio.to_thread(target.write_bytes, response.content)

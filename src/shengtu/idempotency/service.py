@@ -11,6 +11,7 @@ lease ran out) is taken over with the tasks already charged, never charged again
 from __future__ import annotations
 
 import asyncio
+import binascii
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
@@ -18,11 +19,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Integer, String, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from shengtu.context import AppContext
-from shengtu.db import Conn, run, utcnow
+from shengtu.db import Conn, UtcDateTime, run, utcnow
 from shengtu.errors import BadRequest, Conflict, ShengtuError
 from shengtu.idempotency.models import IdempotencyKey
 from shengtu.tasks.service import Claim
@@ -51,6 +52,42 @@ def fingerprint(route: str, params: Any) -> str:
     """The same parameters give the same print, whatever their order in the request."""
     canonical = json.dumps([route, params], sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def file_digest(data: bytes) -> str:
+    """An uploaded file's part of a request's print: the SHA-256 of its bytes, which
+    hashlib reads in place (no copy; it lets go of the GIL while it hashes)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+_HEX_CHUNK = 64 * 1024
+
+
+def legacy_file_digest(data: bytes) -> str:
+    """A file's digest as keys stored before :func:`file_digest` have it:
+    ``fingerprint("file", data.hex())``, streamed 64 KiB at a time rather than through one
+    hex copy of the whole file. Only to recognise such a key's retry (see
+    ``openai_compat.router``); no key older than :data:`KEPT` is ever compared."""
+    digest = hashlib.sha256(b'["file", "')
+    view = memoryview(data)
+    for start in range(0, len(view), _HEX_CHUNK):
+        digest.update(binascii.hexlify(view[start : start + _HEX_CHUNK]))
+    digest.update(b'"]')
+    return digest.hexdigest()
+
+
+_STORED = select(IdempotencyKey.fingerprint).where(
+    IdempotencyKey.user_id == bindparam("user_id", type_=Integer),
+    IdempotencyKey.key == bindparam("key", type_=String),
+    IdempotencyKey.created_at >= bindparam("since", type_=UtcDateTime),
+)
+
+
+async def stored_print(ctx: AppContext, user_id: int, key: str) -> str | None:
+    """The print of this user's ``key`` as its first request left it (answered, charged,
+    or still running), or None: a key :func:`hold` would take as new."""
+    row = await ctx.db.first(_STORED, {"user_id": user_id, "key": key, "since": utcnow() - KEPT})
+    return None if row is None else str(row[0])
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ Each request is the platform's own submit (charge, refund and state machine unch
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -30,6 +31,7 @@ from shengtu.openai_compat.service import (
     image_item,
     model_names,
     read_tasks,
+    refuse_unpayable,
     resolve_model,
     submit_and_wait,
 )
@@ -122,13 +124,11 @@ async def generations(
         model = resolve_model(await ctx.catalog.enabled(), body.model, body.size, "text_to_image")
     except Refused as r:
         return openai_error(r.status, r.message, param=r.param)
+    keyed = None
+    if idempotency_key is not None:
+        keyed = idempotency_key, idempotency.fingerprint("v1/images", body.model_dump())
     return await _images(
-        ctx,
-        principal,
-        _submit_input(principal, model.model_name, body.prompt, None),
-        body,
-        body.model_dump(),
-        idempotency_key,
+        ctx, principal, _submit_input(principal, model.model_name, body.prompt, None), body, keyed
     )
 
 
@@ -168,6 +168,15 @@ async def edits(
     idempotency_key: IdempotencyHeader = None,
 ) -> JSONResponse:
     limits = ctx.settings
+    # A key whose first request got through answers its retries whatever the balance is
+    # now (it paid for its tasks), so it skips the early refusals. Any other request with
+    # a balance that cannot pay for an edit is refused before its body is read.
+    stored: str | None = None
+    if idempotency_key is not None:
+        idempotency.check_key(idempotency_key)
+        stored = await idempotency.stored_print(ctx, principal.user_id, idempotency_key)
+    if stored is None:
+        await refuse_unpayable(ctx, principal.user_id)
     async with request.form(max_files=limits.max_reference_images + 1, max_fields=50) as form:
         files = [f for name in ("image", "image[]") for f in form.getlist(name)]
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
@@ -192,8 +201,16 @@ async def edits(
             )
         except Refused as r:
             return openai_error(r.status, r.message, param=r.param)
+        if stored is None:
+            # n of this model at today's price, before the files are read into memory
+            # or hashed (the parser has only spooled them).
+            await refuse_unpayable(ctx, principal.user_id, model.model_name, body.n)
         pictures = [await _read_upload(f, limits.max_upload_bytes) for f in uploads]
-    digests = [idempotency.fingerprint("file", p.hex()) for p in pictures]
+    keyed = None
+    if idempotency_key is not None:
+        # The files are hashed only for a key, and a large upload off the event loop.
+        print_ = await _edit_print(body.model_dump(), pictures, stored)
+        keyed = idempotency_key, print_
 
     async def store() -> list[str]:
         urls = []
@@ -207,10 +224,38 @@ async def edits(
         principal,
         _submit_input(principal, model.model_name, body.prompt, []),
         body,
-        {**body.model_dump(), "image": digests},
-        idempotency_key,
+        keyed,
         store,
     )
+
+
+# Up to this many bytes of files are hashed on the loop: less than a thread's hand-off.
+HASH_INLINE_BYTES = 256 * 1024
+
+
+async def _digests(pictures: list[bytes], digest: Callable[[bytes], str]) -> list[str]:
+    if sum(len(p) for p in pictures) <= HASH_INLINE_BYTES:
+        return [digest(p) for p in pictures]
+    return await asyncio.to_thread(lambda: [digest(p) for p in pictures])
+
+
+async def _edit_print(params: dict[str, Any], pictures: list[bytes], stored: str | None) -> str:
+    """The key's print of an edit: its parameters and its files' SHA-256.
+
+    Keys stored before the files were hashed this way printed each file as
+    ``fingerprint("file", data.hex())``: when the key's stored print is not this one, the
+    old one is worked out too, and a match replays as it did before. Such keys are gone
+    :data:`idempotency.KEPT` after the deploy, and the fallback with them."""
+    print_ = idempotency.fingerprint(
+        "v1/images", {**params, "image": await _digests(pictures, idempotency.file_digest)}
+    )
+    if stored is None or stored == print_:
+        return print_
+    old = idempotency.fingerprint(
+        "v1/images",
+        {**params, "image": await _digests(pictures, idempotency.legacy_file_digest)},
+    )
+    return old if old == stored else print_
 
 
 async def _read_upload(file: UploadFile, limit: int) -> bytes:
@@ -238,10 +283,10 @@ async def _images(
     principal: Principal,
     request: tasks.SubmitInput,
     body: ImageGenerationRequest,
-    params: dict[str, Any],
-    idempotency_key: str | None,
+    keyed: tuple[str, str] | None,
     store: Callable[[], Awaitable[list[str]]] | None = None,
 ) -> JSONResponse:
+    """``keyed``: the request's Idempotency-Key and its print, when it has one."""
     wait = ctx.settings.openai_wait_seconds
     # The tasks as this request last read them; a replayed answer reads them afresh.
     seen: Finished | None = None
@@ -262,16 +307,12 @@ async def _images(
         seen = await submit_and_wait(ctx, principal.user_id, start, wait)
         return _outcome(seen, body.response_format, wait)
 
-    if idempotency_key is None:
+    if keyed is None:
         outcome, replayed = await run(None), False
     else:
+        key, print_ = keyed
         outcome, replayed = await idempotency.once(
-            ctx,
-            principal.user_id,
-            idempotency_key,
-            idempotency.fingerprint("v1/images", params),
-            wait + 60,
-            run,
+            ctx, principal.user_id, key, print_, wait + 60, run
         )
     headers = idempotency.replay_headers(replayed)
     if outcome.status != 200:
