@@ -208,6 +208,9 @@ def test_dripping_references_and_a_hung_submit_end_at_the_deadline_blocking_no_c
         SHENGTU_REFERENCE_FETCH_CONNECTIONS="2",
         SHENGTU_FETCH_CONNECTIONS="2",
         SHENGTU_MAX_INFLIGHT_TASKS="50",
+        # A submit sent near the deadline gets at least this long (the worker's
+        # _by_deadline): short here, so the deadline is what cuts the hung one.
+        SHENGTU_UPSTREAM_TIMEOUT="2",
     ).start()
     drip = DripServer()
     worker: InProcessWorker | None = None

@@ -202,8 +202,11 @@ class Settings(BaseSettings):
     # fetched on connection pools of their own, of these sizes.
     fetch_min_bytes_per_second: int = Field(default=1024, ge=0)
     fetch_rate_grace_seconds: float = Field(default=10.0, gt=0)
-    fetch_connections: int = Field(default=100, ge=1)
-    reference_fetch_connections: int = Field(default=16, ge=1)
+    # As many as a worker's steps, so a burst of result copies never queues for a
+    # connection (the rate floor's window counts the wait); references several times one
+    # user's in-flight cap, so one user's slow servers cannot take them all.
+    fetch_connections: int = Field(default=256, ge=1)
+    reference_fetch_connections: int = Field(default=64, ge=1)
 
     @field_validator("jwt_secret", "secret_key")
     @classmethod

@@ -508,10 +508,10 @@ class Worker:
     @contextlib.asynccontextmanager
     async def _step_bound(self, task: AiTask) -> AsyncIterator[None]:
         """The step's backstop: cut at the deadline plus STEP_OVERRUN_SECONDS."""
+        # A submit may run its own timeout past the deadline (_by_deadline's at_least).
+        backstop = max(0.0, seconds_left(task)) + self.settings.upstream_timeout
         try:
-            async with asyncio.timeout(
-                max(0.0, seconds_left(task)) + STEP_OVERRUN_SECONDS
-            ) as bound:
+            async with asyncio.timeout(backstop + STEP_OVERRUN_SECONDS) as bound:
                 token = _STEP_BOUND.set(bound)
                 try:
                     yield
@@ -525,11 +525,15 @@ class Worker:
 
     @contextlib.asynccontextmanager
     async def _by_deadline(
-        self, task: AiTask, submit: tuple[Route | None, datetime, float] | None = None
+        self,
+        task: AiTask,
+        submit: tuple[Route | None, datetime, float] | None = None,
+        at_least: float = 0.0,
     ) -> AsyncIterator[None]:
-        """A call to the upstream, ended at the task's deadline (Overran)."""
+        """A call to the upstream, ended at the task's deadline (Overran), or after
+        ``at_least`` seconds if that is later."""
         try:
-            async with asyncio.timeout(max(0.0, seconds_left(task))) as bound:
+            async with asyncio.timeout(max(at_least, seconds_left(task))) as bound:
                 yield
         except TimeoutError as exc:
             if not bound.expired():
@@ -696,8 +700,13 @@ class Worker:
                 continue
             started, clock = utcnow(), time.perf_counter()
             try:
-                # Cut at the deadline: the task then fails as uncertain, never sent again.
-                async with self._by_deadline(task, (route, started, clock)):
+                # A submit sent near the deadline still gets its own timeout: the upstream
+                # is paid once it has the job, and an answer (a picture, or a job to poll
+                # and watch late) is worth more than a cut. Cut after both: the task then
+                # fails as uncertain, never sent again.
+                submitting = (route, started, clock)
+                timeout = self.settings.upstream_timeout
+                async with self._by_deadline(task, submitting, at_least=timeout):
                     state = await provider.submit(job)
             except UpstreamError as exc:
                 last = exc
@@ -875,13 +884,14 @@ class Worker:
             "upstream_status": state.raw_status,
             "submitted_at": utcnow(),
         }
+        # The picture is paid for and in hand: no backstop cuts its storing.
+        _hold_off_step_bound()
         try:
             key = (await self._store(task, state.pictures[0])).key
         except NotAnImage as exc:
             await self.fail(task, f"上游返回的结果不是有效图片:{exc}", also=(attempt,), **accepted)
             return
         moved = False
-        _hold_off_step_bound()
         try:
             async with self.ctx.db.transaction() as session:
                 await add(session, attempt)

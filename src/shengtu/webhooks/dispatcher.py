@@ -86,9 +86,17 @@ class Dispatcher:
         )
         self._sending: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
+        # Set when a delivery ends (or on stop): the loop claims again at once, not at its
+        # next poll, so the caps on deliveries in flight do not cap their rate.
+        self._freed = asyncio.Event()
 
     def stop(self) -> None:
         self._stop.set()
+        self._freed.set()
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._freed.set()
 
     async def run(self) -> None:
         pruner: asyncio.Task[None] | None = None
@@ -98,17 +106,18 @@ class Dispatcher:
                 if time.monotonic() >= prune_at and (pruner is None or pruner.done()):
                     prune_at = time.monotonic() + self.settings.sweep_interval_seconds
                     pruner = asyncio.create_task(self._prune())
+                self._freed.clear()
                 room = self.settings.webhook_concurrency - len(self._sending)
                 if room > 0:
                     try:
                         for message_id in await self.claim(room):
                             task = asyncio.create_task(self.deliver(message_id))
                             self._sending.add(task)
-                            task.add_done_callback(self._sending.discard)
+                            task.add_done_callback(self._sent)
                     except Exception:
                         log.exception("webhook_claim_failed")
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self.settings.webhook_poll_seconds)
+                    await asyncio.wait_for(self._freed.wait(), self.settings.webhook_poll_seconds)
         finally:
             if pruner is not None:
                 pruner.cancel()
@@ -168,7 +177,8 @@ class Dispatcher:
         it once: the insert ignores a row that is there)."""
         if not user_ids:
             return
-        rows = [{"user_id": user_id, "served_at": None} for user_id in user_ids]
+        # In one order everywhere: two dispatchers' upserts of the same users never deadlock.
+        rows = [{"user_id": user_id, "served_at": None} for user_id in sorted(user_ids)]
         dialect = self.ctx.db.dialect
         stmt: Any
         if dialect == "postgresql":
@@ -248,7 +258,8 @@ class Dispatcher:
                 busy[key] = busy.get(key, 0) + 1
                 chosen.append(message_id)
             claimed = []
-            for message_id in chosen:
+            # By id, the order an endpoint's deletion locks them in: the two never deadlock.
+            for message_id in sorted(chosen):
                 result = await session.execute(
                     update(WebhookMessage)
                     .where(
