@@ -23,8 +23,8 @@ from sqlalchemy import update
 from shengtu import netguard
 from shengtu.config import Settings
 from shengtu.db import Database
+from shengtu.models.tasks import AiTask
 from shengtu.runner import upstreams
-from shengtu.tasks.models import AiTask
 from shengtu.tasks.worker import Worker
 from tests.databases import ScratchDatabase
 from tests.support import TERMINAL, Platform, User, png

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from shengtu.accounts.models import User as UserRow
 from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.db import utcnow
 from shengtu.errors import InsufficientPoints
+from shengtu.models.accounts import User as UserRow
+from shengtu.models.tasks import AiTask
 from shengtu.tasks import service as tasks
 from shengtu.tasks.handoff import Lease
-from shengtu.tasks.models import AiTask
 from shengtu.tasks.worker import Worker
 from tests.support import Platform
 

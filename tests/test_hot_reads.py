@@ -1,4 +1,4 @@
-"""The hot reads (shengtu/api/hot.py) answer exactly as the FastAPI routes they stand in for.
+"""The hot reads (shengtu/edge/hot.py) answer exactly as the FastAPI routes they stand in for.
 
 The served platform answers through the hot path; the same database, read through an
 in-process app built with ``hot_reads=False``, answers through the routes. Every answer
@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
-from shengtu.api.hot import HotReads, route
 from shengtu.app import ShengtuApp, create_app
 from shengtu.context import AppContext
+from shengtu.edge.hot import HotReads, route
 from tests.support import Platform, cli
 
 Request = tuple[str, dict[str, str]]

@@ -21,12 +21,13 @@ from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.db import utcnow
 from shengtu.errors import Conflict, InsufficientPoints, TooManyRequests
+from shengtu.ledger_audit import service as ledger_audit
 from shengtu.migrate import upgrade
+from shengtu.models.points import PointsAccount
+from shengtu.models.tasks import ACTIVE, AiTask, Status
 from shengtu.points import service as points
-from shengtu.points.models import PointsAccount
 from shengtu.tasks import service as tasks
-from shengtu.tasks.machine import ACTIVE, Status, move
-from shengtu.tasks.models import AiTask
+from shengtu.tasks.machine import move
 from tests.chaos import report
 
 LONG = os.environ.get("SHENGTU_CHAOS") == "1"
@@ -191,7 +192,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
         async def go() -> None:
             async with self.ctx.db.snapshot() as session:
-                checks = await points.audit(session, utcnow() - timedelta(hours=1))
+                checks = await ledger_audit.audit(session, utcnow() - timedelta(hours=1))
                 balances = dict(
                     (await session.execute(select(PointsAccount.user_id, PointsAccount.balance)))
                     .tuples()

@@ -349,8 +349,8 @@ def test_an_edit_under_its_key_replays_at_a_balance_of_zero_and_across_the_print
     from sqlalchemy import update
 
     from shengtu.context import AppContext
-    from shengtu.idempotency.models import IdempotencyKey
     from shengtu.idempotency.service import fingerprint
+    from shengtu.models.idempotency import IdempotencyKey
     from shengtu.openai_compat.router import ImageGenerationRequest
 
     user = audited.new_user(points=35)

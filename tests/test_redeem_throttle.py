@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import update
 
-from shengtu.accounts.models import User as UserRow
 from shengtu.db import Database, utcnow
+from shengtu.models.accounts import User as UserRow
 from tests.databases import ScratchDatabase
 from tests.support import Platform, RedisServer, User, free_port, wait_http
 

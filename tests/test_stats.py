@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 
 from shengtu.accounts.service import create_user
-from shengtu.channels.models import Channel
 from shengtu.config import Settings
 from shengtu.db import Database, utcnow
 from shengtu.migrate import upgrade
+from shengtu.models.channels import Channel
+from shengtu.models.tasks import AiTask
 from shengtu.stats import service
 from shengtu.stats.service import HOUR, Counts, floor_hour
-from shengtu.tasks.models import AiTask
 from tests.databases import ScratchDatabase
 from tests.support import Platform
 

@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shengtu.db import Database
-from shengtu.webhooks.models import WebhookAttempt, WebhookMessage
+from shengtu.models.webhooks import WebhookAttempt, WebhookMessage
 from tests.databases import ScratchDatabase, selected
 from tests.support import Platform, User, free_port
 from tests.test_webhooks import detail, endpoint, messages, wait_for

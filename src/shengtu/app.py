@@ -21,9 +21,7 @@ from shengtu.accounts.router import router as accounts_router
 from shengtu.api import pages
 from shengtu.api.envelope import ERROR_RESPONSES, Envelope, ok
 from shengtu.api.errors import install_error_handlers
-from shengtu.api.hot import HotReads
 from shengtu.api.i18n import EnglishMessages
-from shengtu.api.metrics_route import guarded_scrape, serve_on_own_address
 from shengtu.api.middleware import EdgeGuardMiddleware, RequestIdMiddleware
 from shengtu.audit.router import router as audit_router
 from shengtu.catalog.router import router as catalog_router
@@ -31,10 +29,14 @@ from shengtu.channels.router import router as channels_router
 from shengtu.codes.admin_router import router as admin_codes_router
 from shengtu.codes.router import router as codes_router
 from shengtu.context import AppContext
+from shengtu.edge.hot import HotReads
+from shengtu.edge.metrics_route import guarded_scrape, serve_on_own_address
 from shengtu.errors import NotFound
 from shengtu.events.relay import EventRelay
 from shengtu.events.router import router as events_router
 from shengtu.groups.router import router as groups_router
+from shengtu.ledger_audit.admin_router import router as ledger_audit_router
+from shengtu.openai_compat import errors as openai_errors
 from shengtu.openai_compat.router import router as openai_router
 from shengtu.points.router import router as points_router
 from shengtu.stats.router import router as stats_router
@@ -50,7 +52,7 @@ CONSOLE_ASSETS = frozenset({"common.js", "console.js", "admin.js", "console.css"
 
 class ShengtuApp(FastAPI):
     """FastAPI behind Shengtu's own edge: request ids and the access log, the edge guard,
-    the hot reads (:mod:`shengtu.api.hot`), then FastAPI's stack.
+    the hot reads (:mod:`shengtu.edge.hot`), then FastAPI's stack.
 
     The edge sits outside FastAPI's outer layers (its error middleware, telemetry and
     body-limit wrappers), not among its user middleware: each wraps every request and its
@@ -76,7 +78,7 @@ class ShengtuApp(FastAPI):
 
 def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = True) -> ShengtuApp:
     """``hot_reads=False`` leaves every request to the FastAPI routes: the reference the
-    hot path (:mod:`shengtu.api.hot`) is tested against."""
+    hot path (:mod:`shengtu.edge.hot`) is tested against."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,7 +119,7 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
         redoc_url=None,
     )
     app.state.ctx = ctx
-    install_error_handlers(app)
+    install_error_handlers(app, [(openai_errors.PREFIX, openai_errors.openai_error)])
     # FastAPI tries routes in order, a regex each: the routes clients call in volume come
     # first (tasks, the OpenAI API, pictures, events), the consoles' and admins' after.
     app.include_router(tasks_router, responses=ERROR_RESPONSES)
@@ -127,6 +129,7 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
         files_router,
         events_router,
         points_router,
+        ledger_audit_router,
         accounts_router,
         catalog_router,
         codes_router,

@@ -267,10 +267,10 @@ def demo() -> None:
     the sandbox upstream, also add the demo's OpenAI-protocol models to the catalog."""
     from sqlalchemy import select
 
-    from shengtu.accounts.models import User
     from shengtu.accounts.service import create_user, get_user_by_name, issue_token
     from shengtu.catalog.service import add_demo_models
     from shengtu.errors import NotFound
+    from shengtu.models.accounts import User
 
     settings = _settings()
 
@@ -313,7 +313,7 @@ def audit(
     ] = 120.0,
 ) -> None:
     """Check every ledger invariant against the database; exit 1 on any violation."""
-    from shengtu.points.service import audit as run_audit
+    from shengtu.ledger_audit.service import audit as run_audit
 
     async def job(db: Database) -> bool:
         async with db.snapshot() as session:

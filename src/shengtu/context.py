@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
+from fastapi import Depends, Request
+
+from shengtu.accounts.limits import RequestLimits
 from shengtu.accounts.security import configure_hashing
 from shengtu.accounts.service import Authenticator, hash_gate
 from shengtu.api.clientaddr import ClientAddresses, parse_networks
-from shengtu.api.limits import RequestLimits
 from shengtu.catalog.service import Catalog
 from shengtu.channels.pool import ChannelPool
 from shengtu.channels.secrets import KeyBox
@@ -116,3 +118,12 @@ class AppContext:
         await self.limits.aclose()
         await self.db.dispose()
         self.resolver.close()
+
+
+async def get_context(request: Request) -> AppContext:
+    # async: FastAPI runs a plain function dependency in a worker thread, per request.
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+ContextDep = Annotated[AppContext, Depends(get_context)]

@@ -11,11 +11,13 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from shengtu.config import Settings
+if TYPE_CHECKING:
+    # The SDK logs through this module too, and imports no server settings.
+    from shengtu.config import Settings
 
 _SECRET_KEYS = re.compile(r"(authorization|password|secret|token|api[_-]?key|^key$)", re.I)
 _REDACTED = "***"

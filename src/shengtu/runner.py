@@ -14,10 +14,10 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from shengtu import metrics
-from shengtu.api.metrics_route import serve_on_own_address
 from shengtu.app import create_app
 from shengtu.config import Settings
 from shengtu.context import AppContext
+from shengtu.edge.metrics_route import serve_on_own_address
 from shengtu.logs import get_logger
 from shengtu.providers.pacing import Pacing
 from shengtu.providers.registry import SandboxEndpoint, build_providers, sandbox_key

@@ -7,10 +7,10 @@ import asyncio
 from pathlib import Path
 
 from shengtu.channels import service
-from shengtu.channels.models import Channel, ChannelKey
 from shengtu.config import Settings
 from shengtu.db import Database
 from shengtu.migrate import upgrade
+from shengtu.models.channels import Channel, ChannelKey
 
 
 def test_stragglers_do_not_double_the_cool_down_and_a_failed_probe_does(tmp_path: Path) -> None:

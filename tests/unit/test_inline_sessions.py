@@ -11,10 +11,10 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from shengtu.accounts.models import User
 from shengtu.config import Settings
 from shengtu.db import Database
 from shengtu.migrate import upgrade
+from shengtu.models.accounts import User
 
 
 def test_sqlite_sessions_never_yield_to_the_loop(tmp_path: Path) -> None:

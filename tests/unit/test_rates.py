@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from shengtu.api import limits
-from shengtu.api.limits import MemoryRates, Rate
+from shengtu.accounts import limits
+from shengtu.accounts.limits import MemoryRates, Rate
 
 
 def test_n_per_period_at_once_then_one_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from shengtu.errors import BadRequest
+from shengtu.models.tasks import TERMINAL, Status
 from shengtu.providers.sandbox import SIZES, draw_png, new_job_id, parse_directive, parse_job_id
 from shengtu.storage.images import NotAnImage, sniff_image
-from shengtu.tasks.machine import TERMINAL, TRANSITIONS, IllegalTransition, Status, check_move
+from shengtu.tasks.machine import TRANSITIONS, IllegalTransition, check_move
 from shengtu.tasks.schemas import image_url_field, prompt_snippet
 from shengtu.tasks.service import make_task_no, parse_image_urls
 

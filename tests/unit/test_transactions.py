@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import bindparam, func, select, update
 
-from shengtu.accounts.models import User
 from shengtu.accounts.service import create_user
 from shengtu.config import Settings
 from shengtu.db import Database, add, after_commit, run
 from shengtu.migrate import upgrade
-from shengtu.points.models import PointsLedger
+from shengtu.models.accounts import User
+from shengtu.models.points import PointsLedger
 
 _LEDGER_ROWS = select(func.count()).select_from(PointsLedger)
 _ROLE = update(User).where(User.id == bindparam("who")).values(role=bindparam("new_role"))

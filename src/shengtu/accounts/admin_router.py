@@ -15,13 +15,13 @@ from shengtu.accounts.admin_schemas import (
     PasswordReset,
     PointsChange,
 )
-from shengtu.accounts.models import User
+from shengtu.accounts.deps import AdminDep
 from shengtu.accounts.router import key_out
-from shengtu.api.deps import AdminDep, ContextDep
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
 from shengtu.api.inputs import RowId
-from shengtu.context import AppContext
+from shengtu.context import AppContext, ContextDep
 from shengtu.events.router import ACCOUNT_CHANGED
+from shengtu.models.accounts import User
 from shengtu.points.schemas import BalanceOut, ledger_out
 from shengtu.tasks.schemas import task_detail
 from shengtu.timefmt import fmt, to_utc

@@ -13,16 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.accounts import security
 from shengtu.accounts.admin_schemas import AdminUserChange
-from shengtu.accounts.models import ApiKey, User
 from shengtu.accounts.service import CLI_GATE, Principal, check_password, store_password
 from shengtu.audit import service as audit
 from shengtu.db import Database
 from shengtu.errors import BadRequest, NotFound
 from shengtu.gates import Gate
 from shengtu.groups.service import get_group
+from shengtu.models.accounts import ApiKey, User
+from shengtu.models.points import PointsAccount, PointsLedger
+from shengtu.models.tasks import AiTask
 from shengtu.points import service as points
-from shengtu.points.models import PointsAccount, PointsLedger
-from shengtu.tasks.models import AiTask
 
 
 def user_not_found(user_id: int) -> NotFound:

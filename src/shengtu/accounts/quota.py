@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy import Integer, bindparam, or_, update
 
-from shengtu.accounts.models import ApiKey
 from shengtu.db import Conn, run
 from shengtu.errors import Forbidden
+from shengtu.models.accounts import ApiKey
 
 _AMOUNT = bindparam("amount", type_=Integer)
 _GIVE_BACK = (

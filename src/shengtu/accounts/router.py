@@ -4,7 +4,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.accounts import service
-from shengtu.accounts.models import ApiKey, User
+from shengtu.accounts.deps import PrincipalDep
 from shengtu.accounts.schemas import (
     ApiKeyChange,
     ApiKeyCreate,
@@ -17,11 +17,12 @@ from shengtu.accounts.schemas import (
     Registration,
     UserOut,
 )
-from shengtu.api.deps import ContextDep, PrincipalDep
 from shengtu.api.envelope import Envelope, ok
 from shengtu.api.inputs import RowId
 from shengtu.codes import service as codes
+from shengtu.context import ContextDep
 from shengtu.errors import BadRequest, Forbidden
+from shengtu.models.accounts import ApiKey, User
 from shengtu.timefmt import fmt
 
 router = APIRouter(tags=["accounts"])

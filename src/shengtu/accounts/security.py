@@ -59,10 +59,6 @@ class TokenClaims:
     expires_at: float  # Unix time, with the leeway ``decode_token`` allows
 
 
-def new_user_nonce() -> str:
-    return secrets.token_hex(16)
-
-
 def issue_token(
     secret: str, user_id: int, epoch: int, nonce: str, ttl: timedelta
 ) -> tuple[str, datetime]:

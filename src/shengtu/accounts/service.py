@@ -18,14 +18,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.accounts import security
-from shengtu.accounts.models import ApiKey, User
 from shengtu.accounts.schemas import ApiKeyChange, ApiKeyControls, ApiKeyCreate
-from shengtu.catalog.models import PointsConfig
 from shengtu.config import Settings
 from shengtu.db import Database, utcnow
 from shengtu.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from shengtu.gates import Gate
 from shengtu.logs import get_logger
+from shengtu.models.accounts import ApiKey, User
+from shengtu.models.catalog import PointsConfig
 from shengtu.points import service as points
 from shengtu.timefmt import to_utc
 
@@ -228,7 +228,7 @@ class Joined:
     """A row read in the same statement as the caller's user: ``columns`` of ``target``,
     left-joined ``on`` the user (``User.id``), so that the caller is found whether or not
     that row is (its values are then all None). One statement instead of two: the hot reads
-    (:mod:`shengtu.api.hot`) need the caller and one row of theirs on every request."""
+    (:mod:`shengtu.edge.hot`) need the caller and one row of theirs on every request."""
 
     columns: tuple[Any, ...]
     target: Any

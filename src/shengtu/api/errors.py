@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,7 +14,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shengtu.errors import ShengtuError
 from shengtu.logs import get_logger
-from shengtu.openai_compat.errors import is_openai_path, openai_error
 
 log = get_logger("shengtu.api")
 
@@ -117,20 +117,37 @@ def failure_response(exc: Exception) -> JSONResponse:
     return error_response(code, message, headers=headers)
 
 
-def _answer(
-    request: Request,
-    code: int,
-    message: str,
-    headers: dict[str, str] | None = None,
-    param: str | None = None,
-) -> JSONResponse:
-    """The envelope, or OpenAI's error shape on the OpenAI-compatible routes."""
-    if is_openai_path(request.url.path):
-        return openai_error(code, message, param=param, headers=headers)
-    return error_response(code, message, headers=headers)
+class ErrorShape(Protocol):
+    """A failure in another shape than the envelope, for the routes under a prefix (the
+    OpenAI-compatible ones answer in OpenAI's: ``openai_compat/errors.py``)."""
+
+    def __call__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> JSONResponse: ...
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, shapes: Sequence[tuple[str, ErrorShape]] = ()) -> None:
+    """Every failure answered in the envelope, or in the shape of the first of ``shapes``
+    (path prefix, shape) whose prefix the request's path starts with."""
+
+    def _answer(
+        request: Request,
+        code: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        param: str | None = None,
+    ) -> JSONResponse:
+        path = request.url.path
+        for prefix, shape in shapes:
+            if path.startswith(prefix):
+                return shape(code, message, param=param, headers=headers)
+        return error_response(code, message, headers=headers)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()

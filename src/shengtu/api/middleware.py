@@ -12,11 +12,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shengtu import metrics
 from shengtu.api.errors import error_response
-from shengtu.api.hot import ROUTE_KEY
 from shengtu.logs import get_logger
 
 log = get_logger("shengtu.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+# The scope key under which a route answered in front of FastAPI (shengtu.edge.hot) names
+# its template, for the access log and /metrics.
+ROUTE_KEY = "shengtu.route"
 
 
 class RequestIdMiddleware:

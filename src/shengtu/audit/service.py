@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.accounts.service import Principal
-from shengtu.audit.models import AuditEntry
+from shengtu.models.audit import AuditEntry
 
 
 async def record(

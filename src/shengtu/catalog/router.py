@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from shengtu.api.deps import AdminDep, ContextDep, PrincipalDep
+from shengtu.accounts.deps import AdminDep, PrincipalDep
 from shengtu.api.envelope import Envelope, ok
 from shengtu.audit import service as audit
 from shengtu.catalog import service
 from shengtu.catalog.schemas import ModelAdminOut, ModelChange, ModelCreate, ModelOut
+from shengtu.context import ContextDep
 
 AUDITED = (
     "model_name",

@@ -11,10 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.api.inputs import given_columns
-from shengtu.catalog.models import PointsConfig
 from shengtu.catalog.schemas import ModelAdminOut, ModelChange, ModelCreate
 from shengtu.db import Database
 from shengtu.errors import Conflict, NotFound
+from shengtu.models.catalog import PointsConfig
 
 CACHE_SECONDS = 5.0
 

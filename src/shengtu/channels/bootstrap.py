@@ -7,13 +7,13 @@ import contextlib
 
 from sqlalchemy import select
 
-from shengtu.catalog.models import PointsConfig
 from shengtu.channels import service
-from shengtu.channels.models import Channel, ChannelKey
 from shengtu.channels.schemas import ChannelCreate, ChannelModelIn, ChannelSettings
 from shengtu.context import AppContext
 from shengtu.errors import Conflict
 from shengtu.logs import get_logger
+from shengtu.models.catalog import PointsConfig
+from shengtu.models.channels import Channel, ChannelKey
 
 log = get_logger("shengtu.channels")
 

@@ -18,17 +18,17 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from shengtu.channels.models import Channel, ChannelKey, ChannelModel
 from shengtu.channels.secrets import KeyBox
 from shengtu.db import Database, utcnow
 from shengtu.logs import get_logger
+from shengtu.models.channels import Channel, ChannelKey, ChannelModel
+from shengtu.models.tasks import AiTask
 from shengtu.providers.base import Provider
 from shengtu.providers.http import HttpUpstream
 from shengtu.providers.openai_images import OpenAIImagesProvider
 from shengtu.providers.pacing import Pacing
 from shengtu.providers.replicate import ReplicateProvider
 from shengtu.providers.suchuang import SuChuangProvider
-from shengtu.tasks.models import AiTask
 
 log = get_logger("shengtu.channels")
 

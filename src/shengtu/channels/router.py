@@ -5,13 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shengtu.accounts.deps import AdminDep
 from shengtu.accounts.service import Principal
-from shengtu.api.deps import AdminDep, ContextDep
 from shengtu.api.envelope import Envelope, ok
 from shengtu.api.inputs import RowId
 from shengtu.audit import service as audit
 from shengtu.channels import service
-from shengtu.channels.models import Channel
 from shengtu.channels.schemas import (
     AttemptOut,
     ChannelCreate,
@@ -19,6 +18,8 @@ from shengtu.channels.schemas import (
     ChannelSettings,
     ChannelTestOut,
 )
+from shengtu.context import ContextDep
+from shengtu.models.channels import Channel
 
 router = APIRouter(tags=["admin: channels"])
 

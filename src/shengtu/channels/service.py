@@ -15,8 +15,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.api.inputs import given_columns
-from shengtu.catalog.models import PointsConfig
-from shengtu.channels.models import Channel, ChannelKey, ChannelModel, TaskAttempt
 from shengtu.channels.pool import build_provider
 from shengtu.channels.schemas import (
     AttemptOut,
@@ -32,9 +30,10 @@ from shengtu.channels.secrets import KeyBox, mask
 from shengtu.config import Settings
 from shengtu.db import Conn, Database, run, utcnow
 from shengtu.errors import BadRequest, Conflict, NotFound
+from shengtu.models.catalog import PointsConfig
+from shengtu.models.channels import Channel, ChannelKey, ChannelModel, TaskAttempt
+from shengtu.models.tasks import ACTIVE, AiTask
 from shengtu.providers.base import UpstreamError
-from shengtu.tasks.machine import ACTIVE
-from shengtu.tasks.models import AiTask
 from shengtu.timefmt import fmt
 
 _SETTING_COLUMNS = {

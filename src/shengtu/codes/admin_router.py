@@ -11,11 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from shengtu.api.deps import AdminDep, ContextDep
+from shengtu.accounts.deps import AdminDep
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
 from shengtu.audit import service as audit
 from shengtu.codes import service
-from shengtu.codes.models import RedeemCode
 from shengtu.codes.schemas import (
     CodeBatchCreate,
     CodeBatchOut,
@@ -24,7 +23,9 @@ from shengtu.codes.schemas import (
     CodesDisabled,
     CodeState,
 )
+from shengtu.context import ContextDep
 from shengtu.db import utcnow
+from shengtu.models.codes import RedeemCode
 from shengtu.timefmt import fmt, to_utc
 
 router = APIRouter(tags=["admin: codes"])

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from shengtu.api.deps import ContextDep, PrincipalDep
+from shengtu.accounts.deps import PrincipalDep
 from shengtu.api.envelope import Envelope, ok
 from shengtu.codes import service
 from shengtu.codes.schemas import RedeemOut, RedeemRequest
+from shengtu.context import ContextDep
 from shengtu.errors import BadRequest
 
 router = APIRouter(tags=["points"])

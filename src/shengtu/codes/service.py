@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shengtu.accounts.models import User
-from shengtu.codes.models import RedeemCode
 from shengtu.codes.schemas import CodeState
 from shengtu.db import utcnow
 from shengtu.errors import BadRequest
+from shengtu.models.accounts import User
+from shengtu.models.codes import RedeemCode
 from shengtu.points import service as points
 
 CODE_PREFIX = "ST"
@@ -94,7 +94,7 @@ async def redeem(session: AsyncSession, code: str, user_id: int) -> tuple[Redeem
 
 async def is_new_account(session: AsyncSession, user_id: int, hours: float) -> bool:
     """Whether the account is younger than ``hours``: its failed redemptions count in the
-    pool its address gives new accounts (api/limits.py). A missing user counts as new."""
+    pool its address gives new accounts (accounts/limits.py). A missing user counts as new."""
     created = await session.scalar(select(User.created_at).where(User.id == user_id))
     return created is None or created > utcnow() - timedelta(hours=hours)
 

@@ -18,7 +18,7 @@ from shengtu.db import Database, utcnow
 from shengtu.events.bus import EventBus
 from shengtu.events.redis_bus import RedisEventBus
 from shengtu.logs import get_logger
-from shengtu.tasks.models import AiTask
+from shengtu.models.tasks import AiTask
 from shengtu.tasks.schemas import task_detail
 
 log = get_logger("shengtu.events")

@@ -19,7 +19,7 @@ import time
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from shengtu.accounts.service import check_client
-from shengtu.api.deps import bearer_token
+from shengtu.api.credentials import bearer_token
 from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.errors import ShengtuError

@@ -6,7 +6,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.accounts.service import SIGNUP_BONUS_NOTE
-from shengtu.points.models import PointsLedger
+from shengtu.models.points import PointsLedger
 
 
 async def is_free_account(session: AsyncSession, user_id: int) -> bool:

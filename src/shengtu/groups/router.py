@@ -8,12 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
-from shengtu.api.deps import AdminDep, ContextDep
+from shengtu.accounts.deps import AdminDep
 from shengtu.api.envelope import Envelope, ok
 from shengtu.api.inputs import RequestBody
 from shengtu.audit import service as audit
+from shengtu.context import ContextDep
 from shengtu.groups import service
-from shengtu.groups.models import UserGroup
+from shengtu.models.groups import UserGroup
 
 router = APIRouter(tags=["admin: groups"])
 

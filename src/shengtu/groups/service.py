@@ -10,9 +10,9 @@ from sqlalchemy import ColumnElement, ScalarSelect, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shengtu.accounts.models import User
 from shengtu.errors import BadRequest, Conflict, NotFound
-from shengtu.groups.models import DEFAULT_GROUP, UserGroup
+from shengtu.models.accounts import User
+from shengtu.models.groups import DEFAULT_GROUP, UserGroup
 
 GROUP_NAME_RE = re.compile(r"^[A-Za-z0-9_\-]{1,32}$")
 MAX_MULTIPLIER = Decimal(100)

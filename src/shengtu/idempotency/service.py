@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from shengtu.context import AppContext
 from shengtu.db import Conn, UtcDateTime, run, utcnow
 from shengtu.errors import BadRequest, Conflict, ShengtuError
-from shengtu.idempotency.models import IdempotencyKey
+from shengtu.models.idempotency import IdempotencyKey
 from shengtu.tasks.service import Claim
 
 HEADER = "Idempotency-Key"

@@ -31,10 +31,6 @@ _TYPES = {
 RETRYABLE = frozenset({429, 503})
 
 
-def is_openai_path(path: str) -> bool:
-    return path.startswith(PREFIX)
-
-
 def openai_error(
     status: int,
     message: str,

@@ -17,11 +17,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
+from shengtu.accounts.deps import PrincipalDep
 from shengtu.accounts.service import Principal
-from shengtu.api.deps import ContextDep, PrincipalDep
 from shengtu.api.errors import describe_validation_error
 from shengtu.api.inputs import RequestBody
-from shengtu.context import AppContext
+from shengtu.context import AppContext, ContextDep
 from shengtu.errors import BadRequest
 from shengtu.idempotency import service as idempotency
 from shengtu.openai_compat.errors import openai_error

@@ -11,14 +11,13 @@ from typing import Any
 
 from sqlalchemy import Integer, String, bindparam, func, select
 
-from shengtu.catalog.models import PointsConfig
 from shengtu.catalog.service import CatalogModel, price_subquery
 from shengtu.context import AppContext
 from shengtu.errors import InsufficientPoints
 from shengtu.groups.service import charge, multiplier_subquery
-from shengtu.points.models import PointsAccount
-from shengtu.tasks.machine import TERMINAL, Status
-from shengtu.tasks.models import AiTask
+from shengtu.models.catalog import PointsConfig
+from shengtu.models.points import PointsAccount
+from shengtu.models.tasks import TERMINAL, AiTask, Status
 
 # An OpenAI model name, or the spec's family name, for the family whose aspect-ratio
 # models a request's ``size`` chooses among.

@@ -1,15 +1,12 @@
 from __future__ import annotations
 
-from datetime import timedelta
-
 from fastapi import APIRouter
-from pydantic import BaseModel
 
 from shengtu.accounts.admin_service import grant_or_take
+from shengtu.accounts.deps import AdminDep, PrincipalDep
 from shengtu.accounts.service import get_user_by_name
-from shengtu.api.deps import AdminDep, ContextDep, PrincipalDep
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
-from shengtu.db import utcnow
+from shengtu.context import ContextDep
 from shengtu.errors import BadRequest
 from shengtu.points import service
 from shengtu.points.schemas import (
@@ -51,31 +48,3 @@ async def admin_grant(body: GrantRequest, ctx: ContextDep, admin: AdminDep) -> E
         user = await get_user_by_name(session, body.username)
         after = await grant_or_take(session, admin, user, body.amount, body.note)
     return ok(BalanceOut(userId=user.id, balance=after, expireTime=None))
-
-
-class AuditCheckOut(BaseModel):
-    name: str
-    checked: int
-    ok: bool
-    violations: list[str]
-    violationCount: int
-
-
-@router.get("/admin/ledger/audit", response_model=Envelope[list[AuditCheckOut]])
-async def ledger_audit(ctx: ContextDep, _: AdminDep) -> Envelope[list[AuditCheckOut]]:
-    """Every ledger invariant checked against one snapshot of the database (what
-    ``shengtu audit`` prints); a task is stuck two minutes past its deadline."""
-    async with ctx.db.snapshot() as session:
-        checks = await service.audit(session, utcnow() - timedelta(seconds=120))
-    return ok(
-        [
-            AuditCheckOut(
-                name=c.name,
-                checked=c.checked,
-                ok=c.ok,
-                violations=c.violations[:20],
-                violationCount=len(c.violations),
-            )
-            for c in checks
-        ]
-    )

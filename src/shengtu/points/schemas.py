@@ -5,7 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from shengtu.api.inputs import RequestBody
-from shengtu.points.models import PointsLedger
+from shengtu.models.points import PointsLedger
 from shengtu.timefmt import fmt
 
 

@@ -3,15 +3,12 @@ in the caller's transaction. No read-modify-write in Python."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
-
 from sqlalchemy import BigInteger, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.db import Conn, add, run
 from shengtu.errors import BadRequest, InsufficientPoints, NotFound
-from shengtu.points.models import PointsAccount, PointsLedger
+from shengtu.models.points import PointsAccount, PointsLedger
 
 
 def account_not_found() -> NotFound:
@@ -135,96 +132,3 @@ async def records(
         .limit(size)
     )
     return list(rows), int(total or 0)
-
-
-@dataclass
-class AuditCheck:
-    name: str
-    checked: int
-    violations: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.violations
-
-
-async def audit(session: AsyncSession, stuck_before: datetime) -> list[AuditCheck]:
-    """Check every ledger invariant of DESIGN against the database."""
-    from shengtu.tasks.machine import ACTIVE, Status
-    from shengtu.tasks.models import AiTask
-
-    checks: list[AuditCheck] = []
-
-    accounts = (await session.execute(select(PointsAccount.user_id, PointsAccount.balance))).all()
-    sums = dict(
-        (
-            await session.execute(
-                select(PointsLedger.user_id, func.sum(PointsLedger.delta)).group_by(
-                    PointsLedger.user_id
-                )
-            )
-        )
-        .tuples()
-        .all()
-    )
-    c = AuditCheck("余额 = 流水之和 (balance = Σ delta)", len(accounts))
-    for user_id, bal in accounts:
-        if int(sums.get(user_id) or 0) != bal:
-            c.violations.append(f"用户 {user_id}: 余额 {bal} ≠ 流水之和 {sums.get(user_id) or 0}")
-    checks.append(c)
-
-    c = AuditCheck("余额不为负 (balance ≥ 0)", len(accounts))
-    c.violations += [f"用户 {u}: 余额 {b}" for u, b in accounts if b < 0]
-    checks.append(c)
-
-    ledger = (
-        await session.execute(
-            select(PointsLedger.user_id, PointsLedger.delta, PointsLedger.balance_after).order_by(
-                PointsLedger.user_id, PointsLedger.id
-            )
-        )
-    ).all()
-    c = AuditCheck("流水余额连续 (balance_after chain)", len(ledger))
-    running: dict[int, int] = {}
-    for user_id, delta, after in ledger:
-        running[user_id] = running.get(user_id, 0) + delta
-        if running[user_id] != after:
-            c.violations.append(f"用户 {user_id}: 流水后余额 {after} ≠ 累计 {running[user_id]}")
-            running[user_id] = after
-    checks.append(c)
-
-    tasks = (
-        await session.execute(
-            select(AiTask.task_no, AiTask.status, AiTask.points_cost, AiTask.deadline_at)
-        )
-    ).all()
-    entries: dict[tuple[str, str], list[int]] = {}
-    for task_no, kind, delta in (
-        await session.execute(
-            select(PointsLedger.task_no, PointsLedger.kind, PointsLedger.delta).where(
-                PointsLedger.task_no.is_not(None)
-            )
-        )
-    ).all():
-        if task_no is not None:
-            entries.setdefault((task_no, kind), []).append(delta)
-
-    consume = AuditCheck("每个任务恰有一笔扣费 (one consume per task)", len(tasks))
-    refund_c = AuditCheck("失败任务恰有一笔退款,其余没有 (one refund per failed task)", len(tasks))
-    stuck = AuditCheck("没有超过截止时间仍未结束的任务 (no stuck task)", len(tasks))
-    known = set()
-    for task_no, status, cost, deadline in tasks:
-        known.add(task_no)
-        charges = entries.get((task_no, "consume"), [])
-        if charges != [-cost]:
-            consume.violations.append(f"任务 {task_no}: 扣费 {charges},应为 [{-cost}]")
-        refunds = entries.get((task_no, "refund"), [])
-        want = [cost] if status == Status.FAILED else []
-        if refunds != want:
-            refund_c.violations.append(f"任务 {task_no} ({status}): 退款 {refunds},应为 {want}")
-        if status in ACTIVE and deadline < stuck_before:
-            stuck.violations.append(f"任务 {task_no}: 状态 {status},截止 {deadline} 已过")
-    orphans = sorted({t for (t, _k) in entries if t not in known})
-    consume.violations += [f"流水引用了不存在的任务 {t}" for t in orphans]
-    checks += [consume, refund_c, stuck]
-    return checks

@@ -9,8 +9,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from shengtu.api.deps import AdminDep, ContextDep
+from shengtu.accounts.deps import AdminDep
 from shengtu.api.envelope import Envelope, ok
+from shengtu.context import ContextDep
 from shengtu.db import utcnow
 from shengtu.errors import BadRequest
 from shengtu.stats import service

@@ -20,11 +20,11 @@ from sqlalchemy import and_, func, insert, literal, or_, select, union_all, upda
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shengtu.accounts.models import User
-from shengtu.channels.models import Channel
 from shengtu.db import Database, UtcDateTime, utcnow
 from shengtu.logs import get_logger
-from shengtu.stats.models import (
+from shengtu.models.accounts import User
+from shengtu.models.channels import Channel
+from shengtu.models.stats import (
     LATENCY_BOUNDS,
     LATENCY_COLUMNS,
     StatsHour,
@@ -32,8 +32,7 @@ from shengtu.stats.models import (
     StatsUserDay,
     StatsUserHour,
 )
-from shengtu.tasks.machine import ACTIVE, Status
-from shengtu.tasks.models import AiTask
+from shengtu.models.tasks import ACTIVE, AiTask, Status
 
 log = get_logger("shengtu.stats")
 

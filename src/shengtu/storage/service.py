@@ -22,10 +22,10 @@ from shengtu.context import AppContext
 from shengtu.db import Conn, UtcDateTime, run, utcnow
 from shengtu.errors import BadRequest, TooManyRequests
 from shengtu.logs import get_logger
-from shengtu.points.models import PointsAccount
+from shengtu.models.points import PointsAccount
+from shengtu.models.storage import StoredFile
+from shengtu.models.tasks import AiTask
 from shengtu.storage.images import ImageInfo, NotAnImage, reencoded
-from shengtu.storage.models import StoredFile
-from shengtu.tasks.models import AiTask
 from shengtu.timefmt import local, midnight_utc
 
 log = get_logger("shengtu.storage")

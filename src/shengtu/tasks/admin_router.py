@@ -8,13 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from shengtu.api.deps import AdminDep, ContextDep
+from shengtu.accounts.deps import AdminDep
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
 from shengtu.channels import service as channels
 from shengtu.channels.schemas import AttemptOut
+from shengtu.context import ContextDep
+from shengtu.models.tasks import AiTask
 from shengtu.points.schemas import LedgerOut, ledger_out
 from shengtu.tasks import admin_service as service
-from shengtu.tasks.models import AiTask
 from shengtu.tasks.schemas import TaskDetail, TaskStatus, task_detail
 from shengtu.timefmt import to_utc
 

@@ -9,15 +9,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shengtu.accounts.models import User
 from shengtu.accounts.service import Principal
 from shengtu.audit import service as audit
 from shengtu.context import AppContext
 from shengtu.errors import Conflict
 from shengtu.events.relay import task_version
-from shengtu.points.models import PointsLedger
-from shengtu.tasks.machine import TERMINAL, Status, move
-from shengtu.tasks.models import AiTask
+from shengtu.models.accounts import User
+from shengtu.models.points import PointsLedger
+from shengtu.models.tasks import TERMINAL, AiTask, Status
+from shengtu.tasks.machine import move
 from shengtu.tasks.schemas import task_detail
 from shengtu.tasks.service import task_not_found
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from shengtu.tasks.models import AiTask
+from shengtu.models.tasks import AiTask
 
 
 @dataclass(frozen=True)

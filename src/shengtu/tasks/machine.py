@@ -1,4 +1,5 @@
-"""The task state machine: statuses, the one table of allowed moves, and the guarded write.
+"""The task state machine: the one table of allowed moves, and the guarded write (the
+statuses live beside the task table, in ``shengtu.models.tasks``).
 
 A move is one UPDATE guarded by the task's current status (and the mover's lease), so
 however many workers race, exactly one wins. A move to ``failed`` refunds in the same
@@ -8,34 +9,18 @@ transaction (and gives the task's API key its quota back); the ledger's unique
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, bindparam, literal_column, or_, update
+from sqlalchemy import Table, bindparam, or_, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Update
 
 from shengtu import metrics
 from shengtu.accounts import quota
 from shengtu.db import Conn, after_commit, run, utcnow
+from shengtu.models.tasks import TERMINAL, AiTask, Status
 from shengtu.points import service as points
-from shengtu.tasks.models import AiTask
 from shengtu.webhooks import outbox
-
-
-class Status(StrEnum):
-    CREATED = "created"  # charged, not yet accepted upstream
-    QUEUED = "queued"  # accepted upstream, waiting
-    PROCESSING = "processing"  # generating
-    COMPLETED = "completed"  # picture stored
-    FAILED = "failed"  # errorMessage set, points back
-
-
-TERMINAL = frozenset({Status.COMPLETED, Status.FAILED})
-ACTIVE = (Status.CREATED, Status.QUEUED, Status.PROCESSING)
-# The active statuses as SQL literals, for ``status IN (…)`` in statements built once:
-# a list of values would be an expanding parameter, which ``shengtu.db.run`` compiles not.
-ACTIVE_SQL: tuple[ColumnElement[str], ...] = tuple(literal_column(f"'{s.value}'") for s in ACTIVE)
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.CREATED: frozenset({Status.CREATED, Status.QUEUED, Status.PROCESSING, Status.FAILED}),

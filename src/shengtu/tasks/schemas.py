@@ -8,7 +8,7 @@ from typing import Literal, NamedTuple
 from pydantic import BaseModel, Field
 
 from shengtu.api.inputs import RequestBody
-from shengtu.tasks.models import AiTask
+from shengtu.models.tasks import AiTask
 from shengtu.timefmt import fmt
 
 TaskType = Literal["text_to_image", "image_to_image"]

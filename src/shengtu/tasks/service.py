@@ -26,7 +26,6 @@ from shengtu import metrics
 from shengtu.accounts import quota
 from shengtu.api.inputs import contains_nul
 from shengtu.catalog.service import CatalogModel, price_subquery
-from shengtu.channels.models import Channel
 from shengtu.channels.schemas import CANCELLABLE
 from shengtu.config import Settings
 from shengtu.context import AppContext
@@ -41,14 +40,15 @@ from shengtu.errors import (
 )
 from shengtu.events.relay import task_version
 from shengtu.groups.service import charge, multiplier_subquery
+from shengtu.models.channels import Channel
+from shengtu.models.points import PointsAccount
+from shengtu.models.storage import StoredFile
+from shengtu.models.tasks import ACTIVE, ACTIVE_SQL, TERMINAL, AiTask, Status
 from shengtu.netguard import WEB_PORTS, check_public_url, parse_http_url
 from shengtu.points import service as points
-from shengtu.points.models import PointsAccount
-from shengtu.storage.models import StoredFile
 from shengtu.storage.service import mark_used
 from shengtu.tasks.handoff import Handoff
-from shengtu.tasks.machine import ACTIVE, ACTIVE_SQL, TERMINAL, Status, move
-from shengtu.tasks.models import AiTask
+from shengtu.tasks.machine import move
 from shengtu.tasks.schemas import TaskDetail, task_detail
 from shengtu.timefmt import local, midnight_utc
 from shengtu.webhooks import service as webhooks

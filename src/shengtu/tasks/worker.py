@@ -26,13 +26,14 @@ from sqlalchemy import Integer, bindparam, or_, select, update
 from shengtu import metrics
 from shengtu.channels import service as channel_service
 from shengtu.channels.bootstrap import sync_env_channel
-from shengtu.channels.models import TaskAttempt
 from shengtu.channels.pool import Route
 from shengtu.context import AppContext
 from shengtu.db import Base, UtcDateTime, add, columns_of, loaded, run, utcnow
 from shengtu.events.relay import task_version
 from shengtu.idempotency import service as idempotency
 from shengtu.logs import get_logger
+from shengtu.models.channels import TaskAttempt
+from shengtu.models.tasks import ACTIVE_SQL, AiTask, Status
 from shengtu.providers.base import (
     Cancellable,
     Provider,
@@ -46,8 +47,7 @@ from shengtu.storage.base import Stored
 from shengtu.storage.fetch import FetchError, fetch_image_bytes
 from shengtu.storage.images import NotAnImage, checked, sniff_image
 from shengtu.tasks.handoff import Lease
-from shengtu.tasks.machine import ACTIVE_SQL, Status, move
-from shengtu.tasks.models import AiTask
+from shengtu.tasks.machine import move
 from shengtu.tasks.schemas import task_detail
 from shengtu.timefmt import local
 from shengtu.webhooks import outbox

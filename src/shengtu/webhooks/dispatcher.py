@@ -37,18 +37,18 @@ from shengtu import __version__, metrics
 from shengtu.context import AppContext
 from shengtu.db import utcnow
 from shengtu.logs import get_logger
-from shengtu.netguard import UnsafeURL
-from shengtu.storage.fetch import pinned_request
-from shengtu.tasks.models import AiTask
-from shengtu.tasks.schemas import task_detail
-from shengtu.webhooks import jobs, outbox
-from shengtu.webhooks.models import (
+from shengtu.models.tasks import AiTask
+from shengtu.models.webhooks import (
     CallbackSecret,
     WebhookAttempt,
     WebhookEndpoint,
     WebhookLane,
     WebhookMessage,
 )
+from shengtu.netguard import UnsafeURL
+from shengtu.storage.fetch import pinned_request
+from shengtu.tasks.schemas import task_detail
+from shengtu.webhooks import jobs, outbox
 from shengtu.webhooks.service import trusted_origins
 
 log = get_logger("shengtu.webhooks")

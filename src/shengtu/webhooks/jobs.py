@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 
 from shengtu.context import AppContext
 from shengtu.db import utcnow
-from shengtu.webhooks.models import WebhookAttempt, WebhookMessage
+from shengtu.models.webhooks import WebhookAttempt, WebhookMessage
 
 FINISHED = ("delivered", "failed")
 BATCH = 500

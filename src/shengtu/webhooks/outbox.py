@@ -11,8 +11,8 @@ import secrets
 from sqlalchemy import bindparam, select
 
 from shengtu.db import Conn, add, run, utcnow
-from shengtu.tasks.models import AiTask
-from shengtu.webhooks.models import WebhookEndpoint, WebhookMessage
+from shengtu.models.tasks import AiTask
+from shengtu.models.webhooks import WebhookEndpoint, WebhookMessage
 
 COMPLETED = "task.completed"
 FAILED = "task.failed"

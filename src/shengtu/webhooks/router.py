@@ -8,13 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
+from shengtu.accounts.deps import PrincipalDep
 from shengtu.accounts.service import require_login_token
-from shengtu.api.deps import ContextDep, PrincipalDep
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
 from shengtu.api.inputs import RequestBody, RowId
+from shengtu.context import ContextDep
+from shengtu.models.webhooks import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from shengtu.timefmt import fmt
 from shengtu.webhooks import service
-from shengtu.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 router = APIRouter(tags=["webhooks"])
 MessageId = Annotated[str, Path(min_length=1, max_length=40)]

@@ -15,15 +15,15 @@ from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.db import utcnow
 from shengtu.errors import BadRequest, Conflict, NotFound, TooManyRequests
-from shengtu.netguard import UnsafeURL, check_public_url, parse_http_url
-from shengtu.storage.fetch import origin
-from shengtu.webhooks import outbox
-from shengtu.webhooks.models import (
+from shengtu.models.webhooks import (
     CallbackSecret,
     WebhookAttempt,
     WebhookEndpoint,
     WebhookMessage,
 )
+from shengtu.netguard import UnsafeURL, check_public_url, parse_http_url
+from shengtu.storage.fetch import origin
+from shengtu.webhooks import outbox
 
 MAX_ENDPOINTS = 10
 MESSAGE_STATUSES = ("pending", "delivered", "failed")

@@ -9,8 +9,8 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, Integer, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shengtu.accounts.models import ID
 from shengtu.db import Base, UtcDateTime
+from shengtu.models.accounts import ID
 
 # Upper bounds (seconds) of the time-to-result histogram; one more bucket holds the rest.
 LATENCY_BOUNDS = (2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600)

@@ -1,15 +1,20 @@
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shengtu.accounts.security import new_user_nonce
 from shengtu.db import Base, UtcDateTime, utcnow
 
 ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def new_user_nonce() -> str:
+    """A user's token nonce: a token whose nonce is not its user's current one is refused."""
+    return secrets.token_hex(16)
 
 
 class User(Base):

@@ -18,8 +18,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shengtu.accounts.models import ID
 from shengtu.db import Base, UtcDateTime, utcnow
+from shengtu.models.accounts import ID
 
 
 class Channel(Base):

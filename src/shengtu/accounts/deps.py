@@ -1,45 +1,18 @@
-"""Typed dependencies: the app context and the authenticated caller."""
+"""The authenticated caller, as typed dependencies: a principal within its limits, or an
+admin signed in with a login token."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from starlette.types import Scope
 
 from shengtu.accounts.service import NO_PARAMS, Joined, Principal, check_client
-from shengtu.context import AppContext
+from shengtu.api.credentials import credential_from_headers
+from shengtu.context import AppContext, ContextDep
 from shengtu.errors import Forbidden, Unauthorized
-
-
-async def get_context(request: Request) -> AppContext:
-    # async: FastAPI runs a plain function dependency in a worker thread, per request.
-    ctx: AppContext = request.app.state.ctx
-    return ctx
-
-
-ContextDep = Annotated[AppContext, Depends(get_context)]
-
-
-def bearer_token(authorization: str) -> str | None:
-    """The token of an ``Authorization: Bearer …`` value; None for any other."""
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
-
-
-def credential_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """A Bearer token from ``Authorization``, else an ``X-API-Key`` (the first of each)."""
-    auth = key = None
-    for name, value in headers:
-        if name == b"authorization" and auth is None:
-            auth = value.decode("latin-1")
-        elif name == b"x-api-key" and key is None:
-            key = value.decode("latin-1")
-    return bearer_token(auth or "") or (key or "").strip() or None
-
 
 NO_CREDENTIAL = "未登录或Token过期:请在 Authorization 头中提供 Bearer Token 或 API Key"
 

@@ -5,8 +5,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shengtu.accounts.models import ID
 from shengtu.db import Base
+from shengtu.models.accounts import ID
 
 
 class PointsConfig(Base):

@@ -5,8 +5,8 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shengtu.accounts.models import ID
 from shengtu.db import Base, UtcDateTime, utcnow
+from shengtu.models.accounts import ID
 
 
 class StoredFile(Base):

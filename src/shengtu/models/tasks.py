@@ -1,13 +1,29 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, ColumnElement, ForeignKey, Index, Integer, String, Text, literal_column
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shengtu.accounts.models import ID
 from shengtu.db import Base, UtcDateTime, utcnow
+from shengtu.models.accounts import ID
+
+
+class Status(StrEnum):
+    CREATED = "created"  # charged, not yet accepted upstream
+    QUEUED = "queued"  # accepted upstream, waiting
+    PROCESSING = "processing"  # generating
+    COMPLETED = "completed"  # picture stored
+    FAILED = "failed"  # errorMessage set, points back
+
+
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED})
+ACTIVE = (Status.CREATED, Status.QUEUED, Status.PROCESSING)
+# The active statuses as SQL literals, for ``status IN (…)`` in statements built once:
+# a list of values would be an expanding parameter, which ``shengtu.db.run`` compiles not.
+ACTIVE_SQL: tuple[ColumnElement[str], ...] = tuple(literal_column(f"'{s.value}'") for s in ACTIVE)
 
 
 class AiTask(Base):

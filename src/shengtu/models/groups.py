@@ -6,8 +6,8 @@ from decimal import Decimal
 from sqlalchemy import Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shengtu.accounts.models import ID
 from shengtu.db import Base, UtcDateTime, utcnow
+from shengtu.models.accounts import ID
 
 DEFAULT_GROUP = "default"
 

@@ -1,18 +1,18 @@
 """Every table, imported in one place for Alembic and ``Base.metadata``."""
 
-from shengtu.accounts.models import ApiKey, User
-from shengtu.audit.models import AuditEntry
-from shengtu.catalog.models import PointsConfig
-from shengtu.channels.models import Channel, ChannelKey, ChannelModel, TaskAttempt
-from shengtu.codes.models import RedeemCode
 from shengtu.db import Base
-from shengtu.groups.models import UserGroup
-from shengtu.idempotency.models import IdempotencyKey
-from shengtu.points.models import PointsAccount, PointsLedger
-from shengtu.stats.models import StatsHour, StatsState, StatsUserDay, StatsUserHour
-from shengtu.storage.models import StoredFile
-from shengtu.tasks.models import AiTask
-from shengtu.webhooks.models import (
+from shengtu.models.accounts import ApiKey, User
+from shengtu.models.audit import AuditEntry
+from shengtu.models.catalog import PointsConfig
+from shengtu.models.channels import Channel, ChannelKey, ChannelModel, TaskAttempt
+from shengtu.models.codes import RedeemCode
+from shengtu.models.groups import UserGroup
+from shengtu.models.idempotency import IdempotencyKey
+from shengtu.models.points import PointsAccount, PointsLedger
+from shengtu.models.stats import StatsHour, StatsState, StatsUserDay, StatsUserHour
+from shengtu.models.storage import StoredFile
+from shengtu.models.tasks import AiTask
+from shengtu.models.webhooks import (
     CallbackSecret,
     WebhookAttempt,
     WebhookEndpoint,

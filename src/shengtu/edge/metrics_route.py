@@ -21,14 +21,13 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from shengtu import metrics
-from shengtu.api.deps import bearer_token
-from shengtu.channels.models import Channel, ChannelKey
+from shengtu.api.credentials import bearer_token
 from shengtu.context import AppContext
 from shengtu.db import utcnow
 from shengtu.errors import NotFound, Unauthorized
-from shengtu.tasks.machine import ACTIVE
-from shengtu.tasks.models import AiTask
-from shengtu.webhooks.models import WebhookMessage
+from shengtu.models.channels import Channel, ChannelKey
+from shengtu.models.tasks import ACTIVE, AiTask
+from shengtu.models.webhooks import WebhookMessage
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
