@@ -22,7 +22,7 @@ from shengtu.api.inputs import RowId
 from shengtu.context import AppContext, ContextDep
 from shengtu.events.router import ACCOUNT_CHANGED
 from shengtu.models.accounts import User
-from shengtu.points.schemas import BalanceOut, ledger_out
+from shengtu.points.schemas import BalanceOut, GrantRequest, ledger_out
 from shengtu.tasks.schemas import task_detail
 from shengtu.timefmt import fmt, to_utc
 
@@ -119,6 +119,17 @@ async def change_points(
 ) -> Envelope[BalanceOut]:
     """Grant (positive) or take back (negative, never below zero) points, with a note."""
     after = await service.change_points(ctx.db, admin, user_id, body.amount, body.note)
+    return ok(BalanceOut(userId=user_id, balance=after, expireTime=None))
+
+
+@router.post("/admin/points/grant", response_model=Envelope[BalanceOut], tags=["points"])
+async def grant_points(
+    body: GrantRequest, ctx: ContextDep, admin: AdminDep
+) -> Envelope[BalanceOut]:
+    """Grant (positive) or take back (negative, never below zero) a user's points, by name."""
+    user_id, after = await service.grant_by_name(
+        ctx.db, admin, body.username, body.amount, body.note
+    )
     return ok(BalanceOut(userId=user_id, balance=after, expireTime=None))
 
 

@@ -13,7 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.accounts import security
 from shengtu.accounts.admin_schemas import AdminUserChange
-from shengtu.accounts.service import CLI_GATE, Principal, check_password, store_password
+from shengtu.accounts.service import (
+    CLI_GATE,
+    Principal,
+    check_password,
+    get_user_by_name,
+    store_password,
+)
 from shengtu.audit import service as audit
 from shengtu.db import Database
 from shengtu.errors import BadRequest, NotFound
@@ -175,6 +181,17 @@ async def change_points(
     async with db.write() as session:
         user = await get_user(session, user_id)
         return await grant_or_take(session, actor, user, amount, note)
+
+
+async def grant_by_name(
+    db: Database, actor: Principal, username: str, amount: int, note: str | None
+) -> tuple[int, int]:
+    """``/admin/points/grant``: the user's id and balance after."""
+    if amount == 0:
+        raise BadRequest("调整积分不能为 0")
+    async with db.write() as session:
+        user = await get_user_by_name(session, username)
+        return user.id, await grant_or_take(session, actor, user, amount, note)
 
 
 async def grant_or_take(

@@ -2,16 +2,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from shengtu.accounts.admin_service import grant_or_take
-from shengtu.accounts.deps import AdminDep, PrincipalDep
-from shengtu.accounts.service import get_user_by_name
+from shengtu.accounts.deps import PrincipalDep
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
 from shengtu.context import ContextDep
-from shengtu.errors import BadRequest
 from shengtu.points import service
 from shengtu.points.schemas import (
     BalanceOut,
-    GrantRequest,
     LedgerOut,
     balance_out,
     ledger_out,
@@ -37,14 +33,3 @@ async def records(
     tz = ctx.settings.timezone
     out = [ledger_out(r, tz) for r in rows]
     return ok(Page[LedgerOut].of(out, total, page, size))
-
-
-@router.post("/admin/points/grant", response_model=Envelope[BalanceOut])
-async def admin_grant(body: GrantRequest, ctx: ContextDep, admin: AdminDep) -> Envelope[BalanceOut]:
-    """Grant (positive) or take back (negative, never below zero) a user's points."""
-    if body.amount == 0:
-        raise BadRequest("调整积分不能为 0")
-    async with ctx.db.write() as session:
-        user = await get_user_by_name(session, body.username)
-        after = await grant_or_take(session, admin, user, body.amount, body.note)
-    return ok(BalanceOut(userId=user.id, balance=after, expireTime=None))
