@@ -14,6 +14,7 @@ from shengtu.errors import Conflict
 from shengtu.logs import get_logger
 from shengtu.models.catalog import PointsConfig
 from shengtu.models.channels import Channel, ChannelKey
+from shengtu.providers.registry import DEFAULT_PROTOCOL
 
 log = get_logger("shengtu.channels")
 
@@ -44,7 +45,7 @@ async def _sync(ctx: AppContext, key: str) -> None:
         channel = await session.scalar(select(Channel).where(Channel.name == ENV_CHANNEL))
         if channel is None:
             rows = await session.scalars(
-                select(PointsConfig).where(PointsConfig.provider == "suchuang")
+                select(PointsConfig).where(PointsConfig.provider == DEFAULT_PROTOCOL)
             )
             models = [
                 ChannelModelIn(
@@ -58,7 +59,7 @@ async def _sync(ctx: AppContext, key: str) -> None:
                 return
             body = ChannelCreate(
                 name=ENV_CHANNEL,
-                protocol="suchuang",
+                protocol=DEFAULT_PROTOCOL,
                 baseUrl=settings.suchuang_base_url,
                 addKeys=[key],
                 models=models,

@@ -16,6 +16,7 @@ from shengtu.config import Settings, get_settings
 from shengtu.db import Database
 from shengtu.errors import ShengtuError
 from shengtu.logs import configure_logging
+from shengtu.providers.registry import DEFAULT_PROTOCOL
 
 if TYPE_CHECKING:
     from shengtu.channels.schemas import ChannelModelIn, ChannelOut, ChannelTestOut
@@ -79,7 +80,7 @@ def channel_add(
             help='a catalog model: NAME, NAME=UPSTREAM or NAME=UPSTREAM:{"size":"1:1"}',
         ),
     ],
-    protocol: Annotated[str, typer.Option()] = "suchuang",
+    protocol: Annotated[str, typer.Option()] = DEFAULT_PROTOCOL,
     priority: Annotated[int, typer.Option()] = 0,
     weight: Annotated[int, typer.Option()] = 1,
     key_rps: Annotated[float, typer.Option("--key-rps")] = 15.0,

@@ -24,11 +24,8 @@ from shengtu.logs import get_logger
 from shengtu.models.channels import Channel, ChannelKey, ChannelModel
 from shengtu.models.tasks import AiTask
 from shengtu.providers.base import Provider
-from shengtu.providers.http import HttpUpstream
-from shengtu.providers.openai_images import OpenAIImagesProvider
 from shengtu.providers.pacing import Pacing
-from shengtu.providers.replicate import ReplicateProvider
-from shengtu.providers.suchuang import SuChuangProvider
+from shengtu.providers.registry import PROTOCOLS
 
 log = get_logger("shengtu.channels")
 
@@ -55,19 +52,11 @@ class Route:
 ProviderFactory = Callable[[Channel, str], Provider]
 
 
-# Each protocol's provider, all built alike.
-PROTOCOL_PROVIDERS: dict[str, type[HttpUpstream]] = {
-    "suchuang": SuChuangProvider,
-    "openai_images": OpenAIImagesProvider,
-    "replicate": ReplicateProvider,
-}
-
-
 def build_provider(channel: Channel, key: str, pacing: Pacing | None = None) -> Provider:
-    kind = PROTOCOL_PROVIDERS.get(channel.protocol)
-    if kind is None:
+    spec = PROTOCOLS.get(channel.protocol)
+    if spec is None:
         raise ValueError(f"暂不支持的上游协议: {channel.protocol}")
-    return kind(
+    return spec.provider(
         channel.base_url,
         key,
         timeout=channel.timeout_seconds,

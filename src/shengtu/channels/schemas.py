@@ -6,12 +6,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from shengtu.api.inputs import RequestBody
+from shengtu.providers.registry import DEFAULT_PROTOCOL, ProtocolName
 
-# The protocols a channel may speak.
-PROTOCOLS = ("suchuang", "openai_images", "replicate")
-Protocol = Literal["suchuang", "openai_images", "replicate"]
-# Protocols with a cancel: a user's cancel of a task they accepted is passed upstream.
-CANCELLABLE = frozenset({"replicate"})
 UncertainPolicy = Literal["fail", "retry"]
 
 
@@ -42,7 +38,7 @@ class ChannelSettings(RequestBody):
 
 class ChannelCreate(ChannelSettings):
     name: str = Field(min_length=1, max_length=64)
-    protocol: Protocol = "suchuang"
+    protocol: ProtocolName = DEFAULT_PROTOCOL
     baseUrl: str = Field(min_length=1, max_length=512)
     models: list[ChannelModelIn] = Field(min_length=1, max_length=500)
 

@@ -34,6 +34,7 @@ from shengtu.models.catalog import PointsConfig
 from shengtu.models.channels import Channel, ChannelKey, ChannelModel, TaskAttempt
 from shengtu.models.tasks import ACTIVE, AiTask
 from shengtu.providers.base import UpstreamError
+from shengtu.providers.registry import PROTOCOLS
 from shengtu.timefmt import fmt
 
 _SETTING_COLUMNS = {
@@ -245,9 +246,9 @@ async def create(session: AsyncSession, box: KeyBox, body: ChannelCreate) -> Cha
     await _check_models(session, body.models)
     values: dict[str, Any] = given_columns(body, _SETTING_COLUMNS)
     values["base_url"] = _check_base_url(body.baseUrl)
-    if body.protocol == "openai_images" and body.timeoutSeconds is None:
-        # It answers when the picture is done: minutes, not seconds.
-        values["timeout_seconds"] = 300.0
+    default_timeout = PROTOCOLS[body.protocol].default_timeout
+    if body.timeoutSeconds is None and default_timeout is not None:
+        values["timeout_seconds"] = default_timeout
     channel = Channel(protocol=body.protocol, **values)
     session.add(channel)
     try:

@@ -1,17 +1,55 @@
-"""Which provider serves a catalog row, built from the settings."""
+"""The one table of protocols, and the providers of the embedded default (built from the
+settings)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import Literal
 
 from shengtu.config import Settings
-from shengtu.providers.base import Provider
+from shengtu.providers.base import Cancellable, Provider
+from shengtu.providers.http import HttpUpstream
 from shengtu.providers.openai_images import OpenAIImagesProvider
 from shengtu.providers.pacing import Pacing
 from shengtu.providers.replicate import ReplicateProvider
 from shengtu.providers.suchuang import SuChuangProvider
+
+# The protocols a channel may speak: the keys of PROTOCOLS, spelled out for the API's
+# schema (tests/unit/test_protocols.py checks the two agree).
+ProtocolName = Literal["suchuang", "openai_images", "replicate"]
+# The protocol of the upstream the settings name (SHENGTU_SUCHUANG_*), and of a channel
+# made without one.
+DEFAULT_PROTOCOL: ProtocolName = "suchuang"
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """Everything the rest of Shengtu knows of a protocol."""
+
+    provider: type[HttpUpstream]
+    # A new channel's upstream timeout when its operator sets none (None: the channel's
+    # default, 30 s).
+    default_timeout: float | None = None
+
+    @property
+    def cancellable(self) -> bool:
+        """Whether the upstream can stop a job it accepted (the provider has ``cancel``)."""
+        return issubclass(self.provider, Cancellable)
+
+
+PROTOCOLS: dict[str, ProtocolSpec] = {
+    "suchuang": ProtocolSpec(SuChuangProvider),
+    # It answers when the picture is done: minutes, not seconds.
+    "openai_images": ProtocolSpec(OpenAIImagesProvider, default_timeout=300.0),
+    "replicate": ProtocolSpec(ReplicateProvider),
+}
+
+
+def cancellable(protocol: str) -> bool:
+    spec = PROTOCOLS.get(protocol)
+    return spec is not None and spec.cancellable
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ from shengtu import metrics
 from shengtu.accounts import quota
 from shengtu.api.inputs import contains_nul
 from shengtu.catalog.service import CatalogModel, price_subquery
-from shengtu.channels.schemas import CANCELLABLE
 from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.db import Conn, add, run, utcnow
@@ -46,6 +45,7 @@ from shengtu.models.storage import StoredFile
 from shengtu.models.tasks import ACTIVE, ACTIVE_SQL, TERMINAL, AiTask, Status
 from shengtu.netguard import WEB_PORTS, check_public_url, parse_http_url
 from shengtu.points import service as points
+from shengtu.providers.registry import cancellable
 from shengtu.storage.service import mark_used
 from shengtu.tasks.handoff import Handoff
 from shengtu.tasks.machine import move
@@ -388,7 +388,7 @@ async def _upstream_can_cancel(session: AsyncSession, task: AiTask) -> bool:
     if task.channel_id is None:
         return False
     protocol = await session.scalar(select(Channel.protocol).where(Channel.id == task.channel_id))
-    return protocol in CANCELLABLE
+    return protocol is not None and cancellable(protocol)
 
 
 async def _request_upstream_cancel(
