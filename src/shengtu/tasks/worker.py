@@ -30,7 +30,7 @@ from shengtu.channels.pool import Route
 from shengtu.context import AppContext
 from shengtu.db import Base, UtcDateTime, add, columns_of, loaded, run, utcnow
 from shengtu.events.relay import task_version
-from shengtu.idempotency import service as idempotency
+from shengtu.idempotency import jobs as idempotency_jobs
 from shengtu.logs import get_logger
 from shengtu.models.channels import TaskAttempt
 from shengtu.models.tasks import ACTIVE_SQL, AiTask, Status
@@ -41,8 +41,8 @@ from shengtu.providers.base import (
     UpstreamJob,
     UpstreamState,
 )
-from shengtu.stats import service as stats_service
-from shengtu.storage import service as storage_service
+from shengtu.stats import jobs as stats_jobs
+from shengtu.storage import jobs as storage_jobs
 from shengtu.storage.base import Stored
 from shengtu.storage.fetch import FetchError, fetch_image_bytes
 from shengtu.storage.images import NotAnImage, checked, sniff_image
@@ -56,6 +56,9 @@ from shengtu.webhooks.dispatcher import Dispatcher
 log = get_logger("shengtu.worker")
 
 MAX_BACKOFF = 60.0
+# Every capability's periodic work, run in turn every SHENGTU_SWEEP_INTERVAL_SECONDS (the
+# webhooks' own runs in their dispatcher, which runs wherever a worker does).
+PERIODIC_JOBS = (*storage_jobs.JOBS, *stats_jobs.JOBS, *idempotency_jobs.JOBS)
 QUEUED_PROGRESS = 5
 # Every call a step makes to the outside (the upstream, a download) ends at its task's
 # deadline. The step as a whole gets this much more, for its own work (the decoder's
@@ -275,8 +278,8 @@ class Worker:
                 log.exception("lease_renewal_failed")
 
     def _maybe_sweep(self) -> None:
-        """Now and then, in the background: delete unused uploads and expired results
-        (safe while other workers sweep too: see :mod:`shengtu.storage.service`)."""
+        """Now and then, in the background: the capabilities' periodic jobs
+        (PERIODIC_JOBS; each is safe while other workers run it too)."""
         now = time.monotonic()
         if now < self._sweep_at or (self._sweeper is not None and not self._sweeper.done()):
             return
@@ -409,20 +412,11 @@ class Worker:
         await self._announce(task, "task.late_result")
 
     async def _sweep(self) -> None:
-        try:
-            await storage_service.sweep(self.ctx)
-        except Exception:
-            log.exception("sweep_failed")
-        try:
-            hours = await stats_service.rollup(self.ctx.db)
-            if hours:
-                log.info("stats_rolled_up", hours=hours)
-        except Exception:
-            log.exception("stats_rollup_failed")
-        try:
-            await idempotency.prune(self.ctx)
-        except Exception:
-            log.exception("idempotency_prune_failed")
+        for job in PERIODIC_JOBS:
+            try:
+                await job.run(self.ctx)
+            except Exception:
+                log.exception("periodic_job_failed", job=job.name)
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
