@@ -204,7 +204,7 @@ async def edits(
         if stored is None:
             # n of this model at today's price, before the files are read into memory
             # or hashed (the parser has only spooled them).
-            await refuse_unpayable(ctx, principal.user_id, model.model_name, body.n)
+            await tasks.refuse_unaffordable(ctx, model, principal.user_id, body.n)
         pictures = [await _read_upload(f, limits.max_upload_bytes) for f in uploads]
     keyed = None
     if idempotency_key is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Integer, String, bindparam, func, select
 
-from shengtu.catalog.service import CatalogModel, price_subquery
+from shengtu.catalog.service import CatalogModel
 from shengtu.context import AppContext
 from shengtu.errors import InsufficientPoints
 from shengtu.groups.service import charge, multiplier_subquery
@@ -73,7 +73,7 @@ def model_names(models: list[CatalogModel], allowed: tuple[str, ...] | None) -> 
 
 _USER = bindparam("user_id", type_=Integer)
 # The balance, the user's group multiplier, and the cheapest enabled image-to-image model's
-# points (NULL: none); or the named model's points (NULL: gone or disabled).
+# points (NULL: none).
 _BALANCE_AND_CHEAPEST_EDIT = select(
     PointsAccount.balance,
     multiplier_subquery(_USER),
@@ -81,33 +81,21 @@ _BALANCE_AND_CHEAPEST_EDIT = select(
     .where(PointsConfig.enabled.is_(True), PointsConfig.task_type == "image_to_image")
     .scalar_subquery(),
 ).where(PointsAccount.user_id == _USER)
-_BALANCE_AND_PRICE = select(
-    PointsAccount.balance,
-    multiplier_subquery(_USER),
-    price_subquery(bindparam("model_name", type_=String)),
-).where(PointsAccount.user_id == _USER)
 
 
-async def refuse_unpayable(
-    ctx: AppContext, user_id: int, model_name: str | None = None, count: int = 1
-) -> None:
-    """Refuse (402: OpenAI's 429 ``insufficient_quota``) a balance that cannot pay for
-    ``count`` pictures of ``model_name`` or, with no model named yet, for one picture of
-    the cheapest edit model: before an edit's body or files are read, so an account that
-    cannot pay costs one indexed read, never the upload's parsing and hashing. Today's
-    prices judge it, whatever a process's catalog cache holds; the charge's own
-    transaction stays the judge of everything this lets through."""
-    if model_name is None:
-        row = await ctx.db.first(_BALANCE_AND_CHEAPEST_EDIT, {"user_id": user_id})
-    else:
-        row = await ctx.db.first(_BALANCE_AND_PRICE, {"user_id": user_id, "model_name": model_name})
+async def refuse_unpayable(ctx: AppContext, user_id: int) -> None:
+    """Refuse (402: OpenAI's 429 ``insufficient_quota``) a balance that cannot pay for one
+    picture of the cheapest edit model: before an edit's body or files are read, so an
+    account that cannot pay costs one indexed read, never the upload's parsing and
+    hashing. Once the model is known, :func:`shengtu.tasks.service.refuse_unaffordable`
+    judges its price."""
+    row = await ctx.db.first(_BALANCE_AND_CHEAPEST_EDIT, {"user_id": user_id})
     if row is None or row[2] is None:
         return
     balance, multiplier, points_cost = row
-    price = charge(int(points_cost), multiplier) * count
+    price = charge(int(points_cost), multiplier)
     if balance < price:
-        what = "图生图最少" if model_name is None else ""
-        raise InsufficientPoints(f"积分不足:{what}需要 {price} 积分,当前余额 {balance} 积分")
+        raise InsufficientPoints(f"积分不足:图生图最少需要 {price} 积分,当前余额 {balance} 积分")
 
 
 @dataclass(frozen=True)

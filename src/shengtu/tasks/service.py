@@ -303,17 +303,25 @@ async def _create(session: Conn, columns: dict[str, Any], settings: Settings) ->
     return task
 
 
-async def _refuse_early(ctx: AppContext, model: CatalogModel, req: SubmitInput, count: int) -> None:
-    # The balance and the model's current price in one read (a process's catalog cache
-    # may be seconds old; a refusal must quote, and judge by, today's price).
+async def refuse_unaffordable(
+    ctx: AppContext, model: CatalogModel, user_id: int, count: int
+) -> None:
+    """402 when the balance cannot pay ``count`` pictures of ``model``: the balance and the
+    model's current price in one read (a process's catalog cache may be seconds old; a
+    refusal must quote, and judge by, today's price). The charge stays the judge of what
+    this lets through."""
     row = await ctx.db.first(
-        _BALANCE_AND_PRICE, {"model_name": model.model_name, "user_id": req.user_id}
+        _BALANCE_AND_PRICE, {"model_name": model.model_name, "user_id": user_id}
     )
     if row is not None:
         balance, points_cost, multiplier = row
         price = _user_price(model, points_cost, multiplier) * count
         if balance < price:
             raise InsufficientPoints(f"积分不足:需要 {price} 积分,当前余额 {balance} 积分")
+
+
+async def _refuse_early(ctx: AppContext, model: CatalogModel, req: SubmitInput, count: int) -> None:
+    await refuse_unaffordable(ctx, model, req.user_id, count)
     await _check_inflight(ctx.db.first, ctx.settings, req, count)
 
 
