@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -75,18 +75,6 @@ class Catalog:
     async def get(self, model_name: str) -> CatalogModel | None:
         await self._refresh()
         return self._models.get(model_name)
-
-
-def _price_of(model_name: str | ColumnElement[str]) -> Select[int]:
-    """The enabled model's price (no row: gone or disabled)."""
-    return select(PointsConfig.points_cost).where(
-        PointsConfig.model_name == model_name, PointsConfig.enabled.is_(True)
-    )
-
-
-def price_subquery(model_name: str | ColumnElement[str]) -> ScalarSelect[int]:
-    """The enabled model's price as a column of another query (NULL: gone or disabled)."""
-    return _price_of(model_name).scalar_subquery()
 
 
 def admin_view(row: PointsConfig) -> ModelAdminOut:

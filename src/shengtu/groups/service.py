@@ -1,12 +1,13 @@
 """Price groups: a user pays a model's points × their group's multiplier, rounded up to a
-whole point (the operator never sells a fraction of a point below its price)."""
+whole point (the operator never sells a fraction of a point below its price); the
+arithmetic is ``shengtu.pricing``'s."""
 
 from __future__ import annotations
 
 import re
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 
-from sqlalchemy import ColumnElement, ScalarSelect, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,24 +17,6 @@ from shengtu.models.groups import DEFAULT_GROUP, UserGroup
 
 GROUP_NAME_RE = re.compile(r"^[A-Za-z0-9_\-]{1,32}$")
 MAX_MULTIPLIER = Decimal(100)
-
-
-def charge(points: int, multiplier: Decimal | float | None) -> int:
-    """What a user of a group with ``multiplier`` pays for a model of ``points``: the
-    product rounded up (ceil) to a whole point. A user whose group was removed while they
-    were in it pays the list price."""
-    m = Decimal(1) if multiplier is None else Decimal(str(multiplier))
-    return int((Decimal(points) * m).to_integral_value(rounding=ROUND_CEILING))
-
-
-def multiplier_subquery(user_id: int | ColumnElement[int]) -> ScalarSelect[Decimal]:
-    """The user's group multiplier as a column of another query (NULL: no such group)."""
-    return (
-        select(UserGroup.multiplier)
-        .join(User, User.group_name == UserGroup.name)
-        .where(User.id == user_id)
-        .scalar_subquery()
-    )
 
 
 def check_name(name: str) -> str:

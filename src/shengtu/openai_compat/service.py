@@ -9,15 +9,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, String, bindparam, func, select
+from sqlalchemy import Integer, String, bindparam, select
 
 from shengtu.catalog.service import CatalogModel
 from shengtu.context import AppContext
 from shengtu.errors import InsufficientPoints
-from shengtu.groups.service import charge, multiplier_subquery
-from shengtu.models.catalog import PointsConfig
-from shengtu.models.points import PointsAccount
 from shengtu.models.tasks import TERMINAL, AiTask, Status
+from shengtu.pricing.service import cheapest_edit_quote
 
 # An OpenAI model name, or the spec's family name, for the family whose aspect-ratio
 # models a request's ``size`` chooses among.
@@ -71,29 +69,16 @@ def model_names(models: list[CatalogModel], allowed: tuple[str, ...] | None) -> 
     return aliases + names
 
 
-_USER = bindparam("user_id", type_=Integer)
-# The balance, the user's group multiplier, and the cheapest enabled image-to-image model's
-# points (NULL: none).
-_BALANCE_AND_CHEAPEST_EDIT = select(
-    PointsAccount.balance,
-    multiplier_subquery(_USER),
-    select(func.min(PointsConfig.points_cost))
-    .where(PointsConfig.enabled.is_(True), PointsConfig.task_type == "image_to_image")
-    .scalar_subquery(),
-).where(PointsAccount.user_id == _USER)
-
-
 async def refuse_unpayable(ctx: AppContext, user_id: int) -> None:
     """Refuse (402: OpenAI's 429 ``insufficient_quota``) a balance that cannot pay for one
     picture of the cheapest edit model: before an edit's body or files are read, so an
     account that cannot pay costs one indexed read, never the upload's parsing and
     hashing. Once the model is known, :func:`shengtu.tasks.service.refuse_unaffordable`
     judges its price."""
-    row = await ctx.db.first(_BALANCE_AND_CHEAPEST_EDIT, {"user_id": user_id})
-    if row is None or row[2] is None:
+    quoted = await cheapest_edit_quote(ctx.db, user_id)
+    if quoted is None:
         return
-    balance, multiplier, points_cost = row
-    price = charge(int(points_cost), multiplier)
+    balance, price = quoted.balance, quoted.price.total
     if balance < price:
         raise InsufficientPoints(f"积分不足:图生图最少需要 {price} 积分,当前余额 {balance} 积分")
 

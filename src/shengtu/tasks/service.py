@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import (
     Integer,
     Select,
-    String,
     bindparam,
     func,
     select,
@@ -25,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shengtu import metrics
 from shengtu.accounts import quota
 from shengtu.api.inputs import contains_nul
-from shengtu.catalog.service import CatalogModel, price_subquery
+from shengtu.catalog.service import CatalogModel
 from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.db import Conn, add, run, utcnow
@@ -38,13 +37,12 @@ from shengtu.errors import (
     TooManyRequests,
 )
 from shengtu.events.relay import task_version
-from shengtu.groups.service import charge, multiplier_subquery
 from shengtu.models.channels import Channel
-from shengtu.models.points import PointsAccount
 from shengtu.models.storage import StoredFile
 from shengtu.models.tasks import ACTIVE, ACTIVE_SQL, TERMINAL, AiTask, Status
 from shengtu.netguard import WEB_PORTS, check_public_url, parse_http_url
 from shengtu.points import service as points
+from shengtu.pricing.service import PriceQuery, price_now, quote
 from shengtu.providers.registry import cancellable
 from shengtu.storage.service import mark_used
 from shengtu.tasks.handoff import Handoff
@@ -170,16 +168,6 @@ async def validate_submit(
     return model, prompt, await _check_own_uploads(ctx, req.user_id, urls)
 
 
-# The model's price and the user's group multiplier, as columns; with the balance, for the
-# refusal before the charge. Built once (run and read by ``shengtu.db``'s compiled path).
-_PRICE = (
-    price_subquery(bindparam("model_name", type_=String)),
-    multiplier_subquery(bindparam("user_id", type_=Integer)),
-)
-_PRICE_NOW = select(*_PRICE)
-_BALANCE_AND_PRICE = select(PointsAccount.balance, *_PRICE).where(
-    PointsAccount.user_id == bindparam("user_id", type_=Integer)
-)
 _INFLIGHT_OF_USER = select(func.count()).where(
     AiTask.user_id == bindparam("owner", type_=Integer), AiTask.status.in_(ACTIVE_SQL)
 )
@@ -189,19 +177,6 @@ _INFLIGHT_OF_KEY = select(func.count()).where(
 _SET_TASK_NO = (
     update(AiTask).where(AiTask.id == bindparam("task_id")).values(task_no=bindparam("number"))
 )
-
-
-def _user_price(model: CatalogModel, points_cost: int | None, multiplier: Any) -> int:
-    """What this user pays: the model's current points × their group's multiplier."""
-    if points_cost is None:
-        raise BadRequest(f"参数错误:模型 {model.model_name[:64]} 不存在或已停用")
-    return charge(int(points_cost), multiplier)
-
-
-async def _price_now(session: Conn, model: CatalogModel, user_id: int) -> int:
-    row = await run(session, _PRICE_NOW, {"model_name": model.model_name, "user_id": user_id})
-    points_cost, multiplier = row.rows[0]
-    return _user_price(model, points_cost, multiplier)
 
 
 async def submit(ctx: AppContext, req: SubmitInput, claim: Claim | None = None) -> TaskDetail:
@@ -234,10 +209,10 @@ async def submit_many(
         async with ctx.db.transaction() as session:
             # Charged at the price and group multiplier of this moment: an admin's change
             # applies to every submit after it, whatever a process's catalog cache holds.
-            price = await _price_now(session, model, req.user_id)
-            balance_after = await points.debit(session, req.user_id, price * count)
+            price = await price_now(session, PriceQuery(req.user_id, model.model_name, count))
+            balance_after = await points.debit(session, req.user_id, price.total)
             if req.api_key_id is not None:
-                await quota.spend(session, req.api_key_id, price * count)
+                await quota.spend(session, req.api_key_id, price.total)
             # The debit locked this user's points row: the counts below cannot race.
             await _check_inflight(partial(_first, session), settings, req, count)
             await mark_used(session, req.user_id, refs.own_keys)
@@ -249,7 +224,7 @@ async def submit_many(
                 task_type=model.task_type,
                 prompt=prompt,
                 image_urls=refs.urls,
-                points_cost=price,
+                points_cost=price.each,
                 provider=model.provider,
                 upstream_model=model.upstream_model,
                 upstream_params=model.upstream_params,
@@ -265,8 +240,8 @@ async def submit_many(
                 await points.record(
                     session,
                     req.user_id,
-                    -price,
-                    balance_after + price * (count - 1 - i),
+                    -price.each,
+                    balance_after + price.each * (count - 1 - i),
                     "consume",
                     task.task_no,
                     note=f"生图任务扣费 {model.model_name}",
@@ -276,7 +251,7 @@ async def submit_many(
     except BaseException:
         handoff.abandon()
         raise
-    metrics.points("charged", price * count)
+    metrics.points("charged", price.total)
     # As committed: once handed over, the worker's steps change the tasks.
     details = [task_detail(t, settings.timezone) for t in tasks]
     versions = [task_version(t) for t in tasks]
@@ -310,12 +285,9 @@ async def refuse_unaffordable(
     model's current price in one read (a process's catalog cache may be seconds old; a
     refusal must quote, and judge by, today's price). The charge stays the judge of what
     this lets through."""
-    row = await ctx.db.first(
-        _BALANCE_AND_PRICE, {"model_name": model.model_name, "user_id": user_id}
-    )
-    if row is not None:
-        balance, points_cost, multiplier = row
-        price = _user_price(model, points_cost, multiplier) * count
+    quoted = await quote(ctx.db, PriceQuery(user_id, model.model_name, count))
+    if quoted is not None:
+        balance, price = quoted.balance, quoted.price.total
         if balance < price:
             raise InsufficientPoints(f"积分不足:需要 {price} 积分,当前余额 {balance} 积分")
 
