@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.api.inputs import given_columns
-from shengtu.channels.pool import build_provider
+from shengtu.channels.pool import ChannelPool, Route, build_provider
 from shengtu.channels.schemas import (
     AttemptOut,
     ChannelCreate,
@@ -28,14 +28,17 @@ from shengtu.channels.schemas import (
 )
 from shengtu.channels.secrets import KeyBox, mask
 from shengtu.config import Settings
-from shengtu.db import Conn, Database, run, utcnow
+from shengtu.db import Conn, Database, add, run, utcnow
 from shengtu.errors import BadRequest, Conflict, NotFound
+from shengtu.logs import get_logger
 from shengtu.models.catalog import PointsConfig
 from shengtu.models.channels import Channel, ChannelKey, ChannelModel, TaskAttempt
 from shengtu.models.tasks import ACTIVE, AiTask
 from shengtu.providers.base import UpstreamError
 from shengtu.providers.registry import PROTOCOLS
 from shengtu.timefmt import fmt
+
+log = get_logger("shengtu.channels")
 
 _SETTING_COLUMNS = {
     "name": "name",
@@ -460,6 +463,93 @@ async def claim_probe(
         .values(open_until=now + timedelta(seconds=hold_seconds))
     )
     return getattr(result, "rowcount", 0) == 1
+
+
+# -- a submit attempt's outcome, one call each (shengtu.tasks.relay) -----------------
+
+
+async def take_probe(db: Database, route: Route, hold_seconds: float) -> bool:
+    """Whether this task sends the probe of ``route``'s key, whose cool-down is over
+    (:func:`claim_probe`, in a transaction of its own)."""
+    assert route.open_until is not None
+    async with db.write() as session:
+        won = await claim_probe(session, route.key_id, route.open_until, hold_seconds)
+    if won:
+        log.info("channel_probe", channel=route.channel_name, key_id=route.key_id)
+    return won
+
+
+# Statements for the transaction that records an accepted submit.
+OnAccepted = Callable[[Conn], Awaitable[None]]
+
+
+def submit_accepted(pool: ChannelPool, route: Route | None) -> OnAccepted | None:
+    """The upstream accepted a submit through ``route`` (None: the upstream of the
+    settings): counted in flight on its key at once; the statements returned reset the
+    key's breaker, in the transaction that records the acceptance, if that one wins."""
+    if route is None:
+        return None
+    pool.started(route.key_id)
+    key_id = route.key_id
+
+    async def succeeded(session: Conn) -> None:
+        # Always, not only when the routing table says the key is failing: the table
+        # may be a second old, and "in a row" must end at every success.
+        await key_succeeded(session, key_id)
+
+    return succeeded
+
+
+async def submit_failed(
+    db: Database,
+    pool: ChannelPool,
+    route: Route | None,
+    attempt: TaskAttempt,
+    exc: UpstreamError,
+    settings: Settings,
+    *,
+    probe: bool = False,
+) -> None:
+    """A submit through ``route`` (None: the upstream of the settings) that failed: its
+    attempt recorded; a failure of the upstream (not a refusal of the task, nor of the
+    key) counts towards the key's breaker; an answer lost is counted on the channel; a key
+    the upstream refused is disabled. Each in a transaction of its own."""
+    opened = False
+    async with db.write() as session:
+        await add(session, attempt)
+        if route is not None and attempt.outcome in ("failed", "uncertain"):
+            opened = await key_failed(session, route.key_id, exc.message, settings, probe=probe)
+    if route is None:
+        return
+    if opened:
+        log.warning(
+            "channel_breaker_opened",
+            channel=route.channel_name,
+            key_id=route.key_id,
+            reason=exc.message,
+        )
+        # This worker's next submit skips the key at once; the others within a second.
+        await pool.refresh(force=True)
+    if exc.uncertain:
+        await submit_cut(db, route)
+    elif exc.key_rejected:
+        log.error(
+            "channel_key_disabled",
+            channel=route.channel_name,
+            key_id=route.key_id,
+            reason=exc.message,
+        )
+        async with db.write() as session:
+            await disable_key_for(session, route.key_id, exc.message)
+        await pool.refresh(force=True)
+
+
+async def submit_cut(db: Database, route: Route | None) -> None:
+    """A submit through ``route`` whose answer never came: the upstream may have a job,
+    paid for; counted on the channel."""
+    if route is not None:
+        async with db.write() as session:
+            await count(session, route.channel_id, "uncertain_count")
 
 
 async def attempts_of(session: AsyncSession, task_no: str, tz: str) -> list[AttemptOut]:

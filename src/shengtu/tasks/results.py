@@ -1,0 +1,169 @@
+"""What the upstream makes of an accepted task: polled until it ends, and its picture
+downloaded (through the SSRF guard, within the task's deadline and the rate floor),
+checked whole and stored under our own permanent URL."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from shengtu.config import Settings
+from shengtu.context import AppContext
+from shengtu.db import utcnow
+from shengtu.models.tasks import AiTask, Status
+from shengtu.providers.base import Provider, UpstreamError, UpstreamState
+from shengtu.storage.base import Stored
+from shengtu.storage.fetch import FetchError, fetch_image_bytes
+from shengtu.storage.images import NotAnImage, checked
+from shengtu.tasks.deadlines import by_deadline, download_overran, seconds_left
+from shengtu.tasks.moves import Moves
+from shengtu.timefmt import local
+
+QUEUED_PROGRESS = 5
+
+
+def estimate_progress(task: AiTask, reported: int | None, now: datetime, expected: float) -> int:
+    """Upstream's own figure when it gives one, else an estimate from the time elapsed.
+
+    Never goes backwards and never reaches 100 before the picture is stored.
+    """
+    if reported is not None:
+        value = reported
+    else:
+        elapsed = (now - (task.submitted_at or task.created_at)).total_seconds()
+        value = int(10 + 89 * (1 - math.exp(-max(0.0, elapsed) / expected)))
+    return max(task.progress, min(99, value))
+
+
+def download_bounds(settings: Settings, total: float | None) -> dict[str, Any]:
+    """A download's bounds: ``total`` seconds, and the settings' floor on its rate."""
+    return {
+        "total_seconds": total,
+        "min_bytes_per_second": settings.fetch_min_bytes_per_second,
+        "rate_window_seconds": settings.fetch_rate_grace_seconds,
+    }
+
+
+async def provider_of(ctx: AppContext, task: AiTask) -> Provider | None:
+    """The provider a task the upstream accepted is polled through."""
+    if task.channel_key_id is not None:
+        await ctx.channels.refresh()
+        return ctx.channels.provider(task.channel_key_id)
+    return ctx.providers.get(task.provider)
+
+
+class Results:
+    """Polls and result copies; downloads on ``http``, a connection pool of its own."""
+
+    def __init__(self, ctx: AppContext, moves: Moves, http: httpx.AsyncClient) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.moves = moves
+        self._http = http
+
+    async def poll(self, task: AiTask, provider: Provider) -> None:
+        assert task.upstream_id is not None
+        moves = self.moves
+        try:
+            async with by_deadline(task, self.settings):
+                state = await provider.poll(task.upstream_id, task.task_no)
+        except UpstreamError as exc:
+            if exc.transient:
+                await moves.retry(task, exc.message, exc.retry_after)
+            else:
+                await moves.fail(task, f"查询上游任务失败:{exc.message}")
+            return
+        now = utcnow()
+        common: dict[str, Any] = {
+            "upstream_status": state.raw_status,
+            "poll_count": task.poll_count + 1,
+        }
+        if state.phase == "failed":
+            await moves.fail(task, state.error or "上游生成失败,未说明原因", **common)
+        elif state.phase == "succeeded":
+            await self.store_result(task, provider, state, common)
+        else:
+            target = Status.QUEUED if state.phase == "queued" else Status.PROCESSING
+            if task.status == Status.PROCESSING:
+                target = Status.PROCESSING  # never back to queued on a stale answer
+            progress = (
+                max(task.progress, QUEUED_PROGRESS)
+                if target is Status.QUEUED
+                else estimate_progress(task, state.progress, now, self.settings.expected_duration)
+            )
+            await moves.move(
+                task,
+                target,
+                progress=progress,
+                attempts=0,
+                last_error=None,
+                next_run_at=moves.clamp(task, now + timedelta(seconds=self.settings.poll_interval)),
+                **common,
+            )
+
+    async def store_result(
+        self, task: AiTask, provider: Provider, state: UpstreamState, common: dict[str, Any]
+    ) -> None:
+        """The finished picture copied and the task completed; a failed copy retried while
+        tries are left, else the task fails."""
+        moves = self.moves
+        url = state.result_urls[0]
+        try:
+            key = (await self.fetch(task, url, provider, seconds_left(task))).key
+        except FetchError as exc:
+            if exc.out_of_time:
+                raise download_overran("结果图片", self.settings) from exc
+            if exc.transient and task.attempts + 1 < self.settings.download_attempts:
+                await moves.retry(task, exc.message, None)
+            else:
+                await moves.fail(task, f"结果图片转存失败:{exc.message}", **common)
+            return
+        except NotAnImage as exc:
+            await moves.fail(task, f"上游返回的结果不是有效图片:{exc}", **common)
+            return
+        moved = False
+        try:
+            moved = await moves.move(
+                task,
+                Status.COMPLETED,
+                result_url=self.ctx.storage.url(key),
+                result_key=key,
+                upstream_result_url=url,
+                last_error=None,
+                **common,
+            )
+        finally:
+            if not moved:
+                # Another worker owns the task now (it stores its own copy), or the
+                # write failed: no picture without its task.
+                await self.ctx.storage.delete(key)
+
+    async def fetch(self, task: AiTask, url: str, provider: Provider, seconds: float) -> Stored:
+        """The upstream's picture, downloaded through the SSRF guard within ``seconds``
+        and the rate floor, checked and stored."""
+        fetched = await fetch_image_bytes(
+            self._http,
+            url,
+            max_bytes=self.settings.max_result_bytes,
+            trusted_origins=provider.trusted_origins,
+            **download_bounds(self.settings, seconds),
+        )
+        return await self.store(task, fetched.data)
+
+    async def store(self, task: AiTask, picture: bytes) -> Stored:
+        """``picture`` checked whole and stored as ``task``'s result (NotAnImage if not)."""
+        return await self.ctx.storage.put_checked(
+            picture,
+            checked(self.settings.max_image_pixels),
+            lambda info: self._key(task, info.ext),
+            self.ctx.decoding,
+        )
+
+    def _key(self, task: AiTask, ext: str) -> str:
+        day = local(task.created_at, self.settings.timezone)
+        # The random part keeps one user from guessing another's picture from a task number.
+        return f"results/{day:%Y/%m/%d}/{task.task_no}-{secrets.token_hex(8)}.{ext}"
