@@ -29,7 +29,6 @@ from shengtu.channels.bootstrap import sync_env_channel
 from shengtu.channels.pool import Route
 from shengtu.context import AppContext
 from shengtu.db import Base, UtcDateTime, add, columns_of, loaded, run, utcnow
-from shengtu.events.relay import task_version
 from shengtu.idempotency import jobs as idempotency_jobs
 from shengtu.logs import get_logger
 from shengtu.models.channels import TaskAttempt
@@ -48,7 +47,7 @@ from shengtu.storage.fetch import FetchError, fetch_image_bytes
 from shengtu.storage.images import NotAnImage, checked, sniff_image
 from shengtu.tasks.handoff import Lease
 from shengtu.tasks.machine import move
-from shengtu.tasks.schemas import task_detail
+from shengtu.tasks.schemas import task_detail, task_version
 from shengtu.timefmt import local
 from shengtu.webhooks import outbox
 from shengtu.webhooks.dispatcher import Dispatcher
@@ -182,7 +181,9 @@ class Worker:
         self._late_at = 0.0
         self._late_watcher: asyncio.Task[None] | None = None
         # Webhook deliveries run wherever a worker runs.
-        self.webhooks = Dispatcher(ctx)
+        self.webhooks = Dispatcher(
+            ctx, lambda task: task_detail(task, ctx.settings.timezone).model_dump()
+        )
 
     @staticmethod
     def _fetcher(connections: int) -> httpx.AsyncClient:
