@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from shengtu.assembly import build_context
 from shengtu.config import Settings
-from shengtu.context import AppContext
 from shengtu.db import utcnow
 from shengtu.errors import InsufficientPoints
 from shengtu.models.accounts import User as UserRow
@@ -56,7 +56,7 @@ def test_a_submit_leases_its_tasks_to_this_process_worker(platform: Platform) ->
     user = platform.new_user(points=100)
 
     async def go() -> None:
-        ctx = AppContext.build(platform.settings(), role="api")
+        ctx = build_context(platform.settings(), role="api")
         await ctx.start()
         taker = Recorder(room=2)
         ctx.taker = taker
@@ -114,7 +114,7 @@ def test_a_submit_leases_its_tasks_to_this_process_worker(platform: Platform) ->
 
 def test_a_worker_reserves_only_the_room_it_has(tmp_path: Path) -> None:
     async def go() -> None:
-        ctx = AppContext.build(Settings(data_dir=tmp_path, worker_concurrency=3))
+        ctx = build_context(Settings(data_dir=tmp_path, worker_concurrency=3))
         try:
             worker = Worker(ctx)
             first = worker.reserve(2)

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from shengtu.app import ShengtuApp, create_app
-from shengtu.context import AppContext
+from shengtu.assembly import build_context
 from shengtu.edge.hot import HotReads, route
 from tests.support import Platform, cli
 
@@ -42,7 +42,7 @@ def _edge_layers(app: ShengtuApp) -> list[type]:
 
 def _through_routes(platform: Platform, requests: list[Request]) -> list[tuple[Any, ...]]:
     async def go() -> list[tuple[Any, ...]]:
-        ctx = AppContext.build(platform.settings(), role="api")
+        ctx = build_context(platform.settings(), role="api")
         await ctx.start()
         try:
             app = create_app(ctx, with_worker=False, hot_reads=False)

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from sqlalchemy import select
 
+from shengtu.assembly import build_context
 from shengtu.config import Settings
-from shengtu.context import AppContext
 from shengtu.db import utcnow
 from shengtu.errors import Conflict, InsufficientPoints, TooManyRequests
 from shengtu.ledger_audit import service as ledger_audit
@@ -65,7 +65,7 @@ class LedgerMachine(RuleBasedStateMachine):
         folder = self.workdir / f"run-{uuid.uuid4().hex}"
         folder.mkdir()
         shutil.copy(self.template, folder / "shengtu.db")
-        self.ctx = AppContext.build(
+        self.ctx = build_context(
             Settings(data_dir=folder, max_inflight_tasks=0, max_inflight_per_api_key=0)
         )
         self.users = list(range(1, USERS + 1))

@@ -288,7 +288,7 @@ def test_an_edit_hashes_its_files_only_for_a_key_and_off_the_event_loop(
     it has an Idempotency-Key, a large one on another thread than the event loop's, and
     never for a balance that cannot pay for the ``n`` pictures asked."""
     from shengtu.app import create_app
-    from shengtu.context import AppContext
+    from shengtu.assembly import build_context
     from shengtu.idempotency import service as idempotency_service
 
     user = audited.new_user(points=35)
@@ -302,7 +302,7 @@ def test_an_edit_hashes_its_files_only_for_a_key_and_off_the_event_loop(
     cases = [(1, None), (2, None), (2, str(uuid.uuid4())), (1, str(uuid.uuid4()))]
 
     async def go() -> tuple[int, list[tuple[int, dict[str, Any], int, set[int]]]]:
-        ctx = AppContext.build(audited.settings(), role="api")
+        ctx = build_context(audited.settings(), role="api")
         await ctx.start()
         answers = []
         try:
@@ -348,7 +348,7 @@ def test_an_edit_under_its_key_replays_at_a_balance_of_zero_and_across_the_print
     hashed streamed (``fingerprint("file", data.hex())``) still replays."""
     from sqlalchemy import update
 
-    from shengtu.context import AppContext
+    from shengtu.assembly import build_context
     from shengtu.idempotency.service import fingerprint
     from shengtu.models.idempotency import IdempotencyKey
     from shengtu.openai_compat.router import ImageGenerationRequest
@@ -386,7 +386,7 @@ def test_an_edit_under_its_key_replays_at_a_balance_of_zero_and_across_the_print
     legacy = fingerprint("v1/images", {**params, "image": [fingerprint("file", first_file.hex())]})
 
     async def store_legacy_print() -> None:
-        ctx = AppContext.build(audited.settings(), role="api")
+        ctx = build_context(audited.settings(), role="api")
         await ctx.start()
         try:
             async with ctx.db.write() as session:

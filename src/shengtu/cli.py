@@ -11,7 +11,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from shengtu.accounts.security import configure_hashing
+from shengtu.auth.security import configure_hashing
 from shengtu.channels.cli import channel_app
 from shengtu.client import cli as client_cli
 from shengtu.config import Settings, get_settings
@@ -187,13 +187,13 @@ def codes_create(
 @app.command()
 def sweep() -> None:
     """Delete uploads no task used in time, and results past their retention, once."""
-    from shengtu.context import AppContext
+    from shengtu.assembly import build_context
     from shengtu.storage.service import sweep as run_sweep
 
     settings = _settings()
 
     async def job() -> str:
-        ctx = AppContext.build(settings, role="worker")
+        ctx = build_context(settings, role="worker")
         await ctx.start()
         try:
             result = await run_sweep(ctx)

@@ -15,6 +15,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from shengtu import metrics
 from shengtu.app import create_app
+from shengtu.assembly import build_context
 from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.edge.metrics_route import serve_on_own_address
@@ -188,13 +189,13 @@ async def upstreams(
                 latency=settings.sandbox_latency,
             )
             pacing = Pacing(settings.redis_url, settings.pacing_jitter_seconds)
-            yield AppContext.build(
+            yield build_context(
                 settings, build_providers(settings, endpoint, pacing), role=role, pacing=pacing
             )
     else:
         log.info("upstream", provider="suchuang", base_url=settings.suchuang_base_url)
         pacing = Pacing(settings.redis_url, settings.pacing_jitter_seconds)
-        yield AppContext.build(
+        yield build_context(
             settings, build_providers(settings, None, pacing), role=role, pacing=pacing
         )
 
@@ -207,7 +208,7 @@ async def serve(settings: Settings, *, with_worker: bool = True) -> None:
             await _serve_app(settings, create_app(ctx, with_worker=True), sock)
     else:
         # Only workers talk upstream; the API needs no provider to accept tasks.
-        ctx = AppContext.build(settings, role="api")
+        ctx = build_context(settings, role="api")
         await _serve_app(settings, create_app(ctx, with_worker=False), sock)
 
 

@@ -15,8 +15,8 @@ import pytest
 import structlog
 
 from shengtu.app import create_app
+from shengtu.assembly import build_context
 from shengtu.config import Settings
-from shengtu.context import AppContext
 from shengtu.logs import configure_logging
 
 
@@ -25,7 +25,7 @@ def test_a_crash_is_answered_in_the_envelope_with_its_request_id(
 ) -> None:
     settings = Settings(data_dir=tmp_path, log_format="json")
     configure_logging(settings)  # to the captured stderr
-    ctx = AppContext.build(settings, role="api")
+    ctx = build_context(settings, role="api")
     app = create_app(ctx, with_worker=False)
 
     @app.get("/crash")

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from shengtu.accounts import limits
-from shengtu.accounts.limits import MemoryRates, Rate
+from shengtu.auth import limits
+from shengtu.auth.limits import MemoryRates, Rate
 
 
 def test_n_per_period_at_once_then_one_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,10 +15,10 @@ from shengtu.accounts.admin_schemas import (
     PasswordReset,
     PointsChange,
 )
-from shengtu.accounts.deps import AdminDep
 from shengtu.accounts.router import key_out
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
 from shengtu.api.inputs import RowId
+from shengtu.auth.deps import AdminDep
 from shengtu.context import AppContext, ContextDep
 from shengtu.events.router import ACCOUNT_CHANGED
 from shengtu.models.accounts import User

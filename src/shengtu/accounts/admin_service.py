@@ -11,16 +11,12 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shengtu.accounts import security
 from shengtu.accounts.admin_schemas import AdminUserChange
-from shengtu.accounts.service import (
-    CLI_GATE,
-    Principal,
-    check_password,
-    get_user_by_name,
-    store_password,
-)
+from shengtu.accounts.service import check_password, get_user_by_name, store_password
 from shengtu.audit import service as audit
+from shengtu.auth import security
+from shengtu.auth.principal import Principal
+from shengtu.auth.security import CLI_GATE
 from shengtu.db import Database
 from shengtu.errors import BadRequest, NotFound
 from shengtu.gates import Gate

@@ -4,7 +4,6 @@ from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.accounts import service
-from shengtu.accounts.deps import PrincipalDep
 from shengtu.accounts.schemas import (
     ApiKeyChange,
     ApiKeyCreate,
@@ -19,6 +18,8 @@ from shengtu.accounts.schemas import (
 )
 from shengtu.api.envelope import Envelope, ok
 from shengtu.api.inputs import RowId
+from shengtu.auth.deps import PrincipalDep
+from shengtu.auth.principal import require_login_token
 from shengtu.codes import service as codes
 from shengtu.context import ContextDep
 from shengtu.errors import BadRequest, Forbidden
@@ -94,7 +95,7 @@ async def change_password(
     body: PasswordChange, ctx: ContextDep, principal: PrincipalDep
 ) -> Envelope[PasswordChanged]:
     """Ends every older token; revokes every API key unless ``keepApiKeys`` is true."""
-    service.require_login_token(principal, "修改密码")
+    require_login_token(principal, "修改密码")
     revoked = await service.change_password(
         ctx.db,
         principal.user_id,
@@ -110,7 +111,7 @@ async def change_password(
 async def create_api_key(
     body: ApiKeyCreate, ctx: ContextDep, principal: PrincipalDep
 ) -> Envelope[ApiKeyCreated]:
-    service.require_login_token(principal, "创建 API Key")
+    require_login_token(principal, "创建 API Key")
     key, raw = await service.create_api_key(ctx.db, principal.user_id, body, ctx.settings.timezone)
     out = key_out(key, ctx.settings.timezone)
     return ok(ApiKeyCreated(**out.model_dump(), key=raw))
@@ -127,7 +128,7 @@ async def change_api_key(
     key_id: RowId, body: ApiKeyChange, ctx: ContextDep, principal: PrincipalDep
 ) -> Envelope[ApiKeyOut]:
     """Change a key's name or controls (quota, expiry, models, networks); null removes one."""
-    service.require_login_token(principal, "修改 API Key")
+    require_login_token(principal, "修改 API Key")
     tz = ctx.settings.timezone
     key = await service.change_api_key(ctx.db, principal.user_id, key_id, body, tz)
     return ok(key_out(key, tz))
@@ -135,6 +136,6 @@ async def change_api_key(
 
 @router.delete("/user/api-keys/{key_id}", response_model=Envelope[None])
 async def delete_api_key(key_id: RowId, ctx: ContextDep, principal: PrincipalDep) -> Envelope[None]:
-    service.require_login_token(principal, "删除 API Key")
+    require_login_token(principal, "删除 API Key")
     await service.revoke_api_key(ctx.db, principal.user_id, key_id)
     return ok(None)

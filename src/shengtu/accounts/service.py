@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import ipaddress
 import re
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from types import MappingProxyType
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shengtu.accounts import security
 from shengtu.accounts.schemas import ApiKeyChange, ApiKeyControls, ApiKeyCreate
+from shengtu.auth import security
+from shengtu.auth.security import CLI_GATE
 from shengtu.config import Settings
 from shengtu.db import Database, utcnow
-from shengtu.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from shengtu.errors import BadRequest, Conflict, NotFound, Unauthorized
 from shengtu.gates import Gate
 from shengtu.logs import get_logger
 from shengtu.models.accounts import ApiKey, User
@@ -34,37 +29,6 @@ log = get_logger("shengtu.accounts")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-\u4e00-\u9fff]{3,32}$")
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 API_KEY_LIMIT = 20
-
-
-# The note of the sign-up bonus (SHENGTU_REGISTER_POINTS): points every new account gets,
-# which make no one a paying user (events/service.py).
-SIGNUP_BONUS_NOTE = "开户赠送"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the user, and the API key when one was used."""
-
-    user_id: int
-    username: str
-    role: str
-    api_key_id: int | None = None
-    # The key's controls (None: no limit): the models it may use, the client networks it
-    # may be used from.
-    key_models: tuple[str, ...] | None = None
-    key_networks: tuple[IPNetwork, ...] | None = None
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-
-def hash_gate(slots: int = 2, wait: float = 10.0) -> Gate:
-    return Gate(slots, wait, "服务器繁忙(密码校验排队过长),请稍后再试")
-
-
-# The CLI's gate: one process, one operator.
-CLI_GATE = hash_gate()
 
 
 def check_username(username: str) -> str:
@@ -106,7 +70,7 @@ async def create_user(
             await session.flush()
             await points.open_account(session, user.id)
             if points_amount > 0:
-                await points.grant(session, user.id, points_amount, note=SIGNUP_BONUS_NOTE)
+                await points.grant(session, user.id, points_amount, note=points.SIGNUP_BONUS_NOTE)
             if on_create is not None:
                 await on_create(session, user)
     except IntegrityError as exc:
@@ -195,195 +159,6 @@ async def get_user_by_name(session: AsyncSession, username: str) -> User:
     if user is None:
         raise NotFound(f"用户 {username} 不存在")
     return user
-
-
-_USER_BY_ID = select(
-    User.username, User.role, User.is_active, User.auth_epoch, User.auth_nonce
-).where(User.id == bindparam("user_id"))
-_KEY_BY_HASH = (
-    select(
-        ApiKey.id,
-        ApiKey.last_used_at,
-        User.id,
-        User.username,
-        User.role,
-        User.is_active,
-        ApiKey.expires_at,
-        ApiKey.allowed_models,
-        ApiKey.allowed_cidrs,
-    )
-    .join(User, User.id == ApiKey.user_id)
-    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
-)
-KEY_TOUCH_SECONDS = 60
-KEY_TOUCH_BATCH_SECONDS = 0.5
-_VERIFIED_TOKENS_MAX = 100_000
-
-
-NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True, eq=False)
-class Joined:
-    """A row read in the same statement as the caller's user: ``columns`` of ``target``,
-    left-joined ``on`` the user (``User.id``), so that the caller is found whether or not
-    that row is (its values are then all None). One statement instead of two: the hot reads
-    (:mod:`shengtu.edge.hot`) need the caller and one row of theirs on every request."""
-
-    columns: tuple[Any, ...]
-    target: Any
-    on: ColumnElement[bool]
-
-
-class Authenticator:
-    """Resolves a JWT or an ``sk-`` key to a live user, or raises 401.
-
-    Every call reads the user (or the key and its user): a disabled user, a password
-    change (the epoch) or a revoked key takes effect on the next request. What is kept is
-    only what cannot change: that a token string carries a valid signature and these
-    claims, until it expires.
-    """
-
-    def __init__(self, db: Database, secret: str) -> None:
-        self._db = db
-        self._secret = secret
-        self._verified: dict[str, security.TokenClaims] = {}
-        self._touch_pending: dict[int, datetime] = {}
-        self._toucher: asyncio.Task[None] | None = None
-        self._joined: dict[tuple[Select[*tuple[Any, ...]], Joined], Select[*tuple[Any, ...]]] = {}
-
-    def _claims(self, token: str) -> security.TokenClaims | None:
-        claims = self._verified.get(token)
-        if claims is not None:
-            if claims.expires_at > time.time():
-                return claims
-            del self._verified[token]
-        claims = security.decode_token(self._secret, token)
-        if claims is not None:
-            if len(self._verified) >= _VERIFIED_TOKENS_MAX:
-                self._verified.clear()
-            self._verified[token] = claims
-        return claims
-
-    async def principal(self, credential: str) -> Principal:
-        principal, _ = await self.principal_with(credential)
-        return principal
-
-    async def principal_with(
-        self, credential: str, joined: Joined | None = None, params: Mapping[str, Any] = NO_PARAMS
-    ) -> tuple[Principal, tuple[Any, ...]]:
-        """The caller, and the values of the ``joined`` row (bound by ``params``)."""
-        credential = credential.strip()
-        if credential.startswith(security.API_KEY_PREFIX):
-            return await self._from_api_key(credential, joined, params)
-        claims = self._claims(credential)
-        if claims is None:
-            raise Unauthorized()
-        row = await self._db.first(
-            self._statement(_USER_BY_ID, joined), {**params, "user_id": claims.user_id}
-        )
-        if row is None:
-            raise Unauthorized()
-        username, role, active, epoch, nonce = row[:5]
-        if not active or epoch != claims.epoch or nonce != claims.nonce:
-            raise Unauthorized()
-        return Principal(user_id=claims.user_id, username=username, role=role), row[5:]
-
-    async def _from_api_key(
-        self, raw: str, joined: Joined | None, params: Mapping[str, Any]
-    ) -> tuple[Principal, tuple[Any, ...]]:
-        row = await self._db.first(
-            self._statement(_KEY_BY_HASH, joined),
-            {**params, "key_hash": security.api_key_hash(raw)},
-        )
-        if row is None:
-            raise Unauthorized("API Key 无效或已吊销")
-        key_id, last_used, user_id, username, role, active, expires, models, cidrs = row[:9]
-        if not active:
-            raise Unauthorized()
-        now = utcnow()
-        if expires is not None and expires <= now:
-            raise Forbidden("API Key 已过期,请在控制台延长有效期或创建新的 Key")
-        if last_used is None or (now - last_used).total_seconds() > KEY_TOUCH_SECONDS:
-            self._touch(key_id, now)
-        principal = Principal(
-            user_id=user_id,
-            username=username,
-            role=role,
-            api_key_id=key_id,
-            key_models=tuple(models) if models is not None else None,
-            key_networks=networks(tuple(cidrs)) if cidrs else None,
-        )
-        return principal, row[9:]
-
-    def _statement(
-        self, base: Select[*tuple[Any, ...]], joined: Joined | None
-    ) -> Select[*tuple[Any, ...]]:
-        """``base``, with ``joined``'s columns; built once per pair (the row reader keeps
-        each statement compiled, by identity)."""
-        if joined is None:
-            return base
-        statement = self._joined.get((base, joined))
-        if statement is None:
-            statement = base.add_columns(*joined.columns).outerjoin(joined.target, joined.on)
-            self._joined[(base, joined)] = statement
-        return statement
-
-    def _touch(self, key_id: int, now: datetime) -> None:
-        """Record the key's use, at most about once a minute, without the request waiting:
-        it is a hint for the key list, not part of the answer. The uses of the next half
-        second are written together, in one transaction: one write per key, each holding
-        SQLite's writer in turn, stalled every request when many keys came back at once."""
-        self._touch_pending[key_id] = now
-        if self._toucher is None or self._toucher.done():
-            self._toucher = asyncio.create_task(self._write_touches())
-
-    async def _write_touches(self) -> None:
-        await asyncio.sleep(KEY_TOUCH_BATCH_SECONDS)
-        pending, self._touch_pending = self._touch_pending, {}
-        try:
-            async with self._db.write() as session:
-                await session.execute(
-                    update(ApiKey)
-                    .where(ApiKey.id.in_(sorted(pending)))
-                    .values(last_used_at=max(pending.values()))
-                )
-        except Exception as exc:
-            log.warning("api_key_touch_failed", keys=len(pending), error=repr(exc)[:200])
-
-    async def aclose(self) -> None:
-        """Write the key uses still waiting (a moment's worth)."""
-        if self._toucher is not None and not self._toucher.done():
-            await asyncio.wait([self._toucher], timeout=5)
-
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@functools.lru_cache(maxsize=4096)
-def networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
-    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
-
-
-def check_client(principal: Principal, client_address: Callable[[], str]) -> None:
-    """A key with allowed networks works only from a client address inside one of them.
-    The address is worked out only for such a key (not on every request)."""
-    if principal.key_networks is None:
-        return
-    address = client_address()
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        ip = None
-    if ip is None or not any(ip in net for net in principal.key_networks):
-        raise Forbidden(f"该 API Key 不允许从地址 {address[:64]} 使用")
-
-
-def require_login_token(principal: Principal, action: str) -> None:
-    """Managing keys and the password needs a login token: a leaked key must not mint
-    more keys (that outlive its revocation) or lock its owner out."""
-    if principal.api_key_id is not None:
-        raise Forbidden(f"{action}需要使用登录 Token,不能使用 API Key")
 
 
 async def _key_controls(

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from shengtu.accounts.deps import AdminDep
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
 from shengtu.audit import service
+from shengtu.auth.deps import AdminDep
 from shengtu.context import ContextDep
 from shengtu.timefmt import fmt
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shengtu.accounts.service import Principal
+from shengtu.auth.principal import Principal
 from shengtu.models.audit import AuditEntry
 
 

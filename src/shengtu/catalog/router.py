@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from shengtu.accounts.deps import AdminDep, PrincipalDep
 from shengtu.api.envelope import Envelope, ok
 from shengtu.audit import service as audit
+from shengtu.auth.deps import AdminDep, PrincipalDep
 from shengtu.catalog import service
 from shengtu.catalog.schemas import ModelAdminOut, ModelChange, ModelCreate, ModelOut
 from shengtu.context import ContextDep

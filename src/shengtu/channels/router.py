@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shengtu.accounts.deps import AdminDep
-from shengtu.accounts.service import Principal
 from shengtu.api.envelope import Envelope, ok
 from shengtu.api.inputs import RowId
 from shengtu.audit import service as audit
+from shengtu.auth.deps import AdminDep
+from shengtu.auth.principal import Principal
 from shengtu.channels import service
 from shengtu.channels.schemas import (
     AttemptOut,

@@ -11,9 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from shengtu.accounts.deps import AdminDep
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
 from shengtu.audit import service as audit
+from shengtu.auth.deps import AdminDep
 from shengtu.codes import service
 from shengtu.codes.schemas import (
     CodeBatchCreate,

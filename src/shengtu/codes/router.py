@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from shengtu.accounts.deps import PrincipalDep
 from shengtu.api.envelope import Envelope, ok
+from shengtu.auth.deps import PrincipalDep
 from shengtu.codes import service
 from shengtu.codes.schemas import RedeemOut, RedeemRequest
 from shengtu.context import ContextDep

@@ -5,7 +5,7 @@ console polls its balance. Through the router, dependency solving, response vali
 an ORM session, one such read cost about 2 ms of CPU, most of it in those layers rather
 than in the two indexed reads it makes. Here it is the same work, in plain ASGI, behind only
 the request-id and edge-guard layers (:class:`shengtu.app.ShengtuApp`): the same
-authentication and rate limits (:func:`shengtu.accounts.deps.authorize_with`, which reads the
+authentication and rate limits (:func:`shengtu.auth.deps.authorize_with`, which reads the
 caller and the row asked for in one statement), the same response models, and the same error
 envelopes (:func:`shengtu.api.errors.failure_response`). The FastAPI routes stay: they document the
 API and are the reference; ``tests/test_hot_reads.py`` compares the answers byte for byte.
@@ -21,11 +21,11 @@ from pydantic import BaseModel
 from sqlalchemy import and_, bindparam
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shengtu.accounts.deps import authorize_with
-from shengtu.accounts.service import NO_PARAMS, Joined
 from shengtu.api.envelope import Envelope
 from shengtu.api.errors import failure_response
 from shengtu.api.middleware import ROUTE_KEY
+from shengtu.auth.authenticator import NO_PARAMS, Joined
+from shengtu.auth.deps import authorize_with
 from shengtu.context import AppContext
 from shengtu.models.accounts import User
 from shengtu.models.points import PointsAccount

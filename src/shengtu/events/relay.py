@@ -19,16 +19,12 @@ from shengtu.events.bus import EventBus
 from shengtu.events.redis_bus import RedisEventBus
 from shengtu.logs import get_logger
 from shengtu.models.tasks import AiTask
-from shengtu.tasks.schemas import task_detail
+from shengtu.tasks.schemas import task_detail, task_version
 
 log = get_logger("shengtu.events")
 CHUNK = 500
 # Tasks are stamped by the clock of the process that wrote them; look back this much more.
 CLOCK_MARGIN = timedelta(seconds=5)
-
-
-def task_version(task: AiTask) -> str:
-    return task.updated_at.isoformat(timespec="microseconds")
 
 
 class EventRelay:

@@ -18,8 +18,8 @@ import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from shengtu.accounts.service import check_client
 from shengtu.api.credentials import bearer_token
+from shengtu.auth.principal import check_client
 from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.errors import ShengtuError

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shengtu.accounts.service import SIGNUP_BONUS_NOTE
 from shengtu.models.points import PointsLedger
+from shengtu.points.service import SIGNUP_BONUS_NOTE
 
 
 async def is_free_account(session: AsyncSession, user_id: int) -> bool:

@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
-from shengtu.accounts.deps import AdminDep
 from shengtu.api.envelope import Envelope, ok
 from shengtu.api.inputs import RequestBody
 from shengtu.audit import service as audit
+from shengtu.auth.deps import AdminDep
 from shengtu.context import ContextDep
 from shengtu.groups import service
 from shengtu.models.groups import UserGroup

@@ -26,7 +26,6 @@ from shengtu.context import AppContext
 from shengtu.db import Conn, UtcDateTime, run, utcnow
 from shengtu.errors import BadRequest, Conflict, ShengtuError
 from shengtu.models.idempotency import IdempotencyKey
-from shengtu.tasks.service import Claim
 
 HEADER = "Idempotency-Key"
 KEPT = timedelta(hours=24)
@@ -153,7 +152,7 @@ _RECORD = (
 )
 
 
-def recorder(held: Held) -> Claim:
+def recorder(held: Held) -> Callable[[Conn, list[str]], Awaitable[None]]:
     """What the submit calls in its charging transaction: these tasks are this key's."""
 
     async def record(session: Conn, task_nos: list[str]) -> None:

@@ -7,8 +7,8 @@ from datetime import timedelta
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from shengtu.accounts.deps import AdminDep
 from shengtu.api.envelope import Envelope, ok
+from shengtu.auth.deps import AdminDep
 from shengtu.context import ContextDep
 from shengtu.db import utcnow
 from shengtu.ledger_audit import service

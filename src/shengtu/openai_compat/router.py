@@ -17,10 +17,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from shengtu.accounts.deps import PrincipalDep
-from shengtu.accounts.service import Principal
 from shengtu.api.errors import describe_validation_error
 from shengtu.api.inputs import RequestBody
+from shengtu.auth.deps import PrincipalDep
+from shengtu.auth.principal import Principal
 from shengtu.context import AppContext, ContextDep
 from shengtu.errors import BadRequest
 from shengtu.idempotency import service as idempotency

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from shengtu.accounts.deps import PrincipalDep
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
+from shengtu.auth.deps import PrincipalDep
 from shengtu.context import ContextDep
 from shengtu.points import service
 from shengtu.points.schemas import (

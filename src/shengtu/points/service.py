@@ -10,6 +10,10 @@ from shengtu.db import Conn, add, run
 from shengtu.errors import BadRequest, InsufficientPoints, NotFound
 from shengtu.models.points import PointsAccount, PointsLedger
 
+# The note of the sign-up bonus (SHENGTU_REGISTER_POINTS): points every new account gets,
+# which make no one a paying user (events/service.py).
+SIGNUP_BONUS_NOTE = "开户赠送"
+
 
 def account_not_found() -> NotFound:
     return NotFound("积分账户不存在")

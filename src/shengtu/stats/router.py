@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from shengtu.accounts.deps import AdminDep
 from shengtu.api.envelope import Envelope, ok
+from shengtu.auth.deps import AdminDep
 from shengtu.context import ContextDep
 from shengtu.db import utcnow
 from shengtu.errors import BadRequest

@@ -4,8 +4,8 @@ from fastapi import APIRouter, UploadFile
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
-from shengtu.accounts.deps import PrincipalDep
 from shengtu.api.envelope import Envelope, ok
+from shengtu.auth.deps import PrincipalDep
 from shengtu.context import ContextDep
 from shengtu.errors import BadRequest, Gone, NotFound
 from shengtu.storage import service

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from shengtu.accounts.deps import AdminDep
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
+from shengtu.auth.deps import AdminDep
 from shengtu.channels import service as channels
 from shengtu.channels.schemas import AttemptOut
 from shengtu.context import ContextDep

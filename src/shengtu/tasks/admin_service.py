@@ -9,16 +9,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shengtu.accounts.service import Principal
 from shengtu.audit import service as audit
+from shengtu.auth.principal import Principal
 from shengtu.context import AppContext
 from shengtu.errors import Conflict
-from shengtu.events.relay import task_version
 from shengtu.models.accounts import User
 from shengtu.models.points import PointsLedger
 from shengtu.models.tasks import TERMINAL, AiTask, Status
 from shengtu.tasks.machine import move
-from shengtu.tasks.schemas import task_detail
+from shengtu.tasks.schemas import task_detail, task_version
 from shengtu.tasks.service import task_not_found
 
 

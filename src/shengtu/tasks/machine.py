@@ -16,7 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Update
 
 from shengtu import metrics
-from shengtu.accounts import quota
+from shengtu.auth import quota
 from shengtu.db import Conn, after_commit, run, utcnow
 from shengtu.models.tasks import TERMINAL, AiTask, Status
 from shengtu.points import service as points

@@ -9,12 +9,11 @@ from typing import Any
 
 from shengtu.context import AppContext
 from shengtu.db import Base, Conn, add, utcnow
-from shengtu.events.relay import task_version
 from shengtu.logs import get_logger
 from shengtu.models.tasks import AiTask, Status
 from shengtu.tasks.deadlines import hold_off_step_bound
 from shengtu.tasks.machine import move
-from shengtu.tasks.schemas import task_detail
+from shengtu.tasks.schemas import task_detail, task_version
 
 log = get_logger("shengtu.worker")
 

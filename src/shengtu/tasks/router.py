@@ -6,8 +6,8 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from shengtu.accounts.deps import PrincipalDep
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
+from shengtu.auth.deps import PrincipalDep
 from shengtu.context import ContextDep
 from shengtu.idempotency import service as idempotency
 from shengtu.tasks import service

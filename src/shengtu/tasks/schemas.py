@@ -102,3 +102,8 @@ def task_detail(task: AiTask | TaskRow, tz: str) -> TaskDetail:
         resultExpired=task.result_expired_at is not None,
         lateResultUrl=task.late_result_url if task.result_expired_at is None else None,
     )
+
+
+def task_version(task: AiTask) -> str:
+    """Which state of the task a client has seen: its last change, to the microsecond."""
+    return task.updated_at.isoformat(timespec="microseconds")

@@ -22,8 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu import metrics
-from shengtu.accounts import quota
 from shengtu.api.inputs import contains_nul
+from shengtu.auth import quota
 from shengtu.catalog.service import CatalogModel
 from shengtu.config import Settings
 from shengtu.context import AppContext
@@ -36,7 +36,6 @@ from shengtu.errors import (
     NotFound,
     TooManyRequests,
 )
-from shengtu.events.relay import task_version
 from shengtu.models.channels import Channel
 from shengtu.models.storage import StoredFile
 from shengtu.models.tasks import ACTIVE, ACTIVE_SQL, TERMINAL, AiTask, Status
@@ -47,7 +46,7 @@ from shengtu.providers.registry import cancellable
 from shengtu.storage.service import mark_used
 from shengtu.tasks.handoff import Handoff
 from shengtu.tasks.machine import move
-from shengtu.tasks.schemas import TaskDetail, task_detail
+from shengtu.tasks.schemas import TaskDetail, task_detail, task_version
 from shengtu.timefmt import local, midnight_utc
 from shengtu.webhooks import service as webhooks
 

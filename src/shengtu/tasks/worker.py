@@ -39,6 +39,7 @@ from shengtu.tasks.late import LateWatch
 from shengtu.tasks.moves import Moves
 from shengtu.tasks.relay import Relay
 from shengtu.tasks.results import Results, provider_of
+from shengtu.tasks.schemas import task_detail
 from shengtu.webhooks.dispatcher import Dispatcher
 
 log = get_logger("shengtu.worker")
@@ -126,7 +127,9 @@ class Worker:
         if self.late.enabled:
             self._background.append(_Every(self.late.interval, self.late.watch))
         # Webhook deliveries run wherever a worker runs.
-        self.webhooks = Dispatcher(ctx)
+        self.webhooks = Dispatcher(
+            ctx, lambda task: task_detail(task, ctx.settings.timezone).model_dump()
+        )
 
     @staticmethod
     def _fetcher(connections: int) -> httpx.AsyncClient:

@@ -24,6 +24,7 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,7 +48,6 @@ from shengtu.models.webhooks import (
 )
 from shengtu.netguard import UnsafeURL
 from shengtu.storage.fetch import pinned_request
-from shengtu.tasks.schemas import task_detail
 from shengtu.webhooks import jobs, outbox
 from shengtu.webhooks.service import trusted_origins
 
@@ -75,8 +75,11 @@ def _due(now: datetime) -> ColumnElement[bool]:
 
 
 class Dispatcher:
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, task_data: Callable[[AiTask], dict[str, Any]]) -> None:
+        """``task_data``: the task as the API shows it, given by the tasks' owner (webhooks
+        sit below tasks: the state machine writes the outbox)."""
         self.ctx = ctx
+        self.task_data = task_data
         self.settings = ctx.settings
         self.waits = self.settings.webhook_waits
         self.trusted = trusted_origins(self.settings)
@@ -354,7 +357,7 @@ class Dispatcher:
                         AiTask.task_no == message.task_no, AiTask.user_id == message.user_id
                     )
                 )
-            data = task_detail(row, self.settings.timezone).model_dump() if row else {}
+            data = self.task_data(row) if row else {}
         payload = {
             "type": message.event,
             "timestamp": message.created_at.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z"),

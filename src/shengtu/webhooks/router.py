@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from shengtu.accounts.deps import PrincipalDep
-from shengtu.accounts.service import require_login_token
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
 from shengtu.api.inputs import RequestBody, RowId
+from shengtu.auth.deps import PrincipalDep
+from shengtu.auth.principal import require_login_token
 from shengtu.context import ContextDep
 from shengtu.models.webhooks import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from shengtu.timefmt import fmt

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import redis.asyncio as redis
 
-from shengtu.accounts.service import Principal
+from shengtu.auth.principal import Principal
 from shengtu.config import Settings
 from shengtu.errors import TooManyRequests
 from shengtu.logs import get_logger

@@ -13,6 +13,8 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from shengtu.gates import Gate
+
 JWT_ALGORITHM = "HS256"
 JWT_ISSUER = "shengtu"
 API_KEY_PREFIX = "sk-"
@@ -108,3 +110,11 @@ def new_api_key() -> str:
 def api_key_hash(raw: str) -> str:
     # API keys carry 256 bits of entropy: a fast hash is enough and keeps auth cheap.
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def hash_gate(slots: int = 2, wait: float = 10.0) -> Gate:
+    return Gate(slots, wait, "服务器繁忙(密码校验排队过长),请稍后再试")
+
+
+# The CLI's gate: one process, one operator.
+CLI_GATE = hash_gate()

@@ -9,8 +9,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.types import Scope
 
-from shengtu.accounts.service import NO_PARAMS, Joined, Principal, check_client
 from shengtu.api.credentials import credential_from_headers
+from shengtu.auth.authenticator import NO_PARAMS, Joined
+from shengtu.auth.principal import Principal, check_client
 from shengtu.context import AppContext, ContextDep
 from shengtu.errors import Forbidden, Unauthorized
 

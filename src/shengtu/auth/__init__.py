@@ -1,0 +1,1 @@
+"""Who is calling, and within which limits: tokens, API keys, request limits, key quotas."""
