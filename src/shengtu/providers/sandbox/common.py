@@ -1,10 +1,11 @@
-"""The sandbox upstream: an HTTP server that speaks the 速创 protocol and draws real PNGs.
+"""What every protocol's double shares: the state, the ``[sandbox:...]`` faults, the
+pictures, the key check, and the routes no protocol owns (results, health, stats).
 
 A job's id carries its start time, aspect ratio and directive, so the sandbox needs no
 state to answer a poll: a task submitted before a restart still completes after it.
 Prompt directives make it misbehave on purpose:
 
-- ``[sandbox:fail]``      the job ends with status 3 and a Chinese message
+- ``[sandbox:fail]``      the job fails as the protocol says a prompt was refused
 - ``[sandbox:error500]``  submit answers HTTP 500
 - ``[sandbox:timeout]``   the job never finishes
 - ``[sandbox:badimage]``  the result URL serves something that is not an image
@@ -25,38 +26,26 @@ and, for the reliability suite, every other way an upstream can go wrong:
 - ``[sandbox:trickle]``  the result URL sends its PNG, then zeros, at TRICKLE_BYTES a second,
   without end: above a modest rate floor, and never done
 
-It speaks the OpenAI Images API too (``/v1/images/generations``, ``/v1/images/edits``,
-``/v1/models``, a ``Bearer`` key), answering when the picture is done (after the latency)
-with ``b64_json``, or a ``url`` when asked, and obeying the same directives: ``fail`` is a
-400 ``content_policy_violation``; ``slowsubmit`` and ``timeout`` make the job (counted)
-and answer late (3 s, 9 s); ``garbage`` is a 200 with broken JSON; ``badimage`` and
-``truncated`` spoil the inline picture; the URL directives spoil the ``url``.
-
-And Replicate's predictions (``/v1/models/{owner}/{name}/predictions``,
-``/v1/predictions/{id}``, its ``cancel``, ``/v1/account``), with the same directives:
-``fail`` ends the prediction ``failed`` with an NSFW error, ``garbage``, ``status7``,
-``poll429`` and ``slowpoll`` spoil polls, ``slowsubmit`` answers a made prediction late.
+Each protocol's double (a module beside this one) says how it shows each fault.
 """
 
 from __future__ import annotations
 
-import base64
 import colorsys
 import hashlib
 import io
-import math
 import re
 import secrets
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -203,9 +192,9 @@ class SandboxState:
         # API calls (submits and polls, answered or not) by the wall-clock second they
         # arrived in: an upstream's rate limit counts these.
         self.calls_per_second: OrderedDict[int, int] = OrderedDict()
-        # prompt → the sizes of the reference files an OpenAI edit carried.
+        # prompt → the sizes of the reference pictures its job carried.
         self.references: OrderedDict[str, list[int]] = OrderedDict()
-        # Replicate predictions a caller canceled.
+        # Jobs a caller canceled (in a protocol that can cancel).
         self.canceled: set[str] = set()
 
     def count_call(self) -> None:
@@ -244,53 +233,56 @@ class SandboxState:
         while len(cache) > limit:
             cache.popitem(last=False)
 
-
-def _reply(
-    code: int, msg: str, data: Any, status: int = 200, retry_after: int | None = None
-) -> JSONResponse:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse(
-        {"code": code, "msg": msg, "data": data, "exec_time": 0.01},
-        status_code=status,
-        headers=headers,
-    )
+    async def draw(self, prompt: str, size: str, job_id: str) -> bytes:
+        """A job's picture, drawn off the event loop."""
+        return await anyio.to_thread.run_sync(
+            draw_png, prompt, size, job_id, self.font_path, self.scale
+        )
 
 
-def _is_picture(data: bytes) -> bool:
-    return (
-        data[:8] == b"\x89PNG\r\n\x1a\n"
-        or data[:3] == b"\xff\xd8\xff"
-        or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
-    )
+def retry_after_headers(seconds: int | None) -> dict[str, str] | None:
+    """The headers of a throttled answer (none when it names no wait)."""
+    return {"Retry-After": str(seconds)} if seconds is not None else None
 
 
-def _replicate_error(status: int, detail: str, retry_after: int | None = None) -> JSONResponse:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse(
-        {"title": detail, "detail": detail, "status": status}, status_code=status, headers=headers
-    )
+def result_url(request: Request, job_id: str) -> str:
+    """Where a job's picture is fetched (every protocol's, from the shared route)."""
+    return f"{str(request.base_url).rstrip('/')}/results/{job_id}.png"
 
 
-# OpenAI's sizes → the sandbox's ratios.
-OPENAI_SIZES = {"auto": "auto", "1024x1024": "1:1", "1024x1536": "2:3", "1536x1024": "3:2"}
+Handler = Callable[[Request], Awaitable[Response]]
 
 
-def _openai_error(
-    status: int, code: str, message: str, retry_after: int | None = None
-) -> JSONResponse:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse(
-        {
-            "error": {
-                "message": message,
-                "type": "invalid_request_error",
-                "param": None,
-                "code": code,
-            }
-        },
-        status_code=status,
-        headers=headers,
-    )
+class Double(ABC):
+    """One protocol's double: its routes, each behind the protocol's key check, so a wrong
+    key is refused (HTTP 401, in the protocol's words) on every route of every protocol."""
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+
+    @abstractmethod
+    def routes(self) -> list[Route]:
+        """The protocol's routes, each made by ``route``."""
+
+    @abstractmethod
+    def refused(self) -> Response:
+        """The protocol's answer to a wrong key."""
+
+    def key(self, request: Request) -> str:
+        """The key a caller sent: a ``Bearer`` token unless the protocol says otherwise."""
+        return request.headers.get("authorization", "").removeprefix("Bearer ")
+
+    def route(self, path: str, handler: Handler, method: str) -> Route:
+        """``handler`` at ``path``, behind the key check. Every call is counted, refused or
+        not: an upstream's rate limit counts what arrives."""
+
+        async def guarded(request: Request) -> Response:
+            self.state.count_call()
+            if not self.state.accepts(self.key(request)):
+                return self.refused()
+            return await handler(request)
+
+        return Route(path, guarded, methods=[method], name=handler.__name__)
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
@@ -327,246 +319,22 @@ async def _trickle(data: bytes) -> AsyncIterator[bytes]:
         await anyio.sleep(0.25)
 
 
-def create_sandbox_app(state: SandboxState) -> Starlette:
-    def authorised(request: Request) -> bool:
-        key = request.headers.get("authorization") or request.query_params.get("key") or ""
-        return state.accepts(key)
+class Shared:
+    """The routes no protocol owns: the pictures every double's results point at (where the
+    result-URL faults happen), health, and the counts tests and the benchmark read."""
 
-    def bearer(request: Request) -> bool:
-        return state.accepts(request.headers.get("authorization", "").removeprefix("Bearer "))
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
 
-    async def openai_image(request: Request, prompt: str, fields: dict[str, Any]) -> Response:
-        """What an OpenAI images endpoint answers once the request is read: the picture
-        after the sandbox's latency, inline or as a URL, or the fault a directive asks for."""
-        size = OPENAI_SIZES.get(str(fields.get("size") or "auto"))
-        if size is None:
-            return _openai_error(400, "invalid_value", f"Invalid size: {fields.get('size')}")
-        directive = parse_directive(prompt)
-        if directive == "error500":
-            return _openai_error(500, "server_error", "The server had an error (sandbox)")
-        if directive == "submit429" and state.throttle_once(prompt):
-            return _openai_error(429, "rate_limit_exceeded", "Rate limit reached", retry_after=1)
-        if directive == "fail":
-            return _openai_error(400, "content_policy_violation", FAIL_MESSAGE)
-        job_id = state.accept(prompt, size, directive)
-        # The job is made (and paid for) from here on: a lost answer is the caller's doubt.
-        if directive == "slowsubmit":
-            await anyio.sleep(SLOW_SECONDS)
-        elif directive == "timeout":
-            await anyio.sleep(SLOW_SECONDS * 3)  # long past any sane client timeout in tests
-        await anyio.sleep(state.latency)
-        if directive == "garbage":
-            return Response('{"created": 1, "data": [', media_type="application/json")
-        if fields.get("response_format") == "url":
-            base = str(request.base_url).rstrip("/")
-            item: dict[str, Any] = {"url": f"{base}/results/{job_id}.png"}
-        else:
-            if directive == "badimage":
-                picture = b"<html><body>this is not an image</body></html>"
-            else:
-                picture = await anyio.to_thread.run_sync(
-                    draw_png, prompt, size, job_id, state.font_path, state.scale
-                )
-                if directive == "truncated":
-                    picture = picture[: len(picture) // 2]
-            item = {"b64_json": base64.b64encode(picture).decode()}
-        return JSONResponse({"created": int(time.time()), "data": [item]})
+    def routes(self) -> list[Route]:
+        return [
+            Route("/results/{job_id}.png", self.result, methods=["GET"]),
+            Route("/healthz", self.health, methods=["GET"]),
+            Route("/stats", self.stats, methods=["GET"]),
+        ]
 
-    async def generations(request: Request) -> Response:
-        state.count_call()
-        if not bearer(request):
-            return _openai_error(401, "invalid_api_key", "Incorrect API key provided")
-        try:
-            body = await request.json()
-        except ValueError:
-            return _openai_error(400, "invalid_json", "We could not parse the JSON body")
-        if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
-            return _openai_error(400, "missing_required_parameter", "prompt is required")
-        return await openai_image(request, body["prompt"], body)
-
-    async def edits(request: Request) -> Response:
-        state.count_call()
-        if not bearer(request):
-            return _openai_error(401, "invalid_api_key", "Incorrect API key provided")
-        form = await request.form(max_files=16, max_fields=32, max_part_size=64 * 1024 * 1024)
-        prompt = form.get("prompt")
-        if not isinstance(prompt, str):
-            return _openai_error(400, "missing_required_parameter", "prompt is required")
-        files = [f for name in ("image", "image[]") for f in form.getlist(name)]
-        pictures = [await f.read() for f in files if not isinstance(f, str)]
-        if not pictures or not all(_is_picture(p) for p in pictures):
-            return _openai_error(400, "invalid_image", "image must be PNG, JPEG or WEBP files")
-        state.remember(state.references, prompt, [len(p) for p in pictures], 50_000)
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        return await openai_image(request, prompt, fields)
-
-    def prediction(request: Request, job_id: str) -> dict[str, Any]:
-        """A Replicate prediction's state, from its id alone (and whether it was canceled)."""
-        parsed = parse_job_id(job_id)
-        assert parsed is not None
-        started_ms, _size, directive = parsed
-        base = str(request.base_url).rstrip("/")
-        body: dict[str, Any] = {
-            "id": job_id,
-            "status": "starting",
-            "output": None,
-            "error": None,
-            "urls": {
-                "get": f"{base}/v1/predictions/{job_id}",
-                "cancel": f"{base}/v1/predictions/{job_id}/cancel",
-            },
-        }
-        elapsed = time.time() - started_ms / 1000
-        if job_id in state.canceled:
-            body["status"] = "canceled"
-        elif elapsed < state.latency * 0.1:
-            pass
-        elif directive == "timeout" or elapsed < state.latency:
-            body["status"] = "processing"
-        elif directive == "fail":
-            body.update(status="failed", error="NSFW content detected (sandbox)")
-        else:
-            body.update(status="succeeded", output=[f"{base}/results/{job_id}.png"])
-        return body
-
-    async def create_prediction(request: Request) -> Response:
-        state.count_call()
-        if not bearer(request):
-            return _replicate_error(401, "Unauthenticated")
-        try:
-            body = await request.json()
-        except ValueError:
-            return _replicate_error(400, "Invalid JSON")
-        model_input = body.get("input") if isinstance(body, dict) else None
-        if not isinstance(model_input, dict) or not isinstance(model_input.get("prompt"), str):
-            return _replicate_error(422, "input.prompt is required")
-        prompt = model_input["prompt"]
-        size = str(model_input.get("aspect_ratio") or "1:1")
-        if size not in SIZES:
-            return _replicate_error(422, f"input.aspect_ratio: invalid value {size}")
-        images = [v for k, v in model_input.items() if "image" in k and isinstance(v, str)]
-        if images:
-            state.remember(state.references, prompt, [len(v) for v in images], 50_000)
-        directive = parse_directive(prompt)
-        if directive == "error500":
-            return _replicate_error(500, "Internal server error (sandbox)")
-        if directive == "submit429" and state.throttle_once(prompt):
-            return _replicate_error(429, "Request was throttled", retry_after=1)
-        job_id = state.accept(prompt, size, directive)
-        if directive == "slowsubmit":
-            await anyio.sleep(SLOW_SECONDS)
-        return JSONResponse(prediction(request, job_id), status_code=201)
-
-    async def get_prediction(request: Request) -> Response:
-        state.count_call()
-        if not bearer(request):
-            return _replicate_error(401, "Unauthenticated")
-        job_id = request.path_params["job_id"]
-        parsed = parse_job_id(job_id)
-        if parsed is None:
-            return _replicate_error(404, "Prediction not found")
-        state.polls += 1
-        state.record_poll(job_id, time.time())
-        directive = parsed[2]
-        if directive == "slowpoll":
-            await anyio.sleep(SLOW_SECONDS)
-        elif directive == "garbage":
-            return Response('{"id": "x", "status": ', media_type="application/json")
-        elif directive == "status7":
-            return JSONResponse({"id": job_id, "status": "thinking", "output": None})
-        elif directive == "poll429":
-            return _replicate_error(429, "Request was throttled", retry_after=1)
-        return JSONResponse(prediction(request, job_id))
-
-    async def cancel_prediction(request: Request) -> Response:
-        state.count_call()
-        if not bearer(request):
-            return _replicate_error(401, "Unauthenticated")
-        job_id = request.path_params["job_id"]
-        if parse_job_id(job_id) is None:
-            return _replicate_error(404, "Prediction not found")
-        if prediction(request, job_id)["status"] in ("starting", "processing"):
-            state.canceled.add(job_id)
-        return JSONResponse(prediction(request, job_id))
-
-    async def replicate_account(request: Request) -> Response:
-        state.count_call()
-        if not bearer(request):
-            return _replicate_error(401, "Unauthenticated")
-        return JSONResponse({"type": "user", "username": "sandbox"})
-
-    async def openai_models(request: Request) -> Response:
-        state.count_call()
-        if not bearer(request):
-            return _openai_error(401, "invalid_api_key", "Incorrect API key provided")
-        return JSONResponse({"object": "list", "data": [{"id": "gpt-image-1", "object": "model"}]})
-
-    async def submit(request: Request) -> Response:
-        state.count_call()
-        if not authorised(request):
-            return _reply(401, "密钥无效", [], status=401)
-        try:
-            body = await request.json()
-        except ValueError:
-            return _reply(400, "请求体不是合法的 JSON", [])
-        if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
-            return _reply(400, "缺少 prompt 参数", [])
-        prompt = body["prompt"]
-        size = body.get("size", "auto")
-        if size not in SIZES:
-            return _reply(400, f"size 参数错误: {size}", [])
-        urls = body.get("urls") or []
-        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-            return _reply(400, "urls 参数必须是字符串数组", [])
-        directive = parse_directive(prompt)
-        if directive == "error500":
-            return Response("Internal Server Error (sandbox)", status_code=500)
-        if directive == "submit429" and state.throttle_once(prompt):
-            return _reply(429, "请求过于频繁", [], status=429, retry_after=1)
-        if directive == "slowsubmit":
-            await anyio.sleep(SLOW_SECONDS)
-        job_id = state.accept(prompt, size, directive)
-        return _reply(200, "成功", {"id": job_id, "count": 1})
-
-    async def detail(request: Request) -> Response:
-        state.count_call()
-        if not authorised(request):
-            return _reply(401, "密钥无效", [], status=401)
-        state.polls += 1
-        job_id = request.query_params.get("id", "")
-        parsed = parse_job_id(job_id)
-        if parsed is None:
-            return _reply(400, "任务不存在", [])
-        started_ms, _size, directive = parsed
-        polled_at = time.time()
-        state.record_poll(job_id, polled_at)
-        if directive == "slowpoll":
-            await anyio.sleep(SLOW_SECONDS)
-        elif directive == "garbage":
-            return Response(
-                '{"code": 200, "data": {"status": 2, "result": [', media_type="application/json"
-            )
-        elif directive == "status7":
-            return _reply(200, "成功", {"id": job_id, "status": 7, "result": []})
-        elif directive == "poll429":
-            return _reply(429, "请求过于频繁", [], status=429, retry_after=1)
-        elapsed = time.time() - started_ms / 1000
-        data: dict[str, Any] = {"id": job_id, "result": [], "message": None, "fail_reason": None}
-        if elapsed < state.latency * 0.1:
-            data.update(status=0, progress=0)
-        elif directive == "timeout" or elapsed < state.latency:
-            fraction = elapsed / state.latency if state.latency else 1.0
-            data.update(status=1, progress=min(99, int(100 * (1 - math.exp(-3 * fraction)))))
-        elif directive == "fail":
-            data.update(status=3, message=FAIL_MESSAGE, fail_reason=FAIL_MESSAGE)
-        else:
-            base = str(request.base_url).rstrip("/")
-            data.update(status=2, progress=100, result=[f"{base}/results/{job_id}.png"])
-            if job_id not in state.first_done:
-                state.remember(state.first_done, job_id, polled_at, 100_000)
-        return _reply(200, "成功", data)
-
-    async def result(request: Request) -> Response:
+    async def result(self, request: Request) -> Response:
+        state = self.state
         job_id = request.path_params["job_id"]
         parsed = parse_job_id(job_id)
         if parsed is None:
@@ -587,9 +355,7 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         png = state.images.get(job_id)
         if png is None:
             prompt = state.prompts.get(job_id, "(沙箱重启后提示词已不在内存中)")
-            png = await anyio.to_thread.run_sync(
-                draw_png, prompt, size, job_id, state.font_path, state.scale
-            )
+            png = await state.draw(prompt, size, job_id)
             state.remember(state.images, job_id, png, 64)
         if directive == "truncated":
             png = png[: len(png) // 2]
@@ -599,10 +365,12 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
             return StreamingResponse(_trickle(png), media_type="image/png")
         return Response(png, media_type="image/png")
 
-    async def health(_: Request) -> Response:
+    async def health(self, _: Request) -> Response:
+        state = self.state
         return JSONResponse({"ok": True, "submits": state.submits, "polls": state.polls})
 
-    async def stats(request: Request) -> Response:
+    async def stats(self, request: Request) -> Response:
+        state = self.state
         body = {
             "submits": state.submits,
             "polls": state.polls,
@@ -617,20 +385,3 @@ def create_sandbox_app(state: SandboxState) -> Starlette:
         if request.query_params.get("reset"):
             state.poll_gaps.clear()
         return JSONResponse(body)
-
-    return Starlette(
-        routes=[
-            Route("/api/async/detail", detail, methods=["GET"]),
-            Route("/api/async/{slug}", submit, methods=["POST"]),
-            Route("/results/{job_id}.png", result, methods=["GET"]),
-            Route("/v1/images/generations", generations, methods=["POST"]),
-            Route("/v1/images/edits", edits, methods=["POST"]),
-            Route("/v1/models", openai_models, methods=["GET"]),
-            Route("/v1/models/{owner}/{name}/predictions", create_prediction, methods=["POST"]),
-            Route("/v1/predictions/{job_id}", get_prediction, methods=["GET"]),
-            Route("/v1/predictions/{job_id}/cancel", cancel_prediction, methods=["POST"]),
-            Route("/v1/account", replicate_account, methods=["GET"]),
-            Route("/healthz", health, methods=["GET"]),
-            Route("/stats", stats, methods=["GET"]),
-        ]
-    )
