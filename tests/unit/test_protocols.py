@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import get_args
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
 from shengtu.providers.base import Cancellable
 from shengtu.providers.registry import DEFAULT_PROTOCOL, PROTOCOLS, ProtocolName, cancellable
 from shengtu.providers.replicate import ReplicateProvider
+from shengtu.providers.sandbox import DOUBLES, SandboxState
 
 
 def test_the_api_schema_names_exactly_the_protocols_of_the_table() -> None:
@@ -23,3 +29,21 @@ def test_a_protocol_is_cancellable_when_its_provider_can_cancel() -> None:
 def test_only_openai_images_channels_wait_minutes_by_default() -> None:
     defaults = {name: spec.default_timeout for name, spec in PROTOCOLS.items()}
     assert defaults == {"suchuang": None, "openai_images": 300.0, "replicate": None}
+
+
+def test_the_sandbox_has_a_double_of_every_protocol() -> None:
+    assert set(DOUBLES) == set(PROTOCOLS)
+
+
+@pytest.mark.parametrize("protocol", list(DOUBLES))
+def test_every_route_of_a_double_refuses_a_wrong_key(protocol: str) -> None:
+    state = SandboxState("sbx-right", latency=0.0)
+    routes = DOUBLES[protocol](state).routes()
+    client = TestClient(Starlette(routes=routes))
+    for route in routes:
+        path = re.sub(r"\{[^}]+\}", "x", route.path)
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "wrong"}):
+                answer = client.request(method, path, params={"key": "wrong"}, headers=headers)
+                assert answer.status_code == 401, (method, path, headers)
+    assert state.submits == 0 and state.polls == 0

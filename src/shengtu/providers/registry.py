@@ -68,31 +68,29 @@ def build_providers(
     settings: Settings, sandbox: SandboxEndpoint | None, pacing: Pacing | None = None
 ) -> dict[str, Provider]:
     pacing = pacing or Pacing()
-    providers: dict[str, Provider] = {}
     if settings.suchuang_api_key:
-        base_url, key = settings.suchuang_base_url, settings.suchuang_api_key
-    elif sandbox is not None:
-        base_url, key = sandbox.base_url, sandbox.api_key
-        # The sandbox speaks the OpenAI Images API and Replicate's too: the demo's
-        # gpt-image-1 and flux-schnell models.
-        providers["openai_images"] = OpenAIImagesProvider(
-            sandbox.base_url,
-            sandbox.api_key,
+        key = settings.suchuang_api_key
+        provider = PROTOCOLS[DEFAULT_PROTOCOL].provider(
+            settings.suchuang_base_url,
+            key,
             timeout=settings.upstream_timeout,
-            pacer=pacing.pacer("openai:" + sandbox.api_key, settings.upstream_rps),
+            pacer=pacing.pacer(key, settings.upstream_rps),
         )
-        providers["replicate"] = ReplicateProvider(
-            sandbox.base_url,
-            sandbox.api_key,
-            timeout=settings.upstream_timeout,
-            pacer=pacing.pacer("replicate:" + sandbox.api_key, settings.upstream_rps),
-        )
-    else:
+        return {DEFAULT_PROTOCOL: provider}
+    if sandbox is None:
         return {}
-    providers["suchuang"] = SuChuangProvider(
-        base_url,
-        key,
-        timeout=settings.upstream_timeout,
-        pacer=pacing.pacer(key, settings.upstream_rps),
-    )
-    return providers
+    # The sandbox has a double of every protocol: the demo's models of each (gpt-image-1,
+    # flux-schnell …). The default protocol paces on the bare key, as a channel with that
+    # key does; the others each on a pace of their own.
+    return {
+        name: spec.provider(
+            sandbox.base_url,
+            sandbox.api_key,
+            timeout=settings.upstream_timeout,
+            pacer=pacing.pacer(
+                sandbox.api_key if name == DEFAULT_PROTOCOL else f"{name}:{sandbox.api_key}",
+                settings.upstream_rps,
+            ),
+        )
+        for name, spec in PROTOCOLS.items()
+    }

@@ -1,0 +1,50 @@
+"""The sandbox upstream: an HTTP server that speaks every protocol of the registry and
+draws real PNGs. One double per protocol (a module each, named in ``DOUBLES``) over the
+shared parts in ``common``: the state, the ``[sandbox:...]`` faults, the pictures, the key
+check, the results."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+
+from shengtu.providers.sandbox.common import (
+    DIRECTIVES,
+    SIZES,
+    Double,
+    SandboxState,
+    Shared,
+    draw_png,
+    new_job_id,
+    parse_directive,
+    parse_job_id,
+)
+from shengtu.providers.sandbox.openai_images import OpenAIImagesDouble
+from shengtu.providers.sandbox.replicate import ReplicateDouble
+from shengtu.providers.sandbox.suchuang import SuChuangDouble
+
+# Each protocol of providers/registry.py's PROTOCOLS, and its double
+# (tests/unit/test_protocols.py checks they agree).
+DOUBLES: dict[str, type[Double]] = {
+    "suchuang": SuChuangDouble,
+    "openai_images": OpenAIImagesDouble,
+    "replicate": ReplicateDouble,
+}
+
+
+def create_sandbox_app(state: SandboxState) -> Starlette:
+    """Every double's routes and the shared ones, in one router (one 404, one 405)."""
+    routes = [route for double in DOUBLES.values() for route in double(state).routes()]
+    return Starlette(routes=[*routes, *Shared(state).routes()])
+
+
+__all__ = [
+    "DIRECTIVES",
+    "DOUBLES",
+    "SIZES",
+    "SandboxState",
+    "create_sandbox_app",
+    "draw_png",
+    "new_job_id",
+    "parse_directive",
+    "parse_job_id",
+]

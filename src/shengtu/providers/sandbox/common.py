@@ -1,0 +1,387 @@
+"""What every protocol's double shares: the state, the ``[sandbox:...]`` faults, the
+pictures, the key check, and the routes no protocol owns (results, health, stats).
+
+A job's id carries its start time, aspect ratio and directive, so the sandbox needs no
+state to answer a poll: a task submitted before a restart still completes after it.
+Prompt directives make it misbehave on purpose:
+
+- ``[sandbox:fail]``      the job fails as the protocol says a prompt was refused
+- ``[sandbox:error500]``  submit answers HTTP 500
+- ``[sandbox:timeout]``   the job never finishes
+- ``[sandbox:badimage]``  the result URL serves something that is not an image
+
+and, for the reliability suite, every other way an upstream can go wrong:
+
+- ``[sandbox:submit429]``  the first submit answers 429 with Retry-After: 1, the next is accepted
+- ``[sandbox:slowsubmit]`` / ``[sandbox:slowpoll]``  answer after SLOW_SECONDS (a client timeout)
+- ``[sandbox:garbage]``  polls answer with malformed JSON
+- ``[sandbox:status7]``  polls answer with a status value the protocol does not have
+- ``[sandbox:poll429]``  polls answer 429 with Retry-After: 1
+- ``[sandbox:result404]``  the result URL answers 404
+- ``[sandbox:redirectprivate]``  the result URL redirects to 169.254.169.254
+- ``[sandbox:html]``  the result URL serves an HTML page with status 200
+- ``[sandbox:huge]``  the result URL streams 200 MB
+- ``[sandbox:truncated]``  the result is a PNG cut in half
+- ``[sandbox:drip]``  the result URL sends its PNG one byte every DRIP_SECONDS
+- ``[sandbox:trickle]``  the result URL sends its PNG, then zeros, at TRICKLE_BYTES a second,
+  without end: above a modest rate floor, and never done
+
+Each protocol's double (a module beside this one) says how it shows each fault.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import io
+import re
+import secrets
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+SIZES = {"auto": (1024, 1024), "1:1": (1024, 1024), "2:3": (1024, 1536), "3:2": (1536, 1024)}
+_SIZE_CODE = {"auto": "a", "1:1": "s", "2:3": "p", "3:2": "l"}
+_CODE_SIZE = {v: k for k, v in _SIZE_CODE.items()}
+DIRECTIVES = {
+    "fail": "f",
+    "timeout": "t",
+    "badimage": "b",
+    "error500": "e",
+    "submit429": "n",  # accepted on the second try, then a normal job
+    "slowsubmit": "n",
+    "slowpoll": "s",
+    "garbage": "g",
+    "status7": "u",
+    "poll429": "q",
+    "result404": "4",
+    "redirectprivate": "r",
+    "html": "h",
+    "huge": "z",
+    "truncated": "x",
+    "drip": "d",
+    "trickle": "w",
+}
+_CODE_DIRECTIVE = {code: name for name, code in DIRECTIVES.items() if code != "n"}
+SLOW_SECONDS = 3.0
+HUGE_BYTES = 200 * 1024 * 1024
+DRIP_SECONDS = 1.0
+TRICKLE_BYTES = 1024
+K = TypeVar("K")
+V = TypeVar("V")
+_DIRECTIVE_RE = re.compile(r"\[sandbox:([a-z0-9]+)\]")
+_ID_RE = re.compile(r"^image_[0-9a-f]{12}-([0-9a-f]{1,14})-([aslp])([a-z0-9])$")
+_FONT_CANDIDATES = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+    "/System/Library/Fonts/PingFang.ttc",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+)
+FAIL_MESSAGE = "图片生成失败:提示词触发了内容安全策略(沙箱模拟)"
+
+
+def parse_directive(prompt: str) -> str:
+    for name in _DIRECTIVE_RE.findall(prompt):
+        name = str(name)
+        if name in DIRECTIVES:
+            return name
+    return ""
+
+
+def new_job_id(size: str, directive: str, now_ms: int) -> str:
+    code = DIRECTIVES.get(directive, "n")
+    return f"image_{secrets.token_hex(6)}-{now_ms:x}-{_SIZE_CODE[size]}{code}"
+
+
+def parse_job_id(job_id: str) -> tuple[int, str, str] | None:
+    """(start ms, size, directive) of a job id this sandbox made."""
+    m = _ID_RE.match(job_id)
+    if not m:
+        return None
+    directive = _CODE_DIRECTIVE.get(m.group(3), "")
+    return int(m.group(1), 16), _CODE_SIZE[m.group(2)], directive
+
+
+def _font(path_hint: str, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    for candidate in (path_hint, *_FONT_CANDIDATES):
+        if candidate and Path(candidate).is_file():
+            try:
+                return ImageFont.truetype(candidate, size)
+            except OSError:
+                continue
+    return ImageFont.load_default(size)
+
+
+def _renders(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, text: str) -> bool:
+    """False when the font would draw the missing-glyph box for a character of ``text``."""
+    missing = bytes(font.getmask("\U0010fffd"))
+    return all(bytes(font.getmask(ch)) != missing for ch in set(text) if not ch.isascii())
+
+
+def draw_png(prompt: str, size: str, job_id: str, font_path: str = "", scale: float = 1.0) -> bytes:
+    """A gradient in the prompt's colours with the prompt written on it, of the asked ratio
+    (``scale`` × the size; smaller pictures cost the test suite less CPU)."""
+    width, height = (max(16, round(side * scale)) for side in SIZES[size])
+    digest = hashlib.sha256(prompt.encode()).digest()
+    hue = digest[0] / 255
+    top = tuple(int(c * 255) for c in colorsys.hsv_to_rgb(hue, 0.55, 0.95))
+    bottom = tuple(int(c * 255) for c in colorsys.hsv_to_rgb((hue + 0.3) % 1, 0.7, 0.45))
+    mask = Image.linear_gradient("L").resize((width, height))
+    img = Image.composite(
+        Image.new("RGB", (width, height), bottom), Image.new("RGB", (width, height), top), mask
+    )
+    draw = ImageDraw.Draw(img)
+    font = _font(font_path, max(8, round(44 * scale)))
+    small = _font(font_path, max(8, round(26 * scale)))
+    text = _DIRECTIVE_RE.sub("", prompt).strip() or "(empty prompt)"
+    if not _renders(font, text):
+        # No CJK font here: say so instead of drawing boxes. The PNG's "prompt" text
+        # chunk still carries the prompt; SHENGTU_SANDBOX_FONT names a font to use.
+        text = f"prompt: {len(text)} characters (no CJK font; see PNG text 'prompt')"
+    per_line = max(8, (width - 160) // 46)
+    lines = [text[i : i + per_line] for i in range(0, min(len(text), per_line * 12), per_line)]
+    y = height // 2 - len(lines) * 30
+    for line in lines:
+        draw.text((80, y), line, fill=(255, 255, 255), font=font)
+        y += 60
+    draw.text(
+        (80, 60), f"Shengtu sandbox · {size} · {width}×{height}", fill=(255, 255, 255), font=small
+    )
+    draw.text((80, height - 90), job_id, fill=(235, 235, 235), font=small)
+    meta = PngInfo()
+    meta.add_itxt("prompt", prompt)
+    meta.add_text("job", job_id)
+    out = io.BytesIO()
+    img.save(out, format="PNG", pnginfo=meta, compress_level=1)
+    return out.getvalue()
+
+
+class SandboxState:
+    def __init__(
+        self, api_key: str, latency: float, font_path: str = "", scale: float = 1.0
+    ) -> None:
+        # One key, or several separated by commas (a channel with several keys).
+        self.api_keys = tuple(k for k in api_key.split(",") if k)
+        self.latency = latency
+        self.font_path = font_path
+        self.scale = scale
+        self.prompts: OrderedDict[str, str] = OrderedDict()
+        self.images: OrderedDict[str, bytes] = OrderedDict()
+        # How many times each prompt was accepted: lets tests see a task run twice.
+        self.accepted: OrderedDict[str, int] = OrderedDict()
+        self.throttled: OrderedDict[str, bool] = OrderedDict()
+        self.submits = 0
+        self.polls = 0
+        # Seen from outside the worker, for the benchmark: when each job was last polled,
+        # the gaps between successive polls, and when each job was first answered "done".
+        self.last_polled: OrderedDict[str, float] = OrderedDict()
+        self.poll_gaps: list[float] = []
+        self.first_done: OrderedDict[str, float] = OrderedDict()
+        # API calls (submits and polls, answered or not) by the wall-clock second they
+        # arrived in: an upstream's rate limit counts these.
+        self.calls_per_second: OrderedDict[int, int] = OrderedDict()
+        # prompt → the sizes of the reference pictures its job carried.
+        self.references: OrderedDict[str, list[int]] = OrderedDict()
+        # Jobs a caller canceled (in a protocol that can cancel).
+        self.canceled: set[str] = set()
+
+    def count_call(self) -> None:
+        second = int(time.time())
+        self.remember(self.calls_per_second, second, self.calls_per_second.get(second, 0) + 1, 3600)
+
+    def accept(self, prompt: str, size: str, directive: str) -> str:
+        """A job made, in any protocol: its id, counted per prompt."""
+        self.submits += 1
+        job_id = new_job_id(size, directive, int(time.time() * 1000))
+        self.remember(self.prompts, job_id, prompt, 50_000)
+        self.remember(self.accepted, prompt, self.accepted.get(prompt, 0) + 1, 50_000)
+        return job_id
+
+    def throttle_once(self, prompt: str) -> bool:
+        """True the first time a prompt asks for a 429 (``submit429``), then False."""
+        if prompt in self.throttled:
+            return False
+        self.remember(self.throttled, prompt, True, 50_000)
+        return True
+
+    def accepts(self, key: str) -> bool:
+        # Every key compared, so the time taken tells nothing of which one matched.
+        matches = [secrets.compare_digest(key.encode(), k.encode()) for k in self.api_keys]
+        return any(matches)
+
+    def record_poll(self, job_id: str, now: float) -> None:
+        previous = self.last_polled.get(job_id)
+        if previous is not None and len(self.poll_gaps) < 1_000_000:
+            self.poll_gaps.append(now - previous)
+        self.remember(self.last_polled, job_id, now, 100_000)
+
+    def remember(self, cache: OrderedDict[K, V], key: K, value: V, limit: int) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > limit:
+            cache.popitem(last=False)
+
+    async def draw(self, prompt: str, size: str, job_id: str) -> bytes:
+        """A job's picture, drawn off the event loop."""
+        return await anyio.to_thread.run_sync(
+            draw_png, prompt, size, job_id, self.font_path, self.scale
+        )
+
+
+def retry_after_headers(seconds: int | None) -> dict[str, str] | None:
+    """The headers of a throttled answer (none when it names no wait)."""
+    return {"Retry-After": str(seconds)} if seconds is not None else None
+
+
+def result_url(request: Request, job_id: str) -> str:
+    """Where a job's picture is fetched (every protocol's, from the shared route)."""
+    return f"{str(request.base_url).rstrip('/')}/results/{job_id}.png"
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Double(ABC):
+    """One protocol's double: its routes, each behind the protocol's key check, so a wrong
+    key is refused (HTTP 401, in the protocol's words) on every route of every protocol."""
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+
+    @abstractmethod
+    def routes(self) -> list[Route]:
+        """The protocol's routes, each made by ``route``."""
+
+    @abstractmethod
+    def refused(self) -> Response:
+        """The protocol's answer to a wrong key."""
+
+    def key(self, request: Request) -> str:
+        """The key a caller sent: a ``Bearer`` token unless the protocol says otherwise."""
+        return request.headers.get("authorization", "").removeprefix("Bearer ")
+
+    def route(self, path: str, handler: Handler, method: str) -> Route:
+        """``handler`` at ``path``, behind the key check. Every call is counted, refused or
+        not: an upstream's rate limit counts what arrives."""
+
+        async def guarded(request: Request) -> Response:
+            self.state.count_call()
+            if not self.state.accepts(self.key(request)):
+                return self.refused()
+            return await handler(request)
+
+        return Route(path, guarded, methods=[method], name=handler.__name__)
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"count": 0}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {"count": len(ordered), "p50": at(0.5), "p99": at(0.99), "max": ordered[-1]}
+
+
+async def _zeros(total: int) -> AsyncIterator[bytes]:
+    chunk = bytes(1024 * 1024)
+    for _ in range(total // len(chunk)):
+        yield chunk
+
+
+async def _drip(data: bytes) -> AsyncIterator[bytes]:
+    for index in range(len(data)):
+        yield data[index : index + 1]
+        await anyio.sleep(DRIP_SECONDS)
+
+
+async def _trickle(data: bytes) -> AsyncIterator[bytes]:
+    piece = TRICKLE_BYTES // 4
+    padded = data + bytes(-len(data) % piece)
+    for start in range(0, len(padded), piece):
+        yield padded[start : start + piece]
+        await anyio.sleep(0.25)
+    while True:
+        yield bytes(piece)
+        await anyio.sleep(0.25)
+
+
+class Shared:
+    """The routes no protocol owns: the pictures every double's results point at (where the
+    result-URL faults happen), health, and the counts tests and the benchmark read."""
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/results/{job_id}.png", self.result, methods=["GET"]),
+            Route("/healthz", self.health, methods=["GET"]),
+            Route("/stats", self.stats, methods=["GET"]),
+        ]
+
+    async def result(self, request: Request) -> Response:
+        state = self.state
+        job_id = request.path_params["job_id"]
+        parsed = parse_job_id(job_id)
+        if parsed is None:
+            return Response("not found", status_code=404)
+        _, size, directive = parsed
+        if directive == "badimage":
+            return Response(
+                b"<html><body>this is not an image</body></html>", media_type="image/png"
+            )
+        if directive == "result404":
+            return Response("expired", status_code=404)
+        if directive == "redirectprivate":
+            return RedirectResponse("http://169.254.169.254/latest/meta-data/", status_code=302)
+        if directive == "html":
+            return Response("<!doctype html><title>登录</title>", media_type="text/html")
+        if directive == "huge":
+            return StreamingResponse(_zeros(HUGE_BYTES), media_type="image/png")
+        png = state.images.get(job_id)
+        if png is None:
+            prompt = state.prompts.get(job_id, "(沙箱重启后提示词已不在内存中)")
+            png = await state.draw(prompt, size, job_id)
+            state.remember(state.images, job_id, png, 64)
+        if directive == "truncated":
+            png = png[: len(png) // 2]
+        if directive == "drip":
+            return StreamingResponse(_drip(png), media_type="image/png")
+        if directive == "trickle":
+            return StreamingResponse(_trickle(png), media_type="image/png")
+        return Response(png, media_type="image/png")
+
+    async def health(self, _: Request) -> Response:
+        state = self.state
+        return JSONResponse({"ok": True, "submits": state.submits, "polls": state.polls})
+
+    async def stats(self, request: Request) -> Response:
+        state = self.state
+        body = {
+            "submits": state.submits,
+            "polls": state.polls,
+            "accepted": dict(state.accepted),
+            "jobs_polled": len(state.last_polled),
+            "poll_gaps": _quantiles(state.poll_gaps),
+            # prompt → when upstream first said "done" (unix seconds)
+            "done_at": {state.prompts.get(j, j): t for j, t in state.first_done.items()},
+            "calls_per_second": {str(k): v for k, v in state.calls_per_second.items()},
+            "references": dict(state.references),
+        }
+        if request.query_params.get("reset"):
+            state.poll_gaps.clear()
+        return JSONResponse(body)
