@@ -18,13 +18,10 @@ from shengtu.config import Settings
 from shengtu.db import Database, utcnow
 from shengtu.errors import BadRequest, Conflict, NotFound, Unauthorized
 from shengtu.gates import Gate
-from shengtu.logs import get_logger
 from shengtu.models.accounts import ApiKey, User
 from shengtu.models.catalog import PointsConfig
 from shengtu.points import service as points
 from shengtu.timefmt import to_utc
-
-log = get_logger("shengtu.accounts")
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-\u4e00-\u9fff]{3,32}$")
 PASSWORD_MIN, PASSWORD_MAX = 8, 128

@@ -513,7 +513,8 @@ async def submit_failed(
     """A submit through ``route`` (None: the upstream of the settings) that failed: its
     attempt recorded; a failure of the upstream (not a refusal of the task, nor of the
     key) counts towards the key's breaker; an answer lost is counted on the channel; a key
-    the upstream refused is disabled. Each in a transaction of its own."""
+    the upstream refused is disabled. Each in a transaction of its own. An answer lost is
+    counted apart (:func:`count_uncertain`), once the relay has said so in its log."""
     opened = False
     async with db.write() as session:
         await add(session, attempt)
@@ -530,9 +531,7 @@ async def submit_failed(
         )
         # This worker's next submit skips the key at once; the others within a second.
         await pool.refresh(force=True)
-    if exc.uncertain:
-        await submit_cut(db, route)
-    elif exc.key_rejected:
+    if exc.key_rejected:
         log.error(
             "channel_key_disabled",
             channel=route.channel_name,
@@ -544,7 +543,7 @@ async def submit_failed(
         await pool.refresh(force=True)
 
 
-async def submit_cut(db: Database, route: Route | None) -> None:
+async def count_uncertain(db: Database, route: Route | None) -> None:
     """A submit through ``route`` whose answer never came: the upstream may have a job,
     paid for; counted on the channel."""
     if route is not None:

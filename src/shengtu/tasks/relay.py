@@ -139,15 +139,22 @@ class Relay:
                     state = await provider.submit(job)
             except UpstreamError as exc:
                 last = exc
-                await channel_service.submit_failed(
-                    self.ctx.db,
-                    self.ctx.channels,
-                    route,
-                    attempt_row(task, route, _outcome(exc), started, clock, exc),
-                    exc,
-                    self.settings,
-                    probe=probing,
-                )
+                try:
+                    await channel_service.submit_failed(
+                        self.ctx.db,
+                        self.ctx.channels,
+                        route,
+                        attempt_row(task, route, _outcome(exc), started, clock, exc),
+                        exc,
+                        self.settings,
+                        probe=probing,
+                    )
+                except Exception:
+                    if not exc.uncertain:
+                        raise
+                    # A job may be running upstream, paid for: the bookkeeping's failure
+                    # must not send the task to a crashed step's retry, which submits again.
+                    log.exception("attempt_not_recorded", outcome="uncertain")
                 if exc.uncertain:
                     await self._uncertain(task, route, exc)
                     return
@@ -162,12 +169,12 @@ class Relay:
                         "channel_failed_over", channel=route.channel_name, reason=exc.message
                     )
                 continue
-            succeeded = channel_service.submit_accepted(self.ctx.channels, route)
+            reset_breaker = channel_service.submit_accepted(self.ctx.channels, route)
             attempt = attempt_row(task, route, "accepted", started, clock)
             if state.pictures:
-                await self._answered_with_picture(task, route, state, attempt, succeeded)
+                await self._answered_with_picture(task, route, state, attempt, reset_breaker)
             else:
-                await self._accepted(task, route, state, attempt, succeeded)
+                await self._accepted(task, route, state, attempt, reset_breaker)
             return
         if last is None and waiting:
             await self._wait_for_route(task)
@@ -204,10 +211,14 @@ class Relay:
     async def _uncertain(self, task: AiTask, route: Route | None, exc: UpstreamError) -> None:
         """The submit was sent and its answer lost: a job may be running upstream, paid for.
         ``fail`` (the default) never sends it again; ``retry`` does, for upstreams that
-        deduplicate. Counted per channel either way (by ``submit_failed``)."""
+        deduplicate. Counted per channel either way."""
         policy = route.uncertain_submit if route else self.settings.uncertain_submit
         channel = route.channel_name if route else task.provider
         log.warning("uncertain_submit", policy=policy, channel=channel, reason=exc.message)
+        try:
+            await channel_service.count_uncertain(self.ctx.db, route)
+        except Exception:
+            log.exception("uncertain_not_counted", channel=channel)
         if policy == "fail":
             await self.moves.fail(
                 task,
@@ -228,7 +239,7 @@ class Relay:
         route, started, clock = over.submit
         lost = UpstreamError("任务时限已到,上游仍未回答", transient=True, uncertain=True)
         attempt = attempt_row(task, route, "uncertain", started, clock, lost)
-        await channel_service.submit_cut(self.ctx.db, route)
+        await channel_service.count_uncertain(self.ctx.db, route)
         await self.moves.fail(
             task,
             over.message,
@@ -244,7 +255,7 @@ class Relay:
         route: Route | None,
         state: UpstreamState,
         attempt: TaskAttempt,
-        succeeded: channel_service.OnAccepted | None,
+        reset_breaker: channel_service.OnAccepted | None,
     ) -> None:
         now = utcnow()
         if route is not None and route.failing:
@@ -253,7 +264,7 @@ class Relay:
             task,
             Status.QUEUED,
             also=(attempt,),
-            on_moved=succeeded,
+            on_moved=reset_breaker,
             channel_id=route.channel_id if route else None,
             channel_key_id=route.key_id if route else None,
             upstream_model=route.upstream_model if route else task.upstream_model,
@@ -281,7 +292,7 @@ class Relay:
         route: Route | None,
         state: UpstreamState,
         attempt: TaskAttempt,
-        succeeded: channel_service.OnAccepted | None,
+        reset_breaker: channel_service.OnAccepted | None,
     ) -> None:
         """The upstream answered the submit with the picture itself (it cannot be fetched
         again): stored now, and the task accepted and completed in one transaction."""
@@ -309,8 +320,8 @@ class Relay:
                 await add(session, attempt)
                 queued = await move(session, task, Status.QUEUED, lease_owner=owner, **accepted)
                 if queued is not None:
-                    if succeeded is not None:
-                        await succeeded(session)
+                    if reset_breaker is not None:
+                        await reset_breaker(session)
                     moved = (
                         await move(
                             session,
