@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from tests.support import Platform, png
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 XSS = '<img src=x onerror="window.__xss=1">'
 T2I = "sc_soraimg_text_1x1"  # 30 points
 I2I = "sc_soraimg_img2img_1x1"  # 35 points

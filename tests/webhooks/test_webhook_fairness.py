@@ -29,7 +29,7 @@ from shengtu.db import Database
 from shengtu.models.webhooks import WebhookAttempt, WebhookMessage
 from tests.databases import ScratchDatabase, selected
 from tests.support import Platform, User, free_port
-from tests.test_webhooks import detail, endpoint, messages, wait_for
+from tests.webhooks.test_webhooks import detail, endpoint, messages, wait_for
 
 SLOW_SECONDS = 9.0
 
