@@ -1,18 +1,15 @@
-"""Small rules with no server: snippets, imageUrl, task numbers, the transition table."""
+"""A task's small rules, with no server: snippets, imageUrl, task numbers, the transition
+table."""
 
 from __future__ import annotations
 
-import io
 import re
 from datetime import datetime
 
 import pytest
-from PIL import Image
 
 from shengtu.errors import BadRequest
 from shengtu.models.tasks import TERMINAL, Status
-from shengtu.providers.sandbox import SIZES, draw_png, new_job_id, parse_directive, parse_job_id
-from shengtu.storage.images import NotAnImage, sniff_image
 from shengtu.tasks.machine import TRANSITIONS, IllegalTransition, check_move
 from shengtu.tasks.schemas import image_url_field, prompt_snippet
 from shengtu.tasks.service import make_task_no, parse_image_urls
@@ -67,30 +64,3 @@ def test_transition_table() -> None:
     with pytest.raises(IllegalTransition):
         check_move("failed", "completed")
     check_move("processing", "completed")
-
-
-def test_sandbox_ids_carry_their_state() -> None:
-    job = new_job_id("2:3", "timeout", 1_700_000_000_123)
-    assert parse_job_id(job) == (1_700_000_000_123, "2:3", "timeout")
-    assert parse_job_id("image_nope") is None
-    assert parse_directive("猫 [sandbox:badimage]") == "badimage"
-    assert parse_directive("猫 [sandbox:unknown]") == ""
-
-
-@pytest.mark.parametrize("size", list(SIZES))
-def test_sandbox_draws_the_asked_size(size: str) -> None:
-    png = draw_png("一只猫", size, "image_x")
-    info = sniff_image(png)
-    assert (info.width, info.height) == SIZES[size] and info.ext == "png"
-    assert Image.open(io.BytesIO(png)).text["prompt"] == "一只猫"  # type: ignore[attr-defined]
-
-
-def test_sniff_refuses_what_is_not_a_whole_picture() -> None:
-    png = draw_png("x", "1:1", "image_x")
-    for bad in (b"", b"<html></html>", png[: len(png) // 2]):
-        with pytest.raises(NotAnImage):
-            sniff_image(bad)
-    bomb = io.BytesIO()
-    Image.new("1", (20_000, 20_000)).save(bomb, format="PNG")
-    with pytest.raises(NotAnImage):
-        sniff_image(bomb.getvalue())

@@ -1,0 +1,33 @@
+"""A code is credited once however many of one user's redemptions race for it (issue 11's
+security review, finding 2)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+from tests.support import Platform, cli
+
+
+def test_redeeming_a_code_works_once_even_when_raced(audited: Platform) -> None:
+    code = cli(audited.env, "codes", "create", "--points", "40").stdout.strip()
+    user = audited.new_user()
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        answers = list(
+            pool.map(
+                lambda _: user.client.post("/user/points/redeem", json={"code": code}).json(),
+                range(20),
+            )
+        )
+    assert sum(a["code"] == 200 for a in answers) == 1, answers
+    # The others: the code is used, or (past 10 failed tries) this user is throttled.
+    assert all(
+        ("已被使用" in a["message"]) or (a["code"] == 429 and "兑换失败次数过多" in a["message"])
+        for a in answers
+        if a["code"] != 200
+    ), answers
+    assert user.balance() == 40
+    kinds = [
+        r["kind"]
+        for r in user.client.get("/user/points/consumption/records").json()["data"]["records"]
+    ]
+    assert kinds == ["redeem"]
