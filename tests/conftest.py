@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,24 @@ def platform(
         yield p
     finally:
         p.stop()
+
+
+@pytest.fixture
+def own_platform(
+    tmp_path: Path, fresh_database: ScratchDatabase
+) -> Iterator[Callable[..., Platform]]:
+    """Starts a platform of the test's own, with the settings it names, on an empty
+    database of the backend under test (once per backend); stopped after the test."""
+    started: list[Platform] = []
+
+    def start(*, worker: bool = True, **settings: Any) -> Platform:
+        platform = Platform(tmp_path, worker=worker, database_url=fresh_database.url, **settings)
+        started.append(platform)
+        return platform.start()
+
+    yield start
+    for platform in reversed(started):
+        platform.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import Platform, RedisServer, free_port, wait_http
+from tests.support import Platform, RedisServer
 
 TIMEOUT_TASK = {"modelName": "sc_soraimg_text_1x1", "prompt": "[sandbox:timeout] 慢慢来"}
 
@@ -59,14 +59,10 @@ def test_requests_per_minute_shared_by_api_processes_through_redis(tmp_path: Pat
         tmp_path, SHENGTU_REDIS_URL=redis.url, SHENGTU_USER_REQUESTS_PER_MINUTE="6"
     ).start()
     try:
-        port = free_port()
-        wait_http(
-            f"http://127.0.0.1:{port}/healthz",
-            platform.spawn("serve", "--no-worker", "--port", str(port)),
-        )
+        other = platform.serve_another()
         user = platform.new_user()
         first = [r.status_code for r in _hammer(platform.url, user.token, 3)]
-        second = [r.status_code for r in _hammer(f"http://127.0.0.1:{port}", user.token, 4)]
+        second = [r.status_code for r in _hammer(other, user.token, 4)]
         assert first == [200] * 3 and second == [200] * 3 + [429]
     finally:
         platform.stop()

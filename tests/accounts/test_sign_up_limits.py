@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import Platform, RedisServer, cli, free_port, wait_http
+from tests.support import Platform, RedisServer, cli
 
 
 def _register(platform: Platform, name: str, password: str = "a-long-password", **headers: str):  # type: ignore[no-untyped-def]
@@ -66,9 +66,7 @@ def test_the_registration_limit_holds_across_two_api_processes(tmp_path: Path) -
         )
         platform.data_dir.mkdir()
         platform.start()
-        port2 = free_port()
-        second = platform.url.rsplit(":", 1)[0] + f":{port2}"
-        wait_http(second + "/healthz", platform.spawn("serve", "--no-worker", "--port", str(port2)))
+        second = platform.serve_another()
         try:
             codes = []
             for i in range(8):

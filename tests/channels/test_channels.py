@@ -12,21 +12,9 @@ from typing import Any
 import httpx
 
 from tests.databases import ScratchDatabase
-from tests.support import Platform, cli, free_port, wait_http
+from tests.support import SANDBOX_MODEL, Platform, cli, free_port, wait_http
 
-MODEL = "sc_soraimg_text_1x1"
-
-
-def _channel(platform: Platform, **body: Any) -> dict[str, Any]:
-    assert platform.admin is not None
-    body.setdefault(
-        "models",
-        [{"modelName": MODEL, "upstreamModel": "image_gpt", "upstreamParams": {"size": "1:1"}}],
-    )
-    answer = platform.admin.client.post("/admin/channels", json=body).json()
-    assert answer["code"] == 200, answer
-    time.sleep(1.2)  # workers re-read the channels every second
-    return answer["data"]  # type: ignore[no-any-return]
+MODEL = SANDBOX_MODEL
 
 
 def _accepted(sandbox_url: str) -> int:
@@ -37,7 +25,7 @@ def test_keys_are_sealed_at_rest_masked_in_answers_and_absent_from_logs(tmp_path
     platform = Platform(tmp_path).start()
     try:
         url, key = platform.sandbox_upstream()
-        made = _channel(platform, name="备用", baseUrl=url, addKeys=[key])
+        made = platform.add_channel(name="备用", baseUrl=url, addKeys=[key])
         (shown_key,) = made["keys"]
         assert shown_key["key"] == "…" + key[-4:] and shown_key["enabled"] is True
         assert shown_key["breaker"] == "closed"
@@ -69,8 +57,8 @@ def test_failover_to_the_next_channel_and_priority_first(tmp_path: Path) -> None
     try:
         good_url, good_key = platform.sandbox_upstream()
         dead = f"http://127.0.0.1:{free_port()}"  # refuses connections: no job started
-        _channel(platform, name="主渠道", baseUrl=dead, addKeys=["sk-dead-000000"], priority=10)
-        _channel(platform, name="备用", baseUrl=good_url, addKeys=[good_key], priority=0)
+        platform.add_channel(name="主渠道", baseUrl=dead, addKeys=["sk-dead-000000"], priority=10)
+        platform.add_channel(name="备用", baseUrl=good_url, addKeys=[good_key], priority=0)
         user = platform.new_user(points=30 * 5)
         numbers = [
             user.submit(modelName=MODEL, prompt=f"转移 {i}")["data"]["taskNo"] for i in range(5)
@@ -99,10 +87,10 @@ def test_a_refused_key_is_disabled_with_its_reason_and_no_channel_left_refunds(
     platform = Platform(tmp_path).start()
     try:
         url, key = platform.sandbox_upstream()
-        bad = _channel(
-            platform, name="坏密钥", baseUrl=url, addKeys=["sk-wrong-key-1234"], priority=5
+        bad = platform.add_channel(
+            name="坏密钥", baseUrl=url, addKeys=["sk-wrong-key-1234"], priority=5
         )
-        _channel(platform, name="好密钥", baseUrl=url, addKeys=[key])
+        platform.add_channel(name="好密钥", baseUrl=url, addKeys=[key])
         user = platform.new_user(points=60)
         first = user.wait(user.submit(modelName=MODEL, prompt="换个密钥")["data"]["taskNo"])
         assert first["status"] == "completed"
@@ -198,8 +186,8 @@ def test_a_dead_channel_opens_its_breaker_and_a_probe_closes_it(tmp_path: Path) 
         main = platform.spawn("sandbox", "--port", str(port), "--key", key)
         wait_http(main_url + "/healthz", main)
         spare_url, spare_key = platform.sandbox_upstream()
-        first = _channel(platform, name="主", baseUrl=main_url, addKeys=[key], priority=10)
-        _channel(platform, name="备", baseUrl=spare_url, addKeys=[spare_key])
+        first = platform.add_channel(name="主", baseUrl=main_url, addKeys=[key], priority=10)
+        platform.add_channel(name="备", baseUrl=spare_url, addKeys=[spare_key])
         user = platform.new_user(points=30 * 100)
 
         def run(n: int, label: str) -> None:
@@ -250,7 +238,7 @@ def test_an_error_rate_opens_the_breaker_and_admins_see_rates_and_latencies(
     ).start()
     try:
         url, key = platform.sandbox_upstream()
-        made = _channel(platform, name="时好时坏", baseUrl=url, addKeys=[key])
+        made = platform.add_channel(name="时好时坏", baseUrl=url, addKeys=[key])
         user = platform.new_user(points=30 * 6)
         outcomes = []
         for i in range(6):

@@ -8,7 +8,7 @@ import io
 import os
 import subprocess
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from PIL import Image
 from shengtu.client import AsyncClient, Client, ShengtuAPIError, Task
 from shengtu.client import core as client_core
 from tests.databases import ScratchDatabase
-from tests.support import Platform, User, cli, free_port, png
+from tests.support import Platform, User, cli, free_port, png, serve_http
 
 
 def api_key(user: User) -> str:
@@ -162,9 +162,7 @@ class ResultHost:
                 self.end_headers()
                 self.wfile.write(got.content)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_http(Handler, self.port)
 
     def close(self) -> None:
         self.server.shutdown()

@@ -14,7 +14,7 @@ def test_redeeming_a_code_works_once_even_when_raced(audited: Platform) -> None:
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
         answers = list(
             pool.map(
-                lambda _: user.client.post("/user/points/redeem", json={"code": code}).json(),
+                lambda _: user.redeem(code),
                 range(20),
             )
         )

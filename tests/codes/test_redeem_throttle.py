@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,7 @@ from sqlalchemy import update
 
 from shengtu.db import Database, utcnow
 from shengtu.models.accounts import User as UserRow
-from tests.databases import ScratchDatabase
-from tests.support import Platform, RedisServer, User, free_port, wait_http
+from tests.support import Platform, RedisServer, User
 
 THROTTLED = "兑换失败次数过多"
 
@@ -30,25 +30,14 @@ def _ok(body: dict[str, Any]) -> Any:
     return body["data"]
 
 
-def _codes(platform: Platform, count: int, points: int) -> list[str]:
-    assert platform.admin is not None
-    made = platform.admin.client.post("/admin/codes", json={"count": count, "points": points})
-    return list(_ok(made.json())["codes"])
-
-
 def _unused(platform: Platform) -> int:
     assert platform.admin is not None
     listed = platform.admin.client.get("/admin/codes", params={"state": "unused"})
     return int(_ok(listed.json())["total"])
 
 
-def _redeem(user: User, code: str, base_url: str = "") -> dict[str, Any]:
-    url = f"{base_url}/user/points/redeem" if base_url else "/user/points/redeem"
-    return user.client.post(url, json={"code": code}).json()  # type: ignore[no-any-return]
-
-
 def _statuses(user: User, guesses: list[str]) -> list[int]:
-    return [_redeem(user, g)["code"] for g in guesses]
+    return [user.redeem(g)["code"] for g in guesses]
 
 
 def _age(platform: Platform, users: list[User], hours: float) -> None:
@@ -70,73 +59,63 @@ def _age(platform: Platform, users: list[User], hours: float) -> None:
 
 
 def test_a_good_code_is_credited_after_the_failure_budget_and_guesses_stay_bounded(
-    tmp_path: Path, fresh_database: ScratchDatabase
+    own_platform: Callable[..., Platform],
 ) -> None:
-    platform = Platform(
-        tmp_path,
+    platform = own_platform(
         worker=False,
-        database_url=fresh_database.url,
         SHENGTU_REDEEM_FAILURES_PER_WINDOW="3",
         SHENGTU_REDEEM_LATE_CHECKS_PER_WINDOW="2",
-    ).start()
-    try:
-        good, spare = _codes(platform, 2, 30)
-        user = platform.new_user()
-        assert _statuses(user, [f"ST-TYPO-{i}" for i in range(3)]) == [400, 400, 400]
-        # Past the budget a good code is no guess: it is credited.
-        assert _ok(_redeem(user, good)) == {"points": 30, "balance": 30}
-        # A bad one is refused without saying why: an unknown code and a used one alike.
-        unknown, used = _redeem(user, "ST-TYPO-X"), _redeem(user, good)
-        assert unknown["code"] == used["code"] == 429, (unknown, used)
-        assert THROTTLED in unknown["message"]
-        assert re.sub(r"\d+", "N", unknown["message"]) == re.sub(r"\d+", "N", used["message"])
-        # Those were the account's late checks: now nothing is checked, not even a good
-        # code, so guesses stay bounded (3 + 2 per window).
-        refused = user.client.post("/user/points/redeem", json={"code": spare})
-        assert refused.status_code == 429 and THROTTLED in refused.json()["message"]
-        assert int(refused.headers["retry-after"]) >= 1
-        assert _unused(platform) == 1
-        assert user.balance() == 30
-        # Another account behind the same address has its own budget.
-        other = platform.new_user()
-        assert _ok(_redeem(other, spare)) == {"points": 30, "balance": 30}
-        platform.audit()
-    finally:
-        platform.stop()
+    )
+    good, spare = platform.make_codes(2, 30)
+    user = platform.new_user()
+    assert _statuses(user, [f"ST-TYPO-{i}" for i in range(3)]) == [400, 400, 400]
+    # Past the budget a good code is no guess: it is credited.
+    assert _ok(user.redeem(good)) == {"points": 30, "balance": 30}
+    # A bad one is refused without saying why: an unknown code and a used one alike.
+    unknown, used = user.redeem("ST-TYPO-X"), user.redeem(good)
+    assert unknown["code"] == used["code"] == 429, (unknown, used)
+    assert THROTTLED in unknown["message"]
+    assert re.sub(r"\d+", "N", unknown["message"]) == re.sub(r"\d+", "N", used["message"])
+    # Those were the account's late checks: now nothing is checked, not even a good
+    # code, so guesses stay bounded (3 + 2 per window).
+    refused = user.client.post("/user/points/redeem", json={"code": spare})
+    assert refused.status_code == 429 and THROTTLED in refused.json()["message"]
+    assert int(refused.headers["retry-after"]) >= 1
+    assert _unused(platform) == 1
+    assert user.balance() == 30
+    # Another account behind the same address has its own budget.
+    other = platform.new_user()
+    assert _ok(other.redeem(spare)) == {"points": 30, "balance": 30}
+    platform.audit()
 
 
 def test_accounts_behind_one_address_are_not_locked_out_by_others(
-    tmp_path: Path, fresh_database: ScratchDatabase
+    own_platform: Callable[..., Platform],
 ) -> None:
-    platform = Platform(
-        tmp_path,
+    platform = own_platform(
         worker=False,
-        database_url=fresh_database.url,
         SHENGTU_REDEEM_FAILURES_PER_WINDOW="3",
         SHENGTU_REDEEM_IP_FAILURES_PER_WINDOW="4",
         SHENGTU_REDEEM_IP_ESTABLISHED_FAILURES_PER_WINDOW="5",
         SHENGTU_REDEEM_NEW_ACCOUNT_HOURS="24",
         SHENGTU_REDEEM_LATE_CHECKS_PER_WINDOW="1",
-    ).start()
-    try:
-        first, second = _codes(platform, 2, 7)
-        older = [platform.new_user() for _ in range(2)]
-        _age(platform, older, hours=48)
-        fresh = [platform.new_user() for _ in range(3)]
-        # New accounts (a guesser's) share the address's pool for new accounts: one uses
-        # its own 3 failures, the next fills the pool's fourth.
-        assert _statuses(fresh[0], [f"ST-A-{i}" for i in range(3)]) == [400, 400, 400]
-        assert _statuses(fresh[1], ["ST-B-0", "ST-B-1"]) == [400, 429]
-        # A new neighbour may not guess now; but its good code is checked and credited.
-        assert _ok(_redeem(fresh[2], first)) == {"points": 7, "balance": 7}
-        # Older accounts behind the same address keep theirs, shared with no new one.
-        assert _statuses(older[0], [f"ST-C-{i}" for i in range(3)]) == [400, 400, 400]
-        # Many older accounts are bounded too: the address's pool for them holds 5.
-        assert _statuses(older[1], ["ST-D-0", "ST-D-1", "ST-D-2"]) == [400, 400, 429]
-        assert _statuses(older[1], [second]) == [429]  # its late check is spent
-        assert _unused(platform) == 1
-    finally:
-        platform.stop()
+    )
+    first, second = platform.make_codes(2, 7)
+    older = [platform.new_user() for _ in range(2)]
+    _age(platform, older, hours=48)
+    fresh = [platform.new_user() for _ in range(3)]
+    # New accounts (a guesser's) share the address's pool for new accounts: one uses
+    # its own 3 failures, the next fills the pool's fourth.
+    assert _statuses(fresh[0], [f"ST-A-{i}" for i in range(3)]) == [400, 400, 400]
+    assert _statuses(fresh[1], ["ST-B-0", "ST-B-1"]) == [400, 429]
+    # A new neighbour may not guess now; but its good code is checked and credited.
+    assert _ok(fresh[2].redeem(first)) == {"points": 7, "balance": 7}
+    # Older accounts behind the same address keep theirs, shared with no new one.
+    assert _statuses(older[0], [f"ST-C-{i}" for i in range(3)]) == [400, 400, 400]
+    # Many older accounts are bounded too: the address's pool for them holds 5.
+    assert _statuses(older[1], ["ST-D-0", "ST-D-1", "ST-D-2"]) == [400, 400, 429]
+    assert _statuses(older[1], [second]) == [429]  # its late check is spent
+    assert _unused(platform) == 1
 
 
 def test_redemption_budgets_are_shared_by_api_processes_through_redis(tmp_path: Path) -> None:
@@ -149,17 +128,15 @@ def test_redemption_budgets_are_shared_by_api_processes_through_redis(tmp_path: 
         SHENGTU_REDEEM_LATE_CHECKS_PER_WINDOW="1",
     ).start()
     try:
-        port = free_port()
-        other = f"http://127.0.0.1:{port}"
-        wait_http(other + "/healthz", platform.spawn("serve", "--no-worker", "--port", str(port)))
-        good, spare = _codes(platform, 2, 11)
+        other = platform.serve_another()
+        good, spare = platform.make_codes(2, 11)
         user = platform.new_user()
         assert _statuses(user, ["ST-E-0", "ST-E-1"]) == [400, 400]
         # The other process knows the budget is spent, and checks the good code late.
-        assert _ok(_redeem(user, good, other)) == {"points": 11, "balance": 11}
-        assert _redeem(user, "ST-E-2", other)["code"] == 429
+        assert _ok(user.redeem(good, other)) == {"points": 11, "balance": 11}
+        assert user.redeem("ST-E-2", other)["code"] == 429
         # The late check is spent in both.
-        assert _redeem(user, spare)["code"] == 429
+        assert user.redeem(spare)["code"] == 429
         assert _unused(platform) == 1
     finally:
         platform.stop()

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.databases import ScratchDatabase
 from tests.support import Platform, User
 
 
@@ -42,57 +40,45 @@ def _alive(ws: ClientConnection) -> bool:
     return ws.ping().wait(5)
 
 
-def _redeem(user: User, code: str) -> dict[str, Any]:
-    return user.client.post("/user/points/redeem", json={"code": code}).json()  # type: ignore[no-any-return]
-
-
 def test_free_accounts_share_a_bounded_pool_of_websockets(
-    tmp_path: Path, fresh_database: ScratchDatabase
+    own_platform: Callable[..., Platform],
 ) -> None:
-    platform = Platform(
-        tmp_path,
+    platform = own_platform(
         worker=False,
-        database_url=fresh_database.url,
         SHENGTU_WS_MAX_PER_PROCESS="4",
         SHENGTU_WS_FREE_SHARE="0.5",
         # A sign-up bonus gives every account a balance: that makes no one a paying user.
         SHENGTU_REGISTER_POINTS="10",
-    ).start()
-    try:
-        assert platform.admin is not None
-        made = platform.admin.client.post("/admin/codes", json={"count": 1, "points": 0})
-        invitation = made.json()["data"]["codes"][0]
-        made = platform.admin.client.post("/admin/codes", json={"count": 1, "points": 5})
-        bought = made.json()["data"]["codes"][0]
-        free = [platform.new_user() for _ in range(3)]
-        assert free[0].balance() == 10
-        assert _redeem(free[2], invitation)["code"] == 200  # worth no points: still free
-        granted = platform.new_user(points=5)  # an operator's grant
-        redeemer = platform.new_user()
-        assert _redeem(redeemer, bought)["code"] == 200
+    )
+    (invitation,) = platform.make_codes(1, 0)
+    (bought,) = platform.make_codes(1, 5)
+    free = [platform.new_user() for _ in range(3)]
+    assert free[0].balance() == 10
+    assert free[2].redeem(invitation)["code"] == 200  # worth no points: still free
+    granted = platform.new_user(points=5)  # an operator's grant
+    redeemer = platform.new_user()
+    assert redeemer.redeem(bought)["code"] == 200
 
-        with _ws(platform, free[0]) as a, _ws(platform, free[1]) as b:
-            _connected(a), _connected(b)
-            # The free pool (4 × 0.5) is full, though the process has room.
-            code, reason = _refused(platform, free[2])
-            assert code == 4429 and "免费账户" in reason and "上限" in reason
-            # Paying users still get in, up to the process's cap.
-            with _ws(platform, granted) as c, _ws(platform, redeemer) as d:
-                _connected(c), _connected(d)
-                code, reason = _refused(platform, granted)
-                assert code == 4429 and "服务器上限" in reason
-                # The refusals closed no one else's socket.
-                assert all(_alive(ws) for ws in (a, b, c, d))
-        # A free socket closed gives its place back (once the server has seen it go).
-        deadline = time.monotonic() + 10
-        while True:
-            with _ws(platform, free[2]) as ws:
-                try:
-                    _connected(ws)
-                    break
-                except ConnectionClosed:
-                    if time.monotonic() > deadline:
-                        raise
-            time.sleep(0.1)
-    finally:
-        platform.stop()
+    with _ws(platform, free[0]) as a, _ws(platform, free[1]) as b:
+        _connected(a), _connected(b)
+        # The free pool (4 × 0.5) is full, though the process has room.
+        code, reason = _refused(platform, free[2])
+        assert code == 4429 and "免费账户" in reason and "上限" in reason
+        # Paying users still get in, up to the process's cap.
+        with _ws(platform, granted) as c, _ws(platform, redeemer) as d:
+            _connected(c), _connected(d)
+            code, reason = _refused(platform, granted)
+            assert code == 4429 and "服务器上限" in reason
+            # The refusals closed no one else's socket.
+            assert all(_alive(ws) for ws in (a, b, c, d))
+    # A free socket closed gives its place back (once the server has seen it go).
+    deadline = time.monotonic() + 10
+    while True:
+        with _ws(platform, free[2]) as ws:
+            try:
+                _connected(ws)
+                break
+            except ConnectionClosed:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.1)

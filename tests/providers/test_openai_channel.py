@@ -13,9 +13,9 @@ import httpx
 from PIL import Image
 
 from tests.databases import ScratchDatabase
-from tests.support import Platform, cli, drawn, png
+from tests.support import OPENAI_MODELS, Platform, cli, drawn, png
 
-TEXT, URL_MODEL, EDIT = "gpt-image-1", "gpt-image-1-url", "gpt-image-1-edit"
+TEXT, URL_MODEL, EDIT = OPENAI_MODELS
 
 
 def test_openai_images_channels_with_every_fault(
@@ -29,25 +29,8 @@ def test_openai_images_channels_with_every_fault(
         SHENGTU_SUBMIT_ATTEMPTS="2",
     ).start()
     try:
-        assert platform.admin is not None
-        admin = platform.admin.client
-        sandbox, key = platform.sandbox_upstream("sk-" + secrets.token_hex(12))
-        for name, task_type, cost in (
-            (TEXT, "text_to_image", 40),
-            (URL_MODEL, "text_to_image", 40),
-            (EDIT, "image_to_image", 45),
-        ):
-            made = admin.post(
-                "/admin/models",
-                json={
-                    "modelName": name,
-                    "description": name,
-                    "pointsCost": cost,
-                    "taskType": task_type,
-                    "upstreamModel": "gpt-image-1",
-                },
-            ).json()
-            assert made["code"] == 200, made
+        admin = platform.admin_client
+        sandbox, key = platform.openai_sandbox()
         models = [
             {
                 "modelName": TEXT,
@@ -63,12 +46,9 @@ def test_openai_images_channels_with_every_fault(
         ]
 
         def channel(**body: Any) -> dict[str, Any]:
-            answer = admin.post(
-                "/admin/channels",
-                json={"protocol": "openai_images", "baseUrl": sandbox, "models": models, **body},
-            ).json()
-            assert answer["code"] == 200, answer
-            return answer["data"]  # type: ignore[no-any-return]
+            return platform.add_channel(
+                settle=False, protocol="openai_images", baseUrl=sandbox, models=models, **body
+            )
 
         # A relay whose key the upstream refuses, first by priority; the good one after.
         wrong = channel(
@@ -99,14 +79,7 @@ def test_openai_images_channels_with_every_fault(
             "gone": (URL_MODEL, "结果过期 [sandbox:result404]", None),
             "html": (URL_MODEL, "网页 [sandbox:html]", None),
         }
-        numbers = {}
-        for case, (model, prompt, image) in cases.items():
-            body: dict[str, Any] = {"modelName": model, "prompt": prompt}
-            if image:
-                body["imageUrl"] = image
-            answer = user.submit(**body)
-            assert answer["code"] == 200, (case, answer)
-            numbers[case] = answer["data"]["taskNo"]
+        numbers = user.submit_all(cases)
         done = {case: user.wait(n, timeout=40) for case, n in numbers.items()}
 
         for case in ("inline", "url", "edit", "throttled"):

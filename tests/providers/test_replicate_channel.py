@@ -7,7 +7,6 @@ import io
 import secrets
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 from PIL import Image
@@ -30,45 +29,30 @@ def test_replicate_channels_with_every_fault_and_cancel(
         SHENGTU_LATE_RESULTS="false",
     ).start()
     try:
-        assert platform.admin is not None
-        admin = platform.admin.client
+        admin = platform.admin_client
         sandbox, key = platform.sandbox_upstream("r8_" + secrets.token_hex(12))
         for name, task_type in ((FLUX, "text_to_image"), (FLUX_EDIT, "image_to_image")):
-            made = admin.post(
-                "/admin/models",
-                json={
-                    "modelName": name,
-                    "description": name,
-                    "pointsCost": 10,
-                    "taskType": task_type,
-                    "upstreamModel": name,
+            platform.add_model(name, task_type=task_type, cost=10, upstream_model=name)
+        channel_id = platform.add_channel(
+            settle=False,
+            name="Replicate",
+            protocol="replicate",
+            baseUrl=sandbox,
+            addKeys=[key],
+            timeoutSeconds=2,
+            models=[
+                {
+                    "modelName": FLUX,
+                    "upstreamModel": "black-forest-labs/flux-schnell",
+                    "upstreamParams": {"aspect_ratio": "3:2"},
                 },
-            ).json()
-            assert made["code"] == 200, made
-        made = admin.post(
-            "/admin/channels",
-            json={
-                "name": "Replicate",
-                "protocol": "replicate",
-                "baseUrl": sandbox,
-                "addKeys": [key],
-                "timeoutSeconds": 2,
-                "models": [
-                    {
-                        "modelName": FLUX,
-                        "upstreamModel": "black-forest-labs/flux-schnell",
-                        "upstreamParams": {"aspect_ratio": "3:2"},
-                    },
-                    {
-                        "modelName": FLUX_EDIT,
-                        "upstreamModel": "black-forest-labs/flux-kontext-pro",
-                        "upstreamParams": {"imageField": "input_image"},
-                    },
-                ],
-            },
-        ).json()
-        assert made["code"] == 200, made
-        channel_id = made["data"]["id"]
+                {
+                    "modelName": FLUX_EDIT,
+                    "upstreamModel": "black-forest-labs/flux-kontext-pro",
+                    "upstreamParams": {"imageField": "input_image"},
+                },
+            ],
+        )["id"]
         assert admin.post(f"/admin/channels/{channel_id}/test").json()["data"]["ok"] is True
         time.sleep(1.2)  # workers re-read the channels every second
 
@@ -94,14 +78,7 @@ def test_replicate_channels_with_every_fault_and_cancel(
             "html": (FLUX, "网页 [sandbox:html]", None),
             "truncated": (FLUX, "半张图 [sandbox:truncated]", None),
         }
-        numbers = {}
-        for case, (model, prompt, image) in cases.items():
-            body: dict[str, Any] = {"modelName": model, "prompt": prompt}
-            if image:
-                body["imageUrl"] = image
-            answer = user.submit(**body)
-            assert answer["code"] == 200, (case, answer)
-            numbers[case] = answer["data"]["taskNo"]
+        numbers = user.submit_all(cases)
 
         # A cancel of a prediction the upstream accepted is passed on; the task then fails
         # with its points back.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import http.server
 import ipaddress
-import secrets
 import threading
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from shengtu.models.tasks import AiTask
 from shengtu.runner import upstreams
 from shengtu.tasks.worker import Worker
 from tests.databases import ScratchDatabase
-from tests.support import TERMINAL, Platform, User, png
+from tests.support import OPENAI_MODELS, TERMINAL, Platform, User, png, serve_http
 
 SLACK = 2.5  # how late after the deadline a task may be seen failed (polls, a loaded box)
 
@@ -132,11 +131,8 @@ class DripServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve_http(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -190,7 +186,7 @@ def point_at(settings: Settings, urls: dict[str, str]) -> None:
     asyncio.run(go())
 
 
-TEXT, URL_MODEL, EDIT = "gpt-image-1", "gpt-image-1-url", "gpt-image-1-edit"
+TEXT, URL_MODEL, EDIT = OPENAI_MODELS
 
 
 def test_dripping_references_and_a_hung_submit_end_at_the_deadline_blocking_no_copy(
@@ -215,25 +211,8 @@ def test_dripping_references_and_a_hung_submit_end_at_the_deadline_blocking_no_c
     drip = DripServer()
     worker: InProcessWorker | None = None
     try:
-        assert platform.admin is not None
-        admin = platform.admin.client
-        sandbox, key = platform.sandbox_upstream("sk-" + secrets.token_hex(12))
-        for name, task_type, cost in (
-            (TEXT, "text_to_image", 40),
-            (URL_MODEL, "text_to_image", 40),
-            (EDIT, "image_to_image", 45),
-        ):
-            made = admin.post(
-                "/admin/models",
-                json={
-                    "modelName": name,
-                    "description": name,
-                    "pointsCost": cost,
-                    "taskType": task_type,
-                    "upstreamModel": "gpt-image-1",
-                },
-            ).json()
-            assert made["code"] == 200, made
+        admin = platform.admin_client
+        sandbox, key = platform.openai_sandbox()
         models = [
             {"modelName": TEXT, "upstreamModel": "gpt-image-1", "upstreamParams": {}},
             {
@@ -243,18 +222,15 @@ def test_dripping_references_and_a_hung_submit_end_at_the_deadline_blocking_no_c
             },
             {"modelName": EDIT, "upstreamModel": "gpt-image-1", "upstreamParams": {}},
         ]
-        channel = admin.post(
-            "/admin/channels",
-            json={
-                "protocol": "openai_images",
-                "baseUrl": sandbox,
-                "models": models,
-                "name": "OpenAI",
-                "addKeys": [key],
-            },
-        ).json()
-        assert channel["code"] == 200, channel
-        assert channel["data"]["timeoutSeconds"] == 300  # the deadline, not this, cuts
+        channel = platform.add_channel(
+            settle=False,
+            protocol="openai_images",
+            baseUrl=sandbox,
+            models=models,
+            name="OpenAI",
+            addKeys=[key],
+        )
+        assert channel["timeoutSeconds"] == 300  # the deadline, not this, cuts
 
         user = platform.new_user(points=1000)
         # No worker yet: the tasks wait, charged, while their references are pointed at

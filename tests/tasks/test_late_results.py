@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from tests.support import Platform, drawn
+from tests.support import SANDBOX_MODEL, Platform, drawn
 
-MODEL = "sc_soraimg_text_1x1"
+MODEL = SANDBOX_MODEL
 
 
 def _run(tmp_path: Path, late: bool) -> tuple[Platform, dict[str, object], dict[str, object]]:
@@ -26,23 +26,7 @@ def _run(tmp_path: Path, late: bool) -> tuple[Platform, dict[str, object], dict[
     assert platform.admin is not None
     # An upstream that takes 4 s for a picture: longer than the tasks' deadline.
     url, key = platform.sandbox_upstream(env={**platform.env, "SHENGTU_SANDBOX_LATENCY": "4"})
-    made = platform.admin.client.post(
-        "/admin/channels",
-        json={
-            "name": "慢渠道",
-            "baseUrl": url,
-            "addKeys": [key],
-            "models": [
-                {
-                    "modelName": MODEL,
-                    "upstreamModel": "image_gpt",
-                    "upstreamParams": {"size": "1:1"},
-                }
-            ],
-        },
-    ).json()
-    assert made["code"] == 200, made
-    time.sleep(1.2)  # workers re-read the channels every second
+    made = platform.add_channel(name="慢渠道", baseUrl=url, addKeys=[key])
     user = platform.new_user(points=30)
     task_no = user.submit(modelName=MODEL, prompt="来得太晚")["data"]["taskNo"]
     failed = user.wait(task_no)
@@ -60,7 +44,7 @@ def _run(tmp_path: Path, late: bool) -> tuple[Platform, dict[str, object], dict[
     else:
         assert task["lateResultUrl"] is None, task
     assert task["status"] == "failed" and user.balance() == 30
-    channel = platform.admin.client.get(f"/admin/channels/{made['data']['id']}").json()["data"]
+    channel = platform.admin.client.get(f"/admin/channels/{made['id']}").json()["data"]
     return platform, task, channel
 
 

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,8 +28,8 @@ from sqlalchemy import func, select
 from shengtu.db import Database
 from shengtu.models.webhooks import WebhookAttempt, WebhookMessage
 from tests.databases import ScratchDatabase, selected
-from tests.support import Platform, User, free_port
-from tests.webhooks.test_webhooks import detail, endpoint, messages, wait_for
+from tests.support import Platform, User, free_port, wait_for
+from tests.webhooks.support import LoopbackReceiver, detail, endpoint, messages
 
 SLOW_SECONDS = 9.0
 
@@ -44,12 +44,11 @@ class Arrival:
 
 
 @dataclass
-class Receiver:
+class Receiver(LoopbackReceiver):
     """Paths ``/<kind>/<tag>/<n>``, a tag per user: ``ok`` answers 204 at once; ``slow``
     after ``?wait=`` seconds; ``hold`` when the test releases the tag. It counts the
     requests in flight per tag and per path, and keeps the most seen at once."""
 
-    port: int = field(default_factory=free_port)
     arrivals: list[Arrival] = field(default_factory=list)
     most: Counter[str] = field(default_factory=Counter)
 
@@ -94,13 +93,7 @@ class Receiver:
                 except OSError:
                     pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self.serve(Handler)
 
     def url(self, kind: str, tag: str, n: int = 0, wait: float | None = None) -> str:
         query = "" if wait is None else f"?wait={wait:g}"
@@ -120,8 +113,7 @@ class Receiver:
 
     def close(self) -> None:
         self.finish()
-        self.server.shutdown()
-        self.server.server_close()
+        super().close()
 
 
 class Blackhole:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.databases import ScratchDatabase
-from tests.support import Platform, User, free_port
+from tests.support import Platform, wait_for
+from tests.webhooks.support import LoopbackReceiver, detail, endpoint, messages
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Delivery:
 
 
 @dataclass
-class Receiver:
+class Receiver(LoopbackReceiver):
     """A receiver on loopback whose paths misbehave on purpose:
 
     ``/ok`` answers 204; ``/flaky`` 500 to a message's first three attempts, then 200;
@@ -36,7 +37,6 @@ class Receiver:
     ``/broken`` always 503; ``/moved`` redirects to ``/ok``; ``/stall`` sleeps 60 s on a
     message's first attempt."""
 
-    port: int = field(default_factory=free_port)
     deliveries: list[Delivery] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -75,20 +75,10 @@ class Receiver:
                 except OSError:
                     pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self.serve(Handler)
 
     def to(self, path: str) -> list[Delivery]:
         return [d for d in list(self.deliveries) if d.path == path]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -105,34 +95,6 @@ def webhook_env(receiver: Receiver) -> dict[str, str]:
         "SHENGTU_WEBHOOK_TIMEOUT_SECONDS": "1",
         "SHENGTU_WEBHOOK_POLL_SECONDS": "0.1",
     }
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {what}")
-
-
-def endpoint(user: User, url: str) -> dict[str, Any]:
-    body = user.client.post("/user/webhooks", json={"url": url, "description": url}).json()
-    assert body["code"] == 200, body
-    return body["data"]  # type: ignore[no-any-return]
-
-
-def messages(user: User, **params: Any) -> list[dict[str, Any]]:
-    body = user.client.get("/user/webhooks/messages", params={"size": 100, **params}).json()
-    assert body["code"] == 200, body
-    return body["data"]["records"]  # type: ignore[no-any-return]
-
-
-def detail(user: User, msg_id: str) -> dict[str, Any]:
-    body = user.client.get(f"/user/webhooks/messages/{msg_id}").json()
-    assert body["code"] == 200, body
-    return body["data"]  # type: ignore[no-any-return]
 
 
 def verified(secret: str, delivery: Delivery) -> dict[str, Any]:
