@@ -1,5 +1,5 @@
-"""A code is credited once however many of one user's redemptions race for it (issue 11's
-security review, finding 2)."""
+"""A code is credited once however many redemptions race for it, one user's (issue 11's
+security review, finding 2) or several users' (issue 13)."""
 
 from __future__ import annotations
 
@@ -31,3 +31,17 @@ def test_redeeming_a_code_works_once_even_when_raced(audited: Platform) -> None:
         for r in user.client.get("/user/points/consumption/records").json()["data"]["records"]
     ]
     assert kinds == ["redeem"]
+
+
+def test_fifty_racing_redemptions_of_one_code_credit_it_once(audited: Platform) -> None:
+    (code,) = audited.make_codes(1, 70)
+    users = [audited.new_user() for _ in range(5)]
+    with concurrent.futures.ThreadPoolExecutor(50) as pool:
+        answers = list(
+            pool.map(
+                lambda i: users[i % 5].redeem(code),
+                range(50),
+            )
+        )
+    assert sum(a["code"] == 200 for a in answers) == 1, answers
+    assert sum(u.balance() for u in users) == 70

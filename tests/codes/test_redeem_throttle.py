@@ -141,3 +141,27 @@ def test_redemption_budgets_are_shared_by_api_processes_through_redis(tmp_path: 
     finally:
         platform.stop()
         redis.stop()
+
+
+def test_failed_redemptions_are_throttled_per_user_and_per_address(tmp_path: Path) -> None:
+    platform = Platform(
+        tmp_path,
+        worker=False,
+        SHENGTU_REDEEM_FAILURES_PER_WINDOW="3",
+        SHENGTU_REDEEM_IP_FAILURES_PER_WINDOW="5",
+    ).start()
+    try:
+        codes = platform.make_codes(2, 9)
+        first, second = platform.new_user(), platform.new_user()
+        assert [first.redeem(f"ST-WRONG-{i}")["code"] for i in range(4)] == [400, 400, 400, 429]
+        # Past its failures the user's right code is still checked (a late check), and
+        # credited: a good code is no guess (the tests above).
+        assert first.redeem(codes[0])["code"] == 200
+        # Another account from the same address: the address has 2 failures left.
+        assert [second.redeem(f"ST-BAD-{i}")["code"] for i in range(3)] == [400, 400, 429]
+        third = platform.new_user()
+        assert third.redeem("ST-BAD-3")["code"] == 429
+        assert third.redeem(codes[1])["code"] == 200
+        assert _unused(platform) == 0
+    finally:
+        platform.stop()

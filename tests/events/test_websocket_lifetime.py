@@ -1,15 +1,16 @@
 """A WebSocket lives as long as its credential, within caps, and says why it closes
-(issue 11's security review, finding 7)."""
+(issue 11's security review, finding 7); a disabled user's closes at once (issue 13)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.support import Platform
+from tests.support import Platform, ok
 
 
 def _ws(platform: Platform, token: str):  # type: ignore[no-untyped-def]
@@ -57,3 +58,18 @@ def test_websockets_end_with_their_credential_and_have_caps(tmp_path: Path) -> N
             assert code == 4408 and "空闲" in reason
     finally:
         platform.stop()
+
+
+def test_a_disabled_users_open_websocket_closes_at_once(audited: Platform) -> None:
+    user = audited.new_user()
+    url = audited.url.replace("http://", "ws://") + f"/ws/tasks?token={user.token}"
+    with connect(url) as ws:
+        assert json.loads(ws.recv(timeout=5))["event"] == "connected"
+        started = time.monotonic()
+        ok(audited.admin_client.put(f"/admin/users/{user.user_id()}", json={"active": False}))
+        try:
+            ws.recv(timeout=5)  # the periodic re-check is 30 s away: only the push is this quick
+            raise AssertionError("the WebSocket stayed open")
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code == 4401
+        assert time.monotonic() - started < 5
