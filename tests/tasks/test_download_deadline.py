@@ -142,7 +142,7 @@ class DripServer:
 class InProcessWorker:
     """``shengtu worker``, run in a thread of this process: the one place the test can
     let the worker fetch from loopback (``netguard`` patched, as in
-    tests/unit/test_fetch_pinning.py), standing in for a user's public server."""
+    tests/storage/test_fetch_pinning.py), standing in for a user's public server."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
