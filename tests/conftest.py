@@ -41,21 +41,14 @@ def platform(
 
 
 @pytest.fixture
-def own_platform(
-    tmp_path: Path, fresh_database: ScratchDatabase
-) -> Iterator[Callable[..., Platform]]:
-    """Starts a platform of the test's own, with the settings it names, on an empty
-    database of the backend under test (once per backend); stopped after the test."""
-    started: list[Platform] = []
+def own_platform(tmp_path: Path, fresh_database: ScratchDatabase) -> Callable[..., Platform]:
+    """Makes a platform of the test's own, with the settings it names, on an empty database
+    of the backend under test (once per backend); ``with`` it to run it."""
 
-    def start(*, worker: bool = True, **settings: Any) -> Platform:
-        platform = Platform(tmp_path, worker=worker, database_url=fresh_database.url, **settings)
-        started.append(platform)
-        return platform.start()
+    def make(*, worker: bool = True, **settings: Any) -> Platform:
+        return Platform(tmp_path, worker=worker, database_url=fresh_database.url, **settings)
 
-    yield start
-    for platform in reversed(started):
-        platform.stop()
+    return make
 
 
 @pytest.fixture

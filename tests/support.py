@@ -346,6 +346,12 @@ class Platform:
         self.admin = self.login("admin", admin_password)
         return self
 
+    def __enter__(self) -> Platform:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def sandbox_upstream(self, key: str = "", env: dict[str, str] | None = None) -> tuple[str, str]:
         """Another sandbox upstream, in a process of its own: (base URL, key)."""
         port = free_port()

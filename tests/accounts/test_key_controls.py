@@ -17,39 +17,39 @@ def test_a_key_quota_holds_under_racing_submits_and_refunds_restore_it(
     own_platform: Callable[..., Platform],
 ) -> None:
     # No in-flight caps and no worker: only the quota stands between the key and spending.
-    platform = own_platform(
+    with own_platform(
         worker=False, SHENGTU_MAX_INFLIGHT_TASKS="0", SHENGTU_MAX_INFLIGHT_PER_API_KEY="0"
-    )
-    user = platform.new_user(points=1000)
-    made = ok(user.client.post("/user/api-keys", json={"name": "限额", "quotaPoints": 100}))
-    assert made["quotaPoints"] == 100 and made["spentPoints"] == 0
-    by_key = platform.client(made["key"])
-    with concurrent.futures.ThreadPoolExecutor(20) as pool:
-        answers = list(
-            pool.map(
-                lambda i: by_key.post(
-                    "/user/ai/tasks/submit", json={"modelName": MODEL, "prompt": f"配额 {i}"}
-                ).json(),
-                range(20),
+    ) as platform:
+        user = platform.new_user(points=1000)
+        made = ok(user.client.post("/user/api-keys", json={"name": "限额", "quotaPoints": 100}))
+        assert made["quotaPoints"] == 100 and made["spentPoints"] == 0
+        by_key = platform.client(made["key"])
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            answers = list(
+                pool.map(
+                    lambda i: by_key.post(
+                        "/user/ai/tasks/submit", json={"modelName": MODEL, "prompt": f"配额 {i}"}
+                    ).json(),
+                    range(20),
+                )
             )
-        )
-    accepted = [a["data"] for a in answers if a["code"] == 200]
-    refused = [a for a in answers if a["code"] != 200]
-    assert len(accepted) == 3 and user.balance() == 1000 - 90
-    assert all(a["code"] == 403 and "额度不足" in a["message"] for a in refused), refused
-    assert ok(user.client.get("/user/api-keys"))[0]["spentPoints"] == 90
+        accepted = [a["data"] for a in answers if a["code"] == 200]
+        refused = [a for a in answers if a["code"] != 200]
+        assert len(accepted) == 3 and user.balance() == 1000 - 90
+        assert all(a["code"] == 403 and "额度不足" in a["message"] for a in refused), refused
+        assert ok(user.client.get("/user/api-keys"))[0]["spentPoints"] == 90
 
-    # A refund gives the key its quota back.
-    ok(user.client.post(f"/user/ai/tasks/{accepted[0]['taskNo']}/cancel"))
-    assert ok(user.client.get("/user/api-keys"))[0]["spentPoints"] == 60
-    submit = {"modelName": MODEL, "prompt": "再来"}
-    assert by_key.post("/user/ai/tasks/submit", json=submit).json()["code"] == 200
-    assert by_key.post("/user/ai/tasks/submit", json=submit).status_code == 403
-    # Null removes the quota.
-    ok(user.client.put(f"/user/api-keys/{made['id']}", json={"quotaPoints": None}))
-    assert by_key.post("/user/ai/tasks/submit", json=submit).json()["code"] == 200
-    assert user.balance() == 1000 - 120
-    platform.audit()
+        # A refund gives the key its quota back.
+        ok(user.client.post(f"/user/ai/tasks/{accepted[0]['taskNo']}/cancel"))
+        assert ok(user.client.get("/user/api-keys"))[0]["spentPoints"] == 60
+        submit = {"modelName": MODEL, "prompt": "再来"}
+        assert by_key.post("/user/ai/tasks/submit", json=submit).json()["code"] == 200
+        assert by_key.post("/user/ai/tasks/submit", json=submit).status_code == 403
+        # Null removes the quota.
+        ok(user.client.put(f"/user/api-keys/{made['id']}", json={"quotaPoints": None}))
+        assert by_key.post("/user/ai/tasks/submit", json=submit).json()["code"] == 200
+        assert user.balance() == 1000 - 120
+        platform.audit()
 
 
 def test_key_expiry_models_and_networks_are_enforced(audited: Platform) -> None:

@@ -61,61 +61,61 @@ def _age(platform: Platform, users: list[User], hours: float) -> None:
 def test_a_good_code_is_credited_after_the_failure_budget_and_guesses_stay_bounded(
     own_platform: Callable[..., Platform],
 ) -> None:
-    platform = own_platform(
+    with own_platform(
         worker=False,
         SHENGTU_REDEEM_FAILURES_PER_WINDOW="3",
         SHENGTU_REDEEM_LATE_CHECKS_PER_WINDOW="2",
-    )
-    good, spare = platform.make_codes(2, 30)
-    user = platform.new_user()
-    assert _statuses(user, [f"ST-TYPO-{i}" for i in range(3)]) == [400, 400, 400]
-    # Past the budget a good code is no guess: it is credited.
-    assert _ok(user.redeem(good)) == {"points": 30, "balance": 30}
-    # A bad one is refused without saying why: an unknown code and a used one alike.
-    unknown, used = user.redeem("ST-TYPO-X"), user.redeem(good)
-    assert unknown["code"] == used["code"] == 429, (unknown, used)
-    assert THROTTLED in unknown["message"]
-    assert re.sub(r"\d+", "N", unknown["message"]) == re.sub(r"\d+", "N", used["message"])
-    # Those were the account's late checks: now nothing is checked, not even a good
-    # code, so guesses stay bounded (3 + 2 per window).
-    refused = user.client.post("/user/points/redeem", json={"code": spare})
-    assert refused.status_code == 429 and THROTTLED in refused.json()["message"]
-    assert int(refused.headers["retry-after"]) >= 1
-    assert _unused(platform) == 1
-    assert user.balance() == 30
-    # Another account behind the same address has its own budget.
-    other = platform.new_user()
-    assert _ok(other.redeem(spare)) == {"points": 30, "balance": 30}
-    platform.audit()
+    ) as platform:
+        good, spare = platform.make_codes(2, 30)
+        user = platform.new_user()
+        assert _statuses(user, [f"ST-TYPO-{i}" for i in range(3)]) == [400, 400, 400]
+        # Past the budget a good code is no guess: it is credited.
+        assert _ok(user.redeem(good)) == {"points": 30, "balance": 30}
+        # A bad one is refused without saying why: an unknown code and a used one alike.
+        unknown, used = user.redeem("ST-TYPO-X"), user.redeem(good)
+        assert unknown["code"] == used["code"] == 429, (unknown, used)
+        assert THROTTLED in unknown["message"]
+        assert re.sub(r"\d+", "N", unknown["message"]) == re.sub(r"\d+", "N", used["message"])
+        # Those were the account's late checks: now nothing is checked, not even a good
+        # code, so guesses stay bounded (3 + 2 per window).
+        refused = user.client.post("/user/points/redeem", json={"code": spare})
+        assert refused.status_code == 429 and THROTTLED in refused.json()["message"]
+        assert int(refused.headers["retry-after"]) >= 1
+        assert _unused(platform) == 1
+        assert user.balance() == 30
+        # Another account behind the same address has its own budget.
+        other = platform.new_user()
+        assert _ok(other.redeem(spare)) == {"points": 30, "balance": 30}
+        platform.audit()
 
 
 def test_accounts_behind_one_address_are_not_locked_out_by_others(
     own_platform: Callable[..., Platform],
 ) -> None:
-    platform = own_platform(
+    with own_platform(
         worker=False,
         SHENGTU_REDEEM_FAILURES_PER_WINDOW="3",
         SHENGTU_REDEEM_IP_FAILURES_PER_WINDOW="4",
         SHENGTU_REDEEM_IP_ESTABLISHED_FAILURES_PER_WINDOW="5",
         SHENGTU_REDEEM_NEW_ACCOUNT_HOURS="24",
         SHENGTU_REDEEM_LATE_CHECKS_PER_WINDOW="1",
-    )
-    first, second = platform.make_codes(2, 7)
-    older = [platform.new_user() for _ in range(2)]
-    _age(platform, older, hours=48)
-    fresh = [platform.new_user() for _ in range(3)]
-    # New accounts (a guesser's) share the address's pool for new accounts: one uses
-    # its own 3 failures, the next fills the pool's fourth.
-    assert _statuses(fresh[0], [f"ST-A-{i}" for i in range(3)]) == [400, 400, 400]
-    assert _statuses(fresh[1], ["ST-B-0", "ST-B-1"]) == [400, 429]
-    # A new neighbour may not guess now; but its good code is checked and credited.
-    assert _ok(fresh[2].redeem(first)) == {"points": 7, "balance": 7}
-    # Older accounts behind the same address keep theirs, shared with no new one.
-    assert _statuses(older[0], [f"ST-C-{i}" for i in range(3)]) == [400, 400, 400]
-    # Many older accounts are bounded too: the address's pool for them holds 5.
-    assert _statuses(older[1], ["ST-D-0", "ST-D-1", "ST-D-2"]) == [400, 400, 429]
-    assert _statuses(older[1], [second]) == [429]  # its late check is spent
-    assert _unused(platform) == 1
+    ) as platform:
+        first, second = platform.make_codes(2, 7)
+        older = [platform.new_user() for _ in range(2)]
+        _age(platform, older, hours=48)
+        fresh = [platform.new_user() for _ in range(3)]
+        # New accounts (a guesser's) share the address's pool for new accounts: one uses
+        # its own 3 failures, the next fills the pool's fourth.
+        assert _statuses(fresh[0], [f"ST-A-{i}" for i in range(3)]) == [400, 400, 400]
+        assert _statuses(fresh[1], ["ST-B-0", "ST-B-1"]) == [400, 429]
+        # A new neighbour may not guess now; but its good code is checked and credited.
+        assert _ok(fresh[2].redeem(first)) == {"points": 7, "balance": 7}
+        # Older accounts behind the same address keep theirs, shared with no new one.
+        assert _statuses(older[0], [f"ST-C-{i}" for i in range(3)]) == [400, 400, 400]
+        # Many older accounts are bounded too: the address's pool for them holds 5.
+        assert _statuses(older[1], ["ST-D-0", "ST-D-1", "ST-D-2"]) == [400, 400, 429]
+        assert _statuses(older[1], [second]) == [429]  # its late check is spent
+        assert _unused(platform) == 1
 
 
 def test_redemption_budgets_are_shared_by_api_processes_through_redis(tmp_path: Path) -> None:
