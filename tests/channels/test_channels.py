@@ -6,12 +6,12 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.databases import ScratchDatabase
 from tests.support import SANDBOX_MODEL, Platform, cli, free_port, wait_http
 
 MODEL = SANDBOX_MODEL
@@ -223,20 +223,17 @@ def test_a_dead_channel_opens_its_breaker_and_a_probe_closes_it(tmp_path: Path) 
 
 
 def test_an_error_rate_opens_the_breaker_and_admins_see_rates_and_latencies(
-    tmp_path: Path, fresh_database: ScratchDatabase
+    own_platform: Callable[..., Platform],
 ) -> None:
     """Never two failures in a row, but half of the tries fail: the window's error rate
     opens the breaker. And the channel's page shows the hour's figures."""
-    platform = Platform(
-        tmp_path,
-        database_url=fresh_database.url,
+    with own_platform(
         SHENGTU_BREAKER_FAILURES="100",
         SHENGTU_BREAKER_MIN_ATTEMPTS="6",
         SHENGTU_BREAKER_ERROR_RATE="0.5",
         SHENGTU_BREAKER_COOLDOWN_SECONDS="60",
         SHENGTU_SUBMIT_ATTEMPTS="1",
-    ).start()
-    try:
+    ) as platform:
         url, key = platform.sandbox_upstream()
         made = platform.add_channel(name="时好时坏", baseUrl=url, addKeys=[key])
         user = platform.new_user(points=30 * 6)
@@ -275,5 +272,3 @@ def test_an_error_rate_opens_the_breaker_and_admins_see_rates_and_latencies(
         assert cancelled["code"] == 200, cancelled
         assert user.balance() == 30 * 3
         platform.audit()
-    finally:
-        platform.stop()

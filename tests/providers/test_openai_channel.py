@@ -6,29 +6,24 @@ from __future__ import annotations
 import io
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 from PIL import Image
 
-from tests.databases import ScratchDatabase
 from tests.support import OPENAI_MODELS, Platform, cli, drawn, png
 
 TEXT, URL_MODEL, EDIT = OPENAI_MODELS
 
 
-def test_openai_images_channels_with_every_fault(
-    tmp_path: Path, fresh_database: ScratchDatabase
-) -> None:
-    platform = Platform(
-        tmp_path,
-        database_url=fresh_database.url,
+def test_openai_images_channels_with_every_fault(own_platform: Callable[..., Platform]) -> None:
+    with own_platform(
         SHENGTU_MAX_INFLIGHT_TASKS="50",
         SHENGTU_TASK_DEADLINE="30",
         SHENGTU_SUBMIT_ATTEMPTS="2",
-    ).start()
-    try:
+    ) as platform:
         admin = platform.admin_client
         sandbox, key = platform.openai_sandbox()
         models = [
@@ -130,8 +125,6 @@ def test_openai_images_channels_with_every_fault(
         text = "".join(p.log_text() for p in platform.processes)
         assert key not in text
         platform.audit()
-    finally:
-        platform.stop()
 
 
 def test_make_runs_demo_serves_gpt_image_1_and_flux_through_the_sandbox(tmp_path: Path) -> None:

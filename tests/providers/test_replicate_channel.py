@@ -6,29 +6,25 @@ from __future__ import annotations
 import io
 import secrets
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 from PIL import Image
 
-from tests.databases import ScratchDatabase
 from tests.support import Platform, drawn, png
 
 FLUX, FLUX_EDIT = "flux-schnell", "flux-kontext"
 
 
 def test_replicate_channels_with_every_fault_and_cancel(
-    tmp_path: Path, fresh_database: ScratchDatabase
+    own_platform: Callable[..., Platform],
 ) -> None:
-    platform = Platform(
-        tmp_path,
-        database_url=fresh_database.url,
+    with own_platform(
         SHENGTU_MAX_INFLIGHT_TASKS="50",
         SHENGTU_TASK_DEADLINE="8",
         SHENGTU_SUBMIT_ATTEMPTS="2",
         SHENGTU_LATE_RESULTS="false",
-    ).start()
-    try:
+    ) as platform:
         admin = platform.admin_client
         sandbox, key = platform.sandbox_upstream("r8_" + secrets.token_hex(12))
         for name, task_type in ((FLUX, "text_to_image"), (FLUX_EDIT, "image_to_image")):
@@ -129,5 +125,3 @@ def test_replicate_channels_with_every_fault_and_cancel(
         assert user.balance() == 500 - 10 * 3
         assert key not in "".join(p.log_text() for p in platform.processes)
         platform.audit()
-    finally:
-        platform.stop()

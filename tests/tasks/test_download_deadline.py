@@ -12,6 +12,7 @@ import http.server
 import ipaddress
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +55,15 @@ def submit(user: User, **body: Any) -> tuple[str, float]:
 
 
 def test_slow_result_downloads_end_by_the_rate_floor_or_the_deadline_refunded(
-    tmp_path: Path, fresh_database: ScratchDatabase
+    own_platform: Callable[..., Platform],
 ) -> None:
     deadline = 12
-    platform = Platform(
-        tmp_path,
-        database_url=fresh_database.url,
+    with own_platform(
         SHENGTU_TASK_DEADLINE=str(deadline),
         SHENGTU_FETCH_MIN_BYTES_PER_SECOND="256",
         SHENGTU_FETCH_RATE_GRACE_SECONDS="2",
         SHENGTU_DOWNLOAD_ATTEMPTS="2",
-    ).start()
-    try:
+    ) as platform:
         user = platform.new_user(points=300)
         model = "sc_soraimg_text_1x1"  # 30 points
         # A byte a second: below the floor. 1 KiB/s without end: above it, never done.
@@ -93,8 +91,6 @@ def test_slow_result_downloads_end_by_the_rate_floor_or_the_deadline_refunded(
         log = platform.server.log_text()
         assert '"step_overran"' in log and '"step_crashed"' not in log
         platform.audit()
-    finally:
-        platform.stop()
 
 
 class DripServer:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.databases import ScratchDatabase
 from tests.support import Platform, wait_for
 from tests.webhooks.support import LoopbackReceiver, detail, endpoint, messages
 
@@ -102,10 +101,9 @@ def verified(secret: str, delivery: Delivery) -> dict[str, Any]:
 
 
 def test_webhooks_arrive_signed_retry_with_one_id_and_give_up_loudly(
-    fresh_database: ScratchDatabase, tmp_path: Path, receiver: Receiver
+    own_platform: Callable[..., Platform], receiver: Receiver
 ) -> None:
-    platform = Platform(tmp_path, database_url=fresh_database.url, **webhook_env(receiver)).start()
-    try:
+    with own_platform(**webhook_env(receiver)) as platform:
         user = platform.new_user(points=200)
         ok = endpoint(user, receiver.origin + "/ok")
         assert ok["secret"].startswith("whsec_") and ok["enabled"]
@@ -213,8 +211,6 @@ def test_webhooks_arrive_signed_retry_with_one_id_and_give_up_loudly(
             other.client.post(f"/user/webhooks/messages/{msg['id']}/redeliver").status_code == 404
         )
         platform.audit()
-    finally:
-        platform.stop()
 
 
 def test_a_worker_killed_mid_delivery_leaves_the_message_to_the_next(
