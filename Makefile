@@ -61,9 +61,10 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m bench.run --quick
 
 # The reliability suite's long versions; prints a table of what it tried.
-CHAOS_TESTS := tests/test_ledger_machine.py tests/e2e/test_chaos_kills.py tests/test_submit_storm.py \
-	tests/e2e/test_upstream_faults.py tests/unit/test_netguard.py tests/unit/test_fetch_pinning.py \
-	tests/test_hostile_input.py tests/test_auth_attacks.py tests/test_schemathesis.py tests/e2e/test_pacing.py \
+CHAOS_TESTS := tests/points/test_ledger_machine.py tests/e2e/test_chaos_kills.py \
+	tests/points/test_submit_storm.py tests/e2e/test_upstream_faults.py tests/core/test_netguard.py \
+	tests/storage/test_fetch_pinning.py tests/security/test_hostile_input.py \
+	tests/security/test_auth_attacks.py tests/contract/test_schemathesis.py tests/e2e/test_pacing.py \
 	tests/e2e/test_channel_failover.py
 chaos: $(STAMP)
 	rm -f .chaos-report.jsonl

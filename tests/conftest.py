@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,17 @@ def platform(
         yield p
     finally:
         p.stop()
+
+
+@pytest.fixture
+def own_platform(tmp_path: Path, fresh_database: ScratchDatabase) -> Callable[..., Platform]:
+    """Makes a platform of the test's own, with the settings it names, on an empty database
+    of the backend under test (once per backend); ``with`` it to run it."""
+
+    def make(*, worker: bool = True, **settings: Any) -> Platform:
+        return Platform(tmp_path, worker=worker, database_url=fresh_database.url, **settings)
+
+    return make
 
 
 @pytest.fixture

@@ -15,7 +15,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,15 @@ from shengtu.config import Settings
 
 TERMINAL = ("completed", "failed")
 _names = itertools.count(1)
+
+# The sandbox's text model and what a channel of the sandbox serves it as (30 points).
+SANDBOX_MODEL = "sc_soraimg_text_1x1"
+SANDBOX_CHANNEL_MODELS = [
+    {"modelName": SANDBOX_MODEL, "upstreamModel": "image_gpt", "upstreamParams": {"size": "1:1"}}
+]
+# The catalog models a channel of the OpenAI Images double serves (add_openai_models):
+# text to image, the same answered by URL, and edit.
+OPENAI_MODELS = ("gpt-image-1", "gpt-image-1-url", "gpt-image-1-edit")
 
 
 def png(size: tuple[int, int] = (64, 48)) -> bytes:
@@ -39,6 +50,33 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def serve_http(handler: type[BaseHTTPRequestHandler], port: int = 0) -> ThreadingHTTPServer:
+    """An HTTP server on loopback (any free port for 0), answering from threads of its own
+    until its ``shutdown()``."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def ok(answer: httpx.Response) -> Any:
+    """The data of an answer, which must be a success (code 200)."""
+    body = answer.json()
+    assert body["code"] == 200, body
+    return body["data"]
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """The first true answer of ``check``, asked every 0.1 s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 # The sandbox draws its pictures at this fraction of the asked size: a full 1024×1024
@@ -218,6 +256,18 @@ class User:
     def submit(self, **body: Any) -> dict[str, Any]:
         return self.client.post("/user/ai/tasks/submit", json=body).json()  # type: ignore[no-any-return]
 
+    def submit_all(self, cases: dict[str, tuple[str, str, str | None]]) -> dict[str, str]:
+        """Submits each case's (model, prompt, reference URL or None): its task number."""
+        numbers = {}
+        for case, (model, prompt, image) in cases.items():
+            body: dict[str, Any] = {"modelName": model, "prompt": prompt}
+            if image:
+                body["imageUrl"] = image
+            answer = self.submit(**body)
+            assert answer["code"] == 200, (case, answer)
+            numbers[case] = answer["data"]["taskNo"]
+        return numbers
+
     def balance(self) -> int:
         body = self.client.get("/user/points/consumption/balance").json()
         assert body["code"] == 200, body
@@ -227,6 +277,14 @@ class User:
         body = self.client.get(f"/user/ai/tasks/{task_no}").json()
         assert body["code"] == 200, body
         return body["data"]  # type: ignore[no-any-return]
+
+    def user_id(self) -> int:
+        return int(ok(self.client.get("/user/auth/me"))["userId"])
+
+    def redeem(self, code: str, base_url: str = "") -> dict[str, Any]:
+        """The answer to redeeming ``code`` (through another API process at ``base_url``)."""
+        url = f"{base_url}/user/points/redeem" if base_url else "/user/points/redeem"
+        return self.client.post(url, json={"code": code}).json()  # type: ignore[no-any-return]
 
     def wait(self, task_no: str, timeout: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -288,6 +346,12 @@ class Platform:
         self.admin = self.login("admin", admin_password)
         return self
 
+    def __enter__(self) -> Platform:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def sandbox_upstream(self, key: str = "", env: dict[str, str] | None = None) -> tuple[str, str]:
         """Another sandbox upstream, in a process of its own: (base URL, key)."""
         port = free_port()
@@ -296,6 +360,13 @@ class Platform:
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/healthz", proc)
         return url, key
+
+    def serve_another(self) -> str:
+        """Another API process (no worker) on this platform's database: its base URL."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/healthz", self.spawn("serve", "--no-worker", "--port", str(port)))
+        return url
 
     def spawn(self, *args: str, env: dict[str, str] | None = None) -> Process:
         name = "-".join(args).replace("/", "_") or "proc"
@@ -353,6 +424,63 @@ class Platform:
             "/admin/points/grant", json={"username": name, "amount": amount}
         ).json()
         assert body["code"] == 200, body
+
+    @property
+    def admin_client(self) -> httpx.Client:
+        """The operator's client, signed in."""
+        assert self.admin is not None
+        return self.admin.client
+
+    def audit_entries(self, target: str) -> list[dict[str, Any]]:
+        """The admin audit log's newest 100 entries about ``target``, newest first."""
+        answer = self.admin_client.get("/admin/audit", params={"target": target, "size": 100})
+        return ok(answer)["records"]  # type: ignore[no-any-return]
+
+    def make_codes(self, count: int, points: int) -> list[str]:
+        """``count`` new redemption codes worth ``points`` each, made by the operator."""
+        made = self.admin_client.post("/admin/codes", json={"count": count, "points": points})
+        return list(ok(made)["codes"])
+
+    def add_model(self, name: str, *, task_type: str, cost: int, upstream_model: str) -> None:
+        """A catalog model, added by the operator."""
+        made = self.admin_client.post(
+            "/admin/models",
+            json={
+                "modelName": name,
+                "description": name,
+                "pointsCost": cost,
+                "taskType": task_type,
+                "upstreamModel": upstream_model,
+            },
+        ).json()
+        assert made["code"] == 200, made
+
+    def openai_sandbox(self) -> tuple[str, str]:
+        """A sandbox upstream with a key shaped like OpenAI's, and the catalog models of
+        OPENAI_MODELS for a channel to it: (base URL, key)."""
+        upstream = self.sandbox_upstream("sk-" + secrets.token_hex(12))
+        self.add_openai_models()
+        return upstream
+
+    def add_openai_models(self) -> None:
+        """The catalog models of OPENAI_MODELS: 40, 40 and 45 points."""
+        text, url, edit = OPENAI_MODELS
+        for name, task_type, cost in (
+            (text, "text_to_image", 40),
+            (url, "text_to_image", 40),
+            (edit, "image_to_image", 45),
+        ):
+            self.add_model(name, task_type=task_type, cost=cost, upstream_model="gpt-image-1")
+
+    def add_channel(self, *, settle: bool = True, **body: Any) -> dict[str, Any]:
+        """A channel, added by the operator (serving SANDBOX_CHANNEL_MODELS unless ``models``
+        says otherwise); with ``settle``, once running workers have read it."""
+        body.setdefault("models", SANDBOX_CHANNEL_MODELS)
+        answer = self.admin_client.post("/admin/channels", json=body).json()
+        assert answer["code"] == 200, answer
+        if settle:
+            time.sleep(1.2)  # workers re-read the channels every second
+        return answer["data"]  # type: ignore[no-any-return]
 
     def audit(self) -> str:
         result = cli(self.env, "audit", check=False)

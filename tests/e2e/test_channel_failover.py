@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 
 from tests.chaos import report
-from tests.support import Platform, free_port, wait_http
+from tests.support import SANDBOX_MODEL, Platform, free_port, wait_http
 
-MODEL = "sc_soraimg_text_1x1"
+MODEL = SANDBOX_MODEL
 LONG = os.environ.get("SHENGTU_CHAOS") == "1"
 # make chaos runs the 200; make test half of that, the same way.
 TASKS = 200 if LONG else 100
@@ -58,24 +58,10 @@ def test_a_killed_upstream_fails_over_and_its_breaker_heals(tmp_path: Path) -> N
         start_sandbox("乙")
         ids = {}
         for name, (port, key) in sandboxes.items():
-            made = admin.post(
-                "/admin/channels",
-                json={
-                    "name": name,
-                    "baseUrl": f"http://127.0.0.1:{port}",
-                    "addKeys": [key],
-                    "weight": 1,
-                    "models": [
-                        {
-                            "modelName": MODEL,
-                            "upstreamModel": "image_gpt",
-                            "upstreamParams": {"size": "1:1"},
-                        }
-                    ],
-                },
-            ).json()
-            assert made["code"] == 200, made
-            ids[name] = made["data"]["id"]
+            made = platform.add_channel(
+                settle=False, name=name, baseUrl=f"http://127.0.0.1:{port}", addKeys=[key], weight=1
+            )
+            ids[name] = made["id"]
         time.sleep(1.2)  # workers re-read the channels every second
         url = {name: f"http://127.0.0.1:{port}" for name, (port, _) in sandboxes.items()}
         user = platform.new_user(points=30 * (TASKS + 100))

@@ -71,7 +71,7 @@ def test_scaled_shape_survives_a_killed_worker_and_a_redis_restart(
             SHENGTU_EVENT_SWEEP_SECONDS="2",
             SHENGTU_UPSTREAM_RPS="2000",
             # Its error500 tasks fail on purpose, not a sick upstream: no breaker here
-            # (tests/test_channels.py and tests/e2e/test_channel_failover.py test it).
+            # (tests/channels/test_channels.py and tests/e2e/test_channel_failover.py test it).
             SHENGTU_BREAKER_FAILURES="1000",
             SHENGTU_BREAKER_MIN_ATTEMPTS="100000",
             SHENGTU_WORKER_CONCURRENCY=str(WORKER_CONCURRENCY),

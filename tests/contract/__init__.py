@@ -1,0 +1,2 @@
+"""Whole-platform suites that hold every route to a document: the spec's examples, the
+OpenAPI schema."""

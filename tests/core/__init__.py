@@ -1,0 +1,1 @@
+"""The ground floor (config, db, netguard) and the serving process as a whole."""

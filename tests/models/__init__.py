@@ -1,0 +1,1 @@
+"""The tables: the migrations build what the models describe."""

@@ -1,0 +1,2 @@
+"""Whole-platform suites from an attacker's side, across every route: hostile input and
+attacks on authentication."""
