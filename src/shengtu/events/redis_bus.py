@@ -88,7 +88,8 @@ class RedisEventBus(EventBus):
                 delay = min(delay * 2, 5.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    # redis-py typed aclose() in 8.x; older releases leave it untyped.
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     def _handle(self, message: dict[str, Any]) -> None:
         channel = message.get("channel")
