@@ -23,9 +23,10 @@ from shengtu.api.envelope import ERROR_RESPONSES, Envelope, ok
 from shengtu.api.errors import install_error_handlers
 from shengtu.api.i18n import EnglishMessages
 from shengtu.api.middleware import EdgeGuardMiddleware, RequestIdMiddleware
-from shengtu.audit.router import router as audit_router
+from shengtu.audit.admin_router import router as audit_router
+from shengtu.catalog.admin_router import router as admin_catalog_router
 from shengtu.catalog.router import router as catalog_router
-from shengtu.channels.router import router as channels_router
+from shengtu.channels.admin_router import router as channels_router
 from shengtu.codes.admin_router import router as admin_codes_router
 from shengtu.codes.router import router as codes_router
 from shengtu.context import AppContext
@@ -34,12 +35,12 @@ from shengtu.edge.metrics_route import guarded_scrape, serve_on_own_address
 from shengtu.errors import NotFound
 from shengtu.events.relay import EventRelay
 from shengtu.events.router import router as events_router
-from shengtu.groups.router import router as groups_router
+from shengtu.groups.admin_router import router as groups_router
 from shengtu.ledger_audit.admin_router import router as ledger_audit_router
 from shengtu.openai_compat import errors as openai_errors
 from shengtu.openai_compat.router import router as openai_router
 from shengtu.points.router import router as points_router
-from shengtu.stats.router import router as stats_router
+from shengtu.stats.admin_router import router as stats_router
 from shengtu.storage.router import router as files_router
 from shengtu.tasks.admin_router import router as admin_tasks_router
 from shengtu.tasks.router import router as tasks_router
@@ -132,6 +133,7 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
         ledger_audit_router,
         accounts_router,
         catalog_router,
+        admin_catalog_router,
         codes_router,
         channels_router,
         admin_users_router,

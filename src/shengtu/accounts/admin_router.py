@@ -60,18 +60,17 @@ async def list_users(
     createdTo: datetime | None = None,
 ) -> Envelope[Page[AdminUserOut]]:
     tz = ctx.settings.timezone
-    async with ctx.db.read() as session:
-        rows, total = await service.find_users(
-            session,
-            page=page,
-            size=size,
-            q=(q or "").strip() or None,
-            role=role,
-            group=group,
-            active=active,
-            created_from=to_utc(createdFrom, tz) if createdFrom else None,
-            created_to=to_utc(createdTo, tz) if createdTo else None,
-        )
+    rows, total = await service.find_users_in(
+        ctx.db,
+        page=page,
+        size=size,
+        q=(q or "").strip() or None,
+        role=role,
+        group=group,
+        active=active,
+        created_from=to_utc(createdFrom, tz) if createdFrom else None,
+        created_to=to_utc(createdTo, tz) if createdTo else None,
+    )
     out = [user_out(u, b, tz) for u, b in rows]
     return ok(Page[AdminUserOut].of(out, total, page, size))
 
@@ -79,8 +78,7 @@ async def list_users(
 @router.get("/admin/users/{user_id}", response_model=Envelope[AdminUserDetail])
 async def get_user(user_id: RowId, ctx: ContextDep, _: AdminDep) -> Envelope[AdminUserDetail]:
     tz = ctx.settings.timezone
-    async with ctx.db.read() as session:
-        user, balance, counts, tasks, keys, ledger = await service.user_detail(session, user_id)
+    user, balance, counts, tasks, keys, ledger = await service.user_view(ctx.db, user_id)
     return ok(
         AdminUserDetail(
             **user_out(user, balance, tz).model_dump(),

@@ -217,3 +217,38 @@ async def delete_user(db: Database, actor: Principal, user_id: int) -> None:
         _not_self(actor, user, "删除")
         await audit.record(session, actor, "user.delete", f"user:{user.id}", snapshot(user))
         await session.delete(user)
+
+
+async def find_users_in(
+    db: Database,
+    *,
+    page: int,
+    size: int,
+    q: str | None,
+    role: str | None,
+    group: str | None,
+    active: bool | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+) -> tuple[list[tuple[User, int]], int]:
+    """:func:`find_users`, in a read of its own."""
+    async with db.read() as session:
+        return await find_users(
+            session,
+            page=page,
+            size=size,
+            q=q,
+            role=role,
+            group=group,
+            active=active,
+            created_from=created_from,
+            created_to=created_to,
+        )
+
+
+async def user_view(
+    db: Database, user_id: int
+) -> tuple[User, int, dict[str, int], list[AiTask], list[ApiKey], list[PointsLedger]]:
+    """:func:`user_detail`, in a read of its own."""
+    async with db.read() as session:
+        return await user_detail(session, user_id)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.accounts import service
 from shengtu.accounts.schemas import (
@@ -22,7 +21,6 @@ from shengtu.auth.deps import PrincipalDep
 from shengtu.auth.principal import require_login_token
 from shengtu.codes import service as codes
 from shengtu.context import ContextDep
-from shengtu.errors import BadRequest, Forbidden
 from shengtu.models.accounts import ApiKey, User
 from shengtu.timefmt import fmt
 
@@ -50,19 +48,11 @@ def key_out(key: ApiKey, tz: str) -> ApiKeyOut:
 
 @router.post("/user/auth/register", response_model=Envelope[UserOut])
 async def register(body: Registration, request: Request, ctx: ContextDep) -> Envelope[UserOut]:
-    mode = ctx.settings.effective_register_mode
-    if mode == "closed":
-        raise Forbidden("本站未开放注册,请联系管理员")
-    code = (body.code or "").strip()
-    if mode == "code" and not code:
-        raise BadRequest("本站注册需要邀请码(兑换码),请填写 code")
+    code = service.sign_up_code(ctx.settings.effective_register_mode, body.code)
     # The cheap checks first: a refusal costs no password hash.
     service.check_username(body.username)
     service.check_password(body.password)
     await ctx.limits.registration(ctx.clients.of(request.scope))
-
-    async def spend_code(session: AsyncSession, user: User) -> None:
-        await codes.redeem(session, code, user.id)
 
     user = await service.create_user(
         ctx.db,
@@ -70,7 +60,7 @@ async def register(body: Registration, request: Request, ctx: ContextDep) -> Env
         body.password,
         points_amount=ctx.settings.register_points,
         gate=ctx.hashing,
-        on_create=spend_code if code else None,
+        on_create=codes.spent_at_sign_up(code) if code else None,
     )
     return ok(_user_out(user))
 

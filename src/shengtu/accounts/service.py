@@ -16,7 +16,7 @@ from shengtu.auth import security
 from shengtu.auth.security import CLI_GATE
 from shengtu.config import Settings
 from shengtu.db import Database, utcnow
-from shengtu.errors import BadRequest, Conflict, NotFound, Unauthorized
+from shengtu.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from shengtu.gates import Gate
 from shengtu.models.accounts import ApiKey, User
 from shengtu.models.catalog import PointsConfig
@@ -256,3 +256,14 @@ async def revoke_api_key(db: Database, user_id: int, key_id: int) -> None:
         )
         if getattr(result, "rowcount", 0) != 1:
             raise NotFound("API Key 不存在")
+
+
+def sign_up_code(mode: str, code: str | None) -> str:
+    """The invitation code (a redemption code) a sign-up spends, "" for none, under the
+    site's register mode; refuses a sign-up the mode does not allow."""
+    if mode == "closed":
+        raise Forbidden("本站未开放注册,请联系管理员")
+    code = (code or "").strip()
+    if mode == "code" and not code:
+        raise BadRequest("本站注册需要邀请码(兑换码),请填写 code")
+    return code

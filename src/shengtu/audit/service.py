@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.auth.principal import Principal
+from shengtu.db import Database
 from shengtu.models.audit import AuditEntry
 
 
@@ -74,3 +75,19 @@ def snapshot(row: Any, columns: Iterable[str]) -> dict[str, Any]:
         value = getattr(row, name)
         out[name] = str(value) if isinstance(value, Decimal | datetime) else value
     return out
+
+
+async def find(
+    db: Database,
+    *,
+    page: int,
+    size: int,
+    action: str | None = None,
+    actor: str | None = None,
+    target: str | None = None,
+) -> tuple[list[AuditEntry], int]:
+    """:func:`entries`, in a read of its own (``/admin/audit``)."""
+    async with db.read() as session:
+        return await entries(
+            session, page=page, size=size, action=action, actor=actor, target=target
+        )

@@ -6,15 +6,15 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
-from shengtu.audit import service as audit
 from shengtu.auth.deps import AdminDep
-from shengtu.codes import service
+from shengtu.codes import admin_service as service
 from shengtu.codes.schemas import (
     CodeBatchCreate,
     CodeBatchOut,
@@ -23,6 +23,7 @@ from shengtu.codes.schemas import (
     CodesDisabled,
     CodeState,
 )
+from shengtu.codes.service import state_of
 from shengtu.context import ContextDep
 from shengtu.db import utcnow
 from shengtu.models.codes import RedeemCode
@@ -40,7 +41,7 @@ def code_out(code: RedeemCode, tz: str) -> CodeOut:
         batch=code.batch,
         points=code.points,
         note=code.note,
-        state=service.state_of(code, utcnow()),
+        state=state_of(code, utcnow()),
         expireTime=fmt(code.expires_at, tz),
         usedBy=code.used_by,
         usedTime=fmt(code.used_at, tz),
@@ -55,27 +56,15 @@ async def create_batch(
     """A batch of codes, each worth ``points`` once (160 random bits each)."""
     tz = ctx.settings.timezone
     expires = to_utc(body.expireTime, tz) if body.expireTime else None
-    async with ctx.db.write() as session:
-        codes = await service.create_batch(
-            session, body.count, body.points, note=body.note, expires_at=expires
-        )
-        batch = codes[0].batch
-        await audit.record(
-            session,
-            admin,
-            "codes.create",
-            f"batch:{batch}",
-            None,
-            {
-                "count": body.count,
-                "points": body.points,
-                "note": body.note,
-                "expireTime": fmt(expires, tz),
-            },
-        )
+    codes = await service.create_batch(
+        ctx.db, admin, body.count, body.points, note=body.note, expires_at=expires, tz=tz
+    )
     return ok(
         CodeBatchOut(
-            batch=batch, count=len(codes), points=body.points, codes=[c.code for c in codes]
+            batch=codes[0].batch,
+            count=len(codes),
+            points=body.points,
+            codes=[c.code for c in codes],
         )
     )
 
@@ -90,8 +79,7 @@ async def list_codes(
     size: PageSize = 20,
 ) -> Envelope[Page[CodeOut]]:
     tz = ctx.settings.timezone
-    async with ctx.db.read() as session:
-        rows, total = await service.find(session, batch=batch, state=state, page=page, size=size)
+    rows, total = await service.find(ctx.db, batch=batch, state=state, page=page, size=size)
     return ok(Page[CodeOut].of([code_out(c, tz) for c in rows], total, page, size))
 
 
@@ -100,12 +88,7 @@ async def disable_codes(
     body: CodeDisable, ctx: ContextDep, admin: AdminDep
 ) -> Envelope[CodesDisabled]:
     """Disable unused codes by id, or every unused code of a batch."""
-    async with ctx.db.write() as session:
-        count = await service.disable(session, body.ids, body.batch)
-        target = f"batch:{body.batch}" if body.batch else f"codes:{len(body.ids or [])}"
-        await audit.record(
-            session, admin, "codes.disable", target, None, {"ids": body.ids, "disabled": count}
-        )
+    count = await service.disable(ctx.db, admin, body.ids, body.batch)
     return ok(CodesDisabled(disabled=count))
 
 
@@ -143,8 +126,9 @@ async def export_codes(
         writer = csv.writer(buffer)
         buffer.write("\ufeff")
         writer.writerow(CSV_COLUMNS)
-        async with ctx.db.read() as session:
-            async for code in service.stream(session, batch=batch, state=state):
+        # Closed with the response, a client gone mid-file too: the read ends then.
+        async with aclosing(service.export(ctx.db, batch=batch, state=state)) as codes:
+            async for code in codes:
                 out = code_out(code, tz)
                 writer.writerow([_cell(getattr(out, c)) for c in CSV_COLUMNS])
                 if buffer.tell() > 65536:

@@ -17,16 +17,14 @@ async def redeem(
     body: RedeemRequest, request: Request, ctx: ContextDep, principal: PrincipalDep
 ) -> Envelope[RedeemOut]:
     """Spend a redemption code (兑换码) for its points; each code works once."""
-    async with ctx.db.read() as session:
-        new = await service.is_new_account(
-            session, principal.user_id, ctx.settings.redeem_new_account_hours
-        )
+    new = await service.account_is_new(
+        ctx.db, principal.user_id, ctx.settings.redeem_new_account_hours
+    )
     attempt = await ctx.limits.redeem_attempt(
         principal.user_id, ctx.clients.of(request.scope), new_account=new
     )
     try:
-        async with ctx.db.write() as session:
-            spent, balance = await service.redeem(session, body.code, principal.user_id)
+        spent, balance = await service.redeem_for(ctx.db, body.code, principal.user_id)
     except BadRequest:
         # Past the failure budget a bad code says no more than that (not whether it
         # exists, is used, disabled or expired).

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.codes.schemas import CodeState
-from shengtu.db import utcnow
+from shengtu.db import Database, utcnow
 from shengtu.errors import BadRequest
 from shengtu.models.accounts import User
 from shengtu.models.codes import RedeemCode
@@ -170,3 +170,29 @@ async def disable(session: AsyncSession, ids: list[int] | None, batch: str | Non
         where.append(RedeemCode.batch == batch)
     result = await session.execute(update(RedeemCode).where(*where).values(disabled=True))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# For the routes that spend a code (/user/points/redeem, a sign-up with one): they open
+# no transaction and hold no session.
+
+
+async def account_is_new(db: Database, user_id: int, hours: float) -> bool:
+    """:func:`is_new_account`, in a read of its own."""
+    async with db.read() as session:
+        return await is_new_account(session, user_id, hours)
+
+
+async def redeem_for(db: Database, code: str, user_id: int) -> tuple[RedeemCode, int | None]:
+    """:func:`redeem`, committed before it returns."""
+    async with db.write() as session:
+        return await redeem(session, code, user_id)
+
+
+def spent_at_sign_up(code: str) -> Callable[[AsyncSession, User], Awaitable[None]]:
+    """A sign-up's ``on_create`` (accounts.service.create_user): ``code`` spent and its
+    points credited in the transaction that makes the user, or no user at all."""
+
+    async def spend_code(session: AsyncSession, user: User) -> None:
+        await redeem(session, code, user.id)
+
+    return spend_code

@@ -81,8 +81,7 @@ async def task_events(websocket: WebSocket) -> None:
     bus = ctx.bus
     free = False
     if settings.ws_free_share < 1 and not principal.is_admin:
-        async with ctx.db.read() as session:
-            free = await service.is_free_account(session, principal.user_id)
+        free = await service.free_account(ctx.db, principal.user_id)
     # The caps are checked and the socket counted with no await in between: racing
     # connections cannot all pass one check.
     refusal = _refusal(bus, principal.user_id, free, settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shengtu.db import Database
 from shengtu.models.points import PointsLedger
 from shengtu.points.service import SIGNUP_BONUS_NOTE
 
@@ -30,3 +31,9 @@ async def is_free_account(session: AsyncSession, user_id: int) -> bool:
         .limit(1)
     )
     return credited is None
+
+
+async def free_account(db: Database, user_id: int) -> bool:
+    """:func:`is_free_account`, in a read of its own."""
+    async with db.read() as session:
+        return await is_free_account(session, user_id)

@@ -10,7 +10,6 @@ from pydantic import BaseModel
 from shengtu.api.envelope import Envelope, ok
 from shengtu.auth.deps import AdminDep
 from shengtu.context import ContextDep
-from shengtu.db import utcnow
 from shengtu.ledger_audit import service
 
 router = APIRouter(tags=["points"])
@@ -28,8 +27,7 @@ class AuditCheckOut(BaseModel):
 async def ledger_audit(ctx: ContextDep, _: AdminDep) -> Envelope[list[AuditCheckOut]]:
     """Every ledger invariant checked against one snapshot of the database (what
     ``shengtu audit`` prints); a task is stuck two minutes past its deadline."""
-    async with ctx.db.snapshot() as session:
-        checks = await service.audit(session, utcnow() - timedelta(seconds=120))
+    checks = await service.audit_snapshot(ctx.db, timedelta(seconds=120))
     return ok(
         [
             AuditCheckOut(

@@ -6,11 +6,12 @@ must not import each other back."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shengtu.db import Database, utcnow
 from shengtu.models.points import PointsAccount, PointsLedger
 from shengtu.models.tasks import ACTIVE, AiTask, Status
 
@@ -104,3 +105,10 @@ async def audit(session: AsyncSession, stuck_before: datetime) -> list[AuditChec
     consume.violations += [f"流水引用了不存在的任务 {t}" for t in orphans]
     checks += [consume, refund_c, stuck]
     return checks
+
+
+async def audit_snapshot(db: Database, grace: timedelta) -> list[AuditCheck]:
+    """:func:`audit` against one snapshot of the database; a task is stuck ``grace`` past
+    its deadline."""
+    async with db.snapshot() as session:
+        return await audit(session, utcnow() - grace)

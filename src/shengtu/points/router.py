@@ -18,8 +18,7 @@ router = APIRouter(tags=["points"])
 
 @router.get("/user/points/consumption/balance", response_model=Envelope[BalanceOut])
 async def balance(ctx: ContextDep, principal: PrincipalDep) -> Envelope[BalanceOut]:
-    async with ctx.db.read() as session:
-        account = await service.balance(session, principal.user_id)
+    account = await service.balance_of(ctx.db, principal.user_id)
     tz = ctx.settings.timezone
     return ok(balance_out(account.user_id, account.balance, account.expire_time, tz))
 
@@ -28,8 +27,7 @@ async def balance(ctx: ContextDep, principal: PrincipalDep) -> Envelope[BalanceO
 async def records(
     ctx: ContextDep, principal: PrincipalDep, page: PageNo = 1, size: PageSize = 10
 ) -> Envelope[Page[LedgerOut]]:
-    async with ctx.db.read() as session:
-        rows, total = await service.records(session, principal.user_id, page, size)
+    rows, total = await service.records_of(ctx.db, principal.user_id, page, size)
     tz = ctx.settings.timezone
     out = [ledger_out(r, tz) for r in rows]
     return ok(Page[LedgerOut].of(out, total, page, size))

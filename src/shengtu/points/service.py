@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shengtu.db import Conn, add, run
+from shengtu.db import Conn, Database, add, run
 from shengtu.errors import BadRequest, InsufficientPoints, NotFound
 from shengtu.models.points import PointsAccount, PointsLedger
 
@@ -136,3 +136,17 @@ async def records(
         .limit(size)
     )
     return list(rows), int(total or 0)
+
+
+async def balance_of(db: Database, user_id: int) -> PointsAccount:
+    """:func:`balance`, in a read of its own."""
+    async with db.read() as session:
+        return await balance(session, user_id)
+
+
+async def records_of(
+    db: Database, user_id: int, page: int, size: int
+) -> tuple[list[PointsLedger], int]:
+    """:func:`records`, in a read of its own."""
+    async with db.read() as session:
+        return await records(session, user_id, page, size)

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.db import Database, UtcDateTime, utcnow
+from shengtu.errors import BadRequest
 from shengtu.logs import get_logger
 from shengtu.models.accounts import User
 from shengtu.models.channels import Channel
@@ -33,6 +34,7 @@ from shengtu.models.stats import (
     StatsUserHour,
 )
 from shengtu.models.tasks import ACTIVE, AiTask, Status
+from shengtu.timefmt import midnight_utc, to_utc
 
 log = get_logger("shengtu.stats")
 
@@ -409,3 +411,26 @@ def group(counts: Iterable[tuple[Any, Counts]], key: Any) -> dict[Any, Counts]:
     for k, c in counts:
         out[key(k)].add(c)
     return dict(out)
+
+
+MAX_RANGE = timedelta(days=400)
+
+
+def window(
+    granularity: str, start: datetime | None, end: datetime | None, tz: str, now: datetime
+) -> tuple[datetime, datetime]:
+    """The [start, end) in UTC that ``/admin/stats`` reports on, from the site's local
+    times asked (none: the last 24 hours, or 30 days by the day): whole hours, or whole
+    days on the site's clock, as the rollup holds them."""
+    end_at = to_utc(end, tz) if end else now
+    default_span = timedelta(hours=24) if granularity == "hour" else timedelta(days=30)
+    start_at = to_utc(start, tz) if start else end_at - default_span
+    start_at = floor_hour(start_at)
+    end_at = floor_hour(end_at) + (HOUR if end_at != floor_hour(end_at) else timedelta(0))
+    if granularity == "day":
+        start_at = midnight_utc(start_at, tz)
+    if end_at <= start_at:
+        raise BadRequest("参数错误:end 必须晚于 start")
+    if end_at - start_at > MAX_RANGE:
+        raise BadRequest(f"参数错误:统计区间最长 {MAX_RANGE.days} 天")
+    return start_at, end_at

@@ -7,7 +7,7 @@ from pydantic import BaseModel
 from shengtu.api.envelope import Envelope, ok
 from shengtu.auth.deps import PrincipalDep
 from shengtu.context import ContextDep
-from shengtu.errors import BadRequest, Gone, NotFound
+from shengtu.errors import BadRequest
 from shengtu.storage import service
 
 router = APIRouter(tags=["files"])
@@ -54,13 +54,7 @@ FILE_HEADERS = {
 
 @router.get("/files/{key:path}", include_in_schema=False)
 async def serve_file(key: str, ctx: ContextDep) -> Response:
-    async with ctx.db.read() as session:
-        state = await service.file_state(session, key)
-    if state == "expired":
-        raise Gone("图片已超过保存期限,已被删除")
-    where = await ctx.storage.locate(key) if state == "ok" else None
-    if where is None:
-        raise NotFound("文件不存在")
+    where = await service.where_is(ctx, key)
     if isinstance(where, str):
         # Object storage: our URL is permanent, the signed one it points to is not.
         return RedirectResponse(

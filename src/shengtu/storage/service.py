@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Executable, Select, bindparam, delete, func, select, update
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.context import AppContext
 from shengtu.db import Conn, UtcDateTime, run, utcnow
-from shengtu.errors import BadRequest, TooManyRequests
+from shengtu.errors import BadRequest, Gone, NotFound, TooManyRequests
 from shengtu.logs import get_logger
 from shengtu.models.points import PointsAccount
 from shengtu.models.storage import StoredFile
@@ -233,3 +234,16 @@ async def sweep(ctx: AppContext) -> SweepResult:
             results_expired=result.results_expired,
         )
     return result
+
+
+async def where_is(ctx: AppContext, key: str) -> Path | str:
+    """Where ``/files/{key}`` sends a client: a local file or a URL to redirect to. Raises
+    410 for a result past its keeping, 404 for a key the platform did not store or lost."""
+    async with ctx.db.read() as session:
+        state = await file_state(session, key)
+    if state == "expired":
+        raise Gone("图片已超过保存期限,已被删除")
+    where = await ctx.storage.locate(key) if state == "ok" else None
+    if where is None:
+        raise NotFound("文件不存在")
+    return where

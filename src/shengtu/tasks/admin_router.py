@@ -10,7 +10,6 @@ from pydantic import BaseModel
 
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
 from shengtu.auth.deps import AdminDep
-from shengtu.channels import service as channels
 from shengtu.channels.schemas import AttemptOut
 from shengtu.context import ContextDep
 from shengtu.models.tasks import AiTask
@@ -72,23 +71,22 @@ async def list_tasks(
     """Filter by status, model, channel (0: the settings' upstream), user, time, task
     number or upstream job id; newest first."""
     tz = ctx.settings.timezone
-    async with ctx.db.read() as session:
-        rows, total = await service.find(
-            session,
-            page=page,
-            size=size,
-            filters=service.TaskFilter(
-                status=status,
-                model=model,
-                channel_id=channelId,
-                user_id=userId,
-                username=username,
-                task_no=taskNo,
-                upstream_id=upstreamId,
-                created_from=to_utc(createdFrom, tz) if createdFrom else None,
-                created_to=to_utc(createdTo, tz) if createdTo else None,
-            ),
-        )
+    rows, total = await service.find_in(
+        ctx.db,
+        page=page,
+        size=size,
+        filters=service.TaskFilter(
+            status=status,
+            model=model,
+            channel_id=channelId,
+            user_id=userId,
+            username=username,
+            task_no=taskNo,
+            upstream_id=upstreamId,
+            created_from=to_utc(createdFrom, tz) if createdFrom else None,
+            created_to=to_utc(createdTo, tz) if createdTo else None,
+        ),
+    )
     out = [admin_task_out(t, name, tz) for t, name in rows]
     return ok(Page[AdminTaskOut].of(out, total, page, size))
 
@@ -97,15 +95,12 @@ async def list_tasks(
 async def get_task(task_no: str, ctx: ContextDep, _: AdminDep) -> Envelope[AdminTaskDetail]:
     """The task with every try at handing it upstream and its ledger rows."""
     tz = ctx.settings.timezone
-    async with ctx.db.read() as session:
-        task, username = await service.get_task(session, task_no)
-        attempts = await channels.attempts_of(session, task_no, tz)
-        ledger = await service.ledger_of(session, task_no)
+    found = await service.view(ctx.db, task_no, tz)
     return ok(
         AdminTaskDetail(
-            task=admin_task_out(task, username, tz),
-            attempts=attempts,
-            ledger=[ledger_out(r, tz) for r in ledger],
+            task=admin_task_out(found.task, found.username, tz),
+            attempts=found.attempts,
+            ledger=[ledger_out(r, tz) for r in found.ledger],
         )
     )
 

@@ -11,7 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.audit import service as audit
 from shengtu.auth.principal import Principal
+from shengtu.channels import service as channels
+from shengtu.channels.schemas import AttemptOut
 from shengtu.context import AppContext
+from shengtu.db import Database
 from shengtu.errors import Conflict
 from shengtu.models.accounts import User
 from shengtu.models.points import PointsLedger
@@ -128,3 +131,29 @@ async def cancel(ctx: AppContext, actor: Principal, task_no: str) -> tuple[AiTas
         moved.user_id, {"event": "task.updated", "data": detail.model_dump()}, task_version(moved)
     )
     return moved, username
+
+
+async def find_in(
+    db: Database, *, page: int, size: int, filters: TaskFilter
+) -> tuple[list[tuple[AiTask, str | None]], int]:
+    """:func:`find`, in a read of its own."""
+    async with db.read() as session:
+        return await find(session, page=page, size=size, filters=filters)
+
+
+@dataclass(frozen=True)
+class TaskView:
+    task: AiTask
+    username: str | None
+    attempts: list[AttemptOut]
+    ledger: list[PointsLedger]
+
+
+async def view(db: Database, task_no: str, tz: str) -> TaskView:
+    """The task, its owner's name, every try at handing it upstream and its ledger rows,
+    read together."""
+    async with db.read() as session:
+        task, username = await get_task(session, task_no)
+        attempts = await channels.attempts_of(session, task_no, tz)
+        ledger = await ledger_of(session, task_no)
+    return TaskView(task, username, attempts, ledger)

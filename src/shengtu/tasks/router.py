@@ -49,8 +49,7 @@ async def submit(
 
     async def run(held: idempotency.Held) -> idempotency.Outcome:
         if held.task_nos:
-            async with ctx.db.read() as session:
-                task = await service.get_task(session, principal.user_id, held.task_nos[0])
+            task = await service.task_of(ctx.db, principal.user_id, held.task_nos[0])
             detail = task_detail(task, ctx.settings.timezone)
         else:
             detail = await service.submit(ctx, request, idempotency.recorder(held))
@@ -77,10 +76,9 @@ async def list_tasks(
     taskType: Annotated[str | None, Query(max_length=32)] = None,
     status: Annotated[str | None, Query(max_length=32)] = None,
 ) -> Envelope[Page[TaskDetail]]:
-    async with ctx.db.read() as session:
-        rows, total = await service.list_tasks(
-            session, principal.user_id, page=page, size=size, task_type=taskType, status=status
-        )
+    rows, total = await service.tasks_of(
+        ctx.db, principal.user_id, page=page, size=size, task_type=taskType, status=status
+    )
     tz = ctx.settings.timezone
     return ok(Page[TaskDetail].of([task_detail(t, tz) for t in rows], total, page, size))
 
@@ -92,8 +90,7 @@ async def cancel(task_no: str, ctx: ContextDep, principal: PrincipalDep) -> Enve
 
 @router.get("/user/ai/tasks/{task_no}", response_model=Envelope[TaskDetail])
 async def get_task(task_no: str, ctx: ContextDep, principal: PrincipalDep) -> Envelope[TaskDetail]:
-    async with ctx.db.read() as session:
-        task = await service.get_task(session, principal.user_id, task_no)
+    task = await service.task_of(ctx.db, principal.user_id, task_no)
     return ok(task_detail(task, ctx.settings.timezone))
 
 
@@ -114,6 +111,5 @@ async def usage(
     """The caller's tasks per local day over the last ``days`` days: submitted, completed,
     failed, and points spent net of refunds."""
     tz = ctx.settings.timezone
-    async with ctx.db.read() as session:
-        rows = await service.usage(session, principal.user_id, days, tz)
+    rows = await service.usage_of(ctx.db, principal.user_id, days, tz)
     return ok([UsageDay(**r) for r in rows])

@@ -27,7 +27,7 @@ from shengtu.auth import quota
 from shengtu.catalog.service import CatalogModel
 from shengtu.config import Settings
 from shengtu.context import AppContext
-from shengtu.db import Conn, add, run, utcnow
+from shengtu.db import Conn, Database, add, run, utcnow
 from shengtu.errors import (
     BadRequest,
     Conflict,
@@ -456,3 +456,34 @@ async def usage(session: AsyncSession, user_id: int, days: int, tz: str) -> list
             day["failed"] += 1
         day["points"] += 0 if status == Status.FAILED else cost
     return [{"date": d, **v} for d, v in out.items()]
+
+
+# The reads of the user's task routes, each in a transaction of its own: the routers open none.
+
+
+async def task_of(db: Database, user_id: int, task_no: str) -> AiTask:
+    """:func:`get_task`, in a read of its own."""
+    async with db.read() as session:
+        return await get_task(session, user_id, task_no)
+
+
+async def tasks_of(
+    db: Database,
+    user_id: int,
+    *,
+    page: int,
+    size: int,
+    task_type: str | None,
+    status: str | None,
+) -> tuple[list[AiTask], int]:
+    """:func:`list_tasks`, in a read of its own."""
+    async with db.read() as session:
+        return await list_tasks(
+            session, user_id, page=page, size=size, task_type=task_type, status=status
+        )
+
+
+async def usage_of(db: Database, user_id: int, days: int, tz: str) -> list[dict[str, Any]]:
+    """:func:`usage`, in a read of its own."""
+    async with db.read() as session:
+        return await usage(session, user_id, days, tz)

@@ -123,8 +123,7 @@ async def create_endpoint(
 
 @router.get("/user/webhooks", response_model=Envelope[list[EndpointOut]])
 async def list_endpoints(ctx: ContextDep, principal: PrincipalDep) -> Envelope[list[EndpointOut]]:
-    async with ctx.db.read() as session:
-        rows = await service.endpoints(session, principal.user_id)
+    rows = await service.endpoints_of(ctx.db, principal.user_id)
     return ok([_endpoint(r, ctx.settings.timezone) for r in rows])
 
 
@@ -167,16 +166,15 @@ async def list_messages(
     status: Annotated[str | None, Query(max_length=16)] = None,
     taskNo: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Envelope[Page[MessageOut]]:
-    async with ctx.db.read() as session:
-        rows, total = await service.messages(
-            session,
-            principal.user_id,
-            endpoint_id=webhookId,
-            status=status,
-            task_no=taskNo,
-            page=page,
-            size=size,
-        )
+    rows, total = await service.messages_of(
+        ctx.db,
+        principal.user_id,
+        endpoint_id=webhookId,
+        status=status,
+        task_no=taskNo,
+        page=page,
+        size=size,
+    )
     tz = ctx.settings.timezone
     return ok(Page[MessageOut].of([_message(r, tz) for r in rows], total, page, size))
 
@@ -186,8 +184,7 @@ async def get_message(
     message_id: MessageId, ctx: ContextDep, principal: PrincipalDep
 ) -> Envelope[MessageDetail]:
     """A message, the exact body it sends, and every attempt (status, latency, answer)."""
-    async with ctx.db.read() as session:
-        row, attempts = await service.message(session, principal.user_id, message_id)
+    row, attempts = await service.message_of(ctx.db, principal.user_id, message_id)
     tz = ctx.settings.timezone
     return ok(
         MessageDetail(

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.config import Settings
 from shengtu.context import AppContext
-from shengtu.db import utcnow
+from shengtu.db import Database, utcnow
 from shengtu.errors import BadRequest, Conflict, NotFound, TooManyRequests
 from shengtu.models.webhooks import (
     CallbackSecret,
@@ -282,3 +282,43 @@ async def check_callback(ctx: AppContext, user_id: int, url: str) -> str:
             "参数错误:使用 callbackUrl 前请先创建回调签名密钥(POST /user/webhooks/callback-secret)"
         )
     return url
+
+
+# The reads of the user's webhook routes, each in a transaction of its own.
+
+
+async def endpoints_of(db: Database, user_id: int) -> list[WebhookEndpoint]:
+    """:func:`endpoints`, in a read of its own."""
+    async with db.read() as session:
+        return await endpoints(session, user_id)
+
+
+async def messages_of(
+    db: Database,
+    user_id: int,
+    *,
+    endpoint_id: int | None,
+    status: str | None,
+    task_no: str | None,
+    page: int,
+    size: int,
+) -> tuple[list[WebhookMessage], int]:
+    """:func:`messages`, in a read of its own."""
+    async with db.read() as session:
+        return await messages(
+            session,
+            user_id,
+            endpoint_id=endpoint_id,
+            status=status,
+            task_no=task_no,
+            page=page,
+            size=size,
+        )
+
+
+async def message_of(
+    db: Database, user_id: int, msg_id: str
+) -> tuple[WebhookMessage, list[WebhookAttempt]]:
+    """:func:`message`, in a read of its own."""
+    async with db.read() as session:
+        return await message(session, user_id, msg_id)

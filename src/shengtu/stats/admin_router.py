@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -13,14 +13,12 @@ from shengtu.api.envelope import Envelope, ok
 from shengtu.auth.deps import AdminDep
 from shengtu.context import ContextDep
 from shengtu.db import utcnow
-from shengtu.errors import BadRequest
 from shengtu.stats import service
-from shengtu.stats.service import HOUR, Counts, floor_hour
-from shengtu.timefmt import fmt, local, midnight_utc, to_utc
+from shengtu.stats.service import HOUR, Counts
+from shengtu.timefmt import fmt, local
 
 router = APIRouter(tags=["admin: stats"])
 
-MAX_RANGE = timedelta(days=400)
 START_HELP = "本地时间;默认:按小时为 24 小时前,按天为 30 天前"
 
 
@@ -113,19 +111,7 @@ async def stats(
     model, by channel, and the top users by net points."""
     settings = ctx.settings
     tz = settings.timezone
-    now = utcnow()
-    end_at = to_utc(end, tz) if end else now
-    default_span = timedelta(hours=24) if granularity == "hour" else timedelta(days=30)
-    start_at = to_utc(start, tz) if start else end_at - default_span
-    # Whole hours (days on the site's clock): what the rollup holds.
-    start_at = floor_hour(start_at)
-    end_at = floor_hour(end_at) + (HOUR if end_at != floor_hour(end_at) else timedelta(0))
-    if granularity == "day":
-        start_at = midnight_utc(start_at, tz)
-    if end_at <= start_at:
-        raise BadRequest("参数错误:end 必须晚于 start")
-    if end_at - start_at > MAX_RANGE:
-        raise BadRequest(f"参数错误:统计区间最长 {MAX_RANGE.days} 天")
+    start_at, end_at = service.window(granularity, start, end, tz, utcnow())
     found = await service.report(ctx.db, start_at, end_at, top)
     price = settings.point_price
 

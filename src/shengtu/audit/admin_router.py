@@ -38,10 +38,9 @@ async def audit_log(
     target: Annotated[str | None, Query(max_length=128)] = None,
 ) -> Envelope[Page[AuditOut]]:
     tz = ctx.settings.timezone
-    async with ctx.db.read() as session:
-        rows, total = await service.entries(
-            session, page=page, size=size, action=action, actor=actor, target=target
-        )
+    rows, total = await service.find(
+        ctx.db, page=page, size=size, action=action, actor=actor, target=target
+    )
     out = [
         AuditOut(
             id=r.id,

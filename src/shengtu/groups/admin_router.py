@@ -10,10 +10,9 @@ from pydantic import BaseModel, Field
 
 from shengtu.api.envelope import Envelope, ok
 from shengtu.api.inputs import RequestBody
-from shengtu.audit import service as audit
 from shengtu.auth.deps import AdminDep
 from shengtu.context import ContextDep
-from shengtu.groups import service
+from shengtu.groups import admin_service as service
 from shengtu.models.groups import UserGroup
 
 router = APIRouter(tags=["admin: groups"])
@@ -48,27 +47,15 @@ def group_out(group: UserGroup, users: int) -> GroupOut:
     )
 
 
-def _snapshot(group: UserGroup) -> dict[str, str]:
-    return {
-        "multiplier": str(Decimal(group.multiplier).normalize()),
-        "description": group.description,
-    }
-
-
 @router.get("/admin/groups", response_model=Envelope[list[GroupOut]])
 async def list_groups(ctx: ContextDep, _: AdminDep) -> Envelope[list[GroupOut]]:
     """Every group with its multiplier: a user pays ⌈model points × multiplier⌉."""
-    async with ctx.db.read() as session:
-        return ok([group_out(g, n) for g, n in await service.all_groups(session)])
+    return ok([group_out(g, n) for g, n in await service.groups(ctx.db)])
 
 
 @router.post("/admin/groups", response_model=Envelope[GroupOut])
 async def create_group(body: GroupCreate, ctx: ContextDep, admin: AdminDep) -> Envelope[GroupOut]:
-    async with ctx.db.write() as session:
-        group = await service.create(session, body.name, body.multiplier, body.description)
-        await audit.record(
-            session, admin, "group.create", f"group:{group.name}", None, _snapshot(group)
-        )
+    group = await service.create(ctx.db, admin, body.name, body.multiplier, body.description)
     return ok(group_out(group, 0))
 
 
@@ -77,25 +64,14 @@ async def change_group(
     group_name: GroupName, body: GroupChange, ctx: ContextDep, admin: AdminDep
 ) -> Envelope[GroupOut]:
     """A new multiplier applies to every submit after it, in every process."""
-    async with ctx.db.write() as session:
-        group = await service.get_group(session, group_name)
-        before = _snapshot(group)
-        if body.multiplier is not None:
-            group.multiplier = service.check_multiplier(body.multiplier)
-        if body.description is not None:
-            group.description = body.description
-        await session.flush()
-        await audit.record(
-            session, admin, "group.change", f"group:{group.name}", before, _snapshot(group)
-        )
-        users = dict((g.name, n) for g, n in await service.all_groups(session))[group.name]
+    group, users = await service.change(
+        ctx.db, admin, group_name, body.multiplier, body.description
+    )
     return ok(group_out(group, users))
 
 
 @router.delete("/admin/groups/{group_name}", response_model=Envelope[None])
 async def delete_group(group_name: GroupName, ctx: ContextDep, admin: AdminDep) -> Envelope[None]:
     """Only an empty group, and never ``default``."""
-    async with ctx.db.write() as session:
-        group = await service.remove(session, group_name)
-        await audit.record(session, admin, "group.delete", f"group:{group.name}", _snapshot(group))
+    await service.remove(ctx.db, admin, group_name)
     return ok(None)
