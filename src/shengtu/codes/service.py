@@ -94,7 +94,7 @@ async def redeem(session: AsyncSession, code: str, user_id: int) -> tuple[Redeem
 
 async def is_new_account(session: AsyncSession, user_id: int, hours: float) -> bool:
     """Whether the account is younger than ``hours``: its failed redemptions count in the
-    pool its address gives new accounts (accounts/limits.py). A missing user counts as new."""
+    pool its address gives new accounts (auth/limits.py). A missing user counts as new."""
     created = await session.scalar(select(User.created_at).where(User.id == user_id))
     return created is None or created > utcnow() - timedelta(hours=hours)
 
