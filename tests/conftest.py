@@ -43,10 +43,14 @@ def platform(
 @pytest.fixture
 def own_platform(tmp_path: Path, fresh_database: ScratchDatabase) -> Callable[..., Platform]:
     """Makes a platform of the test's own, with the settings it names, on an empty database
-    of the backend under test (once per backend); ``with`` it to run it."""
+    of the backend under test (once per backend); ``with`` it to run it. Once per test: a
+    second platform would share the first one's database and folder."""
+    made: list[Platform] = []
 
     def make(*, worker: bool = True, **settings: Any) -> Platform:
-        return Platform(tmp_path, worker=worker, database_url=fresh_database.url, **settings)
+        assert not made, "own_platform makes one platform per test"
+        made.append(Platform(tmp_path, worker=worker, database_url=fresh_database.url, **settings))
+        return made[0]
 
     return make
 

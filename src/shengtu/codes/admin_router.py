@@ -126,7 +126,8 @@ async def export_codes(
         writer = csv.writer(buffer)
         buffer.write("\ufeff")
         writer.writerow(CSV_COLUMNS)
-        # Closed with the response, a client gone mid-file too: the read ends then.
+        # The read ends when the response's stream is closed (at its end, or when the server
+        # closes it for a client gone mid-file).
         async with aclosing(service.export(ctx.db, batch=batch, state=state)) as codes:
             async for code in codes:
                 out = code_out(code, tz)

@@ -8,7 +8,7 @@ the request-id and edge-guard layers (:class:`shengtu.app.ShengtuApp`): the same
 authentication and rate limits (:func:`shengtu.auth.deps.authorize_with`, which reads the
 caller and the row asked for in one statement), the same response models, and the same error
 envelopes (:func:`shengtu.api.errors.failure_response`). The FastAPI routes stay: they document the
-API and are the reference; ``tests/test_hot_reads.py`` compares the answers byte for byte.
+API and are the reference; ``tests/edge/test_hot_reads.py`` compares the answers byte for byte.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from shengtu.providers.replicate import ReplicateProvider
 from shengtu.providers.suchuang import SuChuangProvider
 
 # The protocols a channel may speak: the keys of PROTOCOLS, spelled out for the API's
-# schema (tests/unit/test_protocols.py checks the two agree).
+# schema (tests/providers/test_protocols.py checks the two agree).
 ProtocolName = Literal["suchuang", "openai_images", "replicate"]
 # The protocol of the upstream the settings name (SHENGTU_SUCHUANG_*), and of a channel
 # made without one.

@@ -23,7 +23,7 @@ from shengtu.providers.sandbox.replicate import ReplicateDouble
 from shengtu.providers.sandbox.suchuang import SuChuangDouble
 
 # Each protocol of providers/registry.py's PROTOCOLS, and its double
-# (tests/unit/test_protocols.py checks they agree).
+# (tests/providers/test_protocols.py checks they agree).
 DOUBLES: dict[str, type[Double]] = {
     "suchuang": SuChuangDouble,
     "openai_images": OpenAIImagesDouble,
