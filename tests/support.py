@@ -46,10 +46,20 @@ def png(size: tuple[int, int] = (64, 48)) -> bytes:
     return out.getvalue()
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on, never one this process gave before: the kernel may hand
+    the port just closed out again, and a platform and its sandbox process, both on it,
+    made the sandbox answer the platform's /healthz."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def serve_http(handler: type[BaseHTTPRequestHandler], port: int = 0) -> ThreadingHTTPServer:
