@@ -207,8 +207,14 @@ def report(house: House) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arrows", action="store_true", help="list the arrows that run back up")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=ROOT,
+        help="the folder that holds shengtu/ (another checkout's src, to count it before)",
+    )
     args = parser.parse_args()
-    house = read()
+    house = read(args.root)
     print(report(house))
     if args.arrows:
         rooms = {room(m) for m in house.modules}
