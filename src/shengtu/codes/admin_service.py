@@ -46,11 +46,12 @@ async def find(
 
 async def export(
     db: Database, *, batch: str | None, state: str | None
-) -> AsyncGenerator[RedeemCode, None]:
-    """Every matching code, oldest first, read in one transaction as the caller consumes."""
+) -> AsyncGenerator[list[service.ExportedCode], None]:
+    """Every matching code, oldest first, a thousand at a time, read in one transaction as
+    the caller consumes."""
     async with db.read() as session:
-        async for code in service.stream(session, batch=batch, state=state):
-            yield code
+        async for codes in service.stream(session, batch=batch, state=state):
+            yield codes
 
 
 async def disable(db: Database, actor: Principal, ids: list[int] | None, batch: str | None) -> int:

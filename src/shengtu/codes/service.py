@@ -6,6 +6,7 @@ import base64
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -100,11 +101,17 @@ async def is_new_account(session: AsyncSession, user_id: int, hours: float) -> b
 
 
 def state_of(code: RedeemCode, now: datetime) -> CodeState:
-    if code.used_at is not None:
+    return code_state(code.used_at, code.disabled, code.expires_at, now)
+
+
+def code_state(
+    used_at: datetime | None, disabled: bool, expires_at: datetime | None, now: datetime
+) -> CodeState:
+    if used_at is not None:
         return "used"
-    if code.disabled:
+    if disabled:
         return "disabled"
-    if code.expires_at is not None and code.expires_at <= now:
+    if expires_at is not None and expires_at <= now:
         return "expired"
     return "unused"
 
@@ -145,15 +152,53 @@ async def find(
     return list(rows), int(total or 0)
 
 
+# An export's columns, read as plain rows: a campaign's file has a million codes, and an
+# ORM object and a response model each took about 40 µs a code (25 s for 665,000).
+EXPORTED = (
+    RedeemCode.code,
+    RedeemCode.batch,
+    RedeemCode.points,
+    RedeemCode.used_at,
+    RedeemCode.disabled,
+    RedeemCode.note,
+    RedeemCode.expires_at,
+    RedeemCode.used_by,
+    RedeemCode.created_at,
+)
+
+
+class ExportedCode(NamedTuple):
+    code: str
+    batch: str
+    points: int
+    state: CodeState
+    note: str | None
+    expires_at: datetime | None
+    used_by: int | None
+    used_at: datetime | None
+    created_at: datetime
+
+
 async def stream(
     session: AsyncSession, *, batch: str | None, state: str | None
-) -> AsyncIterator[RedeemCode]:
-    where = _where(batch, state, utcnow())
-    result = await session.stream_scalars(
-        select(RedeemCode).where(*where).order_by(RedeemCode.id).execution_options(yield_per=1000)
+) -> AsyncIterator[list[ExportedCode]]:
+    """Every matching code, oldest first, a thousand at a time, with its state as of the
+    start of the read (the moment the filter by state is taken at)."""
+    now = utcnow()
+    result = await session.stream(
+        select(*EXPORTED)
+        .where(*_where(batch, state, now))
+        .order_by(RedeemCode.id)
+        .execution_options(yield_per=1000)
     )
-    async for row in result:
-        yield row
+    async for rows in result.partitions():
+        yield [_exported(row, now) for row in rows]
+
+
+def _exported(row: Any, now: datetime) -> ExportedCode:
+    code, batch, worth, used_at, disabled, note, expires, used_by, created = row
+    state = code_state(used_at, disabled, expires, now)
+    return ExportedCode(code, batch, worth, state, note, expires, used_by, used_at, created)
 
 
 async def disable(session: AsyncSession, ids: list[int] | None, batch: str | None) -> int:
