@@ -18,6 +18,9 @@ class UpstreamJob:
     # The reference pictures themselves (bytes, content type), for a protocol that sends
     # files (``Provider.wants_image_bytes``); fetched by the worker through the SSRF guard.
     images: tuple[tuple[bytes, str], ...] = ()
+    # How many pictures the task asks of this one job (its ``n``). An upstream that makes
+    # fewer answers fewer: the task is charged for what it delivers.
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,9 @@ class UpstreamState:
     error: str | None = None
     # The picture itself, when the upstream answered with it inline (OpenAI's b64_json).
     pictures: tuple[bytes, ...] = ()
+    # The upstream's own account of the job, where its protocol reports one (Seedream's
+    # ``usage``, OpenAI's token counts): recorded on the task as it came.
+    usage: dict[str, Any] | None = None
 
 
 class UpstreamError(Exception):
