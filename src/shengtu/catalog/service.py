@@ -15,6 +15,8 @@ from shengtu.catalog.schemas import ModelAdminOut, ModelChange, ModelCreate
 from shengtu.db import Database
 from shengtu.errors import Conflict, NotFound
 from shengtu.models.catalog import PointsConfig
+from shengtu.pricing.parameters import NONE, Parameters
+from shengtu.pricing.rules import FLAT, PriceRule
 
 CACHE_SECONDS = 5.0
 
@@ -29,10 +31,20 @@ class CatalogModel:
     provider: str
     upstream_model: str
     upstream_params: dict[str, Any] = field(default_factory=dict)
+    parameters: Parameters = NONE
+    price_rule: PriceRule = FLAT
 
     @property
     def takes_images(self) -> bool:
+        """Whether a task of it may carry reference images."""
+        return self.task_type != "text_to_image"
+
+    @property
+    def needs_images(self) -> bool:
         return self.task_type == "image_to_image"
+
+    def serves(self, task_type: str) -> bool:
+        return self.task_type in (task_type, "both")
 
 
 class Catalog:
@@ -60,6 +72,8 @@ class Catalog:
                     r.provider,
                     r.upstream_model,
                     dict(r.upstream_params or {}),
+                    Parameters.parse(r.params),
+                    PriceRule.parse(r.price_rule),
                 )
                 for r in rows
             }

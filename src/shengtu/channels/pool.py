@@ -12,7 +12,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +44,8 @@ class Route:
     uncertain_submit: str
     upstream_model: str
     upstream_params: dict[str, Any]
+    # This channel's spelling of the model's choices (shengtu.pricing.parameters).
+    param_map: dict[str, Any] = field(default_factory=dict)
     # The breaker: open until then (None: closed); failing: a failure since the last success.
     open_until: datetime | None = None
     failing: bool = False
@@ -166,6 +168,7 @@ class ChannelPool:
                         uncertain_submit=channel.uncertain_submit,
                         upstream_model=model.upstream_model,
                         upstream_params=dict(model.upstream_params or {}),
+                        param_map=dict(model.param_map or {}),
                         open_until=key.open_until,
                         failing=bool(key.consecutive_failures or key.open_until),
                     )

@@ -72,7 +72,14 @@ async def audit(session: AsyncSession, stuck_before: datetime) -> list[AuditChec
 
     tasks = (
         await session.execute(
-            select(AiTask.task_no, AiTask.status, AiTask.points_cost, AiTask.deadline_at)
+            select(
+                AiTask.task_no,
+                AiTask.status,
+                AiTask.points_cost,
+                AiTask.pictures,
+                AiTask.delivered,
+                AiTask.deadline_at,
+            )
         )
     ).all()
     entries: dict[tuple[str, str], list[int]] = {}
@@ -87,10 +94,18 @@ async def audit(session: AsyncSession, stuck_before: datetime) -> list[AuditChec
             entries.setdefault((task_no, kind), []).append(delta)
 
     consume = AuditCheck("每个任务恰有一笔扣费 (one consume per task)", len(tasks))
-    refund_c = AuditCheck("失败任务恰有一笔退款,其余没有 (one refund per failed task)", len(tasks))
+    # A failed task has one refund of all it was charged; a completed one gives back the
+    # pictures it did not deliver, so that for every ended task
+    # charged − refunded = delivered × the price of one.
+    refund_c = AuditCheck(
+        "退还与交付相符:失败任务全额退款一笔,少交付的退还缺少的张数 "
+        "(charged − refunded = delivered × each)",
+        len(tasks),
+    )
+    delivered_c = refund_c
     stuck = AuditCheck("没有超过截止时间仍未结束的任务 (no stuck task)", len(tasks))
     known = set()
-    for task_no, status, cost, deadline in tasks:
+    for task_no, status, cost, pictures, delivered, deadline in tasks:
         known.add(task_no)
         charges = entries.get((task_no, "consume"), [])
         if charges != [-cost]:
@@ -99,6 +114,22 @@ async def audit(session: AsyncSession, stuck_before: datetime) -> list[AuditChec
         want = [cost] if status == Status.FAILED else []
         if refunds != want:
             refund_c.violations.append(f"任务 {task_no} ({status}): 退款 {refunds},应为 {want}")
+        each, short = cost // max(1, pictures), entries.get((task_no, "undelivered"), [])
+        if status in (Status.COMPLETED, Status.FAILED):
+            made = delivered if status == Status.COMPLETED else 0
+            if made is None:  # a task completed before pictures were counted: one picture
+                made = pictures
+            back = sum(refunds) + sum(short)
+            want_short = [each * (pictures - made)] if status == Status.COMPLETED else []
+            if cost - back != made * each or short != [s for s in want_short if s]:
+                delivered_c.violations.append(
+                    f"任务 {task_no} ({status}): 扣费 {cost} − 退还 {back} ≠ "
+                    f"交付 {made} 张 × 单价 {each}(少交付退还 {short})"
+                )
+        elif short:
+            delivered_c.violations.append(
+                f"任务 {task_no} ({status}): 未结束却有少交付退还 {short}"
+            )
         if status in ACTIVE and deadline < stuck_before:
             stuck.violations.append(f"任务 {task_no}: 状态 {status},截止 {deadline} 已过")
     orphans = sorted({t for (t, _k) in entries if t not in known})

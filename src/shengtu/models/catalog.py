@@ -10,7 +10,9 @@ from shengtu.models.accounts import ID
 
 
 class PointsConfig(Base):
-    """The spec's ``points_config``: one row a sellable model."""
+    """The spec's ``points_config``: one row a sellable model. ``task_type`` is the
+    spec's ``text_to_image`` or ``image_to_image``, or ``both``: a reference image makes
+    the task image-to-image."""
 
     __tablename__ = "points_config"
 
@@ -25,3 +27,7 @@ class PointsConfig(Base):
     upstream_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     sort_order: Mapped[int] = mapped_column(Integer, default=0)
+    # The values it offers (shengtu.pricing.parameters) and how its price follows them
+    # (shengtu.pricing.rules); empty: one price, nothing to choose (the spec's rows).
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=dict)
+    price_rule: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=dict)

@@ -78,6 +78,12 @@ class ChannelModel(Base):
     model_name: Mapped[str] = mapped_column(String(64), index=True)
     upstream_model: Mapped[str] = mapped_column(String(64))
     upstream_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # This upstream's field names and spellings of the model's choices, where they differ
+    # from the model's own ({choice: {"upstream": field, "map": {value: spelling}}}).
+    param_map: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # How the cost per picture follows the choices (a shengtu.pricing.rules rule over the
+    # channel's cost_per_picture).
+    cost_rule: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class TaskAttempt(Base):

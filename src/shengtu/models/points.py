@@ -8,7 +8,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shengtu.db import Base, UtcDateTime, utcnow
 from shengtu.models.accounts import ID
 
-LEDGER_KINDS = ("grant", "consume", "refund", "adjust", "expire", "redeem")
+# "undelivered": a completed task's pictures the upstream did not make, given back.
+LEDGER_KINDS = ("grant", "consume", "refund", "undelivered", "adjust", "expire", "redeem")
 
 
 class PointsAccount(Base):

@@ -1,10 +1,22 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, ForeignKey, Index, Integer, String, Text, literal_column
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    literal_column,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shengtu.db import Base, UtcDateTime, utcnow
@@ -49,9 +61,20 @@ class AiTask(Base):
     progress: Mapped[int] = mapped_column(Integer, default=0)
     prompt: Mapped[str] = mapped_column(Text)
     image_urls: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # What the task was charged: ``pictures`` × the price of one. A failure refunds it all;
+    # a completion refunds the pictures not delivered (ledger kind "undelivered").
     points_cost: Mapped[int] = mapped_column(Integer)
+    pictures: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    delivered: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The values it was made with (shengtu.pricing.parameters.Chosen) and what its price
+    # was worked out from (shengtu.pricing.service.Price.basis); NULL on older tasks.
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    pricing: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     result_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     result_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Every picture delivered ({"url", "key"} each; the first is result_url/result_key),
+    # when the task asked for more than one.
+    results: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
     error_message: Mapped[str | None] = mapped_column(String(1024), nullable=True)
 
     provider: Mapped[str] = mapped_column(String(32))
@@ -63,6 +86,10 @@ class AiTask(Base):
     upstream_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     upstream_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
     upstream_result_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What the operator paid the upstream for it (the channel's cost rule × the pictures
+    # delivered) and the upstream's own usage figures, where its protocol reports them.
+    cost: Mapped[Decimal | None] = mapped_column(Numeric(12, 4), nullable=True)
+    upstream_usage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     poll_count: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(512), nullable=True)

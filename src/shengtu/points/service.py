@@ -115,6 +115,20 @@ async def refund(session: Conn, user_id: int, amount: int, task_no: str) -> int:
     return await _apply(session, user_id, amount, "refund", task_no=task_no, note="任务失败退还")
 
 
+async def give_back_undelivered(
+    session: Conn, user_id: int, amount: int, task_no: str, missing: int
+) -> int:
+    """A completed task's points for the ``missing`` pictures its upstream did not make."""
+    return await _apply(
+        session,
+        user_id,
+        amount,
+        "undelivered",
+        task_no=task_no,
+        note=f"少交付 {missing} 张图片退还",
+    )
+
+
 async def balance(session: AsyncSession, user_id: int) -> PointsAccount:
     account = await session.get(PointsAccount, user_id)
     if account is None:

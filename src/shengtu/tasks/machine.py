@@ -3,8 +3,10 @@ statuses live beside the task table, in ``shengtu.models.tasks``).
 
 A move is one UPDATE guarded by the task's current status (and the mover's lease), so
 however many workers race, exactly one wins. A move to ``failed`` refunds in the same
-transaction (and gives the task's API key its quota back); the ledger's unique
-(task_no, kind) makes a second refund impossible.
+transaction (and gives the task's API key its quota back); a move to ``completed`` with
+fewer pictures ``delivered`` than the task asked for gives back the missing ones' points
+(ledger kind "undelivered"), in the same transaction. The ledger's unique (task_no, kind)
+makes a second refund of either kind impossible.
 """
 
 from __future__ import annotations
@@ -94,8 +96,9 @@ async def move(
     }
     if target is Status.COMPLETED:
         changes.update(progress=100, completed_at=now)
+        changes.setdefault("delivered", task.pictures)
     elif target is Status.FAILED:
-        changes["completed_at"] = now
+        changes.update(completed_at=now, delivered=0)
     columns = tuple(sorted(changes))
     params = {f"v_{name}": changes[name] for name in columns}
     params.update(w_id=task.id, w_status=task.status)
@@ -106,19 +109,21 @@ async def move(
     statement = _move_statement(columns, lease_owner is not None, unleased)
     if (await run(session, statement, params)).rowcount != 1:
         return None
+    given_back = 0
     if target is Status.FAILED:
-        await points.refund(session, task.user_id, task.points_cost, task.task_no)
-        if task.api_key_id is not None:
-            await quota.give_back(session, task.api_key_id, task.points_cost)
+        given_back = task.points_cost
+        await points.refund(session, task.user_id, given_back, task.task_no)
+    elif target is Status.COMPLETED and changes["delivered"] < task.pictures:
+        missing = task.pictures - changes["delivered"]
+        given_back = task.points_cost // task.pictures * missing
+        await points.give_back_undelivered(session, task.user_id, given_back, task.task_no, missing)
+    if given_back and task.api_key_id is not None:
+        await quota.give_back(session, task.api_key_id, given_back)
     if target in TERMINAL:
-        model, took, cost = (
-            task.model_name,
-            (now - task.created_at).total_seconds(),
-            task.points_cost,
-        )
+        model, took = task.model_name, (now - task.created_at).total_seconds()
         after_commit(session, lambda: metrics.task_ended(model, target.value, took))
-        if target is Status.FAILED:
-            after_commit(session, lambda: metrics.points("refunded", cost))
+        if given_back:
+            after_commit(session, lambda: metrics.points("refunded", given_back))
         await outbox.enqueue(
             session, task, outbox.COMPLETED if target is Status.COMPLETED else outbox.FAILED
         )

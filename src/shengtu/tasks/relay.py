@@ -18,6 +18,7 @@ from shengtu.db import add, utcnow
 from shengtu.logs import get_logger
 from shengtu.models.channels import TaskAttempt
 from shengtu.models.tasks import AiTask, Status
+from shengtu.pricing.parameters import NONE, Chosen
 from shengtu.providers.base import Cancellable, Provider, UpstreamError, UpstreamJob, UpstreamState
 from shengtu.storage.fetch import FetchError, fetch_image_bytes
 from shengtu.storage.images import NotAnImage, sniff_image
@@ -30,7 +31,13 @@ from shengtu.tasks.deadlines import (
 )
 from shengtu.tasks.machine import move
 from shengtu.tasks.moves import Moves
-from shengtu.tasks.results import QUEUED_PROGRESS, Results, download_bounds
+from shengtu.tasks.results import (
+    QUEUED_PROGRESS,
+    Delivered,
+    Results,
+    download_bounds,
+    pack_urls,
+)
 
 log = get_logger("shengtu.worker")
 
@@ -88,6 +95,20 @@ class Relay:
             return list(pool.candidates(task.model_name))
         return [None] if task.provider in self.ctx.providers else []
 
+    async def _upstream_params(self, task: AiTask, route: Route | None) -> dict[str, Any]:
+        """The upstream's fields for ``task``: the task's own (the model's, with its chosen
+        values as the model spells them), or the route's with the chosen values as that
+        channel spells them."""
+        if route is None:
+            return dict(task.upstream_params or {})
+        chosen = Chosen.from_json(task.params)
+        model = await self.ctx.catalog.get(task.model_name) if task.params else None
+        parameters = model.parameters if model is not None else NONE
+        return {
+            **route.upstream_params,
+            **parameters.upstream_fields(chosen, route.param_map),
+        }
+
     async def submit(self, task: AiTask) -> None:
         await self.ctx.channels.refresh()
         routes = self._routes(task)
@@ -117,10 +138,11 @@ class Relay:
             job = UpstreamJob(
                 task_no=task.task_no,
                 upstream_model=route.upstream_model if route else task.upstream_model,
-                params=dict(route.upstream_params if route else task.upstream_params or {}),
+                params=await self._upstream_params(task, route),
                 prompt=task.prompt,
                 image_urls=list(task.image_urls or []),
                 images=(images or ()) if provider.wants_image_bytes else (),
+                count=task.pictures,
             )
             # A key whose breaker's cool-down is over: one task, of all workers', probes it.
             probing = route is not None and route.open_until is not None
@@ -276,7 +298,7 @@ class Relay:
             progress=max(task.progress, QUEUED_PROGRESS),
             **(
                 # Answered with the picture's address: copy it now, nothing to poll.
-                {"upstream_result_url": state.result_urls[0], "next_run_at": now}
+                {"upstream_result_url": pack_urls(state.result_urls), "next_run_at": now}
                 if state.phase == "succeeded" and state.result_urls
                 else {
                     "next_run_at": self.moves.clamp(
@@ -304,18 +326,23 @@ class Relay:
             "upstream_status": state.raw_status,
             "submitted_at": utcnow(),
         }
-        # The picture is paid for and in hand: no backstop cuts its storing.
+        # The pictures are paid for and in hand: no backstop cuts their storing.
         hold_off_step_bound()
-        try:
-            key = (await self.results.store(task, state.pictures[0])).key
-        except NotAnImage as exc:
-            await self.moves.fail(
-                task, f"上游返回的结果不是有效图片:{exc}", also=(attempt,), **accepted
-            )
-            return
+        stored: list[Delivered] = []
+        spoiled: NotAnImage | None = None
         moved = False
         owner = self.moves.owner
         try:
+            for picture in state.pictures[: task.pictures]:
+                try:
+                    stored.append(Delivered((await self.results.store(task, picture)).key))
+                except NotAnImage as exc:
+                    spoiled = exc
+            if not stored:
+                await self.moves.fail(
+                    task, f"上游返回的结果不是有效图片:{spoiled}", also=(attempt,), **accepted
+                )
+                return
             async with self.ctx.db.transaction() as session:
                 await add(session, attempt)
                 queued = await move(session, task, Status.QUEUED, lease_owner=owner, **accepted)
@@ -328,15 +355,15 @@ class Relay:
                             task,
                             Status.COMPLETED,
                             lease_owner=None,
-                            result_url=self.ctx.storage.url(key),
-                            result_key=key,
                             last_error=None,
+                            **self.results.delivered(stored),
                         )
                         is not None
                     )
         finally:
             if not moved:
-                await self.ctx.storage.delete(key)
+                for delivered in stored:
+                    await self.ctx.storage.delete(delivered.key)
         if not moved:
             log.warning("lease_lost", status=task.status, target=Status.COMPLETED.value)
             return

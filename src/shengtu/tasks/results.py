@@ -4,8 +4,10 @@ checked whole and stored under our own permanent URL."""
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +26,26 @@ from shengtu.tasks.moves import Moves
 from shengtu.timefmt import local
 
 QUEUED_PROGRESS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """A picture stored for a task, and the upstream's address of it (None: inline)."""
+
+    key: str
+    upstream_url: str | None = None
+
+
+def pack_urls(urls: tuple[str, ...]) -> str:
+    """The result addresses an upstream answered a submit with, in one column: the one
+    address as it is, several as a JSON array (:func:`unpack_urls`)."""
+    return urls[0] if len(urls) == 1 else json.dumps(list(urls))
+
+
+def unpack_urls(packed: str) -> tuple[str, ...]:
+    if packed.startswith("["):
+        return tuple(str(u) for u in json.loads(packed))
+    return (packed,)
 
 
 def estimate_progress(task: AiTask, reported: int | None, now: datetime, expected: float) -> int:
@@ -108,13 +130,23 @@ class Results:
     async def store_result(
         self, task: AiTask, provider: Provider, state: UpstreamState, common: dict[str, Any]
     ) -> None:
-        """The finished picture copied and the task completed; a failed copy retried while
-        tries are left, else the task fails."""
+        """The finished pictures copied and the task completed with those that arrived
+        whole (the rest refunded in the same move); a failed copy retried while tries are
+        left, else the task fails. Nothing stored outlives a task that did not complete."""
         moves = self.moves
-        url = state.result_urls[0]
+        urls = state.result_urls[: task.pictures]
+        stored: list[Delivered] = []
+        spoiled: NotAnImage | None = None
         try:
-            key = (await self.fetch(task, url, provider, seconds_left(task))).key
+            for url in urls:
+                try:
+                    key = (await self.fetch(task, url, provider, seconds_left(task))).key
+                except NotAnImage as exc:
+                    spoiled = exc
+                    continue
+                stored.append(Delivered(key, url))
         except FetchError as exc:
+            await self._discard(stored)
             if exc.out_of_time:
                 raise download_overran("结果图片", self.settings) from exc
             if exc.transient and task.attempts + 1 < self.settings.download_attempts:
@@ -122,25 +154,48 @@ class Results:
             else:
                 await moves.fail(task, f"结果图片转存失败:{exc.message}", **common)
             return
-        except NotAnImage as exc:
-            await moves.fail(task, f"上游返回的结果不是有效图片:{exc}", **common)
+        except BaseException:
+            await self._discard(stored)
+            raise
+        if not stored:
+            await moves.fail(task, f"上游返回的结果不是有效图片:{spoiled}", **common)
             return
+        await self.complete(task, stored, last_error=None, **common)
+
+    async def complete(self, task: AiTask, stored: list[Delivered], **values: Any) -> bool:
+        """Complete ``task`` with the pictures ``stored`` (fewer than it asked: the rest
+        refunded in the move); when the move does not happen (another worker owns the
+        task now, or the write failed), the pictures are deleted: no picture without its
+        task."""
         moved = False
         try:
-            moved = await moves.move(
-                task,
-                Status.COMPLETED,
-                result_url=self.ctx.storage.url(key),
-                result_key=key,
-                upstream_result_url=url,
-                last_error=None,
-                **common,
-            )
+            columns = {**self.delivered(stored), **values}
+            moved = await self.moves.move(task, Status.COMPLETED, **columns)
         finally:
             if not moved:
-                # Another worker owns the task now (it stores its own copy), or the
-                # write failed: no picture without its task.
-                await self.ctx.storage.delete(key)
+                await self._discard(stored)
+        return moved
+
+    def delivered(self, stored: list[Delivered]) -> dict[str, Any]:
+        """The columns of a completion with ``stored`` pictures (the first is the spec's
+        ``resultUrl``)."""
+        first = stored[0]
+        columns: dict[str, Any] = {
+            "result_url": self.ctx.storage.url(first.key),
+            "result_key": first.key,
+            "delivered": len(stored),
+        }
+        if first.upstream_url is not None:
+            columns["upstream_result_url"] = first.upstream_url
+        if len(stored) > 1:
+            columns["results"] = [
+                {"url": self.ctx.storage.url(d.key), "key": d.key} for d in stored
+            ]
+        return columns
+
+    async def _discard(self, stored: list[Delivered]) -> None:
+        for picture in stored:
+            await self.ctx.storage.delete(picture.key)
 
     async def fetch(self, task: AiTask, url: str, provider: Provider, seconds: float) -> Stored:
         """The upstream's picture, downloaded through the SSRF guard within ``seconds``

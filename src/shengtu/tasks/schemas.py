@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -44,6 +44,14 @@ class TaskDetail(BaseModel):
     resultExpired: bool = False
     # The picture an upstream delivered after the task had failed (and been refunded).
     lateResultUrl: str | None = None
+    # The pictures asked for and delivered, every delivered picture's URL (the first is
+    # resultUrl), the points given back (a failure: all; a completion with fewer pictures
+    # than asked: the missing ones') and the values chosen for the model's parameters.
+    pictures: int = 1
+    delivered: int | None = None
+    resultUrls: list[str] | None = None
+    pointsRefunded: int = 0
+    parameters: dict[str, Any] | None = None
 
 
 def prompt_snippet(prompt: str) -> str:
@@ -80,6 +88,10 @@ class TaskRow(NamedTuple):
     points_cost: int
     result_expired_at: datetime | None
     late_result_url: str | None
+    pictures: int
+    delivered: int | None
+    results: list[dict[str, str]] | None
+    params: dict[str, Any] | None
 
 
 TASK_ROW_COLUMNS = tuple(getattr(AiTask, name) for name in TaskRow._fields)
@@ -101,7 +113,29 @@ def task_detail(task: AiTask | TaskRow, tz: str) -> TaskDetail:
         pointsCost=task.points_cost,
         resultExpired=task.result_expired_at is not None,
         lateResultUrl=task.late_result_url if task.result_expired_at is None else None,
+        pictures=task.pictures,
+        delivered=task.delivered,
+        resultUrls=_result_urls(task),
+        pointsRefunded=points_refunded(task),
+        parameters=task.params,
     )
+
+
+def _result_urls(task: AiTask | TaskRow) -> list[str] | None:
+    if task.results:
+        return [r["url"] for r in task.results]
+    return [task.result_url] if task.result_url else None
+
+
+def points_refunded(task: AiTask | TaskRow) -> int:
+    """What the task gave back: all of it when it failed, the missing pictures' share when
+    it completed with fewer than it asked for."""
+    if task.status == "failed":
+        return task.points_cost
+    if task.status == "completed" and task.delivered is not None:
+        missing = max(0, (task.pictures or 1) - task.delivered)
+        return task.points_cost // (task.pictures or 1) * missing
+    return 0
 
 
 def task_version(task: AiTask) -> str:

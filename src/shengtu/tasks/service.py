@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -41,12 +41,20 @@ from shengtu.models.storage import StoredFile
 from shengtu.models.tasks import ACTIVE, ACTIVE_SQL, TERMINAL, AiTask, Status
 from shengtu.netguard import WEB_PORTS, check_public_url, parse_http_url
 from shengtu.points import service as points
+from shengtu.pricing.parameters import Chosen
 from shengtu.pricing.service import PriceQuery, price_now, quote
 from shengtu.providers.registry import cancellable
 from shengtu.storage.service import mark_used
 from shengtu.tasks.handoff import Handoff
 from shengtu.tasks.machine import move
-from shengtu.tasks.schemas import TaskDetail, task_detail, task_version
+from shengtu.tasks.schemas import (
+    TASK_ROW_COLUMNS,
+    TaskDetail,
+    TaskRow,
+    points_refunded,
+    task_detail,
+    task_version,
+)
 from shengtu.timefmt import local, midnight_utc
 from shengtu.webhooks import service as webhooks
 
@@ -64,6 +72,10 @@ class SubmitInput:
     allowed_models: tuple[str, ...] | None = None
     # Where the task's own webhook goes (checked: a public URL, and a signing secret).
     callback_url: str | None = None
+    # The values chosen for the model's parameters (size, quality …, and extra fields).
+    parameters: Mapping[str, Any] | None = None
+    # Pictures one task asks the upstream for (the model's ``maxN`` at most).
+    n: int = 1
 
 
 def make_task_no(created_at: datetime, task_id: int, tz: str) -> str:
@@ -147,10 +159,19 @@ async def _check_external_urls(ctx: AppContext, urls: list[str]) -> None:
     )
 
 
-async def validate_submit(
-    ctx: AppContext, req: SubmitInput
-) -> tuple[CatalogModel, str, References]:
-    """The checks that need no network: model, prompt, references' shape and ownership."""
+@dataclass(frozen=True)
+class Checked:
+    """A submit that passed the checks needing no network."""
+
+    model: CatalogModel
+    prompt: str
+    refs: References
+    chosen: Chosen
+
+
+async def validate_submit(ctx: AppContext, req: SubmitInput) -> Checked:
+    """The checks that need no network: model, parameters, prompt, references' shape and
+    ownership."""
     model = await ctx.catalog.get(req.model_name)
     if model is None:
         raise BadRequest(f"参数错误:模型 {req.model_name[:64]} 不存在或已停用")
@@ -158,13 +179,15 @@ async def validate_submit(
         raise Forbidden(f"该 API Key 不允许使用模型 {model.model_name}")
     prompt = validate_prompt(req.prompt, ctx.settings.max_prompt_chars)
     urls = parse_image_urls(req.image_url, ctx.settings.max_reference_images)
-    if model.takes_images and not urls:
+    if model.needs_images and not urls:
         raise BadRequest(f"参数错误:图生图模型 {model.model_name} 需要至少一张参考图(imageUrl)")
     if not model.takes_images and urls:
         raise BadRequest(f"参数错误:文生图模型 {model.model_name} 不接受参考图(imageUrl)")
+    chosen = model.parameters.choose(model.model_name, req.parameters, req.n, len(urls))
     for url in urls:
         parse_http_url(url)
-    return model, prompt, await _check_own_uploads(ctx, req.user_id, urls)
+    refs = await _check_own_uploads(ctx, req.user_id, urls)
+    return Checked(model, prompt, refs, chosen)
 
 
 _INFLIGHT_OF_USER = select(func.count()).where(
@@ -190,8 +213,10 @@ Claim = Callable[[Conn, list[str]], Awaitable[None]]
 async def submit_many(
     ctx: AppContext, req: SubmitInput, count: int, claim: Claim | None = None
 ) -> list[TaskDetail]:
-    """``count`` tasks of one request, charged together or not at all."""
-    model, prompt, refs = await validate_submit(ctx, req)
+    """``count`` tasks of one request (of ``req.n`` pictures each), charged together or
+    not at all."""
+    checked = await validate_submit(ctx, req)
+    model, prompt, refs, chosen = checked.model, checked.prompt, checked.refs, checked.chosen
     settings = ctx.settings
     callback_url = None
     if req.callback_url is not None:
@@ -200,7 +225,7 @@ async def submit_many(
         # The cheap refusals before any name lookup: a zero-point account or one at its
         # in-flight limit costs no DNS. The write transaction below stays the judge of
         # both (and, with no name to look up, the only one).
-        await _refuse_early(ctx, model, req, count)
+        await _refuse_early(ctx, model, req, count, chosen)
         await _check_external_urls(ctx, refs.external)
     # A worker in this process takes the new tasks, leased to it in the transaction.
     handoff = Handoff(ctx.taker, count)
@@ -208,7 +233,10 @@ async def submit_many(
         async with ctx.db.transaction() as session:
             # Charged at the price and group multiplier of this moment: an admin's change
             # applies to every submit after it, whatever a process's catalog cache holds.
-            price = await price_now(session, PriceQuery(req.user_id, model.model_name, count))
+            price = await price_now(
+                session, PriceQuery(req.user_id, model.model_name, count * chosen.n, chosen)
+            )
+            charge = price.each * chosen.n
             balance_after = await points.debit(session, req.user_id, price.total)
             if req.api_key_id is not None:
                 await quota.spend(session, req.api_key_id, price.total)
@@ -220,13 +248,19 @@ async def submit_many(
                 user_id=req.user_id,
                 api_key_id=req.api_key_id,
                 model_name=model.model_name,
-                task_type=model.task_type,
+                task_type="image_to_image" if refs.urls else "text_to_image",
                 prompt=prompt,
                 image_urls=refs.urls,
-                points_cost=price.each,
+                points_cost=charge,
+                pictures=chosen.n,
+                params=chosen.to_json(),
+                pricing=dict(price.basis),
                 provider=model.provider,
                 upstream_model=model.upstream_model,
-                upstream_params=model.upstream_params,
+                upstream_params={
+                    **model.upstream_params,
+                    **model.parameters.upstream_fields(chosen),
+                },
                 callback_url=callback_url,
                 deadline_at=now + timedelta(seconds=settings.task_deadline),
                 created_at=now,
@@ -239,8 +273,8 @@ async def submit_many(
                 await points.record(
                     session,
                     req.user_id,
-                    -price.each,
-                    balance_after + price.each * (count - 1 - i),
+                    -charge,
+                    balance_after + charge * (count - 1 - i),
                     "consume",
                     task.task_no,
                     note=f"生图任务扣费 {model.model_name}",
@@ -278,21 +312,24 @@ async def _create(session: Conn, columns: dict[str, Any], settings: Settings) ->
 
 
 async def refuse_unaffordable(
-    ctx: AppContext, model: CatalogModel, user_id: int, count: int
+    ctx: AppContext, model: CatalogModel, user_id: int, count: int, chosen: Chosen | None = None
 ) -> None:
     """402 when the balance cannot pay ``count`` pictures of ``model``: the balance and the
     model's current price in one read (a process's catalog cache may be seconds old; a
     refusal must quote, and judge by, today's price). The charge stays the judge of what
     this lets through."""
-    quoted = await quote(ctx.db, PriceQuery(user_id, model.model_name, count))
+    chosen = chosen or model.parameters.choose(model.model_name, None)
+    quoted = await quote(ctx.db, PriceQuery(user_id, model.model_name, count, chosen))
     if quoted is not None:
         balance, price = quoted.balance, quoted.price.total
         if balance < price:
             raise InsufficientPoints(f"积分不足:需要 {price} 积分,当前余额 {balance} 积分")
 
 
-async def _refuse_early(ctx: AppContext, model: CatalogModel, req: SubmitInput, count: int) -> None:
-    await refuse_unaffordable(ctx, model, req.user_id, count)
+async def _refuse_early(
+    ctx: AppContext, model: CatalogModel, req: SubmitInput, count: int, chosen: Chosen
+) -> None:
+    await refuse_unaffordable(ctx, model, req.user_id, count * chosen.n, chosen)
     await _check_inflight(ctx.db.first, ctx.settings, req, count)
 
 
@@ -441,11 +478,11 @@ async def usage(session: AsyncSession, user_id: int, days: int, tz: str) -> list
         for i in range(days)
     }
     rows = await session.execute(
-        select(AiTask.created_at, AiTask.status, AiTask.points_cost).where(
-            AiTask.user_id == user_id, AiTask.created_at >= since
-        )
+        select(*TASK_ROW_COLUMNS).where(AiTask.user_id == user_id, AiTask.created_at >= since)
     )
-    for created, status, cost in rows.tuples():
+    for row in rows.tuples():
+        task = TaskRow._make(row)
+        created, status = task.created_at, task.status
         day = out.get(local(created, tz).date().isoformat())
         if day is None:
             continue
@@ -454,7 +491,7 @@ async def usage(session: AsyncSession, user_id: int, days: int, tz: str) -> list
             day["completed"] += 1
         elif status == Status.FAILED:
             day["failed"] += 1
-        day["points"] += 0 if status == Status.FAILED else cost
+        day["points"] += task.points_cost - points_refunded(task)
     return [{"date": d, **v} for d, v in out.items()]
 
 

@@ -38,7 +38,7 @@ from shengtu.tasks.handoff import Lease
 from shengtu.tasks.late import LateWatch
 from shengtu.tasks.moves import Moves
 from shengtu.tasks.relay import Relay
-from shengtu.tasks.results import Results, provider_of
+from shengtu.tasks.results import Results, provider_of, unpack_urls
 from shengtu.tasks.schemas import task_detail
 from shengtu.webhooks.dispatcher import Dispatcher
 
@@ -332,9 +332,8 @@ class Worker:
         if task.upstream_result_url and task.upstream_id:
             # The upstream answered the submit with the picture's address (a protocol
             # with nothing to poll): only the copy is left to do, and to retry.
-            done = UpstreamState(
-                task.upstream_id, "succeeded", "completed", 100, (task.upstream_result_url,)
-            )
+            urls = unpack_urls(task.upstream_result_url)
+            done = UpstreamState(task.upstream_id, "succeeded", "completed", 100, urls)
             await self.results.store_result(task, provider, done, {"poll_count": task.poll_count})
             return
         await self.results.poll(task, provider)
