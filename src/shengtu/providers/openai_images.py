@@ -2,8 +2,9 @@
 
 ``POST /v1/images/generations`` (JSON) and ``POST /v1/images/edits`` (multipart, with the
 reference pictures, which the worker fetched through the SSRF guard) answer when the
-picture is done, with it inline (``b64_json``) or as a URL. So a submit here either ends
-the task or fails: there is nothing to poll. A call may take minutes; the worker keeps
+pictures are done (``n`` of them, the job's count), each inline (``b64_json``) or as a URL,
+with the tokens they took (``usage``, gpt-image's). So a submit here either ends the task
+or fails: there is nothing to poll. A call may take minutes; the worker keeps
 the task's lease alive meanwhile, and other tasks go on beside it.
 
 Every answer we give a meaning to is mapped in this file.
@@ -85,7 +86,7 @@ class OpenAIImagesProvider(HttpUpstream):
             form = aiohttp.FormData()
             form.add_field("model", job.upstream_model)
             form.add_field("prompt", job.prompt)
-            form.add_field("n", "1")
+            form.add_field("n", str(job.count))
             for key, value in params.items():
                 form.add_field(key, str(value))
             for index, (data, content_type) in enumerate(job.images):
@@ -98,11 +99,11 @@ class OpenAIImagesProvider(HttpUpstream):
                 )
             _, body = await self._call("POST", "/v1/images/edits", task_no=job.task_no, data=form)
         else:
-            payload = {"model": job.upstream_model, "prompt": job.prompt, "n": 1, **params}
+            payload = {"model": job.upstream_model, "prompt": job.prompt, "n": job.count, **params}
             _, body = await self._call(
                 "POST", "/v1/images/generations", task_no=job.task_no, json=payload
             )
-        return _picture(body)
+        return _pictures(body)
 
     async def poll(self, upstream_id: str, task_no: str = "") -> UpstreamState:
         # Never reached: a submit here ends its task. A task found in this state was
@@ -115,18 +116,36 @@ class OpenAIImagesProvider(HttpUpstream):
             raise UpstreamError("上游返回了无法解析的内容", transient=True, http_status=status)
 
 
-def _picture(body: Any) -> UpstreamState:
+def _pictures(body: Any) -> UpstreamState:
+    """Every picture of an answer's ``data``, inline or as a URL (an item that is neither
+    is skipped), and its ``usage`` when it has one."""
     data = body.get("data") if isinstance(body, dict) else None
-    first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None
-    upstream_id = "oai-" + secrets.token_hex(8)
-    if first is not None and isinstance(first.get("b64_json"), str):
-        try:
-            picture = base64.b64decode(first["b64_json"], validate=True)
-        except (binascii.Error, ValueError) as exc:
+    pictures: list[bytes] = []
+    urls: list[str] = []
+    undecodable: Exception | None = None
+    for item in data if isinstance(data, list) else []:
+        if not isinstance(item, dict):
+            continue
+        if isinstance(item.get("b64_json"), str):
+            try:
+                pictures.append(base64.b64decode(item["b64_json"], validate=True))
+            except (binascii.Error, ValueError) as exc:
+                undecodable = exc
+        elif isinstance(item.get("url"), str) and item["url"]:
+            urls.append(item["url"])
+    if not pictures and not urls:
+        if undecodable is not None:
             raise UpstreamError(
                 "上游返回的图片数据无法解码", transient=False, uncertain=True
-            ) from exc
-        return UpstreamState(upstream_id, "succeeded", "completed", 100, pictures=(picture,))
-    if first is not None and isinstance(first.get("url"), str) and first["url"]:
-        return UpstreamState(upstream_id, "succeeded", "completed", 100, (first["url"],))
-    raise UpstreamError("上游回答中没有图片", transient=False, uncertain=True)
+            ) from undecodable
+        raise UpstreamError("上游回答中没有图片", transient=False, uncertain=True)
+    usage = body.get("usage")
+    return UpstreamState(
+        "oai-" + secrets.token_hex(8),
+        "succeeded",
+        "completed",
+        100,
+        tuple(urls),
+        pictures=tuple(pictures),
+        usage=dict(usage) if isinstance(usage, dict) else None,
+    )

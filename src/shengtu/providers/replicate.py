@@ -3,10 +3,12 @@
 - create: ``POST /v1/models/{owner}/{name}/predictions`` with ``{"input": {...}}`` (the
   channel model's ``upstreamModel`` is ``owner/name``; its ``upstreamParams`` go into
   ``input``, e.g. ``{"aspect_ratio": "1:1"}``). Reference pictures go as URLs, under the
-  input field ``imageField`` names (``image`` unless set in ``upstreamParams``).
+  input field ``imageField`` names (``image`` unless set in ``upstreamParams``). A job of
+  several pictures asks for them in ``num_outputs`` (left out for one).
 - poll: ``GET /v1/predictions/{id}``: ``starting``, ``processing``, ``succeeded``
   (``output``: a URL or a list of them, which expire within an hour: the worker copies the
-  picture at once), ``failed`` (``error``), ``canceled``.
+  picture at once), ``failed`` (``error``), ``canceled``. Its ``metrics`` (``predict_time``
+  …, what Replicate bills by) are recorded as the job's usage.
 - cancel: ``POST /v1/predictions/{id}/cancel``.
 """
 
@@ -68,6 +70,8 @@ class ReplicateProvider(HttpUpstream):
         params = dict(job.params)
         image_field = str(params.pop("imageField", "image"))
         payload: dict[str, Any] = {"prompt": job.prompt, **params}
+        if job.count > 1:
+            payload["num_outputs"] = job.count
         if job.image_urls:
             payload[image_field] = (
                 job.image_urls[0] if len(job.image_urls) == 1 else list(job.image_urls)
@@ -95,13 +99,15 @@ class ReplicateProvider(HttpUpstream):
         phase = PHASES.get(status)
         if phase is None:
             raise UpstreamError(f"上游返回未知状态: {status[:40]}", transient=True)
+        metrics = body.get("metrics")
+        usage = dict(metrics) if isinstance(metrics, dict) and metrics else None
         if phase == "succeeded":
             output = body.get("output")
             urls = [output] if isinstance(output, str) else output
             urls = [u for u in urls or [] if isinstance(u, str) and u]
             if not urls:
                 raise UpstreamError("上游报告成功但没有返回图片地址", transient=True)
-            return UpstreamState(upstream_id, "succeeded", status, 100, tuple(urls))
+            return UpstreamState(upstream_id, "succeeded", status, 100, tuple(urls), usage=usage)
         if phase == "failed":
             error = str(body.get("error") or "")[:400]
             if status == "canceled":
@@ -110,8 +116,8 @@ class ReplicateProvider(HttpUpstream):
                 reason = f"图片生成失败:内容不符合上游的使用政策({error})"
             else:
                 reason = f"图片生成失败:{error or '上游未说明原因'}"
-            return UpstreamState(upstream_id, "failed", status, error=reason)
-        return UpstreamState(upstream_id, phase, status)  # type: ignore[arg-type]
+            return UpstreamState(upstream_id, "failed", status, error=reason, usage=usage)
+        return UpstreamState(upstream_id, phase, status, usage=usage)  # type: ignore[arg-type]
 
     async def poll(self, upstream_id: str, task_no: str = "") -> UpstreamState:
         body = await self._json(

@@ -83,6 +83,7 @@ class SuChuangProvider(HttpUpstream):
         return body
 
     async def submit(self, job: UpstreamJob) -> UpstreamState:
+        # job.count is not sent: a 速创 task makes one picture; the worker refunds the rest.
         payload: dict[str, Any] = {"prompt": job.prompt, **job.params}
         if job.image_urls:
             payload["urls"] = job.image_urls

@@ -13,10 +13,14 @@ from shengtu.providers.sandbox.common import (
     Double,
     SandboxState,
     Shared,
+    delivered,
     draw_png,
+    job_count,
     new_job_id,
     parse_directive,
     parse_job_id,
+    parse_picture_id,
+    picture_id,
 )
 from shengtu.providers.sandbox.openai_images import OpenAIImagesDouble
 from shengtu.providers.sandbox.replicate import ReplicateDouble
@@ -43,8 +47,12 @@ __all__ = [
     "SIZES",
     "SandboxState",
     "create_sandbox_app",
+    "delivered",
     "draw_png",
+    "job_count",
     "new_job_id",
     "parse_directive",
     "parse_job_id",
+    "parse_picture_id",
+    "picture_id",
 ]

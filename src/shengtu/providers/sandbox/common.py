@@ -1,9 +1,10 @@
 """What every protocol's double shares: the state, the ``[sandbox:...]`` faults, the
 pictures, the key check, and the routes no protocol owns (results, health, stats).
 
-A job's id carries its start time, aspect ratio and directive, so the sandbox needs no
-state to answer a poll: a task submitted before a restart still completes after it.
-Prompt directives make it misbehave on purpose:
+A job's id carries its start time, aspect ratio, directive and how many pictures it was
+asked for, so the sandbox needs no state to answer a poll: a task submitted before a
+restart still completes after it. A job of several pictures has one result URL for each
+(``picture_id``). Prompt directives make it misbehave on purpose:
 
 - ``[sandbox:fail]``      the job fails as the protocol says a prompt was refused
 - ``[sandbox:error500]``  submit answers HTTP 500
@@ -25,6 +26,8 @@ and, for the reliability suite, every other way an upstream can go wrong:
 - ``[sandbox:drip]``  the result URL sends its PNG one byte every DRIP_SECONDS
 - ``[sandbox:trickle]``  the result URL sends its PNG, then zeros, at TRICKLE_BYTES a second,
   without end: above a modest rate floor, and never done
+- ``[sandbox:fewer]``  the job delivers one picture fewer than it was asked for (n=4 → 3),
+  and still one when asked for one: the task is charged for what it delivers
 
 Each protocol's double (a module beside this one) says how it shows each fault.
 """
@@ -71,6 +74,7 @@ DIRECTIVES = {
     "truncated": "x",
     "drip": "d",
     "trickle": "w",
+    "fewer": "m",
 }
 _CODE_DIRECTIVE = {code: name for name, code in DIRECTIVES.items() if code != "n"}
 SLOW_SECONDS = 3.0
@@ -80,7 +84,10 @@ TRICKLE_BYTES = 1024
 K = TypeVar("K")
 V = TypeVar("V")
 _DIRECTIVE_RE = re.compile(r"\[sandbox:([a-z0-9]+)\]")
-_ID_RE = re.compile(r"^image_[0-9a-f]{12}-([0-9a-f]{1,14})-([aslp])([a-z0-9])$")
+# A job of several pictures ends in ``-n<count>`` (older ids, of one picture, have none);
+# a picture after its job's first is ``<job id>-i<index>``.
+_ID_RE = re.compile(r"^image_[0-9a-f]{12}-([0-9a-f]{1,14})-([aslp])([a-z0-9])(?:-n([1-9][0-9]?))?$")
+_PICTURE_RE = re.compile(r"^(.+)-i([1-9][0-9]?)$")
 _FONT_CANDIDATES = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
@@ -100,9 +107,11 @@ def parse_directive(prompt: str) -> str:
     return ""
 
 
-def new_job_id(size: str, directive: str, now_ms: int) -> str:
+def new_job_id(size: str, directive: str, now_ms: int, count: int = 1) -> str:
+    """A job's id; ``count``: the pictures it was asked for (1 to 99)."""
     code = DIRECTIVES.get(directive, "n")
-    return f"image_{secrets.token_hex(6)}-{now_ms:x}-{_SIZE_CODE[size]}{code}"
+    suffix = f"-n{count}" if count > 1 else ""
+    return f"image_{secrets.token_hex(6)}-{now_ms:x}-{_SIZE_CODE[size]}{code}{suffix}"
 
 
 def parse_job_id(job_id: str) -> tuple[int, str, str] | None:
@@ -112,6 +121,32 @@ def parse_job_id(job_id: str) -> tuple[int, str, str] | None:
         return None
     directive = _CODE_DIRECTIVE.get(m.group(3), "")
     return int(m.group(1), 16), _CODE_SIZE[m.group(2)], directive
+
+
+def job_count(job_id: str) -> int:
+    """How many pictures a job id of this sandbox was asked for (1 for an older id)."""
+    m = _ID_RE.match(job_id)
+    return int(m.group(4)) if m and m.group(4) else 1
+
+
+def delivered(count: int, directive: str) -> int:
+    """How many pictures a job asked for ``count`` makes: one fewer under ``fewer``, never none."""
+    return max(1, count - 1) if directive == "fewer" else count
+
+
+def picture_id(job_id: str, index: int) -> str:
+    """The id of a job's picture ``index`` (from 0): the job's own id for the first."""
+    return job_id if index == 0 else f"{job_id}-i{index}"
+
+
+def parse_picture_id(picture: str) -> tuple[str, int] | None:
+    """(job id, index) of a picture id, when its job made that picture."""
+    m = None if _ID_RE.match(picture) else _PICTURE_RE.match(picture)
+    job_id, index = (m.group(1), int(m.group(2))) if m else (picture, 0)
+    parsed = parse_job_id(job_id)
+    if parsed is None or index >= delivered(job_count(job_id), parsed[2]):
+        return None
+    return job_id, index
 
 
 def _font(path_hint: str, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -201,10 +236,10 @@ class SandboxState:
         second = int(time.time())
         self.remember(self.calls_per_second, second, self.calls_per_second.get(second, 0) + 1, 3600)
 
-    def accept(self, prompt: str, size: str, directive: str) -> str:
-        """A job made, in any protocol: its id, counted per prompt."""
+    def accept(self, prompt: str, size: str, directive: str, count: int = 1) -> str:
+        """A job made (of ``count`` pictures), in any protocol: its id, counted per prompt."""
         self.submits += 1
-        job_id = new_job_id(size, directive, int(time.time() * 1000))
+        job_id = new_job_id(size, directive, int(time.time() * 1000), count)
         self.remember(self.prompts, job_id, prompt, 50_000)
         self.remember(self.accepted, prompt, self.accepted.get(prompt, 0) + 1, 50_000)
         return job_id
@@ -245,9 +280,16 @@ def retry_after_headers(seconds: int | None) -> dict[str, str] | None:
     return {"Retry-After": str(seconds)} if seconds is not None else None
 
 
-def result_url(request: Request, job_id: str) -> str:
-    """Where a job's picture is fetched (every protocol's, from the shared route)."""
-    return f"{str(request.base_url).rstrip('/')}/results/{job_id}.png"
+def result_url(request: Request, job_id: str, index: int = 0) -> str:
+    """Where a job's picture ``index`` is fetched (every protocol's, from the shared route)."""
+    return f"{str(request.base_url).rstrip('/')}/results/{picture_id(job_id, index)}.png"
+
+
+def result_urls(request: Request, job_id: str) -> list[str]:
+    """Where each picture the job delivers is fetched."""
+    parsed = parse_job_id(job_id)
+    count = delivered(job_count(job_id), parsed[2] if parsed else "")
+    return [result_url(request, job_id, index) for index in range(count)]
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -328,17 +370,19 @@ class Shared:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/results/{job_id}.png", self.result, methods=["GET"]),
+            Route("/results/{picture}.png", self.result, methods=["GET"]),
             Route("/healthz", self.health, methods=["GET"]),
             Route("/stats", self.stats, methods=["GET"]),
         ]
 
     async def result(self, request: Request) -> Response:
         state = self.state
-        job_id = request.path_params["job_id"]
-        parsed = parse_job_id(job_id)
-        if parsed is None:
+        picture = request.path_params["picture"]
+        found = parse_picture_id(picture)
+        parsed = parse_job_id(found[0]) if found else None
+        if found is None or parsed is None:
             return Response("not found", status_code=404)
+        job_id = found[0]
         _, size, directive = parsed
         if directive == "badimage":
             return Response(
@@ -352,11 +396,11 @@ class Shared:
             return Response("<!doctype html><title>登录</title>", media_type="text/html")
         if directive == "huge":
             return StreamingResponse(_zeros(HUGE_BYTES), media_type="image/png")
-        png = state.images.get(job_id)
+        png = state.images.get(picture)
         if png is None:
             prompt = state.prompts.get(job_id, "(沙箱重启后提示词已不在内存中)")
-            png = await state.draw(prompt, size, job_id)
-            state.remember(state.images, job_id, png, 64)
+            png = await state.draw(prompt, size, picture)
+            state.remember(state.images, picture, png, 64)
         if directive == "truncated":
             png = png[: len(png) // 2]
         if directive == "drip":

@@ -3,7 +3,9 @@
 with ``b64_json``, or a ``url`` when asked, and obeys the directives its way: ``fail`` is a
 400 ``content_policy_violation``; ``slowsubmit`` and ``timeout`` make the job (counted)
 and answer late (3 s, 9 s); ``garbage`` is a 200 with broken JSON; ``badimage`` and
-``truncated`` spoil the inline picture; the URL directives spoil the ``url``."""
+``truncated`` spoil the inline picture; the URL directives spoil the ``url``. It makes
+``n`` pictures (1 to MAX_N, else a 400 as OpenAI's), one fewer under ``fewer``, and counts
+their tokens in a ``usage`` as gpt-image's."""
 
 from __future__ import annotations
 
@@ -20,13 +22,68 @@ from shengtu.providers.sandbox.common import (
     FAIL_MESSAGE,
     SLOW_SECONDS,
     Double,
+    delivered,
     parse_directive,
+    picture_id,
     result_url,
     retry_after_headers,
 )
 
 # OpenAI's sizes → the sandbox's ratios.
 OPENAI_SIZES = {"auto": "auto", "1024x1024": "1:1", "1024x1536": "2:3", "1536x1024": "3:2"}
+# The pictures one request may ask for (``n``), as OpenAI's images API.
+MAX_N = 10
+# gpt-image-1's output tokens for one picture, by quality and by square or not.
+OUTPUT_TOKENS = {"low": (272, 408), "medium": (1056, 1584), "high": (4160, 6240)}
+# Its input tokens for each reference picture of an edit (a 512 px tile's worth and a base).
+IMAGE_TOKENS = 194
+
+
+def _count(value: Any) -> int | JSONResponse:
+    """The ``n`` of a request (1 when it names none), or OpenAI's 400 for a wrong one."""
+    if value is None:
+        return 1
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        kind = {str: "a string", float: "a decimal", bool: "a boolean"}.get(type(value), "a value")
+        return _openai_error(
+            400,
+            "invalid_type",
+            f"Invalid type for 'n': expected an integer, but got {kind} instead.",
+            param="n",
+        )
+    if value < 1:
+        return _openai_error(
+            400,
+            "integer_below_min_value",
+            f"Invalid 'n': integer below minimum value. Expected a value >= 1, but got {value}"
+            " instead.",
+            param="n",
+        )
+    if value > MAX_N:
+        return _openai_error(
+            400,
+            "integer_above_max_value",
+            f"Invalid 'n': integer above maximum value. Expected a value <= {MAX_N}, but got"
+            f" {value} instead.",
+            param="n",
+        )
+    return value
+
+
+def _usage(prompt: str, size: str, quality: str, pictures: int, references: int) -> dict[str, Any]:
+    """A gpt-image ``usage``: the prompt's and references' tokens in, the pictures' out."""
+    text_tokens = max(1, len(prompt.encode()) // 4)
+    image_tokens = IMAGE_TOKENS * references
+    square, oblong = OUTPUT_TOKENS.get(quality, OUTPUT_TOKENS["high"])
+    output = (square if size in ("auto", "1:1") else oblong) * pictures
+    return {
+        "input_tokens": text_tokens + image_tokens,
+        "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": image_tokens},
+        "output_tokens": output,
+        "total_tokens": text_tokens + image_tokens + output,
+    }
 
 
 def _is_picture(data: bytes) -> bool:
@@ -38,14 +95,18 @@ def _is_picture(data: bytes) -> bool:
 
 
 def _openai_error(
-    status: int, code: str, message: str, retry_after: int | None = None
+    status: int,
+    code: str,
+    message: str,
+    retry_after: int | None = None,
+    param: str | None = None,
 ) -> JSONResponse:
     return JSONResponse(
         {
             "error": {
                 "message": message,
                 "type": "invalid_request_error",
-                "param": None,
+                "param": param,
                 "code": code,
             }
         },
@@ -85,18 +146,24 @@ class OpenAIImagesDouble(Double):
             return _openai_error(400, "invalid_image", "image must be PNG, JPEG or WEBP files")
         self.state.remember(self.state.references, prompt, [len(p) for p in pictures], 50_000)
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        return await self.openai_image(request, prompt, fields)
+        return await self.openai_image(request, prompt, fields, references=len(pictures))
 
     async def openai_models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "gpt-image-1", "object": "model"}]})
 
-    async def openai_image(self, request: Request, prompt: str, fields: dict[str, Any]) -> Response:
-        """What an OpenAI images endpoint answers once the request is read: the picture
-        after the sandbox's latency, inline or as a URL, or the fault a directive asks for."""
+    async def openai_image(
+        self, request: Request, prompt: str, fields: dict[str, Any], references: int = 0
+    ) -> Response:
+        """What an OpenAI images endpoint answers once the request is read: the ``n``
+        pictures after the sandbox's latency, inline or as URLs, or the fault a directive
+        asks for."""
         state = self.state
         size = OPENAI_SIZES.get(str(fields.get("size") or "auto"))
         if size is None:
             return _openai_error(400, "invalid_value", f"Invalid size: {fields.get('size')}")
+        count = _count(fields.get("n"))
+        if isinstance(count, JSONResponse):
+            return count
         directive = parse_directive(prompt)
         if directive == "error500":
             return _openai_error(500, "server_error", "The server had an error (sandbox)")
@@ -104,7 +171,7 @@ class OpenAIImagesDouble(Double):
             return _openai_error(429, "rate_limit_exceeded", "Rate limit reached", retry_after=1)
         if directive == "fail":
             return _openai_error(400, "content_policy_violation", FAIL_MESSAGE)
-        job_id = state.accept(prompt, size, directive)
+        job_id = state.accept(prompt, size, directive, count)
         # The job is made (and paid for) from here on: a lost answer is the caller's doubt.
         if directive == "slowsubmit":
             await anyio.sleep(SLOW_SECONDS)
@@ -113,14 +180,19 @@ class OpenAIImagesDouble(Double):
         await anyio.sleep(state.latency)
         if directive == "garbage":
             return Response('{"created": 1, "data": [', media_type="application/json")
-        if fields.get("response_format") == "url":
-            item: dict[str, Any] = {"url": result_url(request, job_id)}
-        else:
+        made = delivered(count, directive)
+        items: list[dict[str, Any]] = []
+        for index in range(made):
+            if fields.get("response_format") == "url":
+                items.append({"url": result_url(request, job_id, index)})
+                continue
             if directive == "badimage":
                 picture = b"<html><body>this is not an image</body></html>"
             else:
-                picture = await state.draw(prompt, size, job_id)
+                picture = await state.draw(prompt, size, picture_id(job_id, index))
                 if directive == "truncated":
                     picture = picture[: len(picture) // 2]
-            item = {"b64_json": base64.b64encode(picture).decode()}
-        return JSONResponse({"created": int(time.time()), "data": [item]})
+            items.append({"b64_json": base64.b64encode(picture).decode()})
+        quality = str(fields.get("quality") or "high")
+        usage = _usage(prompt, size, quality, made, references)
+        return JSONResponse({"created": int(time.time()), "data": items, "usage": usage})

@@ -1,7 +1,10 @@
 """The Replicate double: predictions (``/v1/models/{owner}/{name}/predictions``,
 ``/v1/predictions/{id}``, its ``cancel``) and ``/v1/account``, a ``Bearer`` key. ``fail``
 ends the prediction ``failed`` with an NSFW error; ``garbage``, ``status7``, ``poll429``
-and ``slowpoll`` spoil polls; ``slowsubmit`` answers a made prediction late."""
+and ``slowpoll`` spoil polls; ``slowsubmit`` answers a made prediction late. It makes
+``input.num_outputs`` pictures (1 to MAX_OUTPUTS as flux-schnell, else a 422), one fewer
+under ``fewer``, and a finished prediction has ``metrics`` (``image_count``,
+``predict_time``, ``total_time``)."""
 
 from __future__ import annotations
 
@@ -17,11 +20,16 @@ from shengtu.providers.sandbox.common import (
     SIZES,
     SLOW_SECONDS,
     Double,
+    delivered,
+    job_count,
     parse_directive,
     parse_job_id,
-    result_url,
+    result_urls,
     retry_after_headers,
 )
+
+# The pictures one prediction may make (``input.num_outputs``), as flux-schnell's.
+MAX_OUTPUTS = 4
 
 
 def _replicate_error(status: int, detail: str, retry_after: int | None = None) -> JSONResponse:
@@ -69,10 +77,26 @@ class ReplicateDouble(Double):
         elif directive == "timeout" or elapsed < state.latency:
             body["status"] = "processing"
         elif directive == "fail":
-            body.update(status="failed", error="NSFW content detected (sandbox)")
+            body.update(
+                status="failed",
+                error="NSFW content detected (sandbox)",
+                metrics={"predict_time": self.predict_time(), "total_time": state.latency},
+            )
         else:
-            body.update(status="succeeded", output=[result_url(request, job_id)])
+            body.update(
+                status="succeeded",
+                output=result_urls(request, job_id),
+                metrics={
+                    "image_count": delivered(job_count(job_id), directive),
+                    "predict_time": self.predict_time(),
+                    "total_time": state.latency,
+                },
+            )
         return body
+
+    def predict_time(self) -> float:
+        """The seconds the model ran, as its ``metrics`` say: the latency less a queue's."""
+        return round(self.state.latency * 0.9, 3)
 
     async def create_prediction(self, request: Request) -> Response:
         state = self.state
@@ -87,6 +111,16 @@ class ReplicateDouble(Double):
         size = str(model_input.get("aspect_ratio") or "1:1")
         if size not in SIZES:
             return _replicate_error(422, f"input.aspect_ratio: invalid value {size}")
+        count = model_input.get("num_outputs", 1)
+        if not isinstance(count, int) or isinstance(count, bool):
+            return _replicate_error(422, "input.num_outputs: Invalid type. Expected: integer")
+        if not 1 <= count <= MAX_OUTPUTS:
+            bound = (
+                "greater than or equal to 1"
+                if count < 1
+                else f"less than or equal to {MAX_OUTPUTS}"
+            )
+            return _replicate_error(422, f"input.num_outputs: Must be {bound}")
         images = [v for k, v in model_input.items() if "image" in k and isinstance(v, str)]
         if images:
             state.remember(state.references, prompt, [len(v) for v in images], 50_000)
@@ -95,7 +129,7 @@ class ReplicateDouble(Double):
             return _replicate_error(500, "Internal server error (sandbox)")
         if directive == "submit429" and state.throttle_once(prompt):
             return _replicate_error(429, "Request was throttled", retry_after=1)
-        job_id = state.accept(prompt, size, directive)
+        job_id = state.accept(prompt, size, directive, count)
         if directive == "slowsubmit":
             await anyio.sleep(SLOW_SECONDS)
         return JSONResponse(self.prediction(request, job_id), status_code=201)
