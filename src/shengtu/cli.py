@@ -268,7 +268,7 @@ def demo() -> None:
     from sqlalchemy import select
 
     from shengtu.accounts.service import create_user, get_user_by_name, issue_token
-    from shengtu.catalog.service import add_demo_models
+    from shengtu.catalog.demo import add_demo_models
     from shengtu.errors import NotFound
     from shengtu.models.accounts import User
 
