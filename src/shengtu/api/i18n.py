@@ -38,8 +38,52 @@ STATUS_WORDS = {
 
 # (Chinese pattern, English). Patterns match the whole message; groups carry the values.
 _TABLE: list[tuple[str, str]] = [
+    # A model's parameters (shengtu.pricing.parameters): a value or a field it does not offer.
+    (
+        r"参数错误:模型 (\S+) 不提供 (\S+?)=(.*),可选值:(.*)",
+        "Invalid parameter: model {0} does not offer {1}={2}; offered: {3}",
+    ),
+    (
+        r"参数错误:模型 (\S+) 没有参数 (.+),可用参数:无",
+        "Invalid parameter: model {0} has no parameter {1}; it takes none",
+    ),
+    (
+        r"参数错误:模型 (\S+) 没有参数 (.+),可用参数:(.*)",
+        "Invalid parameter: model {0} has no parameter {1}; its parameters: {2}",
+    ),
+    (
+        r"参数错误:模型 (\S+) 最多接受 (\d+) 张参考图,收到 (\d+) 张",
+        "Invalid parameter: model {0} takes at most {1} reference images, got {2}",
+    ),
+    (
+        r"参数错误:参数 (.+) 只能是数字、布尔值或不超过 (\d+) 个字符的字符串",
+        "Invalid parameter: {0} must be a number, a boolean or a string of at most {1} characters",
+    ),
     (r"参数错误:(.+)", "Invalid parameter: {0}"),
     (r"缺少必填参数 (.+)", "Missing required parameter {0}"),
+    # An operator's parameters or price rule that cannot be stored (/admin/models).
+    (
+        r"可选值的组合过多\((\d+) 种,至多 (\d+) 种\)",
+        "too many combinations of values ({0}, at most {1})",
+    ),
+    (r"未知的可选参数 (\S+),只能是 (.+)", "unknown choice {0}: it must be one of {1}"),
+    (r"参数 (\S+) 的默认值 (.*) 不在 values 中", "the default {1} of {0} is not among its values"),
+    (
+        r"参数 (\S+) 的 values 必须是不重复的非空字符串列表",
+        "the values of {0} must be a list of distinct non-empty strings",
+    ),
+    (
+        r"只能有一个参数给出固定价格\(points\),现在有:(.+)",
+        "only one parameter may set fixed prices (points); now: {0}",
+    ),
+    (
+        r"价格规则为模型没有的参数 (\S+) 定价",
+        "the price rule prices {0}, which the model does not offer",
+    ),
+    (
+        r"价格规则为参数 (\S+) 不提供的取值定价:(.+)",
+        "the price rule prices values {0} does not offer: {1}",
+    ),
     (r"请求体不是合法的 JSON", "The request body is not valid JSON"),
     (r"请求体必须是 JSON 对象", "The request body must be a JSON object"),
     (r"请求体无法解析", "The request body could not be parsed"),
@@ -48,25 +92,25 @@ _TABLE: list[tuple[str, str]] = [
     (r"参数 (\S+) 必须是布尔值", "Parameter {0} must be a boolean"),
     (r"参数 (\S+) 不能为空", "Parameter {0} must not be empty"),
     (r"参数 (\S+) 过短", "Parameter {0} is too short"),
-    (r"参数 (\S+) 过长(最多 (\d+) 个字符)", "Parameter {0} is too long (at most {1} characters)"),
+    (r"参数 (\S+) 过长\(最多 (\d+) 个字符\)", "Parameter {0} is too long (at most {1} characters)"),
     (r"参数 (\S+) 不能小于 (\S+)", "Parameter {0} must be at least {1}"),
     (r"参数 (\S+) 不能大于 (\S+)", "Parameter {0} must be at most {1}"),
     (r"参数 (\S+) 取值无效,可选值:(.+)", "Parameter {0} is invalid; allowed: {1}"),
     (r"参数 (\S+) 格式错误", "Parameter {0} is malformed"),
-    (r"参数 (\S+) 含有非法字符(NUL)", "Parameter {0} contains an illegal character (NUL)"),
+    (r"参数 (\S+) 含有非法字符\(NUL\)", "Parameter {0} contains an illegal character (NUL)"),
     (r"prompt 不能为空", "prompt must not be empty"),
     (
-        r"prompt 过长(最多 (\d+) 个字符,收到 (\d+))",
+        r"prompt 过长\(最多 (\d+) 个字符,收到 (\d+)\)",
         "prompt is too long (at most {0} characters, got {1})",
     ),
     (r"模型 (\S+) 不存在或已停用", "model {0} does not exist or is disabled"),
     (r"模型 (\S+) 不存在", "model {0} does not exist"),
     (
-        r"图生图模型 (\S+) 需要至少一张参考图(imageUrl)",
+        r"图生图模型 (\S+) 需要至少一张参考图\(imageUrl\)",
         "image-to-image model {0} needs at least one reference image (imageUrl)",
     ),
     (
-        r"文生图模型 (\S+) 不接受参考图(imageUrl)",
+        r"文生图模型 (\S+) 不接受参考图\(imageUrl\)",
         "text-to-image model {0} takes no reference image (imageUrl)",
     ),
     (r"参考图最多 (\d+) 张,收到 (\d+) 张", "at most {0} reference images, got {1}"),
@@ -74,12 +118,12 @@ _TABLE: list[tuple[str, str]] = [
     (r"size 只能是 (.+)", "size must be one of {0}"),
     (r"模型 (\S+) 不能用于 (\S+)", "model {0} cannot be used with {1}"),
     (r"缺少参考图文件 image", "the reference image file (image) is missing"),
-    (r"暂不支持 mask(局部重绘)", "mask (inpainting) is not supported"),
+    (r"暂不支持 mask\(局部重绘\)", "mask (inpainting) is not supported"),
     (r"文件超过 (\d+) MB 上限", "the file exceeds the {0} MB limit"),
     (r"上传的文件不是有效图片(.*)", "the uploaded file is not a valid image"),
-    (r"回调地址不可用((.+))", "the callback URL cannot be used ({0})"),
+    (r"回调地址不可用\((.+)\)", "the callback URL cannot be used ({0})"),
     (
-        r"使用 callbackUrl 前请先创建回调签名密钥(POST /user/webhooks/callback-secret)",
+        r"使用 callbackUrl 前请先创建回调签名密钥\(POST /user/webhooks/callback-secret\)",
         "create a callback signing secret before using callbackUrl (POST /user/webhooks/callback-secret)",
     ),
     (
@@ -111,7 +155,7 @@ _TABLE: list[tuple[str, str]] = [
     (r"(.+)需要使用登录 Token,不能使用 API Key", "This needs a sign-in token, not an API key"),
     (r"任务 (\S+) 不存在", "Task {0} does not exist"),
     (
-        r"任务 (\S+) 已结束((\w+)),无法取消",
+        r"任务 (\S+) 已结束\((\w+)\),无法取消",
         "Task {0} has already ended ({1}) and cannot be cancelled",
     ),
     (
@@ -147,7 +191,7 @@ _TABLE: list[tuple[str, str]] = [
         "Webhook message {0} is waiting for its first delivery",
     ),
     (r"每个用户最多 (\d+) 个 Webhook 端点", "At most {0} webhook endpoints per user"),
-    (r"生成失败:(.+)(积分已退还)", "Generation failed: {0} (points refunded)"),
+    (r"生成失败:(.+)\(积分已退还\)", "Generation failed: {0} (points refunded)"),
     (
         r"等待 (\S+) 秒后图片仍在生成中,任务号:(.+?);.*",
         "Still generating after {0} s, tasks: {1}; fetch them later with GET /user/ai/tasks/{{taskNo}}, or retry with the same Idempotency-Key (no second charge)",
