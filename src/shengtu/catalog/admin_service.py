@@ -19,6 +19,8 @@ AUDITED = (
     "upstream_model",
     "enabled",
     "sort_order",
+    "params",
+    "price_rule",
 )
 
 
