@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
@@ -10,7 +10,9 @@ from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
 from shengtu.auth.deps import PrincipalDep
 from shengtu.context import ContextDep
 from shengtu.idempotency import service as idempotency
+from shengtu.tasks import quote as quotes
 from shengtu.tasks import service
+from shengtu.tasks.quote import QuoteOut, QuoteRequest
 from shengtu.tasks.schemas import SubmitRequest, TaskDetail, task_detail
 
 router = APIRouter(tags=["tasks"])
@@ -43,6 +45,8 @@ async def submit(
         image_url=body.imageUrl,
         allowed_models=principal.key_models,
         callback_url=body.callbackUrl,
+        parameters=body.parameters,
+        n=body.n,
     )
     if idempotency_key is None:
         return ok(await service.submit(ctx, request))
@@ -59,11 +63,29 @@ async def submit(
         ctx,
         principal.user_id,
         idempotency_key,
-        idempotency.fingerprint("submit", body.model_dump()),
+        idempotency.fingerprint("submit", _printed(body)),
         SUBMIT_LEASE_SECONDS,
         run,
     )
     return JSONResponse(outcome.body, outcome.status, headers=idempotency.replay_headers(replayed))
+
+
+def _printed(body: SubmitRequest) -> dict[str, Any]:
+    """The body as its idempotency print: the extension fields only when given, so a key
+    used before they existed prints the same."""
+    printed = body.model_dump()
+    if body.parameters is None:
+        del printed["parameters"]
+    if body.n == 1:
+        del printed["n"]
+    return printed
+
+
+@router.post("/user/ai/quote", response_model=Envelope[QuoteOut])
+async def quote(body: QuoteRequest, ctx: ContextDep, principal: PrincipalDep) -> Envelope[QuoteOut]:
+    """What submitting ``body`` would charge the caller now (group multiplier applied),
+    beside the balance; nothing is charged or written."""
+    return ok(await quotes.quote(ctx, principal, body))
 
 
 # Declared before /{task_no} so that "list" is never read as a task number.

@@ -25,6 +25,11 @@ class SubmitRequest(RequestBody):
     # An extension of the spec: where this task's webhook goes when it ends (signed with
     # the secret of POST /user/webhooks/callback-secret).
     callbackUrl: str | None = Field(default=None, min_length=1, max_length=2048)
+    # Extensions of the spec: values for the model's choices (``size``, ``quality`` …)
+    # and its extra fields, and how many pictures the one task asks for (the model's
+    # ``parameters`` in GET /user/ai/models say what it offers; ``n`` is charged together).
+    parameters: dict[str, Any] | None = None
+    n: int = Field(default=1, ge=1)
 
 
 class TaskDetail(BaseModel):
