@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
@@ -19,7 +19,9 @@ class Envelope(BaseModel, Generic[T]):
 class ErrorEnvelope(BaseModel):
     code: int
     message: str
-    data: None = None
+    # Mostly null; a refused parameter names itself and the values offered
+    # (``{"param", "offered"}``), a refused model definition the part at fault (``{"field"}``).
+    data: dict[str, Any] | None = None
 
 
 ERROR_CODES = {

@@ -31,9 +31,11 @@ _HTTP_MESSAGES = {
 }
 
 
-def error_response(code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    code: int, message: str, headers: dict[str, str] | None = None, data: Any = None
+) -> JSONResponse:
     return JSONResponse(
-        {"code": code, "message": message, "data": None}, status_code=code, headers=headers
+        {"code": code, "message": message, "data": data}, status_code=code, headers=headers
     )
 
 
@@ -111,10 +113,16 @@ def describe_failure(exc: Exception) -> Failure:
     return 500, "服务器错误", None
 
 
+def failure_data(exc: Exception) -> Any:
+    """What a failure tells a program beside its message (a refused parameter and the
+    values offered, say); None for most."""
+    return exc.data if isinstance(exc, ShengtuError) else None
+
+
 def failure_response(exc: Exception) -> JSONResponse:
     """The envelope for a failure raised while serving a request (not a validation error)."""
     code, message, headers = describe_failure(exc)
-    return error_response(code, message, headers=headers)
+    return error_response(code, message, headers=headers, data=failure_data(exc))
 
 
 class ErrorShape(Protocol):
@@ -141,12 +149,13 @@ def install_error_handlers(app: FastAPI, shapes: Sequence[tuple[str, ErrorShape]
         message: str,
         headers: dict[str, str] | None = None,
         param: str | None = None,
+        data: Any = None,
     ) -> JSONResponse:
         path = request.url.path
         for prefix, shape in shapes:
             if path.startswith(prefix):
                 return shape(code, message, param=param, headers=headers)
-        return error_response(code, message, headers=headers)
+        return error_response(code, message, headers=headers, data=data)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -164,7 +173,7 @@ def install_error_handlers(app: FastAPI, shapes: Sequence[tuple[str, ErrorShape]
         return _answer(request, code, message, getattr(exc, "headers", None))
 
     async def _failure(request: Request, exc: Exception) -> JSONResponse:
-        return _answer(request, *describe_failure(exc))
+        return _answer(request, *describe_failure(exc), data=failure_data(exc))
 
     # By class, not only ``Exception``: Starlette answers a handler for ``Exception`` from
     # ServerErrorMiddleware, which then raises the exception on to the server (a traceback
