@@ -88,6 +88,23 @@ words({
   price: ["积分", "Points"],
   enabled: ["启用", "Enabled"],
   save: ["保存", "Save"],
+  taskType: ["任务类型", "Task type"],
+  t2i: ["文生图", "Text to image"],
+  i2i: ["图生图", "Image to image"],
+  both: ["文生图与图生图", "Both"],
+  options: ["参数与定价", "Options and prices"],
+  editOptions: ["编辑", "Edit"],
+  noOptions: ["固定价格", "One price"],
+  parametersJson: ["可选参数(JSON)", "Parameters (JSON)"],
+  priceRuleJson: ["价格规则(JSON)", "Price rule (JSON)"],
+  ruleHint: ["每张价格 = (取值的固定价 points,否则模型积分)× 各取值的 times + 各取值的 plus + perReference × 参考图数;再乘分组倍率,向上取整。",
+    "One picture = (the value's fixed points, else the model's points) × every value's times + every value's plus + perReference × reference images; then × the group multiplier, rounded up."],
+  pricePreview: ["每张标价预览(分组倍率前,无参考图)", "Price of one picture (before the group multiplier, no reference image)"],
+  listed: ["每张积分", "Points each"],
+  perReference: ["每张参考图 +{0} 积分", "+{0} points a reference image"],
+  upToN: ["每次最多 {0} 张", "up to {0} pictures a task"],
+  moreRows: ["另有 {0} 种组合未列出", "{0} more combinations not shown"],
+  badJson: ["{0} 不是合法的 JSON", "{0} is not valid JSON"],
   newBatch: ["生成一批兑换码", "Make a batch of codes"],
   count: ["数量", "Count"],
   pointsEach: ["每个积分", "Points each"],
@@ -248,6 +265,7 @@ async function loadModels() {
   const models = await api("/admin/models");
   $("models").replaceChildren(table([
     ["model", m => m.modelName], ["description", m => m.description],
+    ["taskType", m => t({ text_to_image: "t2i", image_to_image: "i2i", both: "both" }[m.taskType] || m.taskType)],
     ["price", m => el("input", { type: "number", min: 0, value: m.pointsCost, "aria-label": `${m.modelName} ${t("price")}`, id: "price-" + m.modelName })],
     ["enabled", m => el("input", { type: "checkbox", checked: m.enabled, "aria-label": `${m.modelName} ${t("enabled")}`, id: "enabled-" + m.modelName })],
     ["", m => el("button", { type: "button", class: "link", "data-model": m.modelName, onclick: async () => {
@@ -258,8 +276,91 @@ async function loadModels() {
         say("model-msg", t("saved"), true);
       } catch (e) { say("model-msg", e.message, false); }
     } }, t("save"))],
+    ["options", m => el("div", {}, optionsSummary(m), " ",
+      el("button", { type: "button", class: "link", "data-edit-model": m.modelName, "aria-label": `${t("editOptions")} ${m.modelName}`, onclick: () => openModelEditor(m) }, t("editOptions")))],
   ], models));
 }
+
+// --- A model's parameters and price rule: JSON, checked by the API, priced here as a preview. ---
+function optionsSummary(m) {
+  const params = m.parameters || {};
+  const parts = Object.entries(params.choices || {}).map(([name, c]) => `${name} ×${c.values.length}`);
+  if ((params.maxN || 1) > 1) parts.push(t("upToN", params.maxN));
+  return parts.length ? parts.join(" · ") : t("noOptions");
+}
+let editing = null;  // the model in the editor
+function openModelEditor(m) {
+  editing = m;
+  $("model-editor-title").textContent = `${m.modelName} · ${t("options")}`;
+  $("model-type").value = m.taskType;
+  $("model-params").value = JSON.stringify(m.parameters || {}, null, 2);
+  $("model-rule").value = JSON.stringify(m.priceRule || {}, null, 2);
+  markInvalid(null);
+  say("model-def-msg", "", true);
+  $("model-editor").classList.remove("hidden");
+  previewPrices();
+  $("model-type").focus();
+}
+function markInvalid(field) {
+  for (const [id, name] of [["model-params", "parameters"], ["model-rule", "priceRule"]]) {
+    if (name === field) $(id).setAttribute("aria-invalid", "true"); else $(id).removeAttribute("aria-invalid");
+  }
+}
+function readJson(id, name) {
+  const text = $(id).value.trim();
+  if (!text) return {};
+  try { return JSON.parse(text); } catch (e) { const err = new Error(t("badJson", name)); err.data = { field: name }; throw err; }
+}
+// One picture's listed price for the chosen values, as the server's rule works it out.
+function listedPrice(base, rule, values) {
+  let price = base, times = 1, plus = 0;
+  for (const [name, value] of Object.entries(values)) {
+    const effect = ((rule.choices || {})[name] || {})[value];
+    if (!effect) continue;
+    if (effect.points !== undefined) price = Number(effect.points);
+    if (effect.times !== undefined) times *= Number(effect.times);
+    if (effect.plus !== undefined) plus += Number(effect.plus);
+  }
+  return Math.round((price * times + plus) * 10000) / 10000;
+}
+const PREVIEW_ROWS = 48;
+function previewPrices() {
+  if (!editing) return;
+  let params, rule;
+  try { params = readJson("model-params", "parameters"); rule = readJson("model-rule", "priceRule"); }
+  catch (e) { $("model-preview").replaceChildren(el("p", { class: "msg bad" }, e.message)); return; }
+  const choices = Object.entries((params && params.choices) || {}).filter(([, c]) => c && Array.isArray(c.values));
+  let combos = [{}];
+  for (const [name, c] of choices) combos = combos.flatMap(v => c.values.map(x => Object.assign({}, v, { [name]: String(x) })));
+  const base = Number(document.getElementById("price-" + editing.modelName)?.value ?? editing.pointsCost);
+  const rows = combos.slice(0, PREVIEW_ROWS).map(values => ({ values, each: listedPrice(base, rule || {}, values) }));
+  const notes = [];
+  if (rule && rule.perReference) notes.push(t("perReference", rule.perReference));
+  if (combos.length > PREVIEW_ROWS) notes.push(t("moreRows", combos.length - PREVIEW_ROWS));
+  $("model-preview").replaceChildren(
+    table([...choices.map(([name]) => [name, r => r.values[name]]), ["listed", r => r.each]], rows),
+    ...notes.map(n => el("p", { class: "meta" }, n)));
+}
+$("model-params").oninput = previewPrices;
+$("model-rule").oninput = previewPrices;
+$("model-def-close").onclick = () => { editing = null; $("model-editor").classList.add("hidden"); };
+$("model-def-save").onclick = async () => {
+  if (!editing) return;
+  try {
+    const body = { taskType: $("model-type").value, parameters: readJson("model-params", "parameters"), priceRule: readJson("model-rule", "priceRule") };
+    const saved = await api(`/admin/models/${encodeURIComponent(editing.modelName)}`, { method: "PUT", json: body });
+    markInvalid(null);
+    say("model-def-msg", t("saved"), true);
+    await loadModels();
+    editing = saved;
+    $("model-params").value = JSON.stringify(saved.parameters || {}, null, 2);
+    $("model-rule").value = JSON.stringify(saved.priceRule || {}, null, 2);
+    previewPrices();
+  } catch (e) {
+    markInvalid(e.data && e.data.field);
+    say("model-def-msg", e.message, false);
+  }
+};
 
 // --- Codes and groups --------------------------------------------------------------------------------
 async function loadCodes(page) {

@@ -30,7 +30,8 @@ function safeUrl(url) {
 }
 
 async function api(path, options = {}) {
-  const headers = Object.assign({}, options.headers || {});
+  // The server's messages in the console's language, whatever the browser's own.
+  const headers = Object.assign({ "Accept-Language": lang === "en" ? "en" : "zh-CN" }, options.headers || {});
   if (token) headers["Authorization"] = "Bearer " + token;
   if (options.json !== undefined) {
     headers["Content-Type"] = "application/json";
@@ -38,7 +39,7 @@ async function api(path, options = {}) {
   }
   const res = await fetch(path, Object.assign({}, options, { headers }));
   const body = await res.json().catch(() => ({ code: res.status, message: t("badAnswer") }));
-  if (body.code !== 200) { const e = new Error(body.message || t("failed")); e.code = body.code; throw e; }
+  if (body.code !== 200) { const e = new Error(body.message || t("failed")); e.code = body.code; e.data = body.data; throw e; }
   return body.data;
 }
 

@@ -77,6 +77,19 @@ words({
   date: ["日期", "Date"],
   tasks: ["任务数", "Tasks"],
   failedCount: ["失败", "Failed"],
+  pictures: ["张数", "Pictures"],
+  size: ["尺寸", "Size"],
+  aspectRatio: ["宽高比", "Aspect ratio"],
+  resolution: ["分辨率", "Resolution"],
+  quality: ["质量", "Quality"],
+  price: ["价格:", "Price: "],
+  priceEach: ["(每张 {0} × {1} 张)", "({0} each × {1})"],
+  unaffordable: ["· 余额不足", "· more than your balance"],
+  asked: ["共 {0} 张", "{0} pictures"],
+  delivered: ["交付 {0} / {1} 张", "{0} of {1} pictures delivered"],
+  charged: ["扣 {0} 积分", "{0} points charged"],
+  refundedPoints: ["退还 {0} 积分", "{0} points refunded"],
+  nth: ["第 {0} 张", "Picture {0}"],
 });
 
 let models = [];
@@ -84,6 +97,7 @@ let me = null;
 let wsState = "";  // the key of the live-update state shown
 let taskPage = 1;
 let references = [];  // uploaded reference URLs, shown as previews
+let lastQuote = null;  // the price shown beside the submit button
 
 async function enter() {
   try {
@@ -112,6 +126,7 @@ function renderWords() {
     el("option", { value: m.modelName }, `${m.description} · ${m.pointsCost} ${t("points")}`)));
   if (chosen) $("model").value = chosen;
   $("ws-state").textContent = wsState ? t(wsState[0]) + wsState[1] : "";
+  if (lastQuote) showPrice(lastQuote);
 }
 function showWs(key, why = "") { wsState = [key, why]; $("ws-state").textContent = t(key) + why; }
 
@@ -119,9 +134,72 @@ async function refreshBalance() {
   const b = await api("/user/points/consumption/balance");
   $("balance").textContent = b.balance + " " + t("points");
 }
+function currentModel() { return models.find(x => x.modelName === $("model").value); }
 function onModel() {
-  const m = models.find(x => x.modelName === $("model").value);
-  $("ref-box").classList.toggle("hidden", !(m && m.taskType === "image_to_image"));
+  const m = currentModel();
+  $("ref-box").classList.toggle("hidden", !(m && ["image_to_image", "both"].includes(m.taskType)));
+  renderChoices(m);
+  requestQuote();
+}
+
+// --- The model's options and their price, quoted by the server as they change. ---------------
+// One select per choice the model offers (its default chosen) and one for the pictures.
+function renderChoices(m) {
+  const params = (m && m.parameters) || {};
+  $("choices").replaceChildren(...Object.entries(params.choices || {}).map(([name, c]) => {
+    const id = "param-" + name;
+    const select = el("select", { id, "data-param": name, onchange: requestQuote },
+      c.values.map(v => el("option", { value: v }, v)));
+    select.value = c.default ?? c.values[0];
+    return el("div", {}, el("label", { for: id, "data-i18n": name }, t(name)), select);
+  }));
+  const most = params.maxN || 1;
+  $("n").replaceChildren(...Array.from({ length: most }, (_, i) => el("option", { value: i + 1 }, String(i + 1))));
+  $("n").value = "1";
+  $("n-box").classList.toggle("hidden", most <= 1);
+}
+function chosenParameters() {
+  const out = {};
+  document.querySelectorAll("#choices select[data-param]").forEach(s => { out[s.dataset.param] = s.value; });
+  return out;
+}
+function typedReferences() { return $("ref").value.split("\n").map(s => s.trim()).filter(Boolean); }
+function referenceCount() {
+  return $("ref-box").classList.contains("hidden") ? 0 : references.length + typedReferences().length;
+}
+// What a submit sends beside the prompt and the references: the spec's body for a model
+// with nothing to choose.
+function options(body) {
+  const params = chosenParameters();
+  if (Object.keys(params).length) body.parameters = params;
+  const n = Number($("n").value) || 1;
+  if (n > 1) body.n = n;
+  return body;
+}
+let quoteTimer = null, quoteSeq = 0;
+function requestQuote() { clearTimeout(quoteTimer); quoteTimer = setTimeout(loadQuote, 120); }
+async function loadQuote() {
+  const m = currentModel();
+  const seq = ++quoteSeq;  // only the answer to the latest question is shown
+  if (!m) { lastQuote = null; $("price").textContent = ""; return; }
+  try {
+    const q = await api("/user/ai/quote", { method: "POST", json: options({ modelName: m.modelName, references: referenceCount() }) });
+    if (seq === quoteSeq) showPrice(q);
+  } catch (e) {
+    if (seq !== quoteSeq) return;
+    lastQuote = null;
+    $("price").removeAttribute("data-total");
+    $("price").textContent = e.message; $("price").className = "price bad";
+  }
+}
+function showPrice(q) {
+  lastQuote = q;
+  const parts = [t("price") + q.total + " " + t("points")];
+  if (q.n > 1) parts.push(t("priceEach", q.each, q.n));
+  if (!q.affordable) parts.push(t("unaffordable"));
+  $("price").textContent = parts.join(" ");
+  $("price").className = "price" + (q.affordable ? "" : " bad");
+  $("price").dataset.total = q.total;
 }
 
 // --- Tasks: a gallery that the WebSocket keeps current. ----------------------------------
@@ -152,6 +230,9 @@ function upsert(t_) {
   if (t_.resultUrl && safeUrl(t_.resultUrl)) {
     actions.push(el("button", { type: "button", class: "link", onclick: () => openViewer(t_.taskNo) }, t("view")));
   }
+  (t_.resultUrls || []).slice(1).forEach((url, i) => {
+    if (safeUrl(url)) actions.push(el("button", { type: "button", class: "link", onclick: () => openViewer(t_.taskNo, i + 1) }, t("nth", i + 2)));
+  });
   if (["created", "queued", "processing"].includes(t_.status)) {
     actions.push(el("button", { type: "button", class: "link", onclick: () => cancelTask(t_.taskNo) }, t("cancel")));
   }
@@ -162,9 +243,21 @@ function upsert(t_) {
       el("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": progress, "aria-label": t_.taskNo }, fill),
       el("div", { class: "meta" },
         `${t_.taskNo} · ${t_.modelName} · ${statusText(t_.status)} ${t_.progress}% · ${t_.createTime}`),
+      el("div", { class: "meta choices-made" }, taskChoices(t_)),
       t_.errorMessage ? el("div", { class: "err" }, t_.errorMessage) : null,
       t_.status === "failed" ? el("div", { class: "meta refund" }, `${t_.pointsCost} ${t("points")} · ${t("refunded")}`) : null,
+      t_.status === "completed" && t_.pointsRefunded > 0 ? el("div", { class: "meta refund" }, t("refundedPoints", t_.pointsRefunded)) : null,
       actions.length ? el("div", { class: "row" }, actions) : null));
+}
+// The values a task was made with, its pictures and its charge: "1024x1536 · high · 交付 2 / 3 张 · 扣 828 积分".
+function taskChoices(t_) {
+  const made = Object.entries(t_.parameters || {})
+    .filter(([k]) => !["n", "references", "extra"].includes(k)).map(([, v]) => String(v));
+  const pictures = t_.pictures || 1;
+  if (t_.status === "completed" && t_.delivered !== null && t_.delivered !== undefined && pictures > 1) made.push(t("delivered", t_.delivered, pictures));
+  else if (pictures > 1) made.push(t("asked", pictures));
+  made.push(t("charged", t_.pointsCost));
+  return made.join(" · ");
 }
 async function loadTasks(page) {
   taskPage = page;
@@ -177,16 +270,16 @@ async function cancelTask(taskNo) {
   try { upsert(await api(`/user/ai/tasks/${encodeURIComponent(taskNo)}/cancel`, { method: "POST" })); await refreshBalance(); }
   catch (e) { say("submit-msg", e.message, false); }
 }
-function openViewer(taskNo) {
+function openViewer(taskNo, index = 0) {
   const t_ = shown.get(taskNo);
-  const url = t_ && safeUrl(t_.resultUrl);
+  const url = t_ && safeUrl(index ? (t_.resultUrls || [])[index] : t_.resultUrl);
   if (!url) return;
   $("viewer-title").textContent = t_.taskNo;
   $("viewer-img").src = url;
   $("viewer-img").alt = t_.promptSnippet;
   $("viewer-prompt").textContent = t_.promptSnippet;
   $("viewer-download").href = url;
-  $("viewer-download").setAttribute("download", t_.taskNo + ".png");
+  $("viewer-download").setAttribute("download", t_.taskNo + (index ? `-${index + 1}` : "") + ".png");
   $("viewer-msg").textContent = "";
   $("viewer").showModal();
 }
@@ -230,6 +323,7 @@ async function upload(files) {
   }
 }
 function renderPreviews() {
+  requestQuote();
   $("previews").replaceChildren(...references.map((url, i) => el("figure", { class: "preview" },
     el("img", { src: safeUrl(url) || "", alt: t("references") + " " + (i + 1) }),
     el("button", { type: "button", class: "link", onclick: () => { references.splice(i, 1); renderPreviews(); } }, t("remove")))));
@@ -243,14 +337,13 @@ drop.ondrop = (ev) => { ev.preventDefault(); drop.classList.remove("over"); uplo
 $("ref-file").onchange = () => { upload(Array.from($("ref-file").files)); $("ref-file").value = ""; };
 
 $("submit").onclick = async () => {
-  const typed = $("ref").value.split("\n").map(s => s.trim()).filter(Boolean);
-  const refs = references.concat(typed);
-  const body = { modelName: $("model").value, prompt: $("prompt").value };
+  const refs = references.concat(typedReferences());
+  const body = options({ modelName: $("model").value, prompt: $("prompt").value });
   if (!$("ref-box").classList.contains("hidden")) body.imageUrl = refs.length > 1 ? JSON.stringify(refs) : (refs[0] || null);
   $("submit").disabled = true;
   try {
     const created = await api("/user/ai/tasks/submit", { method: "POST", json: body });
-    upsert(created); say("submit-msg", t("submitted") + created.taskNo, true); refreshBalance();
+    upsert(created); say("submit-msg", t("submitted") + created.taskNo, true); refreshBalance(); requestQuote();
     references = []; renderPreviews();
   } catch (e) { say("submit-msg", e.message, false); }
   finally { $("submit").disabled = false; }
@@ -338,6 +431,8 @@ setupLanguage(() => {
   renderWords(); refreshBalance(); loadTasks(taskPage);
 });
 $("model").onchange = onModel;
+$("n").onchange = requestQuote;
+$("ref").oninput = requestQuote;
 $("filter-status").onchange = () => loadTasks(1);
 $("filter-type").onchange = () => loadTasks(1);
 $("register").onclick = async () => {
