@@ -2,9 +2,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, Field
 
 from shengtu.api.inputs import RequestBody
+
+
+def _empty(value: Any) -> bool:
+    return not value
 
 
 class ModelOut(BaseModel):
@@ -17,17 +21,8 @@ class ModelOut(BaseModel):
     # and how its price follows them (``shengtu.pricing.rules``). Left out of the answer
     # when empty: the spec's models, one price with nothing to choose, answer exactly as
     # the spec shows them.
-    parameters: dict[str, Any] | None = None
-    priceRule: dict[str, Any] | None = None
-
-    @model_serializer(mode="wrap")
-    def _without_empty_extensions(self, handler: SerializerFunctionWrapHandler) -> Any:
-        out = handler(self)
-        if isinstance(out, dict):
-            for name in ("parameters", "priceRule"):
-                if not out.get(name):
-                    out.pop(name, None)
-        return out
+    parameters: dict[str, Any] | None = Field(default=None, exclude_if=_empty)
+    priceRule: dict[str, Any] | None = Field(default=None, exclude_if=_empty)
 
 
 TaskType = Literal["text_to_image", "image_to_image", "both"]
@@ -69,7 +64,3 @@ class ModelAdminOut(ModelOut):
     # The operator sees both always, ``{}`` when empty.
     parameters: dict[str, Any] | None = Field(default_factory=dict)
     priceRule: dict[str, Any] | None = Field(default_factory=dict)
-
-    @model_serializer(mode="wrap")
-    def _without_empty_extensions(self, handler: SerializerFunctionWrapHandler) -> Any:
-        return handler(self)
