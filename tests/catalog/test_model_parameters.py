@@ -372,3 +372,17 @@ def test_a_native_submit_with_parameters_is_charged_the_quote(
     kept_out = user.submit(modelName="sc_soraimg_text_1x1", prompt="x", parameters={"size": "1:1"})
     assert kept_out["code"] == 400 and kept_out["data"] == {"param": "size", "offered": []}
     user.wait(spec["taskNo"], timeout=60)
+
+    # With an Idempotency-Key a retry is the same task, charged once; the same key with
+    # other parameters is another request.
+    key = {"Idempotency-Key": "pm-" + secrets.token_hex(4)}
+    body = {"modelName": name, "prompt": "幂等", **asked}
+    total = _task_total(user)
+    once = user.client.post("/user/ai/tasks/submit", json=body, headers=key).json()
+    again = user.client.post("/user/ai/tasks/submit", json=body, headers=key).json()
+    assert once["code"] == again["code"] == 200, (once, again)
+    assert again["data"]["taskNo"] == once["data"]["taskNo"] and _task_total(user) == total + 1
+    assert _ledger(user, once["data"]["taskNo"])["consume"] == -519
+    other = user.client.post("/user/ai/tasks/submit", json={**body, "n": 2}, headers=key).json()
+    assert other["code"] == 422, other
+    user.wait(once["data"]["taskNo"], timeout=60)
