@@ -19,7 +19,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SerializationInfo,
     SerializerFunctionWrapHandler,
     ValidationError,
     model_serializer,
@@ -98,9 +97,7 @@ class ImageGenerationRequest(RequestBody):
     response_format: Literal["url", "b64_json"] = "url"
 
     @model_serializer(mode="wrap")
-    def _dump(
-        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
-    ) -> dict[str, Any]:
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # Dumped for an Idempotency-Key's print: a request without quality prints as it
         # did before quality was read, so a key stored then still replays.
         out: dict[str, Any] = handler(self)
