@@ -32,7 +32,9 @@ from tests.chaos import report
 
 LONG = os.environ.get("SHENGTU_CHAOS") == "1"
 USERS = 3
-COST = {"sc_soraimg_text_1x1": 30, "sc_soraimg_img2img_1x1": 35}
+COST = {"sc_soraimg_text_1x1": 30, "sc_soraimg_img2img_1x1": 35, "four-up": 20}
+# A model whose tasks ask for up to four pictures and may deliver fewer.
+MULTI = "four-up"
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +48,27 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     upgrade(settings)
 
     async def users() -> None:
+        from shengtu.models.catalog import PointsConfig
+
         db = Database(settings.resolved_database_url)
         for i in range(USERS):
             await create_user(db, f"user{i}", "password-123")
+        async with db.write() as session:
+            session.add(
+                PointsConfig(
+                    model_name=MULTI,
+                    description="四张",
+                    points_cost=COST[MULTI],
+                    task_type="text_to_image",
+                    provider="suchuang",
+                    upstream_model="image_gpt",
+                    upstream_params={},
+                    params={"maxN": 4},
+                    price_rule={},
+                    enabled=True,
+                    sort_order=50,
+                )
+            )
         await db.dispose()
 
     asyncio.run(users())
@@ -101,26 +121,36 @@ class LedgerMachine(RuleBasedStateMachine):
         self.run(go())
         self.expected[self.users[user]] += amount
 
-    @rule(user=st.integers(0, USERS - 1), model=st.sampled_from(sorted(COST)))
-    def submit(self, user: int, model: str) -> None:
+    @rule(
+        user=st.integers(0, USERS - 1),
+        model=st.sampled_from(sorted(COST)),
+        pictures=st.integers(1, 4),
+    )
+    def submit(self, user: int, model: str, pictures: int) -> None:
         uid = self.users[user]
         # A public address literal: no DNS lookup in a loop of thousands of steps.
         image = "https://93.184.216.34/a.png" if "img2img" in model else None
-        request = tasks.SubmitInput(uid, None, model, "一只猫", image)
+        n = pictures if model == MULTI else 1
+        request = tasks.SubmitInput(uid, None, model, "一只猫", image, n=n)
+        price = COST[model] * n
         try:
             detail = self.run(tasks.submit(self.ctx, request))
         except InsufficientPoints:
-            assert self.expected[uid] < COST[model]
+            assert self.expected[uid] < price
             return
         except TooManyRequests:
             return
-        assert self.expected[uid] >= COST[model]
-        self.expected[uid] -= COST[model]
+        assert self.expected[uid] >= price
+        self.expected[uid] -= price
         type(self).submitted += 1
         self.open_tasks.append(detail.taskNo)
 
-    def _finish(self, index: int, target: Status, *, stale: AiTask | None = None) -> bool:
+    def _finish(
+        self, index: int, target: Status, *, stale: AiTask | None = None, short: int = 0
+    ) -> bool:
+        """``short``: pictures fewer than asked a completion delivers (at least one)."""
         task_no = self.open_tasks[index % len(self.open_tasks)]
+        delivered: dict[str, int] = {}
 
         async def go() -> bool:
             task = stale or await self._task(task_no)
@@ -133,21 +163,30 @@ class LedgerMachine(RuleBasedStateMachine):
                     if queued is None:
                         return False
                     task = queued
-                moved = await move(session, task, target, lease_owner=None)
+                if target is Status.COMPLETED:
+                    delivered["n"] = max(1, task.pictures - short)
+                    moved = await move(
+                        session, task, target, lease_owner=None, delivered=delivered["n"]
+                    )
+                else:
+                    moved = await move(session, task, target, lease_owner=None)
             return moved is not None
 
         won = bool(self.run(go()))
         if won:
+            task = self.run(self._task(task_no))
             if target is Status.FAILED:
-                task = self.run(self._task(task_no))
                 self.expected[task.user_id] += task.points_cost
+            else:
+                missing = task.pictures - delivered["n"]
+                self.expected[task.user_id] += task.points_cost // task.pictures * missing
             self.open_tasks.remove(task_no)
         return won
 
     @precondition(lambda self: self.open_tasks)
-    @rule(index=st.integers(0, 1000))
-    def complete(self, index: int) -> None:
-        self._finish(index, Status.COMPLETED)
+    @rule(index=st.integers(0, 1000), short=st.integers(0, 3))
+    def complete(self, index: int, short: int) -> None:
+        self._finish(index, Status.COMPLETED, short=short)
 
     @precondition(lambda self: self.open_tasks)
     @rule(index=st.integers(0, 1000))
@@ -175,11 +214,11 @@ class LedgerMachine(RuleBasedStateMachine):
         if snapshot.status == Status.CREATED:
             return
         second = Status.FAILED if first is Status.COMPLETED else Status.COMPLETED
-        won_first = self._finish(index, first, stale=snapshot)
+        won_first = self._finish(index, first, stale=snapshot, short=1)
         if won_first:
             assert task_no not in self.open_tasks
             self.open_tasks.append(task_no)  # let the loser try on the same index
-            lost = self._finish(self.open_tasks.index(task_no), second, stale=snapshot)
+            lost = self._finish(self.open_tasks.index(task_no), second, stale=snapshot, short=1)
             assert not lost, "two workers both moved one task"
             if task_no in self.open_tasks:
                 self.open_tasks.remove(task_no)

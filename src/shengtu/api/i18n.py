@@ -116,6 +116,11 @@ _TABLE: list[tuple[str, str]] = [
     (r"参考图最多 (\d+) 张,收到 (\d+) 张", "at most {0} reference images, got {1}"),
     (r"参考图最多 (\d+) 张", "at most {0} reference images"),
     (r"size 只能是 (.+)", "size must be one of {0}"),
+    (
+        r"模型 (\S+) 不提供 (\S+),可选值:auto 或宽高比为 (.+) 的尺寸",
+        "model {0} does not offer {1}; offered: auto or a size of aspect ratio {2}",
+    ),
+    (r"模型 (\S+) 不提供 (\S+),可选值:(.+)", "model {0} does not offer {1}; offered: {2}"),
     (r"模型 (\S+) 不能用于 (\S+)", "model {0} cannot be used with {1}"),
     (r"缺少参考图文件 image", "the reference image file (image) is missing"),
     (r"暂不支持 mask\(局部重绘\)", "mask (inpainting) is not supported"),

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
@@ -23,6 +24,8 @@ from shengtu.db import Database, utcnow
 from shengtu.logs import get_logger
 from shengtu.models.channels import Channel, ChannelKey, ChannelModel
 from shengtu.models.tasks import AiTask
+from shengtu.pricing.parameters import Chosen, InvalidParameters
+from shengtu.pricing.rules import FLAT, PriceRule
 from shengtu.providers.base import Provider
 from shengtu.providers.pacing import Pacing
 from shengtu.providers.registry import PROTOCOLS
@@ -31,6 +34,19 @@ log = get_logger("shengtu.channels")
 
 # Cheap (three small tables): an admin's change reaches every worker within a second.
 REFRESH_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What the operator pays a channel for a model's pictures: its ``cost_per_picture``,
+    following the choices by the channel model's cost rule."""
+
+    per_picture: Decimal = Decimal(0)
+    rule: PriceRule = FLAT
+
+    def of(self, chosen: Chosen, pictures: int) -> Decimal:
+        each = self.rule.each(self.per_picture, chosen.values, chosen.references)
+        return (each * pictures).quantize(Decimal("0.0001"))
 
 
 @dataclass(frozen=True)
@@ -46,12 +62,22 @@ class Route:
     upstream_params: dict[str, Any]
     # This channel's spelling of the model's choices (shengtu.pricing.parameters).
     param_map: dict[str, Any] = field(default_factory=dict)
+    cost: Cost = field(default_factory=Cost)
     # The breaker: open until then (None: closed); failing: a failure since the last success.
     open_until: datetime | None = None
     failing: bool = False
 
 
 ProviderFactory = Callable[[Channel, str], Provider]
+
+
+def _cost_rule(channel: Channel, model: ChannelModel) -> PriceRule:
+    try:
+        return PriceRule.parse(model.cost_rule)
+    except InvalidParameters as exc:
+        # Checked when an admin stores it; one changed by hand must not stop the routing.
+        log.error("channel_cost_rule_unusable", channel=channel.name, error=str(exc))
+        return FLAT
 
 
 def build_provider(channel: Channel, key: str, pacing: Pacing | None = None) -> Provider:
@@ -84,6 +110,10 @@ class ChannelPool:
         self._providers: dict[int, tuple[tuple[Any, ...], Provider]] = {}
         self._inflight: dict[int, int] = {}
         self._configured: set[str] = set()
+        # (channel id, model) → its cost; every channel's, enabled or not: a task it
+        # accepted before it was disabled still completes there.
+        self._costs: dict[tuple[int, str], Cost] = {}
+        self._flat: dict[int, Cost] = {}
         self._loaded_at = -REFRESH_SECONDS
         self._lock = asyncio.Lock()
 
@@ -150,9 +180,15 @@ class ChannelPool:
             if key_id not in providers:
                 stale.append(provider)
         routes: dict[str, list[Route]] = {}
+        costs: dict[tuple[int, str], Cost] = {}
+        flat = {c.id: Cost(Decimal(c.cost_per_picture or 0)) for c in channels}
         for model in models:
             channel = by_id.get(model.channel_id)
-            if channel is None or not channel.enabled:
+            if channel is None:
+                continue
+            cost = Cost(flat[channel.id].per_picture, _cost_rule(channel, model))
+            costs[(channel.id, model.model_name)] = cost
+            if not channel.enabled:
                 continue
             for key in keys:
                 if key.channel_id != channel.id or not key.enabled or key.id not in providers:
@@ -169,6 +205,7 @@ class ChannelPool:
                         upstream_model=model.upstream_model,
                         upstream_params=dict(model.upstream_params or {}),
                         param_map=dict(model.param_map or {}),
+                        cost=cost,
                         open_until=key.open_until,
                         failing=bool(key.consecutive_failures or key.open_until),
                     )
@@ -176,6 +213,7 @@ class ChannelPool:
         self._providers, self._routes = providers, routes
         self._configured = {m.model_name for m in models if m.channel_id in by_id}
         self._inflight = inflight
+        self._costs, self._flat = costs, flat
         for provider in stale:
             await provider.aclose()
 
@@ -208,6 +246,14 @@ class ChannelPool:
                 ordered.append(pick)
                 pool.remove(pick)
         return ordered
+
+    def cost_of(self, channel_id: int | None, model_name: str) -> Cost | None:
+        """What ``channel_id`` charges the operator for ``model_name``'s pictures, as the
+        table says now (a model it no longer serves: its flat cost per picture); None for
+        the upstream of the settings, or a channel deleted, whose price is not known."""
+        if channel_id is None:
+            return None
+        return self._costs.get((channel_id, model_name)) or self._flat.get(channel_id)
 
     def provider(self, key_id: int | None) -> Provider | None:
         if key_id is None:

@@ -15,6 +15,12 @@ class ChannelModelIn(RequestBody):
     modelName: str = Field(min_length=1, max_length=64)
     upstreamModel: str = Field(min_length=1, max_length=64)
     upstreamParams: dict[str, Any] = Field(default_factory=dict)
+    # How this upstream spells the model's choices, where it differs from the model's own:
+    # per choice {"upstream": field, "map": {value: spelling}} (shengtu.pricing.parameters).
+    paramMap: dict[str, Any] = Field(default_factory=dict)
+    # How the channel's costPerPicture follows the choices: a price rule's shape
+    # (shengtu.pricing.rules), its base the channel's costPerPicture. Empty: flat.
+    costRule: dict[str, Any] = Field(default_factory=dict)
 
 
 class ChannelSettings(RequestBody):

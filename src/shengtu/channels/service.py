@@ -34,6 +34,8 @@ from shengtu.logs import get_logger
 from shengtu.models.catalog import PointsConfig
 from shengtu.models.channels import Channel, ChannelKey, ChannelModel, TaskAttempt
 from shengtu.models.tasks import ACTIVE, AiTask
+from shengtu.pricing.parameters import CHOICE_NAMES, InvalidParameters
+from shengtu.pricing.rules import PriceRule
 from shengtu.providers.base import UpstreamError
 from shengtu.providers.registry import PROTOCOLS
 from shengtu.timefmt import fmt
@@ -68,10 +70,49 @@ def _check_key(key: str) -> str:
     return key
 
 
+def _check_param_map(model_name: str, param_map: dict[str, Any]) -> None:
+    """A channel's spelling of a model's choices: per choice an object with an optional
+    ``upstream`` field name and an optional ``map`` of value to spelling, as a model's
+    own choice gives them (:meth:`shengtu.pricing.parameters.Parameters.upstream_fields`)."""
+    where = f"参数错误:模型 {model_name[:64]} 的 paramMap"
+    for name, spec in param_map.items():
+        if name not in CHOICE_NAMES:
+            raise BadRequest(
+                f"{where} 中的 {name[:32]} 不是可选参数,只能是 {', '.join(CHOICE_NAMES)}"
+            )
+        if not isinstance(spec, dict):
+            raise BadRequest(f"{where}.{name} 必须是 JSON 对象")
+        unknown = set(spec) - {"upstream", "map"}
+        if unknown:
+            raise BadRequest(f"{where}.{name} 中有未知字段:{', '.join(sorted(unknown))[:64]}")
+        upstream = spec.get("upstream")
+        if upstream is not None and (not isinstance(upstream, str) or not upstream):
+            raise BadRequest(f"{where}.{name}.upstream 必须是字段名")
+        spellings = spec.get("map")
+        if spellings is not None and (
+            not isinstance(spellings, dict)
+            or not all(
+                isinstance(v, str | int | float) and not isinstance(v, bool)
+                for v in spellings.values()
+            )
+        ):
+            raise BadRequest(f"{where}.{name}.map 必须是 {{取值: 上游写法}} 的 JSON 对象")
+
+
+def _check_cost_rule(model_name: str, cost_rule: dict[str, Any]) -> PriceRule:
+    try:
+        return PriceRule.parse(cost_rule)
+    except InvalidParameters as exc:
+        raise BadRequest(f"参数错误:模型 {model_name[:64]} 的 costRule:{exc}") from exc
+
+
 async def _check_models(session: AsyncSession, models: list[ChannelModelIn]) -> None:
     names = [m.modelName for m in models]
     if len(set(names)) != len(names):
         raise BadRequest("参数错误:同一渠道的模型不能重复")
+    for m in models:
+        _check_param_map(m.modelName, m.paramMap)
+        _check_cost_rule(m.modelName, m.costRule)
     known = set(
         await session.scalars(
             select(PointsConfig.model_name).where(PointsConfig.model_name.in_(names))
@@ -209,6 +250,8 @@ async def describe(session: AsyncSession, channel: Channel, tz: str) -> ChannelO
                 modelName=m.model_name,
                 upstreamModel=m.upstream_model,
                 upstreamParams=dict(m.upstream_params or {}),
+                paramMap=dict(m.param_map or {}),
+                costRule=dict(m.cost_rule or {}),
             )
             for m in models
         ],
@@ -239,6 +282,9 @@ def _set_models(session: AsyncSession, channel_id: int, models: list[ChannelMode
                 model_name=m.modelName,
                 upstream_model=m.upstreamModel,
                 upstream_params=m.upstreamParams,
+                param_map=m.paramMap or None,
+                # Kept as the rule reads it back: one spelling for the same rule.
+                cost_rule=_check_cost_rule(m.modelName, m.costRule).to_json() or None,
             )
         )
 

@@ -2,7 +2,8 @@
 and the tools built on them (Cherry Studio, Open WebUI, LobeChat, Dify) speak them.
 
 Each request is the platform's own submit (charge, refund and state machine unchanged):
-``n`` tasks charged together, then a wait for their completion events."""
+one task of ``n`` pictures when the model makes that many in one job, else ``n`` tasks
+charged together; then a wait for their completion events."""
 
 from __future__ import annotations
 
@@ -14,22 +15,32 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 from starlette.datastructures import UploadFile
 
 from shengtu.api.errors import describe_validation_error
 from shengtu.api.inputs import RequestBody
 from shengtu.auth.deps import PrincipalDep
 from shengtu.auth.principal import Principal
+from shengtu.catalog.service import CatalogModel
 from shengtu.context import AppContext, ContextDep
 from shengtu.errors import BadRequest
 from shengtu.idempotency import service as idempotency
 from shengtu.openai_compat.errors import openai_error
 from shengtu.openai_compat.service import (
+    Asked,
     Finished,
     Refused,
-    image_item,
-    model_names,
+    image_items,
+    model_cards,
+    openai_parameters,
     read_tasks,
     refuse_unpayable,
     resolve_model,
@@ -73,15 +84,26 @@ OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 class ImageGenerationRequest(RequestBody):
-    # Fields OpenAI defines that the platform has no use for (quality, style, user,
-    # background …) are accepted and ignored, as clients send them unasked.
+    # Fields OpenAI defines that the platform has no use for (style, user, background …)
+    # are accepted and ignored, as clients send them unasked. size, quality and n are the
+    # model's parameters: honoured, or refused naming the field.
     model_config = ConfigDict(extra="ignore")
 
     prompt: str = Field(min_length=1)
     model: str = Field(default="gpt-image-1", min_length=1, max_length=64)
     n: int = Field(default=1, ge=1, le=4)
     size: str | None = Field(default=None, max_length=32)
+    quality: str | None = Field(default=None, max_length=32)
     response_format: Literal["url", "b64_json"] = "url"
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Dumped for an Idempotency-Key's print: a request without quality prints as it
+        # did before quality was read, so a key stored then still replays.
+        out: dict[str, Any] = handler(self)
+        if out.get("quality") is None:
+            out.pop("quality", None)
+        return out
 
 
 class ImageData(BaseModel):
@@ -96,10 +118,24 @@ class ImagesResponse(BaseModel):
 
 
 class ModelCard(BaseModel):
+    """OpenAI's model entry; the fields after ``owned_by`` are the platform's own (OpenAI's
+    clients ignore what they do not know)."""
+
     id: str
     object: Literal["model"] = "model"
     created: int = 0
     owned_by: str = "shengtu"
+    description: str | None = None
+    # text_to_image (generations), image_to_image (edits) or both.
+    task_type: str | None = None
+    # One picture's list price in points, before the user's group multiplier.
+    points: int | None = None
+    # The values offered: {"choices": {name: {"values", "default"}}, "maxN", ...}.
+    parameters: dict[str, Any] | None = None
+    # How the price follows the values chosen (docs/clients.md).
+    price_rule: dict[str, Any] | None = None
+    # An alias: the catalog models its size chooses among.
+    alias_of: list[str] | None = None
 
 
 class ModelList(BaseModel):
@@ -107,10 +143,15 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-@router.get("/v1/models", response_model=ModelList, responses=OPENAI_ERRORS)
+@router.get(
+    "/v1/models",
+    response_model=ModelList,
+    response_model_exclude_none=True,
+    responses=OPENAI_ERRORS,
+)
 async def list_models(ctx: ContextDep, principal: PrincipalDep) -> ModelList:
-    names = model_names(await ctx.catalog.enabled(), principal.key_models)
-    return ModelList(data=[ModelCard(id=n) for n in names])
+    cards = model_cards(await ctx.catalog.enabled(), principal.key_models)
+    return ModelList(data=[ModelCard(**card) for card in cards])
 
 
 @router.post("/v1/images/generations", response_model=ImagesResponse, responses=OPENAI_ERRORS)
@@ -122,14 +163,14 @@ async def generations(
 ) -> JSONResponse:
     try:
         model = resolve_model(await ctx.catalog.enabled(), body.model, body.size, "text_to_image")
+        asked = _asked(model, body)
     except Refused as r:
         return openai_error(r.status, r.message, param=r.param)
     keyed = None
     if idempotency_key is not None:
         keyed = idempotency_key, idempotency.fingerprint("v1/images", body.model_dump())
-    return await _images(
-        ctx, principal, _submit_input(principal, model.model_name, body.prompt, None), body, keyed
-    )
+    request = _submit_input(principal, model.model_name, body.prompt, None, asked)
+    return await _images(ctx, principal, request, asked.count, body, keyed)
 
 
 @router.post(
@@ -153,6 +194,7 @@ async def generations(
                             "model": {"type": "string"},
                             "n": {"type": "integer", "minimum": 1, "maximum": 4},
                             "size": {"type": "string"},
+                            "quality": {"type": "string"},
                             "response_format": {"type": "string", "enum": ["url", "b64_json"]},
                         },
                     }
@@ -199,12 +241,16 @@ async def edits(
             model = resolve_model(
                 await ctx.catalog.enabled(), body.model, body.size, "image_to_image"
             )
+            asked = _asked(model, body, len(uploads))
         except Refused as r:
             return openai_error(r.status, r.message, param=r.param)
         if stored is None:
-            # n of this model at today's price, before the files are read into memory
-            # or hashed (the parser has only spooled them).
-            await tasks.refuse_unaffordable(ctx, model, principal.user_id, body.n)
+            # The n pictures at today's price of the values chosen (and the references),
+            # before the files are read into memory or hashed (the parser has only
+            # spooled them).
+            await tasks.refuse_unaffordable(
+                ctx, model, principal.user_id, asked.pictures, asked.chosen
+            )
         pictures = [await _read_upload(f, limits.max_upload_bytes) for f in uploads]
     keyed = None
     if idempotency_key is not None:
@@ -219,14 +265,8 @@ async def edits(
             urls.append(ctx.storage.url(stored.key))
         return urls
 
-    return await _images(
-        ctx,
-        principal,
-        _submit_input(principal, model.model_name, body.prompt, []),
-        body,
-        keyed,
-        store,
-    )
+    submit = _submit_input(principal, model.model_name, body.prompt, [], asked)
+    return await _images(ctx, principal, submit, asked.count, body, keyed, store)
 
 
 # Up to this many bytes of files are hashed on the loop: less than a thread's hand-off.
@@ -265,8 +305,18 @@ async def _read_upload(file: UploadFile, limit: int) -> bytes:
     return data
 
 
+def _asked(model: CatalogModel, body: ImageGenerationRequest, references: int = 0) -> Asked:
+    return openai_parameters(
+        model, body.model, size=body.size, quality=body.quality, n=body.n, references=references
+    )
+
+
 def _submit_input(
-    principal: Principal, model_name: str, prompt: str, image_urls: list[str] | None
+    principal: Principal,
+    model_name: str,
+    prompt: str,
+    image_urls: list[str] | None,
+    asked: Asked,
 ) -> tasks.SubmitInput:
     return tasks.SubmitInput(
         user_id=principal.user_id,
@@ -275,6 +325,8 @@ def _submit_input(
         prompt=prompt,
         image_url=image_urls,
         allowed_models=principal.key_models,
+        parameters=asked.parameters,
+        n=asked.chosen.n,
     )
 
 
@@ -282,11 +334,13 @@ async def _images(
     ctx: AppContext,
     principal: Principal,
     request: tasks.SubmitInput,
+    count: int,
     body: ImageGenerationRequest,
     keyed: tuple[str, str] | None,
     store: Callable[[], Awaitable[list[str]]] | None = None,
 ) -> JSONResponse:
-    """``keyed``: the request's Idempotency-Key and its print, when it has one."""
+    """``count`` tasks of ``request``; ``keyed``: the request's Idempotency-Key and its
+    print, when it has one."""
     wait = ctx.settings.openai_wait_seconds
     # The tasks as this request last read them; a replayed answer reads them afresh.
     seen: Finished | None = None
@@ -301,7 +355,7 @@ async def _images(
             if store is not None:
                 submit = replace(request, image_url=await store())
             claim = idempotency.recorder(held) if held is not None else None
-            made = await tasks.submit_many(ctx, submit, body.n, claim)
+            made = await tasks.submit_many(ctx, submit, count, claim)
             return [d.taskNo for d in made], True
 
         seen = await submit_and_wait(ctx, principal.user_id, start, wait)
@@ -326,7 +380,11 @@ async def _images(
         )
     done = seen or await read_tasks(ctx, principal.user_id, outcome.body["task_nos"])
     try:
-        data = [await image_item(ctx, t, outcome.body["response_format"]) for t in done.completed]
+        data = [
+            item
+            for task in done.completed
+            for item in await image_items(ctx, task, outcome.body["response_format"])
+        ]
     except Refused as r:
         return openai_error(r.status, r.message, headers=headers)
     return JSONResponse({"created": outcome.body["created"], "data": data}, headers=headers)

@@ -62,7 +62,7 @@ class Parameters:
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> Parameters:
         """The stored JSON as parameters; InvalidParameters naming the first fault."""
-        if not raw:
+        if raw is None:
             return NONE
         if not isinstance(raw, Mapping):
             raise InvalidParameters("参数定义必须是 JSON 对象")
@@ -70,7 +70,10 @@ class Parameters:
         if unknown:
             raise InvalidParameters(f"参数定义中有未知字段:{', '.join(sorted(unknown))}")
         choices: dict[str, Choice] = {}
-        for name, spec in dict(raw.get("choices") or {}).items():
+        raw_choices = raw.get("choices") or {}
+        if not isinstance(raw_choices, Mapping):
+            raise InvalidParameters("参数定义的 choices 必须是 JSON 对象")
+        for name, spec in raw_choices.items():
             choices[name] = _parse_choice(name, spec)
         max_n = _whole(raw.get("maxN", 1), "maxN", 1, MAX_N)
         max_refs = raw.get("maxReferences")

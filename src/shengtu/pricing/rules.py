@@ -54,7 +54,7 @@ class PriceRule:
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> PriceRule:
         """The stored JSON as a rule; InvalidParameters naming the first fault."""
-        if not raw:
+        if raw is None:
             return FLAT
         if not isinstance(raw, Mapping):
             raise InvalidParameters("价格规则必须是 JSON 对象")

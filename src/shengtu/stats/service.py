@@ -1,9 +1,11 @@
 """Stats of ended tasks: closed hours come from the rollup, the hours since from the tasks.
 
 A task counts in the hour it ended (``completed_at``): it was charged its ``points_cost``,
-refunded it if it failed, and cost its channel's ``costPerPicture`` if it completed. The
-rollup sums every closed hour once (:func:`rollup`, run by the worker's sweep); a query
-adds the tasks that ended since, read live, so the figures are exact and current.
+refunded it if it failed (or the pictures it did not deliver if it completed), and cost
+what it recorded (``ai_task.cost``) if it completed; an older task that recorded none, its
+channel's ``costPerPicture`` × the pictures delivered. The rollup sums every closed hour
+once (:func:`rollup`, run by the worker's sweep); a query adds the tasks that ended since,
+read live, so the figures are exact and current.
 """
 
 from __future__ import annotations
@@ -103,12 +105,21 @@ _ENDED = (
     AiTask.points_cost,
     AiTask.created_at,
     AiTask.completed_at,
+    AiTask.pictures,
+    AiTask.delivered,
+    AiTask.cost,
 )
 
 
 async def _channel_costs(session: AsyncSession) -> dict[int, Decimal]:
     rows = await session.execute(select(Channel.id, Channel.cost_per_picture))
     return {int(i): Decimal(c or 0) for i, c in rows.tuples()}
+
+
+def undelivered_refund(points: int, pictures: int, delivered: int) -> int:
+    """The points a completed task gave back for the pictures it did not deliver, as the
+    move that completed it worked them out (:func:`shengtu.tasks.machine.move`)."""
+    return points // pictures * (pictures - delivered) if delivered < pictures else 0
 
 
 async def ended_between(session: AsyncSession, start: datetime, end: datetime) -> Sums:
@@ -120,7 +131,8 @@ async def ended_between(session: AsyncSession, start: datetime, end: datetime) -
     result = await session.execute(
         select(*_ENDED).where(AiTask.completed_at >= start, AiTask.completed_at < end)
     )
-    for model, channel, user, status, points, created, completed in result.tuples():
+    for row in result.tuples():
+        model, channel, user, status, points, created, completed, pictures, delivered, cost = row
         if completed is None or status not in ENDED:
             continue
         hour = floor_hour(completed)
@@ -128,7 +140,13 @@ async def ended_between(session: AsyncSession, start: datetime, end: datetime) -
         one.charged = points
         if status == Status.COMPLETED:
             one.completed = 1
-            one.cost = costs.get(channel or 0, Decimal(0))
+            pictures = pictures or 1
+            # An older task recorded neither what it delivered (one picture) nor its cost.
+            kept = pictures if delivered is None else delivered
+            one.refunded = undelivered_refund(points, pictures, kept)
+            one.cost = (
+                Decimal(cost) if cost is not None else costs.get(channel or 0, Decimal(0)) * kept
+            )
             seconds = (completed - created).total_seconds()
             one.latency[bisect.bisect_left(LATENCY_BOUNDS, seconds)] = 1
         else:

@@ -132,6 +132,13 @@ def task_no_of_result(key: str) -> str | None:
     return task_no or None if random_part else None
 
 
+def result_keys(first: str | None, results: list[dict[str, str]] | None) -> list[str]:
+    """Every picture a task keeps: the one of ``result_key``, and those of a task of
+    several pictures (``results``)."""
+    keys = [r["key"] for r in results or () if r.get("key")]
+    return keys or ([first] if first else [])
+
+
 async def file_state(session: AsyncSession, key: str) -> FileState:
     """Whether ``key`` is one the platform stored and still keeps."""
     if key.startswith(UPLOADS):
@@ -143,12 +150,14 @@ async def file_state(session: AsyncSession, key: str) -> FileState:
             return "unknown"
         row = (
             await session.execute(
-                select(AiTask.result_key, AiTask.result_expired_at).where(AiTask.task_no == task_no)
+                select(AiTask.result_key, AiTask.results, AiTask.result_expired_at).where(
+                    AiTask.task_no == task_no
+                )
             )
         ).first()
-        if row is None or row[0] != key:
+        if row is None or key not in result_keys(row[0], row[1]):
             return "unknown"
-        return "expired" if row[1] is not None else "ok"
+        return "expired" if row[2] is not None else "ok"
     return "unknown"
 
 
@@ -160,26 +169,29 @@ class SweepResult:
 
 async def _claim_and_delete(
     ctx: AppContext,
-    candidates: Select[Any, Any],
+    candidates: Select[*tuple[Any, ...]],
     claim: Callable[[int], Executable],
+    files: Callable[[Any], list[str]] = lambda row: [row[1]] if row[1] is not None else [],
 ) -> int:
-    """Batch by batch: read candidate rows (id, file key), claim each with one guarded
-    statement, and delete the files of the rows this call won. Of racing sweeps each row is
-    won once, so each file is deleted once; the count is this call's."""
+    """Batch by batch: read candidate rows (an id first; ``files`` names a row's files),
+    claim each with one guarded statement, and delete the files of the rows this call won.
+    Of racing sweeps each row is won once, so each file is deleted once; the count (of rows with
+    files) is this call's."""
     done = 0
     while True:
         async with ctx.db.read() as session:
             rows = (await session.execute(candidates.limit(SWEEP_BATCH))).all()
         if not rows:
             return done
-        won: list[str] = []
+        won: list[list[str]] = []
         async with ctx.db.write() as session:
-            for row_id, key in rows:
-                result = await session.execute(claim(row_id))
-                if getattr(result, "rowcount", 0) == 1 and key is not None:
-                    won.append(key)
-        for key in won:
-            await ctx.storage.delete(key)
+            for row in rows:
+                result = await session.execute(claim(row[0]))
+                if getattr(result, "rowcount", 0) == 1 and files(row):
+                    won.append(files(row))
+        for keys in won:
+            for key in keys:
+                await ctx.storage.delete(key)
         done += len(won)
         if len(rows) < SWEEP_BATCH:
             return done
@@ -210,7 +222,7 @@ async def sweep_results(ctx: AppContext, now: datetime | None = None) -> int:
     cutoff = now - timedelta(days=days)
     return await _claim_and_delete(
         ctx,
-        select(AiTask.id, AiTask.result_key)
+        select(AiTask.id, AiTask.result_key, AiTask.results)
         .where(
             AiTask.completed_at < cutoff,
             AiTask.result_key.is_not(None),
@@ -222,6 +234,7 @@ async def sweep_results(ctx: AppContext, now: datetime | None = None) -> int:
             .where(AiTask.id == task_id, AiTask.result_expired_at.is_(None))
             .values(result_expired_at=now)
         ),
+        lambda row: result_keys(row[1], row[2]),
     )
 
 

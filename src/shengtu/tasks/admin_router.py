@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
@@ -30,6 +30,11 @@ class AdminTaskOut(TaskDetail):
     upstreamStatus: str | None
     lastError: str | None
     attempts: int
+    # What the price was worked out from, what the upstream cost the operator (a decimal
+    # string; None: not recorded) and the upstream's own usage figures.
+    pricing: dict[str, Any] | None = None
+    cost: str | None = None
+    upstreamUsage: dict[str, Any] | None = None
 
 
 class AdminTaskDetail(BaseModel):
@@ -49,6 +54,9 @@ def admin_task_out(task: AiTask, username: str | None, tz: str) -> AdminTaskOut:
         upstreamStatus=task.upstream_status,
         lastError=task.last_error,
         attempts=task.attempts,
+        pricing=task.pricing,
+        cost=None if task.cost is None else str(task.cost),
+        upstreamUsage=task.upstream_usage,
     )
 
 

@@ -36,7 +36,9 @@ from shengtu.tasks.results import (
     Delivered,
     Results,
     download_bounds,
+    operator_cost,
     pack_urls,
+    usage_of,
 )
 
 log = get_logger("shengtu.worker")
@@ -296,6 +298,8 @@ class Relay:
             attempts=0,
             last_error=None,
             progress=max(task.progress, QUEUED_PROGRESS),
+            # An answer with the picture's address may carry the usage: kept for the copy.
+            **usage_of(state),
             **(
                 # Answered with the picture's address: copy it now, nothing to poll.
                 {"upstream_result_url": pack_urls(state.result_urls), "next_run_at": now}
@@ -325,6 +329,7 @@ class Relay:
             "upstream_id": state.upstream_id,
             "upstream_status": state.raw_status,
             "submitted_at": utcnow(),
+            **usage_of(state),
         }
         # The pictures are paid for and in hand: no backstop cuts their storing.
         hold_off_step_bound()
@@ -356,6 +361,7 @@ class Relay:
                             Status.COMPLETED,
                             lease_owner=None,
                             last_error=None,
+                            cost=operator_cost(task, route.cost if route else None, len(stored)),
                             **self.results.delivered(stored),
                         )
                         is not None
@@ -427,7 +433,7 @@ class Relay:
             state = None
         if state is not None and state.phase == "succeeded":
             await self.results.store_result(
-                task, provider, state, {"upstream_status": state.raw_status}
+                task, provider, state, {"upstream_status": state.raw_status, **usage_of(state)}
             )
             return
         await self.moves.fail(

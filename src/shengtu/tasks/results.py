@@ -9,14 +9,17 @@ import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
 
+from shengtu.channels.pool import Cost
 from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.db import utcnow
 from shengtu.models.tasks import AiTask, Status
+from shengtu.pricing.parameters import Chosen
 from shengtu.providers.base import Provider, UpstreamError, UpstreamState
 from shengtu.storage.base import Stored
 from shengtu.storage.fetch import FetchError, fetch_image_bytes
@@ -46,6 +49,18 @@ def unpack_urls(packed: str) -> tuple[str, ...]:
     if packed.startswith("["):
         return tuple(str(u) for u in json.loads(packed))
     return (packed,)
+
+
+def operator_cost(task: AiTask, cost: Cost | None, pictures: int) -> Decimal | None:
+    """What ``pictures`` delivered of ``task`` cost the operator at its channel's ``cost``
+    for the values it chose; None for the upstream of the settings, whose price is not
+    known."""
+    return None if cost is None else cost.of(Chosen.from_json(task.params), pictures)
+
+
+def usage_of(state: UpstreamState) -> dict[str, Any]:
+    """The column of the upstream's usage figures, where this answer has them."""
+    return {} if state.usage is None else {"upstream_usage": state.usage}
 
 
 def estimate_progress(task: AiTask, reported: int | None, now: datetime, expected: float) -> int:
@@ -103,6 +118,7 @@ class Results:
         common: dict[str, Any] = {
             "upstream_status": state.raw_status,
             "poll_count": task.poll_count + 1,
+            **usage_of(state),
         }
         if state.phase == "failed":
             await moves.fail(task, state.error or "上游生成失败,未说明原因", **common)
@@ -169,7 +185,12 @@ class Results:
         task."""
         moved = False
         try:
-            columns = {**self.delivered(stored), **values}
+            cost = self.ctx.channels.cost_of(task.channel_id, task.model_name)
+            columns = {
+                **self.delivered(stored),
+                "cost": operator_cost(task, cost, len(stored)),
+                **values,
+            }
             moved = await self.moves.move(task, Status.COMPLETED, **columns)
         finally:
             if not moved:

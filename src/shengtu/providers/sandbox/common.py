@@ -53,8 +53,30 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-SIZES = {"auto": (1024, 1024), "1:1": (1024, 1024), "2:3": (1024, 1536), "3:2": (1536, 1024)}
-_SIZE_CODE = {"auto": "a", "1:1": "s", "2:3": "p", "3:2": "l"}
+# The aspect ratios the doubles draw: the 速创 models' four, and the wider ones FLUX offers
+# (at FLUX's own sizes), which the Replicate double takes.
+SIZES = {
+    "auto": (1024, 1024),
+    "1:1": (1024, 1024),
+    "2:3": (1024, 1536),
+    "3:2": (1536, 1024),
+    "16:9": (1344, 768),
+    "9:16": (768, 1344),
+    "4:3": (1152, 896),
+    "3:4": (896, 1152),
+}
+SUCHUANG_SIZES = ("auto", "1:1", "2:3", "3:2")
+# Never "i": a picture's id ends in "-i<index>".
+_SIZE_CODE = {
+    "auto": "a",
+    "1:1": "s",
+    "2:3": "p",
+    "3:2": "l",
+    "16:9": "w",
+    "9:16": "v",
+    "4:3": "f",
+    "3:4": "t",
+}
 _CODE_SIZE = {v: k for k, v in _SIZE_CODE.items()}
 DIRECTIVES = {
     "fail": "f",
@@ -86,7 +108,9 @@ V = TypeVar("V")
 _DIRECTIVE_RE = re.compile(r"\[sandbox:([a-z0-9]+)\]")
 # A job of several pictures ends in ``-n<count>`` (older ids, of one picture, have none);
 # a picture after its job's first is ``<job id>-i<index>``.
-_ID_RE = re.compile(r"^image_[0-9a-f]{12}-([0-9a-f]{1,14})-([aslp])([a-z0-9])(?:-n([1-9][0-9]?))?$")
+_ID_RE = re.compile(
+    r"^image_[0-9a-f]{12}-([0-9a-f]{1,14})-([aslpwvft])([a-z0-9])(?:-n([1-9][0-9]?))?$"
+)
 _PICTURE_RE = re.compile(r"^(.+)-i([1-9][0-9]?)$")
 _FONT_CANDIDATES = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",

@@ -16,8 +16,8 @@ from starlette.routing import Route
 
 from shengtu.providers.sandbox.common import (
     FAIL_MESSAGE,
-    SIZES,
     SLOW_SECONDS,
+    SUCHUANG_SIZES,
     Double,
     parse_directive,
     parse_job_id,
@@ -59,7 +59,7 @@ class SuChuangDouble(Double):
             return _reply(400, "缺少 prompt 参数", [])
         prompt = body["prompt"]
         size = body.get("size", "auto")
-        if size not in SIZES:
+        if size not in SUCHUANG_SIZES:
             return _reply(400, f"size 参数错误: {size}", [])
         urls = body.get("urls") or []
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
