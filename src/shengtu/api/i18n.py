@@ -38,11 +38,8 @@ STATUS_WORDS = {
 
 # (Chinese pattern, English). Patterns match the whole message; groups carry the values.
 _TABLE: list[tuple[str, str]] = [
-    # A model's parameters (shengtu.pricing.parameters): a value or a field it does not offer.
-    (
-        r"参数错误:模型 (\S+) 不提供 (\S+?)=(.*),可选值:(.*)",
-        "Invalid parameter: model {0} does not offer {1}={2}; offered: {3}",
-    ),
+    # A model's parameters (shengtu.pricing.parameters): a field it does not offer, more
+    # references than it takes (a value it does not offer: "模型 … 不提供" below).
     (
         r"参数错误:模型 (\S+) 没有参数 (.+),可用参数:无",
         "Invalid parameter: model {0} has no parameter {1}; it takes none",
