@@ -10,8 +10,9 @@ from shengtu.client.core import (
     Balance,
     Client,
     Model,
+    Quote,
     ShengtuAPIError,
     Task,
 )
 
-__all__ = ["AsyncClient", "Balance", "Client", "Model", "ShengtuAPIError", "Task"]
+__all__ = ["AsyncClient", "Balance", "Client", "Model", "Quote", "ShengtuAPIError", "Task"]

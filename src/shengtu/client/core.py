@@ -54,6 +54,13 @@ class Task:
     points_cost: int
     create_time: str
     complete_time: str | None
+    # Every delivered picture (the first is result_url), the pictures asked and made, the
+    # points given back, the values chosen.
+    result_urls: tuple[str, ...] = ()
+    pictures: int = 1
+    delivered: int | None = None
+    points_refunded: int = 0
+    parameters: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:
@@ -73,6 +80,36 @@ class Task:
             points_cost=int(data.get("pointsCost") or 0),
             create_time=data.get("createTime") or "",
             complete_time=data.get("completeTime"),
+            result_urls=tuple(data.get("resultUrls") or ()),
+            pictures=int(data.get("pictures") or 1),
+            delivered=data.get("delivered"),
+            points_refunded=int(data.get("pointsRefunded") or 0),
+            parameters=data.get("parameters"),
+        )
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a request would cost the calling user, and whether the balance covers it."""
+
+    model_name: str
+    each: int
+    n: int
+    total: int
+    balance: int
+    affordable: bool
+    parameters: dict[str, Any]
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Quote:
+        return cls(
+            model_name=data["modelName"],
+            each=int(data["each"]),
+            n=int(data["n"]),
+            total=int(data["total"]),
+            balance=int(data["balance"]),
+            affordable=bool(data["affordable"]),
+            parameters=dict(data.get("parameters") or {}),
         )
 
 
@@ -135,13 +172,31 @@ def _data(response: httpx.Response) -> Any:
 
 
 def _submit_body(
-    model: str, prompt: str, image_urls: list[str] | None, callback_url: str | None
+    model: str,
+    prompt: str,
+    image_urls: list[str] | None,
+    callback_url: str | None,
+    parameters: dict[str, Any] | None = None,
+    n: int = 1,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"modelName": model, "prompt": prompt}
     if image_urls:
         body["imageUrl"] = image_urls if len(image_urls) > 1 else image_urls[0]
     if callback_url:
         body["callbackUrl"] = callback_url
+    if parameters:
+        body["parameters"] = parameters
+    if n != 1:
+        body["n"] = n
+    return body
+
+
+def _quote_body(
+    model: str, parameters: dict[str, Any] | None, n: int, references: int
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"modelName": model, "n": n, "references": references}
+    if parameters:
+        body["parameters"] = parameters
     return body
 
 
@@ -241,11 +296,26 @@ class Client:
         image_urls: list[str] | None = None,
         callback_url: str | None = None,
         idempotency_key: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        n: int = 1,
     ) -> Task:
-        """One task. Retries send the same Idempotency-Key: never a second charge."""
+        """One task (of ``n`` pictures, with the model's ``parameters``). Retries send the
+        same Idempotency-Key: never a second charge."""
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
-        body = _submit_body(model, prompt, image_urls, callback_url)
+        body = _submit_body(model, prompt, image_urls, callback_url, parameters, n)
         return Task.of(self._request("POST", "/user/ai/tasks/submit", json=body, headers=headers))
+
+    def quote(
+        self,
+        model: str,
+        *,
+        parameters: dict[str, Any] | None = None,
+        n: int = 1,
+        references: int = 0,
+    ) -> Quote:
+        """What a submit would cost, without submitting it."""
+        body = _quote_body(model, parameters, n, references)
+        return Quote.of(self._request("POST", "/user/ai/quote", json=body))
 
     def task(self, task_no: str) -> Task:
         return Task.of(self._request("GET", f"/user/ai/tasks/{task_no}"))
@@ -311,10 +381,19 @@ class Client:
         on_progress: Progress | None = None,
         timeout: float = 900.0,
         idempotency_key: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        n: int = 1,
     ) -> Task:
         """Submit (uploading ``images`` first) and return the task once it has ended."""
         urls = [self.upload(i) for i in images or []]
-        task = self.submit(model, prompt, image_urls=urls, idempotency_key=idempotency_key)
+        task = self.submit(
+            model,
+            prompt,
+            image_urls=urls,
+            idempotency_key=idempotency_key,
+            parameters=parameters,
+            n=n,
+        )
         return self.wait(task.task_no, on_progress=on_progress, timeout=timeout)
 
     def download(self, task: Task, path: str | Path) -> Path:
@@ -394,11 +473,24 @@ class AsyncClient:
         image_urls: list[str] | None = None,
         callback_url: str | None = None,
         idempotency_key: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        n: int = 1,
     ) -> Task:
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
-        body = _submit_body(model, prompt, image_urls, callback_url)
+        body = _submit_body(model, prompt, image_urls, callback_url, parameters, n)
         data = await self._request("POST", "/user/ai/tasks/submit", json=body, headers=headers)
         return Task.of(data)
+
+    async def quote(
+        self,
+        model: str,
+        *,
+        parameters: dict[str, Any] | None = None,
+        n: int = 1,
+        references: int = 0,
+    ) -> Quote:
+        body = _quote_body(model, parameters, n, references)
+        return Quote.of(await self._request("POST", "/user/ai/quote", json=body))
 
     async def task(self, task_no: str) -> Task:
         return Task.of(await self._request("GET", f"/user/ai/tasks/{task_no}"))
@@ -463,9 +555,18 @@ class AsyncClient:
         on_progress: Progress | None = None,
         within: float = 900.0,
         idempotency_key: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        n: int = 1,
     ) -> Task:
         urls = [await self.upload(i) for i in images or []]
-        task = await self.submit(model, prompt, image_urls=urls, idempotency_key=idempotency_key)
+        task = await self.submit(
+            model,
+            prompt,
+            image_urls=urls,
+            idempotency_key=idempotency_key,
+            parameters=parameters,
+            n=n,
+        )
         return await self.wait(task.task_no, on_progress=on_progress, within=within)
 
     async def download(self, task: Task, path: str | Path) -> Path:
