@@ -232,8 +232,9 @@ def test_a_task_records_its_channels_cost_for_the_pictures_delivered_and_the_usa
 
 
 def test_a_bad_param_map_or_cost_rule_is_refused_and_changes_nothing(
-    platform: Platform,
+    audited: Platform,
 ) -> None:
+    platform = audited
     admin = platform.admin_client
     tag = secrets.token_hex(3)
     model = f"cost-bad-{tag}"
