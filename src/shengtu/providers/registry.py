@@ -32,6 +32,8 @@ class ProtocolSpec:
     # A new channel's upstream timeout when its operator sets none (None: the channel's
     # default, 30 s).
     default_timeout: float | None = None
+    # Where the sandbox serves this protocol's double, below its base URL (its ``prefix``).
+    sandbox_path: str = ""
 
     @property
     def cancellable(self) -> bool:
@@ -84,7 +86,7 @@ def build_providers(
     # key does; the others each on a pace of their own.
     return {
         name: spec.provider(
-            sandbox.base_url,
+            sandbox.base_url + spec.sandbox_path,
             sandbox.api_key,
             timeout=settings.upstream_timeout,
             pacer=pacing.pacer(

@@ -6,6 +6,7 @@ check, the results."""
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from shengtu.providers.sandbox.common import (
     DIRECTIVES,
@@ -37,8 +38,10 @@ DOUBLES: dict[str, type[Double]] = {
 
 def create_sandbox_app(state: SandboxState) -> Starlette:
     """Every double's routes and the shared ones, in one router (one 404, one 405)."""
-    routes = [route for double in DOUBLES.values() for route in double(state).routes()]
-    return Starlette(routes=[*routes, *Shared(state).routes()])
+    doubles = [double(state) for double in DOUBLES.values()]
+    mounted = [Mount(d.prefix, routes=d.routes()) for d in doubles if d.prefix]
+    routes = [route for d in doubles if not d.prefix for route in d.routes()]
+    return Starlette(routes=[*mounted, *routes, *Shared(state).routes()])
 
 
 __all__ = [

@@ -334,9 +334,21 @@ class Double(ABC):
     def refused(self) -> Response:
         """The protocol's answer to a wrong key."""
 
+    # Where the double's routes are mounted in the sandbox ("" : at its root). A protocol
+    # whose paths another protocol also has (``/v1/images/generations``) has a prefix of its
+    # own; its channels' base URL ends with it (the registry's ``sandbox_path``).
+    prefix = ""
+
     def key(self, request: Request) -> str:
         """The key a caller sent: a ``Bearer`` token unless the protocol says otherwise."""
         return request.headers.get("authorization", "").removeprefix("Bearer ")
+
+    async def authorized(self, request: Request) -> bool:
+        """Whether the caller holds one of the sandbox's keys. A protocol that signs its
+        requests (an HMAC over the request, a JWT) checks the signature here, with the
+        request's body when it is signed too (``await request.body()`` can be read again
+        by the handler)."""
+        return self.state.accepts(self.key(request))
 
     def route(self, path: str, handler: Handler, method: str) -> Route:
         """``handler`` at ``path``, behind the key check. Every call is counted, refused or
@@ -344,7 +356,7 @@ class Double(ABC):
 
         async def guarded(request: Request) -> Response:
             self.state.count_call()
-            if not self.state.accepts(self.key(request)):
+            if not await self.authorized(request):
                 return self.refused()
             return await handler(request)
 
