@@ -102,7 +102,6 @@ async def audit(session: AsyncSession, stuck_before: datetime) -> list[AuditChec
         "(charged − refunded = delivered × each)",
         len(tasks),
     )
-    delivered_c = refund_c
     stuck = AuditCheck("没有超过截止时间仍未结束的任务 (no stuck task)", len(tasks))
     known = set()
     for task_no, status, cost, pictures, delivered, deadline in tasks:
@@ -114,28 +113,41 @@ async def audit(session: AsyncSession, stuck_before: datetime) -> list[AuditChec
         want = [cost] if status == Status.FAILED else []
         if refunds != want:
             refund_c.violations.append(f"任务 {task_no} ({status}): 退款 {refunds},应为 {want}")
-        each, short = cost // max(1, pictures), entries.get((task_no, "undelivered"), [])
-        if status in (Status.COMPLETED, Status.FAILED):
-            made = delivered if status == Status.COMPLETED else 0
-            if made is None:  # a task completed before pictures were counted: one picture
-                made = pictures
-            back = sum(refunds) + sum(short)
-            want_short = [each * (pictures - made)] if status == Status.COMPLETED else []
-            if cost - back != made * each or short != [s for s in want_short if s]:
-                delivered_c.violations.append(
-                    f"任务 {task_no} ({status}): 扣费 {cost} − 退还 {back} ≠ "
-                    f"交付 {made} 张 × 单价 {each}(少交付退还 {short})"
-                )
-        elif short:
-            delivered_c.violations.append(
-                f"任务 {task_no} ({status}): 未结束却有少交付退还 {short}"
-            )
+        short = entries.get((task_no, "undelivered"), [])
+        problem = _delivery_problem(status, cost, pictures, delivered, refunds, short)
+        if problem:
+            refund_c.violations.append(f"任务 {task_no} ({status}): {problem}")
         if status in ACTIVE and deadline < stuck_before:
             stuck.violations.append(f"任务 {task_no}: 状态 {status},截止 {deadline} 已过")
     orphans = sorted({t for (t, _k) in entries if t not in known})
     consume.violations += [f"流水引用了不存在的任务 {t}" for t in orphans]
     checks += [consume, refund_c, stuck]
     return checks
+
+
+def _delivery_problem(
+    status: str,
+    cost: int,
+    pictures: int,
+    delivered: int | None,
+    refunds: list[int],
+    short: list[int],
+) -> str | None:
+    """What is wrong with an ended task's give-backs, by charged − refunded = delivered ×
+    each (None: nothing). A task that has not ended has given nothing back for pictures."""
+    if status not in (Status.COMPLETED, Status.FAILED):
+        return f"未结束却有少交付退还 {short}" if short else None
+    each = cost // max(1, pictures)
+    made = delivered if status == Status.COMPLETED else 0
+    if made is None:  # a task completed before pictures were counted: one picture
+        made = pictures
+    back = sum(refunds) + sum(short)
+    want_short = (
+        [each * (pictures - made)] if status == Status.COMPLETED and made < pictures else []
+    )
+    if cost - back == made * each and short == want_short:
+        return None
+    return f"扣费 {cost} − 退还 {back} ≠ 交付 {made} 张 × 单价 {each}(少交付退还 {short})"
 
 
 async def audit_snapshot(db: Database, grace: timedelta) -> list[AuditCheck]:
