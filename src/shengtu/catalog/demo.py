@@ -36,9 +36,23 @@ FLUX_PARAMS: dict[str, Any] = {
     },
     "maxN": 4,
 }
+# Seedream 4.0's resolutions (it picks the shape from the prompt). Ark bills by the picture
+# made, whatever its size; the demo sells a 4K one dearer and a 1K one cheaper, as an
+# operator whose users wait and store more for 4K might. Up to 4 pictures is one job (a set).
+SEEDREAM_PARAMS: dict[str, Any] = {
+    "choices": {
+        "resolution": {"values": ["1K", "2K", "4K"], "default": "2K", "upstream": "size"},
+    },
+    "maxN": 4,
+    "maxReferences": 10,
+}
+SEEDREAM_PRICE: dict[str, Any] = {
+    "choices": {"resolution": {"1K": {"times": "0.8"}, "4K": {"times": "2"}}},
+}
 
-# Served in `make run` by the sandbox's OpenAI Images and Replicate doubles; an operator
-# selling them for real adds an `openai_images` or `replicate` channel (docs/channels.md).
+# Served in `make run` by the sandbox's OpenAI Images, Replicate and Volcengine Ark doubles;
+# an operator selling them for real adds an `openai_images`, `replicate` or
+# `volcengine_ark` channel (docs/channels.md).
 # gpt-image-1 serves both task types; gpt-image-1-edit stays for the clients and scripts
 # that name it.
 DEMO_MODELS: tuple[dict[str, Any], ...] = (
@@ -83,6 +97,23 @@ DEMO_MODELS: tuple[dict[str, Any], ...] = (
         params=FLUX_PARAMS,
         enabled=True,
         sort_order=102,
+    ),
+    dict(
+        model_name="seedream-4",
+        description=(
+            "豆包 Seedream 4.0 文生图/图生图(火山方舟):每张 30 积分(2K),1K ×0.8、4K ×2,"
+            "最多 10 张参考图,一次最多 4 张(组图)"
+        ),
+        points_cost=30,
+        task_type="both",
+        aspect_ratio=None,
+        provider="volcengine_ark",
+        upstream_model="doubao-seedream-4-0-250828",
+        upstream_params={},
+        params=SEEDREAM_PARAMS,
+        price_rule=SEEDREAM_PRICE,
+        enabled=True,
+        sort_order=103,
     ),
 )
 

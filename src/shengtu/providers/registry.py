@@ -15,10 +15,11 @@ from shengtu.providers.openai_images import OpenAIImagesProvider
 from shengtu.providers.pacing import Pacing
 from shengtu.providers.replicate import ReplicateProvider
 from shengtu.providers.suchuang import SuChuangProvider
+from shengtu.providers.volcengine_ark import VolcengineArkProvider
 
 # The protocols a channel may speak: the keys of PROTOCOLS, spelled out for the API's
 # schema (tests/providers/test_protocols.py checks the two agree).
-ProtocolName = Literal["suchuang", "openai_images", "replicate"]
+ProtocolName = Literal["suchuang", "openai_images", "replicate", "volcengine_ark"]
 # The protocol of the upstream the settings name (SHENGTU_SUCHUANG_*), and of a channel
 # made without one.
 DEFAULT_PROTOCOL: ProtocolName = "suchuang"
@@ -46,6 +47,8 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
     # It answers when the picture is done: minutes, not seconds.
     "openai_images": ProtocolSpec(OpenAIImagesProvider, default_timeout=300.0),
     "replicate": ProtocolSpec(ReplicateProvider),
+    # Seedream answers when the pictures are done: a set of 4K pictures takes minutes.
+    "volcengine_ark": ProtocolSpec(VolcengineArkProvider, default_timeout=600.0),
 }
 
 

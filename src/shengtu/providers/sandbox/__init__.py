@@ -26,6 +26,7 @@ from shengtu.providers.sandbox.common import (
 from shengtu.providers.sandbox.openai_images import OpenAIImagesDouble
 from shengtu.providers.sandbox.replicate import ReplicateDouble
 from shengtu.providers.sandbox.suchuang import SuChuangDouble
+from shengtu.providers.sandbox.volcengine_ark import VolcengineArkDouble
 
 # Each protocol of providers/registry.py's PROTOCOLS, and its double
 # (tests/providers/test_protocols.py checks they agree).
@@ -33,6 +34,7 @@ DOUBLES: dict[str, type[Double]] = {
     "suchuang": SuChuangDouble,
     "openai_images": OpenAIImagesDouble,
     "replicate": ReplicateDouble,
+    "volcengine_ark": VolcengineArkDouble,
 }
 
 
