@@ -26,9 +26,19 @@ def test_a_protocol_is_cancellable_when_its_provider_can_cancel() -> None:
     assert not cancellable("no-such-protocol")
 
 
-def test_only_openai_images_channels_wait_minutes_by_default() -> None:
+def test_only_channels_answered_with_the_picture_wait_minutes_by_default() -> None:
     defaults = {name: spec.default_timeout for name, spec in PROTOCOLS.items()}
-    assert defaults == {"suchuang": None, "openai_images": 300.0, "replicate": None}
+    assert defaults == {
+        "suchuang": None,
+        "openai_images": 300.0,
+        "replicate": None,
+        "gemini": 300.0,
+    }
+    # The two that answer with the picture are the two that do not poll.
+    assert {name for name, spec in PROTOCOLS.items() if not spec.provider.polls} == {
+        "openai_images",
+        "gemini",
+    }
 
 
 def test_the_sandbox_has_a_double_of_every_protocol() -> None:
