@@ -460,6 +460,11 @@ def test_the_key_goes_in_googles_header_and_the_double_checks_it() -> None:
                     assert answer.status_code == 400
                     assert answer.json()["error"]["details"][0]["reason"] == "API_KEY_INVALID"
                 assert (await client.get("/v1beta/models", params={"key": key})).status_code == 200
+                # Google reads an Authorization header as an OAuth token, even beside the key.
+                both = {"x-goog-api-key": key, "Authorization": f"Bearer {key}"}
+                answer = await client.get("/v1beta/models", headers=both)
+                assert answer.status_code == 401
+                assert answer.json()["error"]["status"] == "UNAUTHENTICATED"
                 # Image models refuse several candidates, as the real ones do.
                 many = await client.post(
                     "/v1beta/models/gemini-2.5-flash-image:generateContent",

@@ -1,7 +1,8 @@
 """The Gemini API double: ``POST /v1beta/models/{model}:generateContent`` and the model
 list (``GET /v1beta/models``, ``GET /v1beta/models/{model}``), the key in
 ``x-goog-api-key`` (or ``?key=``). A wrong key is Google's 400 ``INVALID_ARGUMENT`` with
-the ``API_KEY_INVALID`` reason.
+the ``API_KEY_INVALID`` reason; a right one beside an ``Authorization`` header is a 401
+(Google reads that header as an OAuth token).
 
 It knows the image models (a name ``gemini-…image…``; any other is a 404 ``NOT_FOUND``),
 reads the user turn's text and its inline pictures (``inline_data`` or ``inlineData``),
@@ -43,6 +44,7 @@ from starlette.routing import Route
 from shengtu.providers.sandbox.common import (
     SLOW_SECONDS,
     Double,
+    Handler,
     draw_png,
     parse_directive,
 )
@@ -210,6 +212,30 @@ class GeminiDouble(Double):
 
     def key(self, request: Request) -> str:
         return request.headers.get("x-goog-api-key") or request.query_params.get("key", "")
+
+    def route(self, path: str, handler: Handler, method: str) -> Route:
+        """Behind the key check, Google's reading of an ``Authorization`` header: an OAuth
+        token, which an API key is not (a client sending its key there too is refused)."""
+
+        async def oauth_checked(request: Request) -> Response:
+            if "authorization" in request.headers:
+                return _google_error(
+                    401,
+                    "UNAUTHENTICATED",
+                    "Request had invalid authentication credentials. Expected OAuth 2 access "
+                    "token, login cookie or other valid authentication credential.",
+                    [
+                        {
+                            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                            "reason": "ACCESS_TOKEN_TYPE_UNSUPPORTED",
+                            "domain": "googleapis.com",
+                        }
+                    ],
+                )
+            return await handler(request)
+
+        oauth_checked.__name__ = handler.__name__
+        return super().route(path, oauth_checked, method)
 
     def refused(self) -> Response:
         return _google_error(
