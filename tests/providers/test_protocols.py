@@ -26,13 +26,20 @@ def test_a_protocol_is_cancellable_when_its_provider_can_cancel() -> None:
     assert not cancellable("no-such-protocol")
 
 
-def test_only_openai_images_channels_wait_minutes_by_default() -> None:
+def test_only_channels_answered_with_the_picture_wait_minutes_by_default() -> None:
     defaults = {name: spec.default_timeout for name, spec in PROTOCOLS.items()}
     assert defaults == {
         "suchuang": None,
         "openai_images": 300.0,
         "replicate": None,
         "volcengine_ark": 600.0,
+        "gemini": 300.0,
+    }
+    # Those that answer with the picture are those that do not poll.
+    assert {name for name, spec in PROTOCOLS.items() if not spec.provider.polls} == {
+        "openai_images",
+        "volcengine_ark",
+        "gemini",
     }
 
 

@@ -50,9 +50,20 @@ SEEDREAM_PRICE: dict[str, Any] = {
     "choices": {"resolution": {"1K": {"times": "0.8"}, "4K": {"times": "2"}}},
 }
 
-# Served in `make run` by the sandbox's OpenAI Images, Replicate and Volcengine Ark doubles;
-# an operator selling them for real adds an `openai_images`, `replicate` or
-# `volcengine_ark` channel (docs/channels.md).
+# Gemini's image ratios, sent as its ``imageConfig.aspectRatio``; gemini-2.5-flash-image
+# reads up to 3 reference pictures and makes one picture a call.
+GEMINI_IMAGE_PARAMS: dict[str, Any] = {
+    "choices": {
+        "aspectRatio": {
+            "values": ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"],
+            "default": "1:1",
+        }
+    },
+    "maxReferences": 3,
+}
+
+# Served in `make run` by the sandbox's doubles, one model or more per protocol; an
+# operator selling them for real adds a channel of that protocol (docs/channels.md).
 # gpt-image-1 serves both task types; gpt-image-1-edit stays for the clients and scripts
 # that name it.
 DEMO_MODELS: tuple[dict[str, Any], ...] = (
@@ -114,6 +125,24 @@ DEMO_MODELS: tuple[dict[str, Any], ...] = (
         price_rule=SEEDREAM_PRICE,
         enabled=True,
         sort_order=103,
+    ),
+    # Google prices gemini-2.5-flash-image by the picture (1290 output tokens, whatever
+    # its ratio): one price here too.
+    dict(
+        model_name="gemini-image",
+        description=(
+            "Gemini 2.5 Flash Image(Nano Banana)文生图/图生图(Gemini API):每张 30 积分,"
+            "宽高比 1:1/2:3/3:2/3:4/4:3/4:5/5:4/9:16/16:9/21:9,最多 3 张参考图,每次一张"
+        ),
+        points_cost=30,
+        task_type="both",
+        aspect_ratio=None,
+        provider="gemini",
+        upstream_model="gemini-2.5-flash-image",
+        upstream_params={},
+        params=GEMINI_IMAGE_PARAMS,
+        enabled=True,
+        sort_order=104,
     ),
 )
 

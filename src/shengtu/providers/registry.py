@@ -10,6 +10,7 @@ from typing import Literal
 
 from shengtu.config import Settings
 from shengtu.providers.base import Cancellable, Provider
+from shengtu.providers.gemini import GeminiProvider
 from shengtu.providers.http import HttpUpstream
 from shengtu.providers.openai_images import OpenAIImagesProvider
 from shengtu.providers.pacing import Pacing
@@ -19,7 +20,13 @@ from shengtu.providers.volcengine_ark import VolcengineArkProvider
 
 # The protocols a channel may speak: the keys of PROTOCOLS, spelled out for the API's
 # schema (tests/providers/test_protocols.py checks the two agree).
-ProtocolName = Literal["suchuang", "openai_images", "replicate", "volcengine_ark"]
+ProtocolName = Literal[
+    "suchuang",
+    "openai_images",
+    "replicate",
+    "volcengine_ark",
+    "gemini",
+]
 # The protocol of the upstream the settings name (SHENGTU_SUCHUANG_*), and of a channel
 # made without one.
 DEFAULT_PROTOCOL: ProtocolName = "suchuang"
@@ -49,6 +56,8 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
     "replicate": ProtocolSpec(ReplicateProvider),
     # Seedream answers when the pictures are done: a set of 4K pictures takes minutes.
     "volcengine_ark": ProtocolSpec(VolcengineArkProvider, default_timeout=600.0),
+    # It answers with the picture too; gemini-3-pro-image at 4K takes a minute or more.
+    "gemini": ProtocolSpec(GeminiProvider, default_timeout=300.0),
 }
 
 

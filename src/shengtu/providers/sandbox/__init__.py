@@ -23,6 +23,7 @@ from shengtu.providers.sandbox.common import (
     parse_picture_id,
     picture_id,
 )
+from shengtu.providers.sandbox.gemini import GeminiDouble
 from shengtu.providers.sandbox.openai_images import OpenAIImagesDouble
 from shengtu.providers.sandbox.replicate import ReplicateDouble
 from shengtu.providers.sandbox.suchuang import SuChuangDouble
@@ -35,6 +36,7 @@ DOUBLES: dict[str, type[Double]] = {
     "openai_images": OpenAIImagesDouble,
     "replicate": ReplicateDouble,
     "volcengine_ark": VolcengineArkDouble,
+    "gemini": GeminiDouble,
 }
 
 

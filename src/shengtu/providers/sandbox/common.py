@@ -65,6 +65,10 @@ SIZES = {
     "4:3": (1152, 896),
     "3:4": (896, 1152),
 }
+# Ratios only Gemini offers, at Gemini's own sizes: drawn, yet no other double accepts them
+# (the Replicate double takes the ratios of SIZES).
+GEMINI_ONLY_SIZES = {"4:5": (896, 1152), "5:4": (1152, 896), "21:9": (1536, 672)}
+DRAWN_SIZES = {**SIZES, **GEMINI_ONLY_SIZES}
 SUCHUANG_SIZES = ("auto", "1:1", "2:3", "3:2")
 # Never "i": a picture's id ends in "-i<index>".
 _SIZE_CODE = {
@@ -76,6 +80,9 @@ _SIZE_CODE = {
     "9:16": "v",
     "4:3": "f",
     "3:4": "t",
+    "4:5": "o",
+    "5:4": "e",
+    "21:9": "u",
 }
 _CODE_SIZE = {v: k for k, v in _SIZE_CODE.items()}
 DIRECTIVES = {
@@ -109,7 +116,9 @@ _DIRECTIVE_RE = re.compile(r"\[sandbox:([a-z0-9]+)\]")
 # A job of several pictures ends in ``-n<count>`` (older ids, of one picture, have none);
 # a picture after its job's first is ``<job id>-i<index>``.
 _ID_RE = re.compile(
-    r"^image_[0-9a-f]{12}-([0-9a-f]{1,14})-([aslpwvft])([a-z0-9])(?:-n([1-9][0-9]?))?$"
+    r"^image_[0-9a-f]{12}-([0-9a-f]{1,14})-(["
+    + "".join(_SIZE_CODE.values())
+    + r"])([a-z0-9])(?:-n([1-9][0-9]?))?$"
 )
 _PICTURE_RE = re.compile(r"^(.+)-i([1-9][0-9]?)$")
 _FONT_CANDIDATES = (
@@ -192,7 +201,7 @@ def _renders(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, text: str) -> b
 def draw_png(prompt: str, size: str, job_id: str, font_path: str = "", scale: float = 1.0) -> bytes:
     """A gradient in the prompt's colours with the prompt written on it, of the asked ratio
     (``scale`` × the size; smaller pictures cost the test suite less CPU)."""
-    width, height = (max(16, round(side * scale)) for side in SIZES[size])
+    width, height = (max(16, round(side * scale)) for side in DRAWN_SIZES[size])
     digest = hashlib.sha256(prompt.encode()).digest()
     hue = digest[0] / 255
     top = tuple(int(c * 255) for c in colorsys.hsv_to_rgb(hue, 0.55, 0.95))
