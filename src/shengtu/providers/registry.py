@@ -11,6 +11,7 @@ from typing import Literal
 from shengtu.config import Settings
 from shengtu.providers.base import Cancellable, Provider
 from shengtu.providers.http import HttpUpstream
+from shengtu.providers.jimeng import JimengProvider
 from shengtu.providers.openai_images import OpenAIImagesProvider
 from shengtu.providers.pacing import Pacing
 from shengtu.providers.replicate import ReplicateProvider
@@ -18,7 +19,7 @@ from shengtu.providers.suchuang import SuChuangProvider
 
 # The protocols a channel may speak: the keys of PROTOCOLS, spelled out for the API's
 # schema (tests/providers/test_protocols.py checks the two agree).
-ProtocolName = Literal["suchuang", "openai_images", "replicate"]
+ProtocolName = Literal["suchuang", "openai_images", "replicate", "jimeng"]
 # The protocol of the upstream the settings name (SHENGTU_SUCHUANG_*), and of a channel
 # made without one.
 DEFAULT_PROTOCOL: ProtocolName = "suchuang"
@@ -34,6 +35,13 @@ class ProtocolSpec:
     default_timeout: float | None = None
     # Where the sandbox serves this protocol's double, below its base URL (its ``prefix``).
     sandbox_path: str = ""
+    # Its key is a pair, ``ACCESS_KEY:SECRET_KEY``, that signs each request: the sandbox's
+    # own key ``k`` (no colon) stands for ``k:k`` there.
+    key_pair: bool = False
+
+    def sandbox_key(self, key: str) -> str:
+        """The key a provider of this protocol uses for the sandbox's key ``key``."""
+        return f"{key}:{key}" if self.key_pair and ":" not in key else key
 
     @property
     def cancellable(self) -> bool:
@@ -46,6 +54,8 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
     # It answers when the picture is done: minutes, not seconds.
     "openai_images": ProtocolSpec(OpenAIImagesProvider, default_timeout=300.0),
     "replicate": ProtocolSpec(ReplicateProvider),
+    # Volcengine's visual API is one path for every action: its double has a prefix.
+    "jimeng": ProtocolSpec(JimengProvider, sandbox_path="/jimeng", key_pair=True),
 }
 
 
@@ -87,7 +97,7 @@ def build_providers(
     return {
         name: spec.provider(
             sandbox.base_url + spec.sandbox_path,
-            sandbox.api_key,
+            spec.sandbox_key(sandbox.api_key),
             timeout=settings.upstream_timeout,
             pacer=pacing.pacer(
                 sandbox.api_key if name == DEFAULT_PROTOCOL else f"{name}:{sandbox.api_key}",
