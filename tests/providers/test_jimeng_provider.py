@@ -11,6 +11,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
+from shengtu.catalog.demo import DEMO_MODELS
+from shengtu.config import Settings
+from shengtu.pricing.parameters import Parameters
 from shengtu.providers.base import UpstreamError, UpstreamJob
 from shengtu.providers.jimeng import (
     MALFORMED_KEY,
@@ -30,7 +34,7 @@ from shengtu.providers.jimeng import (
     split_key,
     submit_body,
 )
-from shengtu.providers.registry import PROTOCOLS
+from shengtu.providers.registry import PROTOCOLS, build_providers, sandbox_key
 from shengtu.providers.sandbox import SandboxState
 from shengtu.providers.sandbox.jimeng import JimengDouble
 from shengtu.runner import running_sandbox
@@ -397,3 +401,30 @@ def test_every_refusal_at_submit() -> None:
     assert unknown is not None and unknown.transient and not unknown.key_rejected
     assert gateway_error(None, 502, {}) is not None
     assert gateway_error(None, 200, {}) is None
+
+
+def test_the_demo_model_is_served_by_the_sandbox_of_make_run(tmp_path: Path) -> None:
+    """``make run``'s jimeng-t2i: its size choice goes upstream as width and height, through
+    the provider the embedded default builds for the sandbox (one plain key)."""
+    demo = next(m for m in DEMO_MODELS if m["model_name"] == "jimeng-t2i")
+    assert (demo["provider"], demo["upstream_model"]) == ("jimeng", "jimeng_t2i_v31")
+    parameters = Parameters.parse(demo["params"])
+    assert parameters.max_n == 1
+    chosen = parameters.choose("jimeng-t2i", {"size": "936x1664"}, 1)
+    fields = {**demo["upstream_params"], **parameters.upstream_fields(chosen)}
+    settings = Settings(data_dir=tmp_path)
+
+    async def run() -> None:
+        key = sandbox_key(settings)
+        async with running_sandbox("127.0.0.1", 0, key, LATENCY, scale=SANDBOX_SCALE) as end:
+            provider = build_providers(settings, end)["jimeng"]
+            assert isinstance(provider, JimengProvider)
+            try:
+                state = await provider.submit(job("竖屏海报", demo["upstream_model"], **fields))
+                done = await finished(provider, state.upstream_id)
+                picture = sniff_image(done.pictures[0])
+                assert picture.height > picture.width  # 9:16
+            finally:
+                await provider.aclose()
+
+    asyncio.run(run())
