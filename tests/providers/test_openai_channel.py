@@ -128,15 +128,15 @@ def test_openai_images_channels_with_every_fault(own_platform: Callable[..., Pla
         platform.audit()
 
 
-def test_make_runs_demo_serves_gpt_image_1_and_flux_through_the_sandbox(tmp_path: Path) -> None:
+def test_make_runs_demo_serves_every_demo_model_through_the_sandbox(tmp_path: Path) -> None:
     """`make run` (`shengtu demo`, no upstream key): the catalog gains gpt-image-1, its
-    edit model and flux-schnell, and the built-in sandbox serves them over the OpenAI and
-    Replicate protocols."""
+    edit model, flux-schnell and jimeng-t2i, and the built-in sandbox serves them over the
+    OpenAI, Replicate and 即梦 protocols."""
     platform = Platform(tmp_path).start()
     try:
         assert "demo" in cli(platform.env, "demo").stdout
         cli(platform.env, "demo")  # twice: nothing added twice
-        user = platform.new_user(points=100)
+        user = platform.new_user(points=200)
         names = [m["modelName"] for m in user.client.get("/user/ai/models").json()["data"]]
         # The spec's eight, then every demo model (one per protocol), in order.
         assert names[8:11] == ["gpt-image-1", "gpt-image-1-edit", "flux-schnell"]
@@ -147,9 +147,10 @@ def test_make_runs_demo_serves_gpt_image_1_and_flux_through_the_sandbox(tmp_path
         text = user.submit(modelName="gpt-image-1", prompt="演示")["data"]["taskNo"]
         edit = user.submit(modelName="gpt-image-1-edit", prompt="演示改图", imageUrl=upload["url"])
         flux = user.submit(modelName="flux-schnell", prompt="演示 flux")["data"]["taskNo"]
-        for task_no in (text, edit["data"]["taskNo"], flux):
+        jimeng = user.submit(modelName="jimeng-t2i", prompt="演示即梦")["data"]["taskNo"]
+        for task_no in (text, edit["data"]["taskNo"], flux, jimeng):
             task = user.wait(task_no)
             assert task["status"] == "completed", task
-        assert user.balance() == 100 - 40 - 45 - 10
+        assert user.balance() == 200 - 40 - 45 - 10 - 20
     finally:
         platform.stop()

@@ -62,6 +62,20 @@ GEMINI_IMAGE_PARAMS: dict[str, Any] = {
     "maxReferences": 3,
 }
 
+# 即梦 3.1's recommended 1K sizes (its API takes width and height: the provider splits a
+# ``WxH`` choice). One picture a job: its API takes no count. One price: Volcengine bills
+# 3.1 by the picture, whatever its size.
+JIMENG_PARAMS: dict[str, Any] = {
+    "choices": {
+        "size": {
+            "values": ["1328x1328", "1472x1104", "1104x1472", "1664x936", "936x1664"],
+            "default": "1328x1328",
+        }
+    },
+    "maxN": 1,
+    "extra": ["seed", "use_pre_llm"],
+}
+
 # Served in `make run` by the sandbox's doubles, one model or more per protocol; an
 # operator selling them for real adds a channel of that protocol (docs/channels.md).
 # gpt-image-1 serves both task types; gpt-image-1-edit stays for the clients and scripts
@@ -143,6 +157,22 @@ DEMO_MODELS: tuple[dict[str, Any], ...] = (
         params=GEMINI_IMAGE_PARAMS,
         enabled=True,
         sort_order=104,
+    ),
+    dict(
+        model_name="jimeng-t2i",
+        description=(
+            "即梦文生图 3.1(火山引擎智能视觉):每张 20 积分,"
+            "尺寸 1328x1328/1472x1104/1104x1472/1664x936/936x1664"
+        ),
+        points_cost=20,
+        task_type="text_to_image",
+        aspect_ratio=None,
+        provider="jimeng",
+        upstream_model="jimeng_t2i_v31",
+        upstream_params={},
+        params=JIMENG_PARAMS,
+        enabled=True,
+        sort_order=105,
     ),
 )
 

@@ -12,6 +12,7 @@ from shengtu.config import Settings
 from shengtu.providers.base import Cancellable, Provider
 from shengtu.providers.gemini import GeminiProvider
 from shengtu.providers.http import HttpUpstream
+from shengtu.providers.jimeng import JimengProvider
 from shengtu.providers.openai_images import OpenAIImagesProvider
 from shengtu.providers.pacing import Pacing
 from shengtu.providers.replicate import ReplicateProvider
@@ -26,6 +27,7 @@ ProtocolName = Literal[
     "replicate",
     "volcengine_ark",
     "gemini",
+    "jimeng",
 ]
 # The protocol of the upstream the settings name (SHENGTU_SUCHUANG_*), and of a channel
 # made without one.
@@ -42,6 +44,13 @@ class ProtocolSpec:
     default_timeout: float | None = None
     # Where the sandbox serves this protocol's double, below its base URL (its ``prefix``).
     sandbox_path: str = ""
+    # Its key is a pair, ``ACCESS_KEY:SECRET_KEY``, that signs each request: the sandbox's
+    # own key ``k`` (no colon) stands for ``k:k`` there.
+    key_pair: bool = False
+
+    def sandbox_key(self, key: str) -> str:
+        """The key a provider of this protocol uses for the sandbox's key ``key``."""
+        return f"{key}:{key}" if self.key_pair and ":" not in key else key
 
     @property
     def cancellable(self) -> bool:
@@ -58,6 +67,8 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
     "volcengine_ark": ProtocolSpec(VolcengineArkProvider, default_timeout=600.0),
     # It answers with the picture too; gemini-3-pro-image at 4K takes a minute or more.
     "gemini": ProtocolSpec(GeminiProvider, default_timeout=300.0),
+    # Volcengine's visual API is one path for every action: its double has a prefix.
+    "jimeng": ProtocolSpec(JimengProvider, sandbox_path="/jimeng", key_pair=True),
 }
 
 
@@ -99,7 +110,7 @@ def build_providers(
     return {
         name: spec.provider(
             sandbox.base_url + spec.sandbox_path,
-            sandbox.api_key,
+            spec.sandbox_key(sandbox.api_key),
             timeout=settings.upstream_timeout,
             pacer=pacing.pacer(
                 sandbox.api_key if name == DEFAULT_PROTOCOL else f"{name}:{sandbox.api_key}",

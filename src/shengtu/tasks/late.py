@@ -125,13 +125,21 @@ class LateWatch:
             return
         if state.phase != "succeeded":
             return
+        upstream_url = state.result_urls[0] if state.result_urls else None
         try:
-            # Past the task's deadline: a late copy gets as long as a task does.
-            key = (
-                await self.results.fetch(
-                    task, state.result_urls[0], provider, self.settings.task_deadline
-                )
-            ).key
+            if state.pictures:
+                # The picture came inline: nothing to download.
+                key = (await self.results.store(task, state.pictures[0])).key
+            elif upstream_url is None:
+                await self._stop_watching(task)
+                return
+            else:
+                # Past the task's deadline: a late copy gets as long as a task does.
+                key = (
+                    await self.results.fetch(
+                        task, upstream_url, provider, self.settings.task_deadline
+                    )
+                ).key
         except FetchError as exc:
             if not exc.transient and not exc.out_of_time:
                 await self._stop_watching(task)
@@ -152,7 +160,7 @@ class LateWatch:
                 .values(
                     late_result_url=url,
                     result_key=key,
-                    upstream_result_url=state.result_urls[0],
+                    upstream_result_url=upstream_url,
                     late_until=None,
                     late_next_at=None,
                     updated_at=now,

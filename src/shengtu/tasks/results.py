@@ -150,10 +150,17 @@ class Results:
         whole (the rest refunded in the same move); a failed copy retried while tries are
         left, else the task fails. Nothing stored outlives a task that did not complete."""
         moves = self.moves
-        urls = state.result_urls[: task.pictures]
+        inline = state.pictures[: task.pictures]
+        urls = state.result_urls[: task.pictures - len(inline)]
         stored: list[Delivered] = []
         spoiled: NotAnImage | None = None
         try:
+            # Pictures that came inline in the answer (即梦's base64): stored as they are.
+            for picture in inline:
+                try:
+                    stored.append(Delivered((await self.store(task, picture)).key))
+                except NotAnImage as exc:
+                    spoiled = exc
             for url in urls:
                 try:
                     key = (await self.fetch(task, url, provider, seconds_left(task))).key

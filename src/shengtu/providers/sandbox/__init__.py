@@ -24,6 +24,7 @@ from shengtu.providers.sandbox.common import (
     picture_id,
 )
 from shengtu.providers.sandbox.gemini import GeminiDouble
+from shengtu.providers.sandbox.jimeng import JimengDouble
 from shengtu.providers.sandbox.openai_images import OpenAIImagesDouble
 from shengtu.providers.sandbox.replicate import ReplicateDouble
 from shengtu.providers.sandbox.suchuang import SuChuangDouble
@@ -37,6 +38,7 @@ DOUBLES: dict[str, type[Double]] = {
     "replicate": ReplicateDouble,
     "volcengine_ark": VolcengineArkDouble,
     "gemini": GeminiDouble,
+    "jimeng": JimengDouble,
 }
 
 
