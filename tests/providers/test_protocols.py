@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from shengtu.providers.base import Cancellable
+from shengtu.providers.dashscope import DashScopeProvider
 from shengtu.providers.registry import DEFAULT_PROTOCOL, PROTOCOLS, ProtocolName, cancellable
 from shengtu.providers.replicate import ReplicateProvider
 from shengtu.providers.sandbox import DOUBLES, SandboxState
@@ -21,14 +22,20 @@ def test_the_api_schema_names_exactly_the_protocols_of_the_table() -> None:
 
 
 def test_a_protocol_is_cancellable_when_its_provider_can_cancel() -> None:
-    assert [name for name in PROTOCOLS if cancellable(name)] == ["replicate"]
+    assert [name for name in PROTOCOLS if cancellable(name)] == ["replicate", "dashscope"]
     assert issubclass(ReplicateProvider, Cancellable)
+    assert issubclass(DashScopeProvider, Cancellable)
     assert not cancellable("no-such-protocol")
 
 
 def test_only_openai_images_channels_wait_minutes_by_default() -> None:
     defaults = {name: spec.default_timeout for name, spec in PROTOCOLS.items()}
-    assert defaults == {"suchuang": None, "openai_images": 300.0, "replicate": None}
+    assert defaults == {
+        "suchuang": None,
+        "openai_images": 300.0,
+        "replicate": None,
+        "dashscope": None,
+    }
 
 
 def test_the_sandbox_has_a_double_of_every_protocol() -> None:

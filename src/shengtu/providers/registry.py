@@ -10,6 +10,7 @@ from typing import Literal
 
 from shengtu.config import Settings
 from shengtu.providers.base import Cancellable, Provider
+from shengtu.providers.dashscope import DashScopeProvider
 from shengtu.providers.http import HttpUpstream
 from shengtu.providers.openai_images import OpenAIImagesProvider
 from shengtu.providers.pacing import Pacing
@@ -18,7 +19,7 @@ from shengtu.providers.suchuang import SuChuangProvider
 
 # The protocols a channel may speak: the keys of PROTOCOLS, spelled out for the API's
 # schema (tests/providers/test_protocols.py checks the two agree).
-ProtocolName = Literal["suchuang", "openai_images", "replicate"]
+ProtocolName = Literal["suchuang", "openai_images", "replicate", "dashscope"]
 # The protocol of the upstream the settings name (SHENGTU_SUCHUANG_*), and of a channel
 # made without one.
 DEFAULT_PROTOCOL: ProtocolName = "suchuang"
@@ -46,6 +47,7 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
     # It answers when the picture is done: minutes, not seconds.
     "openai_images": ProtocolSpec(OpenAIImagesProvider, default_timeout=300.0),
     "replicate": ProtocolSpec(ReplicateProvider),
+    "dashscope": ProtocolSpec(DashScopeProvider),
 }
 
 
