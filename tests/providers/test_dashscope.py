@@ -12,11 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 from PIL import Image
 
 from shengtu.providers import dashscope
 from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
 from shengtu.providers.dashscope import DashScopeProvider
+from shengtu.providers.http import Answer
 from shengtu.runner import running_sandbox
 from tests.support import SANDBOX_SCALE, drawn
 
@@ -216,6 +218,60 @@ def test_cancel_stops_a_queued_task_and_not_a_running_one() -> None:
 
     # Queued for a tenth of the latency: 3 s, time enough to cancel.
     with_sandbox(test, latency=30.0)
+
+
+class Recorded(DashScopeProvider):
+    """Answers every create PENDING, keeping what would have been sent."""
+
+    def __init__(self) -> None:
+        super().__init__("https://dashscope.test", "sk-test")
+        self.sent: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def _send(self, method: str, path: str, *, task_no: str, **kwargs: Any) -> Answer:
+        kwargs.pop("logged", None)
+        self.sent.append((method, path, kwargs))
+        raw = b'{"output": {"task_status": "PENDING", "task_id": "t-1"}, "request_id": "r"}'
+        return Answer(200, CIMultiDictProxy(CIMultiDict()), raw, False)
+
+
+def test_the_create_bodies() -> None:
+    async def go() -> list[tuple[str, str, dict[str, Any]]]:
+        provider = Recorded()
+        refs = ("https://our.test/u/a.png", "https://our.test/u/b.png")
+        await provider.submit(
+            job("一只猫", 2, size="1280*720", seed=7, negative_prompt="人物", watermark=False)
+        )
+        await provider.submit(job("改成夜景", 1, refs, strength=0.5))
+        await provider.submit(job("换衣服", 1, refs, function="description_edit_with_mask"))
+        await provider.submit(job("两张合一", 3, refs, imageField="images"))
+        return provider.sent
+
+    text, edit, masked, merged = asyncio.run(go())
+    assert text == (
+        "POST",
+        dashscope.TEXT_TO_IMAGE,
+        {
+            "headers": {"X-DashScope-Async": "enable"},
+            "json": {
+                "model": "wanx2.1-t2i-turbo",
+                "input": {"prompt": "一只猫", "negative_prompt": "人物"},
+                "parameters": {"size": "1280*720", "seed": 7, "watermark": False, "n": 2},
+            },
+        },
+    )
+    assert edit[1] == dashscope.IMAGE_TO_IMAGE and edit[2]["headers"] == dashscope.ASYNC
+    assert edit[2]["json"]["input"] == {
+        "prompt": "改成夜景",
+        "function": "description_edit",
+        "base_image_url": "https://our.test/u/a.png",
+    }
+    assert edit[2]["json"]["parameters"] == {"strength": 0.5, "n": 1}
+    assert masked[2]["json"]["input"]["function"] == "description_edit_with_mask"
+    assert merged[2]["json"]["input"] == {
+        "prompt": "两张合一",
+        "images": ["https://our.test/u/a.png", "https://our.test/u/b.png"],
+    }
+    assert merged[2]["json"]["parameters"] == {"n": 3}
 
 
 def body(status: str, **output: Any) -> dict[str, Any]:

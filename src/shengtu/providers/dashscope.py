@@ -163,8 +163,9 @@ class DashScopeProvider(HttpUpstream):
             if image_field == "images":
                 model_input["images"] = list(job.image_urls)
             else:
-                model_input.setdefault("function", DEFAULT_FUNCTION)
                 model_input[image_field] = job.image_urls[0]
+            if image_field == "base_image_url":
+                model_input.setdefault("function", DEFAULT_FUNCTION)
         parameters = {**params, "n": job.count}
         _, body = await self._json(
             "POST",
@@ -193,12 +194,13 @@ class DashScopeProvider(HttpUpstream):
             task_no=task_no,
             refused_ok=True,
         )
-        if status == 400:
-            code, message = _error_of(body)
-            if code != "UnsupportedOperation":
-                raise _refusal(status, {}, body) or UpstreamError(message, transient=False)
-            return await self.poll(upstream_id, task_no)
-        return UpstreamState(upstream_id, "failed", "CANCELED", error="上游任务已取消")
+        if status != 400:
+            return UpstreamState(upstream_id, "failed", "CANCELED", error="上游任务已取消")
+        if _error_of(body)[0] != "UnsupportedOperation":
+            failure = _refusal(status, {}, body)
+            assert failure is not None  # every 400 is one
+            raise failure
+        return await self.poll(upstream_id, task_no)
 
     async def check(self) -> None:
         # A task that does not exist answers UNKNOWN with 200: free, and it proves the key.
