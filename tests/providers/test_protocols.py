@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from shengtu.providers.base import Cancellable
+from shengtu.providers.dashscope import DashScopeProvider
 from shengtu.providers.registry import DEFAULT_PROTOCOL, PROTOCOLS, ProtocolName, cancellable
 from shengtu.providers.replicate import ReplicateProvider
 from shengtu.providers.sandbox import DOUBLES, SandboxState
@@ -21,8 +22,9 @@ def test_the_api_schema_names_exactly_the_protocols_of_the_table() -> None:
 
 
 def test_a_protocol_is_cancellable_when_its_provider_can_cancel() -> None:
-    assert [name for name in PROTOCOLS if cancellable(name)] == ["replicate"]
+    assert [name for name in PROTOCOLS if cancellable(name)] == ["replicate", "dashscope"]
     assert issubclass(ReplicateProvider, Cancellable)
+    assert issubclass(DashScopeProvider, Cancellable)
     assert not cancellable("no-such-protocol")
 
 
@@ -35,6 +37,7 @@ def test_only_channels_answered_with_the_picture_wait_minutes_by_default() -> No
         "volcengine_ark": 600.0,
         "gemini": 300.0,
         "jimeng": None,
+        "dashscope": None,
     }
     # Those that answer with the picture are those that do not poll.
     assert {name for name, spec in PROTOCOLS.items() if not spec.provider.polls} == {

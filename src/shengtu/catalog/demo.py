@@ -76,6 +76,21 @@ JIMENG_PARAMS: dict[str, Any] = {
     "extra": ["seed", "use_pre_llm"],
 }
 
+# 通义万相's sizes, offered as OpenAI spells them (so /v1/images/generations can ask for
+# them) and sent as DashScope spells them; it prices a picture the same at every size.
+WANX_SIZES = ("1024x1024", "720x1280", "1280x720")
+WANX_PARAMS: dict[str, Any] = {
+    "choices": {
+        "size": {
+            "values": list(WANX_SIZES),
+            "default": "1024x1024",
+            "map": {size: size.replace("x", "*") for size in WANX_SIZES},
+        }
+    },
+    "maxN": 4,
+    "extra": ["seed", "negative_prompt"],
+}
+
 # Served in `make run` by the sandbox's doubles, one model or more per protocol; an
 # operator selling them for real adds a channel of that protocol (docs/channels.md).
 # gpt-image-1 serves both task types; gpt-image-1-edit stays for the clients and scripts
@@ -173,6 +188,22 @@ DEMO_MODELS: tuple[dict[str, Any], ...] = (
         params=JIMENG_PARAMS,
         enabled=True,
         sort_order=105,
+    ),
+    dict(
+        model_name="wanx-t2i",
+        description=(
+            "通义万相 2.1 极速版文生图(阿里云百炼 DashScope):每张 20 积分,"
+            "尺寸 1024x1024/720x1280/1280x720,每次最多 4 张"
+        ),
+        points_cost=20,
+        task_type="text_to_image",
+        aspect_ratio=None,
+        provider="dashscope",
+        upstream_model="wanx2.1-t2i-turbo",
+        upstream_params={},
+        params=WANX_PARAMS,
+        enabled=True,
+        sort_order=106,
     ),
 )
 

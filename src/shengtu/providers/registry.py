@@ -10,6 +10,7 @@ from typing import Literal
 
 from shengtu.config import Settings
 from shengtu.providers.base import Cancellable, Provider
+from shengtu.providers.dashscope import DashScopeProvider
 from shengtu.providers.gemini import GeminiProvider
 from shengtu.providers.http import HttpUpstream
 from shengtu.providers.jimeng import JimengProvider
@@ -28,6 +29,7 @@ ProtocolName = Literal[
     "volcengine_ark",
     "gemini",
     "jimeng",
+    "dashscope",
 ]
 # The protocol of the upstream the settings name (SHENGTU_SUCHUANG_*), and of a channel
 # made without one.
@@ -69,6 +71,7 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
     "gemini": ProtocolSpec(GeminiProvider, default_timeout=300.0),
     # Volcengine's visual API is one path for every action: its double has a prefix.
     "jimeng": ProtocolSpec(JimengProvider, sandbox_path="/jimeng", key_pair=True),
+    "dashscope": ProtocolSpec(DashScopeProvider),
 }
 
 

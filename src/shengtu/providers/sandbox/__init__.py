@@ -23,6 +23,7 @@ from shengtu.providers.sandbox.common import (
     parse_picture_id,
     picture_id,
 )
+from shengtu.providers.sandbox.dashscope import DashScopeDouble
 from shengtu.providers.sandbox.gemini import GeminiDouble
 from shengtu.providers.sandbox.jimeng import JimengDouble
 from shengtu.providers.sandbox.openai_images import OpenAIImagesDouble
@@ -39,6 +40,7 @@ DOUBLES: dict[str, type[Double]] = {
     "volcengine_ark": VolcengineArkDouble,
     "gemini": GeminiDouble,
     "jimeng": JimengDouble,
+    "dashscope": DashScopeDouble,
 }
 
 
