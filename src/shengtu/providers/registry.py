@@ -11,6 +11,7 @@ from typing import Literal
 from shengtu.config import Settings
 from shengtu.providers.base import Cancellable, Provider
 from shengtu.providers.http import HttpUpstream
+from shengtu.providers.kling import KlingProvider
 from shengtu.providers.openai_images import OpenAIImagesProvider
 from shengtu.providers.pacing import Pacing
 from shengtu.providers.replicate import ReplicateProvider
@@ -18,7 +19,7 @@ from shengtu.providers.suchuang import SuChuangProvider
 
 # The protocols a channel may speak: the keys of PROTOCOLS, spelled out for the API's
 # schema (tests/providers/test_protocols.py checks the two agree).
-ProtocolName = Literal["suchuang", "openai_images", "replicate"]
+ProtocolName = Literal["suchuang", "openai_images", "replicate", "kling"]
 # The protocol of the upstream the settings name (SHENGTU_SUCHUANG_*), and of a channel
 # made without one.
 DEFAULT_PROTOCOL: ProtocolName = "suchuang"
@@ -34,6 +35,9 @@ class ProtocolSpec:
     default_timeout: float | None = None
     # Where the sandbox serves this protocol's double, below its base URL (its ``prefix``).
     sandbox_path: str = ""
+    # Its channel key is two halves, ``ACCESS_KEY:SECRET_KEY`` (Kling's): the sandbox's one
+    # key serves as both.
+    paired_key: bool = False
 
     @property
     def cancellable(self) -> bool:
@@ -46,6 +50,7 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
     # It answers when the picture is done: minutes, not seconds.
     "openai_images": ProtocolSpec(OpenAIImagesProvider, default_timeout=300.0),
     "replicate": ProtocolSpec(ReplicateProvider),
+    "kling": ProtocolSpec(KlingProvider, sandbox_path="/kling", paired_key=True),
 }
 
 
@@ -87,7 +92,7 @@ def build_providers(
     return {
         name: spec.provider(
             sandbox.base_url + spec.sandbox_path,
-            sandbox.api_key,
+            f"{sandbox.api_key}:{sandbox.api_key}" if spec.paired_key else sandbox.api_key,
             timeout=settings.upstream_timeout,
             pacer=pacing.pacer(
                 sandbox.api_key if name == DEFAULT_PROTOCOL else f"{name}:{sandbox.api_key}",

@@ -23,6 +23,7 @@ from shengtu.providers.sandbox.common import (
     parse_picture_id,
     picture_id,
 )
+from shengtu.providers.sandbox.kling import KlingDouble
 from shengtu.providers.sandbox.openai_images import OpenAIImagesDouble
 from shengtu.providers.sandbox.replicate import ReplicateDouble
 from shengtu.providers.sandbox.suchuang import SuChuangDouble
@@ -33,6 +34,7 @@ DOUBLES: dict[str, type[Double]] = {
     "suchuang": SuChuangDouble,
     "openai_images": OpenAIImagesDouble,
     "replicate": ReplicateDouble,
+    "kling": KlingDouble,
 }
 
 
