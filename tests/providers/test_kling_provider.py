@@ -180,10 +180,11 @@ def test_a_token_kling_calls_expired_is_renewed_once_and_the_call_sent_again() -
     the task is made once."""
 
     async def test(base_url: str, double: KlingDouble) -> None:
-        provider = KlingProvider(base_url, KEY, token_lifetime=1, token_renew_before=-30)
+        # Two seconds (an ``exp`` is whole seconds: 1 could leave a new token a moment).
+        provider = KlingProvider(base_url, KEY, token_lifetime=2, token_renew_before=-30)
         try:
             await provider.check()
-            await asyncio.sleep(2.1)
+            await asyncio.sleep(3.1)
             done = await finished(provider, await provider.submit(job("过期后重签")))
             assert done.phase == "succeeded"
             assert double.refusals == {1004: 1}
