@@ -71,11 +71,10 @@ THROTTLED_WAIT = 1.0
 class Code:
     """What one of Kling's business codes means to us."""
 
+    # A refusal of the content starts "内容审核未通过:", so that it counts apart.
     reason: str
     transient: bool = False
     key_rejected: bool = False
-    # Sent by the moderation: the reason starts "内容审核未通过:".
-    content: bool = False
 
 
 CODES: dict[int, Code] = {
@@ -95,8 +94,8 @@ CODES: dict[int, Code] = {
     # A wrong base URL or a model this upstream does not have: certainly no job made.
     1202: Code("上游不支持该请求方法", transient=True),
     1203: Code("上游找不到请求的资源(模型或任务)", transient=True),
-    1300: Code("内容审核未通过:上游判定触发平台策略", content=True),
-    1301: Code("内容审核未通过:上游判定内容不符合内容安全策略", content=True),
+    1300: Code("内容审核未通过:上游判定触发平台策略"),
+    1301: Code("内容审核未通过:上游判定内容不符合内容安全策略"),
     1302: Code("上游限流(请求过快)", transient=True),
     1303: Code("上游并发已满(超出资源包限制)", transient=True),
     1304: Code("上游 IP 白名单策略拒绝了本机地址", key_rejected=True),
