@@ -91,6 +91,23 @@ WANX_PARAMS: dict[str, Any] = {
     "extra": ["seed", "negative_prompt"],
 }
 
+# Kling v1.5's aspect ratios (all but 21:9, which the sandbox cannot draw), up to 4 of the 9
+# pictures a task may ask, and one reference picture (a subject reference: the channel
+# field ``image_reference``, sent only beside a reference). Kling prices a picture alike
+# whatever its ratio: no price rule.
+KLING_PARAMS: dict[str, Any] = {
+    "choices": {
+        "aspectRatio": {
+            "values": ["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3"],
+            "default": "1:1",
+            "upstream": "aspect_ratio",
+        }
+    },
+    "maxN": 4,
+    "maxReferences": 1,
+    "extra": ["negative_prompt"],
+}
+
 # Served in `make run` by the sandbox's doubles, one model or more per protocol; an
 # operator selling them for real adds a channel of that protocol (docs/channels.md).
 # gpt-image-1 serves both task types; gpt-image-1-edit stays for the clients and scripts
@@ -204,6 +221,23 @@ DEMO_MODELS: tuple[dict[str, Any], ...] = (
         params=WANX_PARAMS,
         enabled=True,
         sort_order=106,
+    ),
+    # Served by the sandbox's Kling double; for real, a `kling` channel (docs/protocols/kling.md).
+    dict(
+        model_name="kling-image",
+        description=(
+            "可灵 Kling v1.5 文生图/图生图(可灵接口):每张 20 积分,"
+            "宽高比 1:1/16:9/9:16/4:3/3:4/3:2/2:3,每次最多 4 张,可带 1 张参考图(主体参考)"
+        ),
+        points_cost=20,
+        task_type="both",
+        aspect_ratio=None,
+        provider="kling",
+        upstream_model="kling-v1-5",
+        upstream_params={"image_reference": "subject"},
+        params=KLING_PARAMS,
+        enabled=True,
+        sort_order=107,
     ),
 )
 

@@ -14,6 +14,7 @@ from shengtu.providers.dashscope import DashScopeProvider
 from shengtu.providers.gemini import GeminiProvider
 from shengtu.providers.http import HttpUpstream
 from shengtu.providers.jimeng import JimengProvider
+from shengtu.providers.kling import KlingProvider
 from shengtu.providers.openai_images import OpenAIImagesProvider
 from shengtu.providers.pacing import Pacing
 from shengtu.providers.replicate import ReplicateProvider
@@ -30,6 +31,7 @@ ProtocolName = Literal[
     "gemini",
     "jimeng",
     "dashscope",
+    "kling",
 ]
 # The protocol of the upstream the settings name (SHENGTU_SUCHUANG_*), and of a channel
 # made without one.
@@ -46,8 +48,8 @@ class ProtocolSpec:
     default_timeout: float | None = None
     # Where the sandbox serves this protocol's double, below its base URL (its ``prefix``).
     sandbox_path: str = ""
-    # Its key is a pair, ``ACCESS_KEY:SECRET_KEY``, that signs each request: the sandbox's
-    # own key ``k`` (no colon) stands for ``k:k`` there.
+    # Its key is a pair, ``ACCESS_KEY:SECRET_KEY``, that signs each request (即梦's HMAC,
+    # Kling's JWT): the sandbox's own key ``k`` (no colon) stands for ``k:k`` there.
     key_pair: bool = False
 
     def sandbox_key(self, key: str) -> str:
@@ -72,6 +74,7 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
     # Volcengine's visual API is one path for every action: its double has a prefix.
     "jimeng": ProtocolSpec(JimengProvider, sandbox_path="/jimeng", key_pair=True),
     "dashscope": ProtocolSpec(DashScopeProvider),
+    "kling": ProtocolSpec(KlingProvider, sandbox_path="/kling", key_pair=True),
 }
 
 

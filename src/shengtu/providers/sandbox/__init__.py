@@ -26,6 +26,7 @@ from shengtu.providers.sandbox.common import (
 from shengtu.providers.sandbox.dashscope import DashScopeDouble
 from shengtu.providers.sandbox.gemini import GeminiDouble
 from shengtu.providers.sandbox.jimeng import JimengDouble
+from shengtu.providers.sandbox.kling import KlingDouble
 from shengtu.providers.sandbox.openai_images import OpenAIImagesDouble
 from shengtu.providers.sandbox.replicate import ReplicateDouble
 from shengtu.providers.sandbox.suchuang import SuChuangDouble
@@ -41,6 +42,7 @@ DOUBLES: dict[str, type[Double]] = {
     "gemini": GeminiDouble,
     "jimeng": JimengDouble,
     "dashscope": DashScopeDouble,
+    "kling": KlingDouble,
 }
 
 
