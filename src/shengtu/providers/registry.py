@@ -10,6 +10,7 @@ from typing import Literal
 
 from shengtu.config import Settings
 from shengtu.providers.base import Cancellable, Provider
+from shengtu.providers.bfl import BflProvider
 from shengtu.providers.http import HttpUpstream
 from shengtu.providers.openai_images import OpenAIImagesProvider
 from shengtu.providers.pacing import Pacing
@@ -18,7 +19,7 @@ from shengtu.providers.suchuang import SuChuangProvider
 
 # The protocols a channel may speak: the keys of PROTOCOLS, spelled out for the API's
 # schema (tests/providers/test_protocols.py checks the two agree).
-ProtocolName = Literal["suchuang", "openai_images", "replicate"]
+ProtocolName = Literal["suchuang", "openai_images", "replicate", "bfl"]
 # The protocol of the upstream the settings name (SHENGTU_SUCHUANG_*), and of a channel
 # made without one.
 DEFAULT_PROTOCOL: ProtocolName = "suchuang"
@@ -34,6 +35,9 @@ class ProtocolSpec:
     default_timeout: float | None = None
     # Where the sandbox serves this protocol's double, below its base URL (its ``prefix``).
     sandbox_path: str = ""
+    # A new channel's ``keyInflight`` when its operator sets none (None: no cap), for an
+    # upstream that refuses a key's tasks beyond a number running at once.
+    default_key_inflight: int | None = None
 
     @property
     def cancellable(self) -> bool:
@@ -46,6 +50,9 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
     # It answers when the picture is done: minutes, not seconds.
     "openai_images": ProtocolSpec(OpenAIImagesProvider, default_timeout=300.0),
     "replicate": ProtocolSpec(ReplicateProvider),
+    # BFL answers 429 beyond 24 active tasks per key; its paths (``/v1/{model}``) would
+    # take any other protocol's ``/v1/...`` in the sandbox.
+    "bfl": ProtocolSpec(BflProvider, sandbox_path="/bfl", default_key_inflight=24),
 }
 
 
