@@ -28,7 +28,12 @@ def test_a_protocol_is_cancellable_when_its_provider_can_cancel() -> None:
 
 def test_only_openai_images_channels_wait_minutes_by_default() -> None:
     defaults = {name: spec.default_timeout for name, spec in PROTOCOLS.items()}
-    assert defaults == {"suchuang": None, "openai_images": 300.0, "replicate": None}
+    assert defaults == {
+        "suchuang": None,
+        "openai_images": 300.0,
+        "replicate": None,
+        "bfl": None,
+    }
 
 
 def test_the_sandbox_has_a_double_of_every_protocol() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from shengtu.providers.sandbox.bfl import BflDouble
 from shengtu.providers.sandbox.common import (
     DIRECTIVES,
     SIZES,
@@ -33,6 +34,7 @@ DOUBLES: dict[str, type[Double]] = {
     "suchuang": SuChuangDouble,
     "openai_images": OpenAIImagesDouble,
     "replicate": ReplicateDouble,
+    "bfl": BflDouble,
 }
 
 
