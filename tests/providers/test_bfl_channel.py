@@ -8,12 +8,13 @@ import io
 import secrets
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 from PIL import Image
 
-from tests.support import Platform, drawn, ok, png
+from tests.support import Platform, cli, drawn, ok, png
 
 PRO, KONTEXT, POOR = "flux-pro", "flux-kontext", "flux-poor"
 ASPECT = {
@@ -245,3 +246,48 @@ def test_a_bfl_key_holds_24_active_tasks_by_default(
         assert all(accepted[f"{name}-{i}"] == 1 for name in numbers for i in range(28))
         assert user.balance() == 100 - 56
         platform.audit()
+
+
+def test_make_runs_demo_serves_flux_pro_and_kontext_through_the_bfl_double(
+    tmp_path: Path,
+) -> None:
+    """`make run` (`shengtu demo`, no upstream key): flux-pro and flux-kontext are served by
+    the built-in sandbox's BFL double, a ratio as the model takes it, a reference as a URL."""
+    platform = Platform(tmp_path).start()
+    try:
+        cli(platform.env, "demo")
+        user = platform.new_user(points=200)
+        cards = {m["modelName"]: m for m in ok(user.client.get("/user/ai/models"))}
+        assert cards["flux-pro"]["pointsCost"] == cards["flux-kontext"]["pointsCost"] == 40
+        assert "maxN" not in cards["flux-pro"]["parameters"]  # one picture a request
+        upload = ok(
+            user.client.post("/user/files/upload", files={"file": ("ref.png", png(), "image/png")})
+        )
+        wide = ok(
+            user.client.post(
+                "/user/ai/tasks/submit",
+                json={
+                    "modelName": "flux-pro",
+                    "prompt": "演示",
+                    "parameters": {"aspectRatio": "16:9"},
+                },
+            )
+        )["taskNo"]
+        edit = ok(
+            user.client.post(
+                "/user/ai/tasks/submit",
+                json={
+                    "modelName": "flux-kontext",
+                    "prompt": "演示改图",
+                    "imageUrl": upload["url"],
+                    "parameters": {"aspectRatio": "3:4"},
+                },
+            )
+        )["taskNo"]
+        for task_no, size in ((wide, drawn(1344, 768)), (edit, drawn(896, 1152))):
+            task = user.wait(task_no)
+            assert task["status"] == "completed", task
+            assert picture_size(task["resultUrl"]) == size
+        assert user.balance() == 200 - 40 * 2
+    finally:
+        platform.stop()
