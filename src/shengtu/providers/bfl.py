@@ -295,24 +295,29 @@ class BflProvider(HttpUpstream):
         if not isinstance(job_id, str) or not job_id or SEPARATOR in job_id:
             raise UpstreamError("上游接受了任务但未返回任务编号", transient=True, uncertain=True)
         upstream_id = self._upstream_id(job_id, body.get("polling_url"), job.task_no)
-        return UpstreamState(upstream_id, "queued", "Pending", usage=_usage(body))
+        return UpstreamState(upstream_id, "queued", "submitted", usage=_usage(body))
 
     async def poll(self, upstream_id: str, task_no: str = "") -> UpstreamState:
         job_id, _, polling_url = upstream_id.partition(SEPARATOR)
-        # Checked again: the column is ours, but the key goes wherever it points.
-        url = self._followed(polling_url) if polling_url else None
-        region = None
-        if url is not None and not polling_url.startswith(self.base_url + "/"):
-            region = self._region(f"{url.scheme}://{url.netloc}")
-        if url is not None and region is None and polling_url.startswith(self.base_url + "/"):
-            answer = await self._send("GET", polling_url[len(self.base_url) :], task_no=task_no)
-        elif url is not None and region is not None:
-            answer = await region._send("GET", f"{url.path}?{url.query}", task_no=task_no)
-        else:
+        via, path = self._polled_at(polling_url)
+        if via is None:
             answer = await self._send(
                 "GET", "/v1/get_result", task_no=task_no, params={"id": job_id}
             )
+        else:
+            answer = await via._send("GET", path, task_no=task_no)
         return self.state(upstream_id, await self._json(answer, polled=True))
+
+    def _polled_at(self, polling_url: str) -> tuple[BflProvider | None, str]:
+        """Which provider asks the kept polling URL, and its path (None: none is kept, or
+        it may not have the key: ``{base}/v1/get_result`` is asked). Checked at every poll,
+        not only when kept: the key goes wherever the column points."""
+        url = self._followed(polling_url) if polling_url else None
+        if url is None:
+            return None, ""
+        if polling_url.startswith(self.base_url + "/"):
+            return self, polling_url[len(self.base_url) :]
+        return self._region(f"{url.scheme}://{url.netloc}"), f"{url.path}?{url.query}"
 
     def state(self, upstream_id: str, body: dict[str, Any]) -> UpstreamState:
         """What a ``get_result`` answer says of the job."""
