@@ -39,6 +39,7 @@ def test_only_channels_answered_with_the_picture_wait_minutes_by_default() -> No
         "jimeng": None,
         "dashscope": None,
         "kling": None,
+        "bfl": None,
     }
     # Those that answer with the picture are those that do not poll.
     assert {name for name, spec in PROTOCOLS.items() if not spec.provider.polls} == {

@@ -108,6 +108,15 @@ KLING_PARAMS: dict[str, Any] = {
     "extra": ["negative_prompt"],
 }
 
+# FLUX through BFL's own API: one picture a request (no ``maxN``), a flat price a picture
+# as BFL's ($0.04 for FLUX1.1 [pro] and Kontext [pro]); the ratio reaches flux-pro-1.1 as
+# width × height, Kontext as ``aspect_ratio`` (shengtu.providers.bfl).
+BFL_RATIOS: dict[str, Any] = {
+    "values": ["1:1", "16:9", "9:16", "4:3", "3:4"],
+    "default": "1:1",
+    "upstream": "aspect_ratio",
+}
+
 # Served in `make run` by the sandbox's doubles, one model or more per protocol; an
 # operator selling them for real adds a channel of that protocol (docs/channels.md).
 # gpt-image-1 serves both task types; gpt-image-1-edit stays for the clients and scripts
@@ -238,6 +247,38 @@ DEMO_MODELS: tuple[dict[str, Any], ...] = (
         params=KLING_PARAMS,
         enabled=True,
         sort_order=107,
+    ),
+    dict(
+        model_name="flux-pro",
+        description=(
+            "FLUX1.1 [pro] 文生图(BFL 官方接口):每张 40 积分,宽高比 1:1/16:9/9:16/4:3/3:4,"
+            "每个任务一张"
+        ),
+        points_cost=40,
+        task_type="text_to_image",
+        aspect_ratio=None,
+        provider="bfl",
+        upstream_model="flux-pro-1.1",
+        upstream_params={},
+        params={"choices": {"aspectRatio": BFL_RATIOS}},
+        enabled=True,
+        sort_order=108,
+    ),
+    dict(
+        model_name="flux-kontext",
+        description=(
+            "FLUX.1 Kontext [pro] 文生图/图生图(BFL 官方接口):每张 40 积分,一张参考图,"
+            "宽高比 1:1/16:9/9:16/4:3/3:4,每个任务一张"
+        ),
+        points_cost=40,
+        task_type="both",
+        aspect_ratio=None,
+        provider="bfl",
+        upstream_model="flux-kontext-pro",
+        upstream_params={},
+        params={"choices": {"aspectRatio": BFL_RATIOS}, "maxReferences": 1},
+        enabled=True,
+        sort_order=109,
     ),
 )
 

@@ -84,7 +84,10 @@ def channel_add(
     priority: Annotated[int, typer.Option()] = 0,
     weight: Annotated[int, typer.Option()] = 1,
     key_rps: Annotated[float, typer.Option("--key-rps")] = 15.0,
-    key_inflight: Annotated[int, typer.Option("--key-inflight", help="0: no cap")] = 0,
+    key_inflight: Annotated[
+        int | None,
+        typer.Option("--key-inflight", help="0: no cap; unset: the protocol's default (bfl: 24)"),
+    ] = None,
     timeout: Annotated[float, typer.Option()] = 30.0,
     cost: Annotated[str, typer.Option(help="the operator's cost per picture")] = "0",
     uncertain: Annotated[str, typer.Option(help="fail | retry")] = "fail",

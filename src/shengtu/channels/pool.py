@@ -109,6 +109,8 @@ class ChannelPool:
         # key id → (the sealed key and channel settings it was built from, its provider)
         self._providers: dict[int, tuple[tuple[Any, ...], Provider]] = {}
         self._inflight: dict[int, int] = {}
+        # Submits under way per key in this process (``claim``): not in the database yet.
+        self._claimed: dict[int, int] = {}
         self._configured: set[str] = set()
         # (channel id, model) → its cost; every channel's, enabled or not: a task it
         # accepted before it was disabled still completes there.
@@ -232,7 +234,7 @@ class ChannelPool:
         by_priority: dict[int, list[Route]] = {}
         now = utcnow()
         for route in self._routes.get(model_name, []):
-            if route.inflight_cap and self._inflight.get(route.key_id, 0) >= route.inflight_cap:
+            if route.inflight_cap and self._held(route.key_id) >= route.inflight_cap:
                 continue
             if route.open_until is not None and route.open_until > now:
                 continue  # its breaker is open
@@ -263,6 +265,26 @@ class ChannelPool:
 
     def started(self, key_id: int) -> None:
         self._inflight[key_id] = self._inflight.get(key_id, 0) + 1
+
+    def _held(self, key_id: int) -> int:
+        return self._inflight.get(key_id, 0) + self._claimed.get(key_id, 0)
+
+    def claim(self, route: Route) -> bool:
+        """Whether ``route``'s key may take one more task: if so, it holds it from now
+        until ``unclaim`` (its submit ended; ``started`` counts it if accepted). Checked
+        and counted in one step, so that tasks submitting at once cannot all pass the cap
+        that each saw below it."""
+        if route.inflight_cap and self._held(route.key_id) >= route.inflight_cap:
+            return False
+        self._claimed[route.key_id] = self._claimed.get(route.key_id, 0) + 1
+        return True
+
+    def unclaim(self, key_id: int) -> None:
+        left = self._claimed.get(key_id, 0) - 1
+        if left > 0:
+            self._claimed[key_id] = left
+        else:
+            self._claimed.pop(key_id, None)
 
     async def aclose(self) -> None:
         for _, provider in self._providers.values():

@@ -295,9 +295,11 @@ async def create(session: AsyncSession, box: KeyBox, body: ChannelCreate) -> Cha
     await _check_models(session, body.models)
     values: dict[str, Any] = given_columns(body, _SETTING_COLUMNS)
     values["base_url"] = _check_base_url(body.baseUrl)
-    default_timeout = PROTOCOLS[body.protocol].default_timeout
-    if body.timeoutSeconds is None and default_timeout is not None:
-        values["timeout_seconds"] = default_timeout
+    spec = PROTOCOLS[body.protocol]
+    if body.timeoutSeconds is None and spec.default_timeout is not None:
+        values["timeout_seconds"] = spec.default_timeout
+    if body.keyInflight is None and spec.default_key_inflight is not None:
+        values["key_inflight"] = spec.default_key_inflight
     channel = Channel(protocol=body.protocol, **values)
     session.add(channel)
     try:

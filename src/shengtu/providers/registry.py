@@ -10,6 +10,7 @@ from typing import Literal
 
 from shengtu.config import Settings
 from shengtu.providers.base import Cancellable, Provider
+from shengtu.providers.bfl import BflProvider
 from shengtu.providers.dashscope import DashScopeProvider
 from shengtu.providers.gemini import GeminiProvider
 from shengtu.providers.http import HttpUpstream
@@ -32,6 +33,7 @@ ProtocolName = Literal[
     "jimeng",
     "dashscope",
     "kling",
+    "bfl",
 ]
 # The protocol of the upstream the settings name (SHENGTU_SUCHUANG_*), and of a channel
 # made without one.
@@ -51,6 +53,9 @@ class ProtocolSpec:
     # Its key is a pair, ``ACCESS_KEY:SECRET_KEY``, that signs each request (即梦's HMAC,
     # Kling's JWT): the sandbox's own key ``k`` (no colon) stands for ``k:k`` there.
     key_pair: bool = False
+    # A new channel's ``keyInflight`` when its operator sets none (None: no cap), for an
+    # upstream that refuses a key's tasks beyond a number running at once.
+    default_key_inflight: int | None = None
 
     def sandbox_key(self, key: str) -> str:
         """The key a provider of this protocol uses for the sandbox's key ``key``."""
@@ -75,6 +80,9 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
     "jimeng": ProtocolSpec(JimengProvider, sandbox_path="/jimeng", key_pair=True),
     "dashscope": ProtocolSpec(DashScopeProvider),
     "kling": ProtocolSpec(KlingProvider, sandbox_path="/kling", key_pair=True),
+    # BFL answers 429 beyond 24 active tasks per key; its paths (``/v1/{model}``) would
+    # take any other protocol's ``/v1/...`` in the sandbox.
+    "bfl": ProtocolSpec(BflProvider, sandbox_path="/bfl", default_key_inflight=24),
 }
 
 

@@ -148,7 +148,13 @@ class Relay:
             )
             # A key whose breaker's cool-down is over: one task, of all workers', probes it.
             probing = route is not None and route.open_until is not None
+            # Counted against the key's in-flight cap from now, not from its acceptance:
+            # submits under way at once must not all pass the cap (BFL refuses the 25th).
+            if route is not None and not self.ctx.channels.claim(route):
+                waiting = True
+                continue
             if probing and route is not None and not await self._take_probe(route):
+                self.ctx.channels.unclaim(route.key_id)
                 waiting = True
                 continue
             started, clock = utcnow(), time.perf_counter()
@@ -159,8 +165,14 @@ class Relay:
                 # fails as uncertain, never sent again.
                 submitting = (route, started, clock)
                 timeout = self.settings.upstream_timeout
-                async with by_deadline(task, self.settings, submitting, at_least=timeout):
-                    state = await provider.submit(job)
+                try:
+                    async with by_deadline(task, self.settings, submitting, at_least=timeout):
+                        state = await provider.submit(job)
+                finally:
+                    # An accepted task is counted in flight (``submit_accepted``) before
+                    # anything else runs.
+                    if route is not None:
+                        self.ctx.channels.unclaim(route.key_id)
             except UpstreamError as exc:
                 last = exc
                 try:

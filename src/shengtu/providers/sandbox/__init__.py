@@ -8,6 +8,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from shengtu.providers.sandbox.bfl import BflDouble
 from shengtu.providers.sandbox.common import (
     DIRECTIVES,
     SIZES,
@@ -43,6 +44,7 @@ DOUBLES: dict[str, type[Double]] = {
     "jimeng": JimengDouble,
     "dashscope": DashScopeDouble,
     "kling": KlingDouble,
+    "bfl": BflDouble,
 }
 
 
