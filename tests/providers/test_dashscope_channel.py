@@ -137,7 +137,7 @@ def test_dashscope_channels_with_every_fault_and_cancel(
             "gone": (WANX, "结果过期 [sandbox:result404]", None),
             "html": (WANX, "网页 [sandbox:html]", None),
             "truncated": (WANX, "半张图 [sandbox:truncated]", None),
-            "cancel_running": (WANX, "生成中取消 [sandbox:timeout]", None),
+            "cancel_running": (WANX, "生成中取消", None),
             "cancel_queued": (WANX_QUEUED, "排队中取消", None),
         }
         numbers = user.submit_all(cases)
@@ -149,13 +149,13 @@ def test_dashscope_channels_with_every_fault_and_cancel(
             answer = user.submit(modelName=WANX, prompt=prompt, n=4, parameters={"size": size})
             assert answer["code"] == 200, (case, answer)
             numbers[case] = answer["data"]["taskNo"]
-        # Queued upstream: DashScope cancels it. Running: it refuses (the task runs on
-        # upstream); ours fails all the same, its points back.
+        # Queued upstream: DashScope cancels it, and ours fails, its points back. Running:
+        # it refuses, the job runs on and is paid for, and ours runs on to its picture.
         cancel_once_accepted(user, numbers["cancel_queued"])
         cancel_once_accepted(user, numbers["cancel_running"], settle=0.3)
 
         done = {case: user.wait(n, timeout=40) for case, n in numbers.items()}
-        for case in ("plain", "edit", "throttled", "four", "fewer"):
+        for case in ("plain", "edit", "throttled", "four", "fewer", "cancel_running"):
             assert done[case]["status"] == "completed", (case, done[case])
 
         def pictures(case: str) -> list[tuple[int, int]]:
@@ -182,7 +182,6 @@ def test_dashscope_channels_with_every_fault_and_cancel(
         failed("badimage", "不是有效图片")
         failed("private", "结果地址不安全")
         failed("cancel_queued", "用户已取消任务")
-        failed("cancel_running", "用户已取消任务")
         # Throttled, garbled, slow or running on every poll: the deadline ends it.
         failed("poll429", "上游限流(HTTP 429)")
         failed("garbage", "上游返回了无法解析的内容")
@@ -196,7 +195,8 @@ def test_dashscope_channels_with_every_fault_and_cancel(
             return ok(admin.get(f"/admin/tasks/{numbers[case]}"))["task"]  # type: ignore[no-any-return]
 
         assert seen("cancel_queued")["upstreamStatus"] == "CANCELED"
-        assert seen("cancel_running")["upstreamStatus"] == "RUNNING"
+        assert seen("cancel_running")["upstreamStatus"] == "SUCCEEDED"
+        assert done["cancel_running"]["pointsRefunded"] == 0
         # The pictures DashScope billed: as many as asked (its own default is four).
         assert seen("plain")["upstreamUsage"] == {"image_count": 1}
         assert seen("four")["upstreamUsage"] == {"image_count": 4}
@@ -218,8 +218,9 @@ def test_dashscope_channels_with_every_fault_and_cancel(
         refused_key = channels["百炼-坏密钥"]["keys"][0]
         assert refused_key["enabled"] is False and "鉴权失败" in refused_key["disabledReason"]
         assert channels["百炼"]["uncertainCount"] == 1  # lost
-        # Charged: plain, throttled, four, the three pictures of fewer and the edit.
-        assert user.balance() == 1000 - 20 * (1 + 1 + 4 + 3) - 30
+        # Charged: plain, throttled, four, the three pictures of fewer, the one whose cancel
+        # DashScope refused, and the edit.
+        assert user.balance() == 1000 - 20 * (1 + 1 + 4 + 3 + 1) - 30
         logs = "".join(p.log_text() for p in platform.processes)
         for secret in (key, queue_key, wrong_key):
             assert secret not in logs

@@ -430,7 +430,8 @@ class Relay:
 
     async def cancel(self, task: AiTask, provider: Provider) -> None:
         """A user's cancel of a task this upstream can stop: passed on, then the task fails
-        with its points back; if the picture was done already, the user gets it."""
+        with its points back; if the picture was done already, the user gets it; if the
+        upstream would not stop it, the task runs on (the operator pays for it)."""
         assert task.upstream_id is not None
         if not isinstance(provider, Cancellable):
             await self.results.poll(task, provider)
@@ -446,6 +447,20 @@ class Relay:
         if state is not None and state.phase == "succeeded":
             await self.results.store_result(
                 task, provider, state, {"upstream_status": state.raw_status, **usage_of(state)}
+            )
+            return
+        if state is not None and state.phase in ("queued", "processing"):
+            # The upstream would not stop it (DashScope cancels a queued job only): it runs
+            # on and is paid for, so the task runs on too, charged as any, and ends as any.
+            log.info("upstream_cancel_refused", upstream_status=state.raw_status)
+            await self.moves.move(
+                task,
+                Status(task.status),
+                cancel_requested_at=None,
+                upstream_status=state.raw_status,
+                next_run_at=self.moves.clamp(
+                    task, utcnow() + timedelta(seconds=self.settings.poll_interval)
+                ),
             )
             return
         await self.moves.fail(
