@@ -65,7 +65,7 @@ CHAOS_TESTS := tests/points/test_ledger_machine.py tests/e2e/test_chaos_kills.py
 	tests/points/test_submit_storm.py tests/e2e/test_upstream_faults.py tests/core/test_netguard.py \
 	tests/storage/test_fetch_pinning.py tests/security/test_hostile_input.py \
 	tests/security/test_auth_attacks.py tests/contract/test_schemathesis.py tests/e2e/test_pacing.py \
-	tests/e2e/test_channel_failover.py
+	tests/e2e/test_channel_failover.py tests/e2e/test_protocol_failover.py tests/tasks/test_partial_delivery.py
 chaos: $(STAMP)
 	rm -f .chaos-report.jsonl
 	SHENGTU_CHAOS=1 SHENGTU_CHAOS_REPORT=$(CURDIR)/.chaos-report.jsonl $(BIN)/python -m pytest -q $(CHAOS_TESTS)
