@@ -20,9 +20,9 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,6 +47,7 @@ WRITE_GAP = 0.2
 DETAIL_FIRST = 20
 DETAIL_LAST = 80
 PRUNE_BATCH = 1000
+_TABLE = cast("Table", UpstreamExchange.__table__)
 
 
 class ExchangeRecorder:
@@ -194,7 +195,8 @@ async def write(db: Database, rows: list[dict[str, Any]]) -> None:
 
 async def _insert(db: Database, rows: list[dict[str, Any]]) -> None:
     async with db.write() as session:
-        await session.execute(insert(UpstreamExchange), rows)
+        # Core, past the ORM's bulk insert: half the cost a row.
+        await session.execute(insert(_TABLE), rows)
 
 
 def exchange_out(row: UpstreamExchange, tz: str) -> ExchangeOut:

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import aiohttp
@@ -63,6 +64,9 @@ _KEPT_ANSWER_PATTERN = re.compile(
 )
 _BASE64_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\\"
 _DATA_URL = re.compile(rb"^data:[\w.+-]{1,40}/[\w.+-]{1,60};base64,")
+# A run long enough to be a picture, anywhere: most answers (a poll's) have none, and are
+# kept as they came without looking at each of their strings.
+_LONG_RUN = re.compile(rb"[A-Za-z0-9+/\\]{%d}" % BASE64_RUN)
 _TEXT_TYPES = ("json", "text", "xml", "javascript", "x-www-form-urlencoded", "problem")
 
 
@@ -117,6 +121,7 @@ def secrets_of(key: str) -> tuple[str, ...]:
     return tuple(sorted((p for p in parts if len(p) >= _MIN_SECRET), key=len, reverse=True))
 
 
+@lru_cache(maxsize=1024)
 def secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
@@ -136,6 +141,8 @@ class Redactor:
         return value
 
     def url(self, url: str, params: Any = None) -> str:
+        if not params and "?" not in url:
+            return self.text(url)[:MAX_URL]
         try:
             parsed = URL(url)
             if params:
@@ -261,6 +268,8 @@ def _shorten_bytes(raw: bytes) -> str:
     Quotes are found with ``bytes.find`` and runs checked with ``bytes.translate``, both at
     memory speed: an answer carrying pictures is tens of megabytes, and a regular
     expression over it held the worker's loop for a third of a second."""
+    if not _LONG_RUN.search(raw):
+        return raw.decode("utf-8", errors="replace")
     out: list[bytes] = []
     pos = 0
     size = len(raw)

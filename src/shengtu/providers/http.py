@@ -145,6 +145,7 @@ class HttpUpstream:
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
         self._session: aiohttp.ClientSession | None = None
         self._pacer = pacer or LocalPacer(rps)
+        self._secrets: tuple[str, ...] | None = None
 
     @property
     def trusted_origins(self) -> frozenset[str]:
@@ -183,7 +184,10 @@ class HttpUpstream:
         """What the kept exchanges must never hold (shengtu.providers.exchanges): the key,
         and each part of a key made of parts. A protocol that holds other secrets adds
         them here."""
-        return exchanges.secrets_of(self._key)
+        found: tuple[str, ...] | None = getattr(self, "_secrets", None)
+        if found is None:
+            found = self._secrets = exchanges.secrets_of(self._key)
+        return found
 
     async def _send(
         self,
