@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from shengtu.db import Database, utcnow
 from shengtu.tasks.worker import PERIODIC_JOBS
-from tests.support import OPENAI_MODELS, SANDBOX_MODEL, Platform, ok, wait_for
+from tests.support import OPENAI_MODELS, SANDBOX_MODEL, Platform, cli, ok, wait_for
 
 FLUX = "flux-schnell"
 CAP = 2048
@@ -219,6 +219,19 @@ def test_every_exchange_is_kept_for_the_operator_without_a_key(
         remaining = {r["task_no"] for r in _table(platform)}
         assert old not in remaining and numbers["inline"] in remaining
         platform.audit()
+
+
+def test_shengtu_sweep_deletes_them_too(tmp_path: Path) -> None:
+    with Platform(tmp_path) as platform:
+        user = platform.new_user(points=30)
+        task_no = user.submit(modelName=SANDBOX_MODEL, prompt="会被清理")["data"]["taskNo"]
+        assert user.wait(task_no)["status"] == "completed"
+        kept = _kept(platform, task_no, lambda e: "download" in _steps(e))["exchangeCount"]
+        assert kept >= 3
+        # Run with a retention of 0 (keep none), while the server's workers keep 7 days.
+        swept = cli({**platform.env, "SHENGTU_EXCHANGE_RETENTION_DAYS": "0"}, "sweep").stdout
+        assert f"过期上游往来记录 {kept} 条" in swept, swept
+        assert ok(platform.admin_client.get(f"/admin/tasks/{task_no}"))["exchangeCount"] == 0
 
 
 def test_a_retention_of_zero_keeps_nothing(tmp_path: Path) -> None:
