@@ -179,7 +179,9 @@ class Redactor:
 
     def request_body(self, kwargs: Mapping[str, Any]) -> str | None:
         if "json" in kwargs and kwargs["json"] is not None:
-            return self.capped(json.dumps(_shorten(kwargs["json"]), ensure_ascii=False))
+            return self.capped(
+                json.dumps(_shorten(kwargs["json"]), ensure_ascii=False, default=str)
+            )
         data = kwargs.get("data")
         if data is None:
             return None
