@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from yarl import URL
@@ -141,8 +142,15 @@ class Redactor:
         return value
 
     def url(self, url: str, params: Any = None) -> str:
-        if not params and "?" not in url:
-            return self.text(url)[:MAX_URL]
+        if "?" not in url:
+            if not params:
+                return self.text(url)[:MAX_URL]
+            if isinstance(params, Mapping):
+                # A poll's id: written here, a fifth of what parsing the URL costs.
+                query = urlencode(
+                    [(k, MASK if secret_name(k) else v) for k, v in params.items()], safe="*"
+                )
+                return self.text(f"{url}?{query}")[:MAX_URL]
         try:
             parsed = URL(url)
             if params:
