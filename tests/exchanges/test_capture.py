@@ -194,3 +194,21 @@ def test_nothing_is_recorded_without_an_exchange_log() -> None:
         assert answer.status == 200
 
     asyncio.run(run())
+
+
+def test_a_failure_to_record_never_fails_the_call() -> None:
+    class Broken(HttpUpstream):
+        def exchange_secrets(self) -> tuple[str, ...]:
+            raise RuntimeError("boom")
+
+    async def run() -> tuple[int, list[Exchange]]:
+        async with _server() as url:
+            upstream = Broken(url, KEY, rps=1000)
+            book = ExchangeLog(4096)
+            with recording(book):
+                answer = await upstream._send("POST", "/", task_no="T", json={"a": 1})
+            await upstream.aclose()
+        return answer.status, book.exchanges
+
+    status, kept = asyncio.run(run())
+    assert status == 200 and kept == []
