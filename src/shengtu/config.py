@@ -188,6 +188,11 @@ class Settings(BaseSettings):
     webhook_endpoint_concurrency: int = Field(default=2, ge=1)
     webhook_manual_per_minute: int = Field(default=10, ge=1)
     webhook_retention_days: float = Field(default=30.0, gt=0)
+    # Every upstream exchange of a task (our requests, keys and signatures masked, and the
+    # upstream's answers), kept for the operator's task detail: each body cut to this many
+    # bytes, each exchange kept this many days (0: none kept, nothing recorded).
+    exchange_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    exchange_retention_days: float = Field(default=7.0, ge=0)
     # Prometheus: where this machine's processes keep their figures (default
     # DATA_DIR/metrics), the bearer token /metrics asks for, and an address of its own
     # for it (host:port). /metrics answers 404 unless a token or an address is set.

@@ -6,6 +6,7 @@ from shengtu.models.audit import AuditEntry
 from shengtu.models.catalog import PointsConfig
 from shengtu.models.channels import Channel, ChannelKey, ChannelModel, TaskAttempt
 from shengtu.models.codes import RedeemCode
+from shengtu.models.exchanges import UpstreamExchange
 from shengtu.models.groups import UserGroup
 from shengtu.models.idempotency import IdempotencyKey
 from shengtu.models.points import PointsAccount, PointsLedger
@@ -39,6 +40,7 @@ __all__ = [
     "StatsUserHour",
     "StoredFile",
     "TaskAttempt",
+    "UpstreamExchange",
     "User",
     "UserGroup",
     "WebhookAttempt",

@@ -4,16 +4,20 @@ answer was lost after the request went out (uncertain)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from multidict import CIMultiDictProxy
 
 from shengtu.logs import digest, get_logger
+from shengtu.providers import exchanges
 from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
 from shengtu.providers.pacing import LocalPacer, Pacer
 from shengtu.storage.fetch import origin
@@ -141,6 +145,7 @@ class HttpUpstream:
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
         self._session: aiohttp.ClientSession | None = None
         self._pacer = pacer or LocalPacer(rps)
+        self._secrets: tuple[str, ...] | None = None
 
     @property
     def trusted_origins(self) -> frozenset[str]:
@@ -175,6 +180,15 @@ class HttpUpstream:
     async def check(self) -> None:
         raise NotImplementedError
 
+    def exchange_secrets(self) -> tuple[str, ...]:
+        """What the kept exchanges must never hold (shengtu.providers.exchanges): the key,
+        and each part of a key made of parts. A protocol that holds other secrets adds
+        them here."""
+        found: tuple[str, ...] | None = getattr(self, "_secrets", None)
+        if found is None:
+            found = self._secrets = exchanges.secrets_of(self._key)
+        return found
+
     async def _send(
         self,
         method: str,
@@ -184,7 +198,9 @@ class HttpUpstream:
         logged: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> Answer:
-        """``logged``: more fields for the request's log line (digests, never bodies)."""
+        """``logged``: more fields for the request's log line (digests, never bodies).
+        While a worker's exchange log is set (shengtu.providers.exchanges), the request
+        and its answer, or why there was none, are recorded there too."""
         await self._pacer.wait()
         started = time.perf_counter()
         log.info(
@@ -195,7 +211,14 @@ class HttpUpstream:
             path=path,
             **(logged or {}),
         )
+        book = exchanges.current()
+        at = datetime.now(UTC).replace(tzinfo=None) if book is not None else None
+        # Read before it goes: aiohttp empties a form as it sends it.
+        asked = self._request_text(book, kwargs) if book is not None else None
         trace: dict[str, bool] = {"connected": False}
+        sent: Iterable[tuple[str, str]] | None = None
+        failure: str | None = None
+        answer: Answer | None = None
         try:
             async with self._client().request(
                 method,
@@ -205,7 +228,12 @@ class HttpUpstream:
                 **kwargs,
             ) as response:
                 status, headers = response.status, response.headers
+                if book is not None:
+                    sent = response.request_info.headers.items()
                 raw = await _read_capped(response, self.max_answer_bytes)
+            answer = Answer(
+                status, headers, raw[: self.max_answer_bytes], len(raw) > self.max_answer_bytes
+            )
         except TimeoutError as exc:
             uncertain = trace["connected"]
             log.warning(
@@ -215,6 +243,7 @@ class HttpUpstream:
                 error=type(exc).__name__,
                 uncertain=uncertain,
             )
+            failure = _failure_note("上游接口超时", exc, uncertain)
             raise UpstreamError("上游接口超时", transient=True, uncertain=uncertain) from exc
         except (aiohttp.ClientError, OSError) as exc:
             uncertain = trace["connected"] and not isinstance(exc, aiohttp.ClientConnectorError)
@@ -225,12 +254,14 @@ class HttpUpstream:
                 error=repr(exc),
                 uncertain=uncertain,
             )
-            raise UpstreamError(
-                f"无法连接上游接口:{_connection_failure(exc)}", transient=True, uncertain=uncertain
-            ) from exc
-        answer = Answer(
-            status, headers, raw[: self.max_answer_bytes], len(raw) > self.max_answer_bytes
-        )
+            message = f"无法连接上游接口:{_connection_failure(exc)}"
+            failure = _failure_note(message, exc, uncertain)
+            raise UpstreamError(message, transient=True, uncertain=uncertain) from exc
+        finally:
+            if book is not None and at is not None:
+                if answer is None and failure is None:
+                    failure = _interrupted(sys.exc_info()[1], trace["connected"])
+                self._record(book, at, started, method, path, kwargs, asked, sent, answer, failure)
         log.info(
             "upstream_response",
             protocol=self.name,
@@ -241,3 +272,71 @@ class HttpUpstream:
             body=digest(answer.text),
         )
         return answer
+
+    def _request_text(self, book: exchanges.ExchangeLog, kwargs: Mapping[str, Any]) -> str | None:
+        try:
+            redactor = exchanges.Redactor(self.exchange_secrets(), book.body_bytes)
+            return redactor.request_body(kwargs)
+        except Exception:
+            log.exception("upstream_exchange_not_recorded", protocol=self.name)
+            return "<无法记录的请求内容>"
+
+    def _record(
+        self,
+        book: exchanges.ExchangeLog,
+        at: datetime,
+        started: float,
+        method: str,
+        path: str,
+        kwargs: Mapping[str, Any],
+        asked: str | None,
+        sent: Iterable[tuple[str, str]] | None,
+        answer: Answer | None,
+        failure: str | None,
+    ) -> None:
+        """The exchange, as the operator may read it, into ``book``; a failure to record
+        it is logged, never raised: the task goes on."""
+        try:
+            redactor = exchanges.Redactor(self.exchange_secrets(), book.body_bytes)
+            if sent is None:
+                session = self._session
+                merged = dict(session.headers) if session is not None else {}
+                merged.update(kwargs.get("headers") or {})
+                sent = merged.items()
+            content_type = answer.headers.get("Content-Type", "") if answer else ""
+            book.exchanges.append(
+                exchanges.Exchange(
+                    protocol=self.name,
+                    method=method,
+                    url=redactor.url(self.base_url + path, kwargs.get("params")),
+                    request_headers=redactor.sent_headers(sent),
+                    request_body=asked,
+                    status=answer.status if answer else None,
+                    response_headers=redactor.answer_headers(answer.headers.items())
+                    if answer
+                    else {},
+                    response_body=redactor.response_body(answer.raw, content_type, answer.too_long)
+                    if answer
+                    else None,
+                    error=redactor.text(failure) if failure else None,
+                    elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
+                    at=at,
+                )
+            )
+        except Exception:
+            log.exception("upstream_exchange_not_recorded", protocol=self.name, path=path)
+
+
+def _interrupted(exc: BaseException | None, connected: bool) -> str:
+    reached = "请求可能已到达上游" if connected else "请求未到达上游"
+    if exc is None or isinstance(exc, asyncio.CancelledError):
+        # The task's deadline, or the process stopping.
+        return f"请求被中断(任务时限已到或进程停止;{reached})"
+    return f"请求失败({type(exc).__name__};{reached})"
+
+
+def _failure_note(message: str, exc: BaseException, uncertain: bool) -> str:
+    """Why an exchange had no answer, for the operator: the task's message, the error's
+    kind, and whether the request may have reached the upstream."""
+    reached = "请求可能已到达上游" if uncertain else "请求未到达上游"
+    return f"{message}({type(exc).__name__};{reached})"

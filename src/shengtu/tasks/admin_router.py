@@ -12,6 +12,7 @@ from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
 from shengtu.auth.deps import AdminDep
 from shengtu.channels.schemas import AttemptOut
 from shengtu.context import ContextDep
+from shengtu.exchanges.schemas import ExchangeOut
 from shengtu.models.tasks import AiTask
 from shengtu.points.schemas import LedgerOut, ledger_out
 from shengtu.tasks import admin_service as service
@@ -41,6 +42,11 @@ class AdminTaskDetail(BaseModel):
     task: AdminTaskOut
     attempts: list[AttemptOut]
     ledger: list[LedgerOut]
+    # Every request sent upstream about it and the answer, oldest first (keys and
+    # signatures masked, bodies capped): all of them, or of many the first and the last
+    # (``exchangeCount`` says how many are kept; the others a page at a time below).
+    exchanges: list[ExchangeOut]
+    exchangeCount: int
 
 
 def admin_task_out(task: AiTask, username: str | None, tz: str) -> AdminTaskOut:
@@ -101,7 +107,8 @@ async def list_tasks(
 
 @router.get("/admin/tasks/{task_no}", response_model=Envelope[AdminTaskDetail])
 async def get_task(task_no: str, ctx: ContextDep, _: AdminDep) -> Envelope[AdminTaskDetail]:
-    """The task with every try at handing it upstream and its ledger rows."""
+    """The task with every try at handing it upstream, its ledger rows and its kept
+    upstream exchanges."""
     tz = ctx.settings.timezone
     found = await service.view(ctx.db, task_no, tz)
     return ok(
@@ -109,8 +116,21 @@ async def get_task(task_no: str, ctx: ContextDep, _: AdminDep) -> Envelope[Admin
             task=admin_task_out(found.task, found.username, tz),
             attempts=found.attempts,
             ledger=[ledger_out(r, tz) for r in found.ledger],
+            exchanges=found.exchanges,
+            exchangeCount=found.exchange_count,
         )
     )
+
+
+@router.get("/admin/tasks/{task_no}/exchanges", response_model=Envelope[Page[ExchangeOut]])
+async def task_exchanges(
+    task_no: str, ctx: ContextDep, _: AdminDep, page: PageNo = 1, size: PageSize = 20
+) -> Envelope[Page[ExchangeOut]]:
+    """The task's kept upstream exchanges, a page at a time, oldest first."""
+    rows, total = await service.exchanges_of(
+        ctx.db, task_no, ctx.settings.timezone, page=page, size=size
+    )
+    return ok(Page[ExchangeOut].of(rows, total, page, size))
 
 
 @router.post("/admin/tasks/{task_no}/cancel", response_model=Envelope[AdminTaskOut])

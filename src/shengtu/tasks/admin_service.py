@@ -16,6 +16,8 @@ from shengtu.channels.schemas import AttemptOut
 from shengtu.context import AppContext
 from shengtu.db import Database
 from shengtu.errors import Conflict
+from shengtu.exchanges import service as exchanges
+from shengtu.exchanges.schemas import ExchangeOut
 from shengtu.models.accounts import User
 from shengtu.models.points import PointsLedger
 from shengtu.models.tasks import TERMINAL, AiTask, Status
@@ -147,13 +149,26 @@ class TaskView:
     username: str | None
     attempts: list[AttemptOut]
     ledger: list[PointsLedger]
+    # Its kept upstream exchanges (the first and last of many), and how many are kept.
+    exchanges: list[ExchangeOut]
+    exchange_count: int
 
 
 async def view(db: Database, task_no: str, tz: str) -> TaskView:
-    """The task, its owner's name, every try at handing it upstream and its ledger rows,
-    read together."""
+    """The task, its owner's name, every try at handing it upstream, its ledger rows and
+    its kept upstream exchanges, read together."""
     async with db.read() as session:
         task, username = await get_task(session, task_no)
         attempts = await channels.attempts_of(session, task_no, tz)
         ledger = await ledger_of(session, task_no)
-    return TaskView(task, username, attempts, ledger)
+        kept, count = await exchanges.of_task(session, task.id, tz)
+    return TaskView(task, username, attempts, ledger, kept, count)
+
+
+async def exchanges_of(
+    db: Database, task_no: str, tz: str, *, page: int, size: int
+) -> tuple[list[ExchangeOut], int]:
+    """A page of the task's kept upstream exchanges, oldest first, and how many it has."""
+    async with db.read() as session:
+        task, _ = await get_task(session, task_no)
+        return await exchanges.page_of_task(session, task.id, tz, page=page, size=size)

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from shengtu.channels import service as channel_service
 from shengtu.context import AppContext
 from shengtu.db import utcnow
+from shengtu.exchanges.service import ExchangeRecorder
 from shengtu.logs import get_logger
 from shengtu.models.tasks import AiTask, Status
 from shengtu.providers.base import UpstreamError
@@ -28,11 +29,14 @@ log = get_logger("shengtu.worker")
 class LateWatch:
     """The watch, run by every worker now and then (safe while others run it too)."""
 
-    def __init__(self, ctx: AppContext, moves: Moves, results: Results) -> None:
+    def __init__(
+        self, ctx: AppContext, moves: Moves, results: Results, exchanges: ExchangeRecorder
+    ) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
         self.moves = moves
         self.results = results
+        self.exchanges = exchanges
 
     @property
     def enabled(self) -> bool:
@@ -115,7 +119,10 @@ class LateWatch:
             await self._stop_watching(task)
             return
         try:
-            state = await provider.poll(task.upstream_id, task.task_no)
+            with self.exchanges.recording(
+                task, "late_poll", channel_id=task.channel_id, key_id=task.channel_key_id
+            ):
+                state = await provider.poll(task.upstream_id, task.task_no)
         except UpstreamError as exc:
             if not exc.transient:
                 await self._stop_watching(task)

@@ -15,6 +15,7 @@ from shengtu.channels import service as channel_service
 from shengtu.channels.pool import Route
 from shengtu.context import AppContext
 from shengtu.db import add, utcnow
+from shengtu.exchanges.service import ExchangeRecorder
 from shengtu.logs import get_logger
 from shengtu.models.channels import TaskAttempt
 from shengtu.models.tasks import AiTask, Status
@@ -78,16 +79,22 @@ def _outcome(exc: UpstreamError) -> str:
 
 class Relay:
     """Submits and cancels; reference pictures fetched on ``references``, a connection
-    pool of its own."""
+    pool of its own; the upstream exchanges kept by ``exchanges``."""
 
     def __init__(
-        self, ctx: AppContext, moves: Moves, results: Results, references: httpx.AsyncClient
+        self,
+        ctx: AppContext,
+        moves: Moves,
+        results: Results,
+        references: httpx.AsyncClient,
+        exchanges: ExchangeRecorder,
     ) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
         self.moves = moves
         self.results = results
         self._references = references
+        self.exchanges = exchanges
 
     def _routes(self, task: AiTask) -> list[Route | None]:
         """Where to send the task, in order: the channels that serve its model, or, where
@@ -166,8 +173,14 @@ class Relay:
                 submitting = (route, started, clock)
                 timeout = self.settings.upstream_timeout
                 try:
-                    async with by_deadline(task, self.settings, submitting, at_least=timeout):
-                        state = await provider.submit(job)
+                    with self.exchanges.recording(
+                        task,
+                        "submit",
+                        channel_id=route.channel_id if route else None,
+                        key_id=route.key_id if route else None,
+                    ):
+                        async with by_deadline(task, self.settings, submitting, at_least=timeout):
+                            state = await provider.submit(job)
                 finally:
                     # An accepted task is counted in flight (``submit_accepted``) before
                     # anything else runs.
@@ -437,8 +450,11 @@ class Relay:
             await self.results.poll(task, provider)
             return
         try:
-            async with by_deadline(task, self.settings):
-                state = await provider.cancel(task.upstream_id, task.task_no)
+            with self.exchanges.recording(
+                task, "cancel", channel_id=task.channel_id, key_id=task.channel_key_id
+            ):
+                async with by_deadline(task, self.settings):
+                    state = await provider.cancel(task.upstream_id, task.task_no)
         except UpstreamError as exc:
             if exc.transient:
                 await self.moves.retry(task, f"取消上游任务失败:{exc.message}", exc.retry_after)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -18,6 +19,7 @@ from shengtu.channels.pool import Cost
 from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.db import utcnow
+from shengtu.exchanges.service import ExchangeRecorder
 from shengtu.models.tasks import AiTask, Status
 from shengtu.pricing.parameters import Chosen
 from shengtu.providers.base import Provider, UpstreamError, UpstreamState
@@ -94,20 +96,27 @@ async def provider_of(ctx: AppContext, task: AiTask) -> Provider | None:
 
 
 class Results:
-    """Polls and result copies; downloads on ``http``, a connection pool of its own."""
+    """Polls and result copies; downloads on ``http``, a connection pool of its own; the
+    exchanges of both kept by ``exchanges``."""
 
-    def __init__(self, ctx: AppContext, moves: Moves, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, ctx: AppContext, moves: Moves, http: httpx.AsyncClient, exchanges: ExchangeRecorder
+    ) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
         self.moves = moves
         self._http = http
+        self.exchanges = exchanges
 
     async def poll(self, task: AiTask, provider: Provider) -> None:
         assert task.upstream_id is not None
         moves = self.moves
         try:
-            async with by_deadline(task, self.settings):
-                state = await provider.poll(task.upstream_id, task.task_no)
+            with self.exchanges.recording(
+                task, "poll", channel_id=task.channel_id, key_id=task.channel_key_id
+            ):
+                async with by_deadline(task, self.settings):
+                    state = await provider.poll(task.upstream_id, task.task_no)
         except UpstreamError as exc:
             if exc.transient:
                 await moves.retry(task, exc.message, exc.retry_after)
@@ -227,14 +236,21 @@ class Results:
 
     async def fetch(self, task: AiTask, url: str, provider: Provider, seconds: float) -> Stored:
         """The upstream's picture, downloaded through the SSRF guard within ``seconds``
-        and the rate floor, checked and stored."""
-        fetched = await fetch_image_bytes(
-            self._http,
-            url,
-            max_bytes=self.settings.max_result_bytes,
-            trusted_origins=provider.trusted_origins,
-            **download_bounds(self.settings, seconds),
-        )
+        and the rate floor, checked and stored. The download is kept among the task's
+        exchanges: its address and outcome, not the picture."""
+        at, clock = utcnow(), time.perf_counter()
+        try:
+            fetched = await fetch_image_bytes(
+                self._http,
+                url,
+                max_bytes=self.settings.max_result_bytes,
+                trusted_origins=provider.trusted_origins,
+                **download_bounds(self.settings, seconds),
+            )
+        except FetchError as exc:
+            self.exchanges.download(task, provider, url, at, clock, error=exc.message)
+            raise
+        self.exchanges.download(task, provider, url, at, clock, size=len(fetched.data))
         return await self.store(task, fetched.data)
 
     async def store(self, task: AiTask, picture: bytes) -> Stored:

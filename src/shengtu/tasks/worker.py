@@ -27,6 +27,8 @@ from sqlalchemy import Integer, bindparam, or_, select, update
 from shengtu.channels.bootstrap import sync_env_channel
 from shengtu.context import AppContext
 from shengtu.db import UtcDateTime, columns_of, loaded, run, utcnow
+from shengtu.exchanges import jobs as exchanges_jobs
+from shengtu.exchanges.service import ExchangeRecorder
 from shengtu.idempotency import jobs as idempotency_jobs
 from shengtu.logs import get_logger
 from shengtu.models.tasks import ACTIVE_SQL, AiTask, Status
@@ -46,7 +48,12 @@ log = get_logger("shengtu.worker")
 
 # Every capability's periodic work, run in turn every SHENGTU_SWEEP_INTERVAL_SECONDS (the
 # webhooks' own runs in their dispatcher, which runs wherever a worker does).
-PERIODIC_JOBS = (*storage_jobs.JOBS, *stats_jobs.JOBS, *idempotency_jobs.JOBS)
+PERIODIC_JOBS = (
+    *storage_jobs.JOBS,
+    *stats_jobs.JOBS,
+    *idempotency_jobs.JOBS,
+    *exchanges_jobs.JOBS,
+)
 
 # Due: active, its time come, and no live lease. Built once (``shengtu.db.run``).
 _NOW = bindparam("now", type_=UtcDateTime)
@@ -109,9 +116,11 @@ class Worker:
         self._http = self._fetcher(self.settings.fetch_connections)
         self._references = self._fetcher(self.settings.reference_fetch_connections)
         self.moves = Moves(ctx, self.owner)
-        self.results = Results(ctx, self.moves, self._http)
-        self.relay = Relay(ctx, self.moves, self.results, self._references)
-        self.late = LateWatch(ctx, self.moves, self.results)
+        # What the steps' upstream calls record, written in the background (issue 23).
+        self.exchanges = ExchangeRecorder(ctx)
+        self.results = Results(ctx, self.moves, self._http, self.exchanges)
+        self.relay = Relay(ctx, self.moves, self.results, self._references, self.exchanges)
+        self.late = LateWatch(ctx, self.moves, self.results, self.exchanges)
         self.steps_done = 0
         # Set when every slot is busy: the loop then waits for a quarter of them to free
         # up (not for the next tick), so throughput isn't capped at one batch per tick.
@@ -161,6 +170,7 @@ class Worker:
             log.exception("channel_sync_failed")
         heartbeat = asyncio.create_task(self._keep_leases())
         deliveries = asyncio.create_task(self.webhooks.run())
+        exchanges = asyncio.create_task(self.exchanges.run())
         try:
             while not self._stop.is_set():
                 try:
@@ -185,6 +195,9 @@ class Worker:
                 background.cancel()
             if self._steps:
                 await asyncio.wait(self._steps, timeout=10)
+            # After the steps: what their last calls recorded is written too.
+            self.exchanges.stop()
+            await exchanges
             await self._http.aclose()
             await self._references.aclose()
             log.info("worker_stopped", owner=self.owner)

@@ -134,6 +134,24 @@ words({
   pass: ["通过", "Pass"],
   fail: ["违反", "Fail"],
   madeCodes: ["已生成 {0} 个兑换码(批次 {1}):", "Made {0} codes (batch {1}):"],
+  attempts: ["上游尝试", "Upstream attempts"],
+  outcome: ["结果", "Outcome"],
+  exchanges: ["上游往来记录", "Upstream exchanges"],
+  exchangeHint: ["发给上游的请求(密钥与签名已隐去)和上游的回答,仅运营可见;超长内容已截断,图片只记大小。",
+    "The requests sent upstream (keys and signatures masked) and the upstream's answers, seen by operators only; long bodies are cut, pictures kept as their size."],
+  exchangeShown: ["共 {0} 条,此处显示最早与最近的 {1} 条", "{0} in all: the first and the last {1} shown"],
+  noExchanges: ["没有保存的往来记录(可能已过保存期限)", "No exchange kept (they may be past their keeping)"],
+  step_submit: ["提交", "Submit"],
+  step_poll: ["查询", "Poll"],
+  step_cancel: ["取消", "Cancel"],
+  step_late_poll: ["超时后查询", "Late poll"],
+  step_download: ["下载结果", "Result download"],
+  requestHeaders: ["请求头", "Request headers"],
+  requestBody: ["请求内容", "Request body"],
+  responseHeaders: ["回答头", "Answer headers"],
+  responseBody: ["回答内容", "Answer body"],
+  noAnswer: ["无回答", "no answer"],
+  ledger: ["积分流水", "Ledger"],
 });
 
 let stats = null;
@@ -233,10 +251,50 @@ async function loadTasks(page) {
   $("admin-tasks").replaceChildren(table([
     ["taskNo", r => r.taskNo], ["user", r => r.username || "#" + r.userId], ["model", r => r.modelName], ["state", r => r.status],
     ["points", r => r.pointsCost], ["channel", r => r.channelId ?? "—"], ["prompt", r => r.promptSnippet], ["error", r => r.errorMessage || ""],
+    ["", r => el("button", { type: "button", class: "link", "data-task": r.taskNo, onclick: () => showTask(r.taskNo).catch(e => say("task-msg", e.message, false)) }, t("detail"))],
     ["", r => ["created", "queued", "processing"].includes(r.status)
       ? el("button", { type: "button", class: "link danger", onclick: async () => { try { await api(`/admin/tasks/${encodeURIComponent(r.taskNo)}/cancel`, { method: "POST" }); say("task-msg", t("done"), true); loadTasks(page); } catch (e) { say("task-msg", e.message, false); } } }, t("cancel"))
       : ""],
   ], data.records), pager(data, loadTasks));
+}
+
+// A task as the operator sees it: its attempts, ledger rows and every exchange with the
+// upstream. Bodies are the upstream's and the user's text: <pre> with text nodes only.
+async function showTask(taskNo) {
+  const d = await api(`/admin/tasks/${encodeURIComponent(taskNo)}`);
+  const task = d.task;
+  const box = $("task-detail");
+  const shown = d.exchanges.length < d.exchangeCount ? el("p", { class: "meta" }, t("exchangeShown", d.exchangeCount, d.exchanges.length)) : null;
+  box.replaceChildren(...[
+    el("h2", {}, task.taskNo, " ", el("span", { class: "meta" }, `${task.username || "#" + task.userId} · ${task.modelName} · ${task.status} · ${t("channel")} ${task.channelId ?? "—"}`)),
+    el("p", { class: "prompt" }, task.promptSnippet),
+    task.errorMessage ? el("p", { class: "err" }, task.errorMessage) : null,
+    el("h3", {}, t("attempts")),
+    table([["time", a => a.startTime], ["channel", a => a.channelName || a.channelId || "—"], ["outcome", a => a.outcome], ["", a => a.httpStatus ?? ""], ["error", a => a.error || ""]], d.attempts),
+    el("h3", {}, t("ledger")),
+    table([["time", r => r.createTime], ["net", r => r.delta], ["action", r => r.kind], ["note", r => r.note || ""]], d.ledger),
+    el("h3", {}, t("exchanges")),
+    el("p", { class: "meta" }, t("exchangeHint")),
+    shown,
+    d.exchanges.length ? el("div", { id: "exchanges" }, d.exchanges.map(exchangeView)) : el("p", { class: "meta" }, t("noExchanges")),
+  ].filter(Boolean));
+  box.classList.remove("hidden");
+  box.scrollIntoView({ block: "start" });
+}
+const prettyBody = (body) => {
+  try { return JSON.stringify(JSON.parse(body), null, 2); } catch (e) { return body; }
+};
+const headerLines = (headers) => Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join("\n");
+function exchangeView(x) {
+  const outcome = x.status === null ? t("noAnswer") : `HTTP ${x.status}`;
+  const part = (key, text, cls) => text ? [el("div", { class: "label" }, t(key)), el("pre", { class: cls }, text)] : [];
+  return el("details", { class: "exchange", "data-exchange": x.id },
+    el("summary", {}, `${x.time} · ${t("step_" + x.step)} · ${x.method} ${x.url} → ${outcome} · ${x.elapsedMs} ms`),
+    x.error ? el("p", { class: "err" }, x.error) : null,
+    part("requestHeaders", headerLines(x.requestHeaders), "headers"),
+    part("requestBody", x.requestBody === null ? "" : prettyBody(x.requestBody), "request"),
+    part("responseHeaders", headerLines(x.responseHeaders), "headers"),
+    part("responseBody", x.responseBody === null ? "" : prettyBody(x.responseBody), "response"));
 }
 
 // --- Channels and models ----------------------------------------------------------------------------

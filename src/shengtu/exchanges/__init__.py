@@ -1,0 +1,1 @@
+"""Every upstream exchange of a task, kept for the operator (see ``service``)."""

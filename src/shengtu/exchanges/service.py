@@ -1,0 +1,281 @@
+"""Every upstream exchange of a task, kept for the operator (issue 23).
+
+The provider records each request and its answer into the exchange log the worker sets
+around the call (:mod:`shengtu.providers.exchanges`: keys and signatures masked, pictures
+shortened to their length, bodies capped at SHENGTU_EXCHANGE_BODY_BYTES). The worker hands
+what a call recorded to :class:`ExchangeRecorder`, which writes it in the background: a
+write transaction of its own, batching whatever came while the last one ran, so a
+worker polling hundreds of tasks a second adds a few small transactions a second, not one
+a poll, and no task's step waits for it. A failed write is logged and dropped: the
+exchanges are for reading, and never hold up or break a task.
+
+They are read only by operators (``GET /admin/tasks/{taskNo}`` and the console's task
+detail), deleted with their task, and by the sweep after SHENGTU_EXCHANGE_RETENTION_DAYS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, Literal, cast
+
+from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shengtu.context import AppContext
+from shengtu.db import Database, utcnow
+from shengtu.exchanges.schemas import ExchangeOut
+from shengtu.logs import get_logger
+from shengtu.models.exchanges import UpstreamExchange
+from shengtu.models.tasks import AiTask
+from shengtu.providers.exchanges import Exchange, ExchangeLog, Redactor, recording
+from shengtu.timefmt import local
+
+log = get_logger("shengtu.exchanges")
+
+Step = Literal["submit", "poll", "cancel", "late_poll", "download"]
+# Waiting to be written at most; beyond (the database away), the oldest are dropped.
+MAX_PENDING = 5000
+# Seconds between two writes: what comes meanwhile goes in one transaction.
+WRITE_GAP = 0.2
+# The task detail shows a task's first and last exchanges (a task watched late for a day
+# has over a thousand polls); the others are read a page at a time.
+DETAIL_FIRST = 20
+DETAIL_LAST = 80
+PRUNE_BATCH = 1000
+_TABLE = cast("Table", UpstreamExchange.__table__)
+
+
+class ExchangeRecorder:
+    """A worker's writer of the exchanges its provider calls record."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self._pending: list[dict[str, Any]] = []
+        self._dropped = 0
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.ctx.settings.exchange_retention_days > 0
+
+    @contextmanager
+    def recording(
+        self, task: AiTask, step: Step, *, channel_id: int | None, key_id: int | None
+    ) -> Iterator[None]:
+        """The exchanges of the provider calls inside are kept as ``task``'s ``step``,
+        whatever the calls end in (an answer, an error, the task's deadline)."""
+        if not self.enabled:
+            yield
+            return
+        book = ExchangeLog(self.ctx.settings.exchange_body_bytes)
+        try:
+            with recording(book):
+                yield
+        finally:
+            self.keep(task, step, channel_id, key_id, book.exchanges)
+
+    def download(
+        self,
+        task: AiTask,
+        provider: object,
+        url: str,
+        at: datetime,
+        clock: float,
+        *,
+        size: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """A result picture's download: its address (signatures masked) and how it went,
+        never the picture."""
+        if not self.enabled:
+            return
+        # An HTTP upstream names its secrets (shengtu.providers.http); a result address
+        # rarely holds one, but a signed one may.
+        named = getattr(provider, "exchange_secrets", None)
+        secrets: tuple[str, ...] = named() if callable(named) else ()
+        redactor = Redactor(secrets, self.ctx.settings.exchange_body_bytes)
+        exchange = Exchange(
+            protocol=str(getattr(provider, "name", "")),
+            method="GET",
+            url=redactor.url(url),
+            request_headers={},
+            request_body=None,
+            status=200 if error is None else None,
+            response_headers={},
+            response_body=None if size is None else f"<图片 {size} 字节>",
+            error=None if error is None else redactor.text(error)[:500],
+            elapsed_ms=round((time.perf_counter() - clock) * 1000, 1),
+            at=at,
+        )
+        self.keep(task, "download", task.channel_id, task.channel_key_id, [exchange])
+
+    def keep(
+        self,
+        task: AiTask,
+        step: Step,
+        channel_id: int | None,
+        key_id: int | None,
+        exchanges: Sequence[Exchange],
+    ) -> None:
+        """Queued for the next write (:meth:`run`)."""
+        for e in exchanges:
+            self._pending.append(
+                {
+                    "task_id": task.id,
+                    "task_no": task.task_no,
+                    "channel_id": channel_id,
+                    "key_id": key_id,
+                    "protocol": e.protocol[:32],
+                    "step": step,
+                    "method": e.method[:8],
+                    "url": e.url,
+                    "request_headers": e.request_headers,
+                    "request_body": e.request_body,
+                    "status": e.status,
+                    "response_headers": e.response_headers,
+                    "response_body": e.response_body,
+                    "error": None if e.error is None else e.error[:500],
+                    "elapsed_ms": e.elapsed_ms,
+                    "created_at": e.at,
+                }
+            )
+        over = len(self._pending) - MAX_PENDING
+        if over > 0:
+            del self._pending[:over]
+            self._dropped += over
+        if exchanges:
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Writes what is pending, until :meth:`stop`; then what is left."""
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+            if not self._stopping:
+                await asyncio.sleep(WRITE_GAP)
+        await self.flush()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def flush(self) -> None:
+        rows, self._pending = self._pending, []
+        if self._dropped:
+            log.warning("upstream_exchanges_dropped", count=self._dropped)
+            self._dropped = 0
+        if not rows:
+            return
+        try:
+            await write(self.ctx.db, rows)
+        except Exception:
+            log.exception("upstream_exchanges_not_kept", count=len(rows))
+
+
+async def write(db: Database, rows: list[dict[str, Any]]) -> None:
+    """``rows`` in one transaction; those of a task deleted meanwhile (its user deleted)
+    are left out, as its exchanges went with it."""
+    try:
+        await _insert(db, rows)
+    except IntegrityError:
+        ids = {row["task_id"] for row in rows}
+        async with db.read() as session:
+            alive = set(await session.scalars(select(AiTask.id).where(AiTask.id.in_(ids))))
+        rows = [row for row in rows if row["task_id"] in alive]
+        if rows:
+            await _insert(db, rows)
+
+
+async def _insert(db: Database, rows: list[dict[str, Any]]) -> None:
+    async with db.write() as session:
+        # Core, past the ORM's bulk insert: half the cost a row.
+        await session.execute(insert(_TABLE), rows)
+
+
+def exchange_out(row: UpstreamExchange, tz: str) -> ExchangeOut:
+    return ExchangeOut(
+        id=row.id,
+        step=row.step,
+        protocol=row.protocol,
+        channelId=row.channel_id,
+        keyId=row.key_id,
+        method=row.method,
+        url=row.url,
+        requestHeaders=row.request_headers or {},
+        requestBody=row.request_body,
+        status=row.status,
+        responseHeaders=row.response_headers or {},
+        responseBody=row.response_body,
+        error=row.error,
+        elapsedMs=row.elapsed_ms,
+        time=local(row.created_at, tz).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
+    )
+
+
+async def of_task(session: AsyncSession, task_id: int, tz: str) -> tuple[list[ExchangeOut], int]:
+    """``task_id``'s exchanges for its detail, oldest first: every one, or the first
+    DETAIL_FIRST and the last DETAIL_LAST of many; and how many it has."""
+    where = UpstreamExchange.task_id == task_id
+    total = int(await session.scalar(select(func.count()).where(where)) or 0)
+    ordered = select(UpstreamExchange).where(where)
+    if total <= DETAIL_FIRST + DETAIL_LAST:
+        rows = list(await session.scalars(ordered.order_by(UpstreamExchange.id)))
+    else:
+        first = await session.scalars(ordered.order_by(UpstreamExchange.id).limit(DETAIL_FIRST))
+        last = await session.scalars(
+            ordered.order_by(UpstreamExchange.id.desc()).limit(DETAIL_LAST)
+        )
+        rows = [*first, *reversed(list(last))]
+    return [exchange_out(r, tz) for r in rows], total
+
+
+async def page_of_task(
+    session: AsyncSession, task_id: int, tz: str, *, page: int, size: int
+) -> tuple[list[ExchangeOut], int]:
+    """One page of ``task_id``'s exchanges, oldest first, and how many it has."""
+    where = UpstreamExchange.task_id == task_id
+    total = int(await session.scalar(select(func.count()).where(where)) or 0)
+    rows = await session.scalars(
+        select(UpstreamExchange)
+        .where(where)
+        .order_by(UpstreamExchange.id)
+        .offset((page - 1) * size)
+        .limit(size)
+    )
+    return [exchange_out(r, tz) for r in rows], total
+
+
+async def prune(ctx: AppContext, now: datetime | None = None, *, batches: int = 100) -> int:
+    """Deletes the exchanges older than SHENGTU_EXCHANGE_RETENTION_DAYS (every one at 0),
+    PRUNE_BATCH at a time in short transactions; how many this call deleted (racing
+    workers each delete what is still there)."""
+    cutoff = (now or utcnow()) - timedelta(days=ctx.settings.exchange_retention_days)
+    gone = 0
+    for _ in range(batches):
+        async with ctx.db.write() as session:
+            ids = list(
+                await session.scalars(
+                    select(UpstreamExchange.id)
+                    .where(UpstreamExchange.created_at < cutoff)
+                    .order_by(UpstreamExchange.created_at)
+                    .limit(PRUNE_BATCH)
+                )
+            )
+            if not ids:
+                break
+            result = await session.execute(
+                delete(UpstreamExchange).where(UpstreamExchange.id.in_(ids))
+            )
+        gone += int(getattr(result, "rowcount", 0) or 0)
+        if len(ids) < PRUNE_BATCH:
+            break
+    if gone:
+        log.info("upstream_exchanges_pruned", count=gone)
+    return gone

@@ -1,0 +1,245 @@
+"""Every upstream exchange of a task kept for the operator (issue 23), through the doubles
+of the three protocols over real HTTP, on SQLite, MariaDB and PostgreSQL: kept for
+submits, polls and downloads, capped, pictures shortened, no key anywhere in the table,
+an uncertain submit kept with its request and why it has no answer, pruned past the
+retention by the workers' sweep, and shown to operators only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from shengtu.db import Database, utcnow
+from shengtu.tasks.worker import PERIODIC_JOBS
+from tests.support import OPENAI_MODELS, SANDBOX_MODEL, Platform, cli, ok, wait_for
+
+FLUX = "flux-schnell"
+CAP = 2048
+# Over the cap once sent: 3 bytes a character in UTF-8.
+LONG_PROMPT = "一座很长很长的山" * 120
+
+
+def _table(
+    platform: Platform, sql: str = "SELECT * FROM upstream_exchange"
+) -> list[dict[str, Any]]:
+    """Rows of the exchange table read straight from the platform's database, every
+    column as the database has it."""
+
+    async def read() -> list[dict[str, Any]]:
+        db = Database(platform.settings().resolved_database_url)
+        try:
+            async with db.read() as session:
+                return [dict(r) for r in (await session.execute(text(sql))).mappings()]
+        finally:
+            await db.dispose()
+
+    return asyncio.run(read())
+
+
+def _execute(platform: Platform, sql: str, **params: Any) -> None:
+    async def write() -> None:
+        db = Database(platform.settings().resolved_database_url)
+        try:
+            async with db.write() as session:
+                await session.execute(text(sql), params)
+        finally:
+            await db.dispose()
+
+    asyncio.run(write())
+
+
+def _kept(platform: Platform, task_no: str, ready: Callable[[list[dict[str, Any]]], bool]) -> Any:
+    """The task's detail for the operator, once its exchanges are written (in the
+    background, a moment after each call)."""
+
+    def detail() -> Any:
+        shown = ok(platform.admin_client.get(f"/admin/tasks/{task_no}"))
+        return shown if ready(shown["exchanges"]) else None
+
+    return wait_for(f"the exchanges of {task_no}", detail, timeout=15)
+
+
+def _steps(exchanges: list[dict[str, Any]]) -> list[str]:
+    return [e["step"] for e in exchanges]
+
+
+def test_every_exchange_is_kept_for_the_operator_without_a_key(
+    own_platform: Callable[..., Platform],
+) -> None:
+    with own_platform(
+        SHENGTU_MAX_INFLIGHT_TASKS="20",
+        SHENGTU_TASK_DEADLINE="15",
+        SHENGTU_LATE_RESULTS="false",
+        SHENGTU_EXCHANGE_BODY_BYTES=str(CAP),
+        SHENGTU_SWEEP_INTERVAL_SECONDS="1",
+    ) as platform:
+        admin = platform.admin_client
+        suchuang, suchuang_key = platform.sandbox_upstream("sbx-" + secrets.token_hex(12))
+        openai, openai_key = platform.openai_sandbox()
+        replicate, replicate_key = platform.sandbox_upstream("r8_" + secrets.token_hex(12))
+        platform.add_model(FLUX, task_type="text_to_image", cost=10, upstream_model=FLUX)
+        platform.add_channel(
+            settle=False, name="速创", baseUrl=suchuang, addKeys=[suchuang_key], timeoutSeconds=1
+        )
+        platform.add_channel(
+            settle=False,
+            name="OpenAI",
+            protocol="openai_images",
+            baseUrl=openai,
+            addKeys=[openai_key],
+            models=[
+                {"modelName": OPENAI_MODELS[0], "upstreamModel": "gpt-image-1"},
+            ],
+        )
+        platform.add_channel(
+            name="Replicate",
+            protocol="replicate",
+            baseUrl=replicate,
+            addKeys=[replicate_key],
+            models=[{"modelName": FLUX, "upstreamModel": "black-forest-labs/flux-schnell"}],
+        )
+        keys = (suchuang_key, openai_key, replicate_key)
+
+        user = platform.new_user(points=500)
+        numbers = user.submit_all(
+            {
+                "polled": (SANDBOX_MODEL, "一只猫", None),
+                "long": (SANDBOX_MODEL, LONG_PROMPT, None),
+                "inline": (OPENAI_MODELS[0], "一只狗", None),
+                "replicate": (FLUX, "一片森林", None),
+                "lost": (SANDBOX_MODEL, "回答丢失 [sandbox:slowsubmit]", None),
+            }
+        )
+        done = {case: user.wait(n, timeout=40) for case, n in numbers.items()}
+        for case in ("polled", "long", "inline", "replicate"):
+            assert done[case]["status"] == "completed", (case, done[case])
+        assert "无法确认上游是否已接受任务" in done["lost"]["errorMessage"], done["lost"]
+
+        # A polled task: its submit, each poll, and the copy of its picture, in order.
+        polled = _kept(platform, numbers["polled"], lambda e: "download" in _steps(e))
+        steps = _steps(polled["exchanges"])
+        assert steps[0] == "submit" and steps[-1] == "download" and "poll" in steps, steps
+        assert polled["exchangeCount"] == len(steps)
+        submit = polled["exchanges"][0]
+        assert submit["method"] == "POST" and submit["url"] == suchuang + "/api/async/image_gpt"
+        assert submit["status"] == 200 and submit["protocol"] == "suchuang"
+        assert json.loads(submit["requestBody"])["prompt"] == "一只猫"
+        assert submit["requestHeaders"]["Authorization"] == "***"
+        assert json.loads(submit["responseBody"])["code"] == 200
+        poll = polled["exchanges"][steps.index("poll")]
+        assert poll["method"] == "GET" and "/api/async/detail?id=" in poll["url"]
+        assert polled["task"]["upstreamId"] in poll["url"]
+        download = polled["exchanges"][-1]
+        assert download["status"] == 200 and download["responseBody"].startswith("<图片 ")
+        channel_ids = {e["channelId"] for e in polled["exchanges"]}
+        assert channel_ids == {polled["task"]["channelId"]}
+        # A page of them at a time, oldest first.
+        page = ok(admin.get(f"/admin/tasks/{numbers['polled']}/exchanges", params={"size": 2}))
+        assert page["total"] == len(steps)
+        assert [e["id"] for e in page["records"]] == [e["id"] for e in polled["exchanges"][:2]]
+
+        # A body over the cap is cut to it, and says so.
+        long = _kept(platform, numbers["long"], lambda e: bool(e))["exchanges"][0]
+        body = long["requestBody"]
+        kept, note = body.split("\n…")
+        assert len(kept.encode()) <= CAP and body.startswith('{"prompt": "一座很长很长的山')
+        assert note.startswith("(已截断:共 ") and f"只保留前 {CAP} 字节" in note
+
+        # A synchronous answer with the picture inline: the picture is its length only.
+        (inline,) = _kept(platform, numbers["inline"], lambda e: bool(e))["exchanges"]
+        assert inline["step"] == "submit" and inline["url"] == openai + "/v1/images/generations"
+        answer = json.loads(inline["responseBody"])
+        b64 = answer["data"][0]["b64_json"]
+        assert b64.startswith("<base64 ") and b64.endswith(" 字符>"), b64
+        assert int(b64.split()[1]) > 256
+        assert len(inline["responseBody"].encode()) <= CAP
+
+        # Replicate: created, polled until it succeeded, copied.
+        replicated = _kept(platform, numbers["replicate"], lambda e: "download" in _steps(e))
+        assert _steps(replicated["exchanges"])[0] == "submit"
+        assert "poll" in _steps(replicated["exchanges"])
+        assert replicated["exchanges"][0]["requestHeaders"]["Authorization"] == "***"
+
+        # A submit whose answer never came: its request kept, and why there is no answer.
+        (lost,) = _kept(platform, numbers["lost"], lambda e: bool(e))["exchanges"]
+        assert lost["step"] == "submit" and lost["status"] is None
+        assert lost["responseBody"] is None
+        assert lost["error"] == "上游接口超时(TimeoutError;请求可能已到达上游)", lost
+        assert "回答丢失" in json.loads(lost["requestBody"])["prompt"]
+
+        # No key in any column of any row, nor the Authorization header they were sent in.
+        rows = _table(platform)
+        assert len(rows) >= 10
+        everything = json.dumps(rows, ensure_ascii=False, default=str)
+        for key in keys:
+            assert key not in everything
+        assert "Bearer" not in everything
+        # Nor in the logs (as before).
+        logs = "".join(p.log_text() for p in platform.processes)
+        assert not any(key in logs for key in keys)
+
+        # Users see none of it: their task has no exchanges, and the operator's routes
+        # refuse them.
+        mine = user.task(numbers["polled"])
+        assert "exchanges" not in mine and "exchangeCount" not in mine
+        assert "requestBody" not in json.dumps(mine)
+        for path in (
+            f"/admin/tasks/{numbers['polled']}",
+            f"/admin/tasks/{numbers['polled']}/exchanges",
+        ):
+            refused = user.client.get(path).json()
+            assert refused["code"] == 403 and not refused.get("data"), refused
+
+        # The workers' sweep deletes exchanges past the retention (7 days by default) and
+        # keeps the others.
+        assert "exchanges_prune" in [job.name for job in PERIODIC_JOBS]
+        old = polled["task"]["taskNo"]
+        _execute(
+            platform,
+            "UPDATE upstream_exchange SET created_at = :then WHERE task_no = :task_no",
+            then=utcnow() - timedelta(days=8),
+            task_no=old,
+        )
+        wait_for(
+            "the sweep",
+            lambda: ok(admin.get(f"/admin/tasks/{old}"))["exchangeCount"] == 0,
+            timeout=15,
+        )
+        assert len(_kept(platform, numbers["replicate"], bool)["exchanges"]) == len(
+            replicated["exchanges"]
+        )
+        remaining = {r["task_no"] for r in _table(platform)}
+        assert old not in remaining and numbers["inline"] in remaining
+        platform.audit()
+
+
+def test_shengtu_sweep_deletes_them_too(tmp_path: Path) -> None:
+    with Platform(tmp_path) as platform:
+        user = platform.new_user(points=30)
+        task_no = user.submit(modelName=SANDBOX_MODEL, prompt="会被清理")["data"]["taskNo"]
+        assert user.wait(task_no)["status"] == "completed"
+        kept = _kept(platform, task_no, lambda e: "download" in _steps(e))["exchangeCount"]
+        assert kept >= 3
+        # Run with a retention of 0 (keep none), while the server's workers keep 7 days.
+        swept = cli({**platform.env, "SHENGTU_EXCHANGE_RETENTION_DAYS": "0"}, "sweep").stdout
+        assert f"过期上游往来记录 {kept} 条" in swept, swept
+        assert ok(platform.admin_client.get(f"/admin/tasks/{task_no}"))["exchangeCount"] == 0
+
+
+def test_a_retention_of_zero_keeps_nothing(tmp_path: Path) -> None:
+    with Platform(tmp_path, SHENGTU_EXCHANGE_RETENTION_DAYS="0") as platform:
+        user = platform.new_user(points=30)
+        task_no = user.submit(modelName=SANDBOX_MODEL, prompt="不留记录")["data"]["taskNo"]
+        assert user.wait(task_no)["status"] == "completed"
+        time.sleep(0.5)  # what would have been written, a moment after each call
+        shown = ok(platform.admin_client.get(f"/admin/tasks/{task_no}"))
+        assert shown["exchanges"] == [] and shown["exchangeCount"] == 0
+        assert _table(platform) == []
