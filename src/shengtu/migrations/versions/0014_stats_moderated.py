@@ -1,7 +1,7 @@
 """The stats count the tasks an upstream refused for their content apart
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 
 Of each hour's failed tasks of a model and channel, those whose upstream refused the
 content (a moderation), so an operator tells a refusal from an outage. Hours rolled up
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013"
-down_revision: str | None = "0012"
+revision: str = "0014"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
