@@ -60,6 +60,7 @@ def setup(settings: Settings) -> None:
     M.http_seconds = Histogram(
         "shengtu_http_request_seconds", "Time to answer", ["route", "method"], buckets=HTTP_BUCKETS
     )
+    # outcome: completed, failed, or moderated (failed: an upstream refused the content).
     M.tasks = Counter("shengtu_tasks_ended", "Tasks that ended", ["model", "outcome"])
     M.result_seconds = Histogram(
         "shengtu_task_result_seconds",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy import BigInteger, Integer, Numeric, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shengtu.db import Base, UtcDateTime
@@ -29,6 +29,8 @@ class StatsHour(Base):
     channel_id: Mapped[int] = mapped_column(Integer)
     completed: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
+    # Of the failed, those an upstream refused for their content.
+    moderated: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     charged: Mapped[int] = mapped_column(BigInteger, default=0)
     refunded: Mapped[int] = mapped_column(BigInteger, default=0)
     cost: Mapped[Decimal] = mapped_column(Numeric(16, 4), default=Decimal(0))

@@ -38,6 +38,17 @@ class UpstreamState:
     usage: dict[str, Any] | None = None
 
 
+# How a refusal of the content itself (a moderation: the prompt, a reference image or the
+# picture made) begins its message, whatever the protocol: the stats and the metrics count
+# such failures apart from outages.
+MODERATED = "内容审核未通过"
+
+
+def is_moderation(message: str | None) -> bool:
+    """Whether a task's error message says an upstream refused its content."""
+    return message is not None and MODERATED in message
+
+
 class UpstreamError(Exception):
     """A call that did not give an answer we can use.
 

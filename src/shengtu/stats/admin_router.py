@@ -26,6 +26,8 @@ class StatsRow(BaseModel):
     tasks: int
     completed: int
     failed: int
+    # Of the failed, those an upstream refused for their content (not an outage).
+    moderated: int = 0
     successRate: float | None
     charged: int
     refunded: int
@@ -83,6 +85,7 @@ def row(c: Counts, point_price: Decimal) -> StatsRow:
         tasks=tasks,
         completed=c.completed,
         failed=c.failed,
+        moderated=c.moderated,
         successRate=round(c.completed / tasks, 4) if tasks else None,
         charged=c.charged,
         refunded=c.refunded,

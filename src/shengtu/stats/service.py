@@ -36,6 +36,7 @@ from shengtu.models.stats import (
     StatsUserHour,
 )
 from shengtu.models.tasks import ACTIVE, AiTask, Status
+from shengtu.providers.base import is_moderation
 from shengtu.timefmt import midnight_utc, to_utc
 
 log = get_logger("shengtu.stats")
@@ -61,10 +62,13 @@ class Counts:
     refunded: int = 0
     cost: Decimal = Decimal(0)
     latency: list[int] = field(default_factory=lambda: [0] * len(LATENCY_COLUMNS))
+    # Of the failed, those an upstream refused for their content (a moderation).
+    moderated: int = 0
 
     def add(self, other: Counts) -> None:
         self.completed += other.completed
         self.failed += other.failed
+        self.moderated += other.moderated
         self.charged += other.charged
         self.refunded += other.refunded
         self.cost += other.cost
@@ -108,6 +112,7 @@ _ENDED = (
     AiTask.pictures,
     AiTask.delivered,
     AiTask.cost,
+    AiTask.error_message,
 )
 
 
@@ -132,7 +137,19 @@ async def ended_between(session: AsyncSession, start: datetime, end: datetime) -
         select(*_ENDED).where(AiTask.completed_at >= start, AiTask.completed_at < end)
     )
     for row in result.tuples():
-        model, channel, user, status, points, created, completed, pictures, delivered, cost = row
+        (
+            model,
+            channel,
+            user,
+            status,
+            points,
+            created,
+            completed,
+            pictures,
+            delivered,
+            cost,
+            error,
+        ) = row
         if completed is None or status not in ENDED:
             continue
         hour = floor_hour(completed)
@@ -151,6 +168,7 @@ async def ended_between(session: AsyncSession, start: datetime, end: datetime) -
             one.latency[bisect.bisect_left(LATENCY_BOUNDS, seconds)] = 1
         else:
             one.failed = 1
+            one.moderated = int(is_moderation(error))
             one.refunded = points
         sums.by_hour[(hour, model, channel or 0)].add(one)
         sums.by_user[(hour, user)].add(one)
@@ -248,6 +266,7 @@ async def _store(session: AsyncSession, sums: Sums) -> None:
             "channel_id": channel,
             "completed": c.completed,
             "failed": c.failed,
+            "moderated": c.moderated,
             "charged": c.charged,
             "refunded": c.refunded,
             "cost": c.cost,
@@ -274,12 +293,12 @@ async def _store(session: AsyncSession, sums: Sums) -> None:
 
 _SUMMED = tuple(
     func.coalesce(func.sum(getattr(StatsHour, c)), 0)
-    for c in ("completed", "failed", "charged", "refunded", "cost", *LATENCY_COLUMNS)
+    for c in ("completed", "failed", "moderated", "charged", "refunded", "cost", *LATENCY_COLUMNS)
 )
 
 
 def _counts(row: Any) -> Counts:
-    completed, failed, charged, refunded, cost, *latency = row
+    completed, failed, moderated, charged, refunded, cost, *latency = row
     return Counts(
         int(completed),
         int(failed),
@@ -287,6 +306,7 @@ def _counts(row: Any) -> Counts:
         int(refunded),
         Decimal(cost),
         list(map(int, latency)),
+        int(moderated),
     )
 
 

@@ -22,6 +22,7 @@ from shengtu.auth import quota
 from shengtu.db import Conn, after_commit, run, utcnow
 from shengtu.models.tasks import TERMINAL, AiTask, Status
 from shengtu.points import service as points
+from shengtu.providers.base import is_moderation
 from shengtu.webhooks import outbox
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
@@ -121,7 +122,10 @@ async def move(
         await quota.give_back(session, task.api_key_id, given_back)
     if target in TERMINAL:
         model, took = task.model_name, (now - task.created_at).total_seconds()
-        after_commit(session, lambda: metrics.task_ended(model, target.value, took))
+        outcome = target.value
+        if target is Status.FAILED and is_moderation(changes.get("error_message")):
+            outcome = "moderated"
+        after_commit(session, lambda: metrics.task_ended(model, outcome, took))
         if given_back:
             after_commit(session, lambda: metrics.points("refunded", given_back))
         await outbox.enqueue(
