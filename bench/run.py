@@ -30,6 +30,7 @@ from websockets.asyncio.client import connect
 from bench.load import LoadResult, ProcessMeter, request_line, rss_mb, wrk, wrk_version
 from bench.openai_compare import VENV, openai_comparison
 from bench.stats import stats_benchmark
+from shengtu.providers.registry import PROTOCOLS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -366,12 +367,20 @@ def submit_many(url: str, tokens: list[str], total: int, prompt: str = "") -> li
     return asyncio.run(go())
 
 
-CHANNELS, KEYS_PER_CHANNEL = 3, 2
+# One channel a polled protocol (速创, 通义万相, Kling: its JWT minted and renewed), each
+# serving the same model: a worker carries them side by side.
+BENCH_PROTOCOLS = (
+    ("suchuang", "", "image_gpt", {"size": "1:1"}),
+    ("dashscope", "", "wanx2.1-t2i-turbo", {}),
+    ("kling", "/kling", "kling-v1-5", {}),
+)
+CHANNELS, KEYS_PER_CHANNEL = len(BENCH_PROTOCOLS), 2
 
 
 def worker_benchmark(report: Report, mode: Mode, work: Path) -> None:
-    """One ``shengtu worker`` routing across 3 channels of 2 keys each, every channel a
-    sandbox process of its own whose jobs outlast the run."""
+    """One ``shengtu worker`` routing across 3 channels of 2 keys each, each channel of a
+    protocol of its own (BENCH_PROTOCOLS) and a sandbox process of its own whose jobs
+    outlast the run."""
     data = work / "worker"
     data.mkdir()
     p = Platform(
@@ -384,9 +393,11 @@ def worker_benchmark(report: Report, mode: Mode, work: Path) -> None:
     try:
         assert p.admin is not None
         sandboxes = []
-        for c in range(CHANNELS):
+        for c, (protocol, prefix, upstream_model, params) in enumerate(BENCH_PROTOCOLS):
             port = free_port()
             keys = [f"sbx-bench-{c}-{k}-{os.getpid()}" for k in range(KEYS_PER_CHANNEL)]
+            if PROTOCOLS[protocol].key_pair:
+                keys = [f"{key}:{key}-secret" for key in keys]
             url = f"http://127.0.0.1:{port}"
             proc = p.spawn(
                 "sandbox",
@@ -400,15 +411,16 @@ def worker_benchmark(report: Report, mode: Mode, work: Path) -> None:
             made = p.admin.client.post(
                 "/admin/channels",
                 json={
-                    "name": f"bench-{c}",
-                    "baseUrl": url,
+                    "name": f"bench-{protocol}",
+                    "protocol": protocol,
+                    "baseUrl": url + prefix,
                     "addKeys": keys,
                     "keyRps": 100000,
                     "models": [
                         {
                             "modelName": "sc_soraimg_text_1x1",
-                            "upstreamModel": "image_gpt",
-                            "upstreamParams": {"size": "1:1"},
+                            "upstreamModel": upstream_model,
+                            "upstreamParams": params,
                         }
                     ],
                 },
