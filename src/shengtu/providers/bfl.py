@@ -26,11 +26,9 @@ import math
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-import aiohttp
-
 from shengtu.logs import get_logger
 from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
-from shengtu.providers.http import Answer, HttpUpstream, _track_connection, status_error
+from shengtu.providers.http import Answer, HttpUpstream, status_error
 from shengtu.providers.pacing import Pacer
 
 log = get_logger("shengtu.upstream")
@@ -157,21 +155,9 @@ class BflProvider(HttpUpstream):
         # Regional hosts' providers by origin: their own sessions, this key's pace.
         self._regions: dict[str, BflProvider] = {}
 
-    def _client(self) -> aiohttp.ClientSession:
+    def key_headers(self) -> dict[str, str]:
         # BFL takes its key in ``x-key``; nothing else carries it.
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                headers={
-                    "x-key": self._key,
-                    "accept": "application/json",
-                    "User-Agent": "Shengtu/0.1",
-                },
-                connector=aiohttp.TCPConnector(limit=self.connections, keepalive_timeout=30),
-                trust_env=False,
-                trace_configs=[_track_connection()],
-            )
-        return self._session
+        return {"x-key": self._key, "accept": "application/json"}
 
     async def aclose(self) -> None:
         for region in self._regions.values():

@@ -30,8 +30,6 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
 from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
 from shengtu.providers.http import HttpUpstream, status_error
 
@@ -140,15 +138,10 @@ class GeminiProvider(HttpUpstream):
     polls = False
     max_answer_bytes = MAX_ANSWER_BYTES
 
-    def _client(self) -> aiohttp.ClientSession:
+    def key_headers(self) -> dict[str, str]:
         # The key goes in Google's own header: an Authorization header would be read as an
         # OAuth token, and refused.
-        session = super()._client()
-        headers = session.headers
-        if "Authorization" in headers:
-            del headers["Authorization"]
-            headers["x-goog-api-key"] = self._key
-        return session
+        return {"x-goog-api-key": self._key}
 
     async def _call(
         self, method: str, path: str, *, task_no: str, **kwargs: Any

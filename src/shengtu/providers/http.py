@@ -156,15 +156,18 @@ class HttpUpstream:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout,
-                headers={
-                    "Authorization": f"Bearer {self._key}" if self.bearer else self._key,
-                    "User-Agent": "Shengtu/0.1",
-                },
+                headers={**self.key_headers(), "User-Agent": "Shengtu/0.1"},
                 connector=aiohttp.TCPConnector(limit=self.connections, keepalive_timeout=30),
                 trust_env=False,
                 trace_configs=[_track_connection()],
             )
         return self._session
+
+    def key_headers(self) -> dict[str, str]:
+        """The headers that carry the key on every request of the session: an
+        ``Authorization`` (a Bearer token, or the bare key as 速创 wants it) unless the
+        protocol says otherwise (none at all where each request is signed)."""
+        return {"Authorization": f"Bearer {self._key}" if self.bearer else self._key}
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -36,8 +36,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import aiohttp
-
 from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
 from shengtu.providers.http import HttpUpstream, status_error
 
@@ -319,11 +317,9 @@ class JimengProvider(HttpUpstream):
         self._path = (urlsplit(self.base_url).path or "") + "/"
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    def _client(self) -> aiohttp.ClientSession:
-        session = super()._client()
+    def key_headers(self) -> dict[str, str]:
         # The key is never a header of its own here: each request carries its signature.
-        session.headers.pop("Authorization", None)
-        return session
+        return {}
 
     async def _call(
         self, action: str, payload: dict[str, Any], *, task_no: str, creates: bool = False

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import jwt
 
 from shengtu.logs import digest
@@ -225,11 +224,9 @@ class KlingProvider(HttpUpstream):
         self._token = ""
         self._token_expires = 0.0
 
-    def _client(self) -> aiohttp.ClientSession:
-        session = super()._client()
+    def key_headers(self) -> dict[str, str]:
         # The key itself never goes upstream: each request carries a token signed with it.
-        session.headers.popall("Authorization", None)
-        return session
+        return {}
 
     def _authorization(self, *, renew: bool = False) -> dict[str, str]:
         if self._pair is None:
