@@ -11,10 +11,10 @@ from pydantic import BaseModel, Field
 from shengtu.api.inputs import RequestBody
 from shengtu.auth.principal import Principal
 from shengtu.context import AppContext
-from shengtu.errors import BadRequest, Forbidden
+from shengtu.errors import Forbidden
 from shengtu.pricing import service as pricing
 from shengtu.pricing.service import PriceQuery
-from shengtu.tasks.service import parse_image_urls
+from shengtu.tasks.service import check_model_takes, check_reference_count, parse_image_urls
 
 
 class QuoteRequest(RequestBody):
@@ -53,12 +53,10 @@ async def quote(ctx: AppContext, principal: Principal, body: QuoteRequest) -> Qu
     limit = ctx.settings.max_reference_images
     if body.references is None:
         references = len(parse_image_urls(body.imageUrl, limit))
-    elif body.references > limit:
-        raise BadRequest(f"参数错误:参考图最多 {limit} 张,收到 {body.references} 张")
     else:
         references = body.references
-    if references and not model.takes_images:
-        raise BadRequest(f"参数错误:文生图模型 {model.model_name} 不接受参考图(imageUrl)")
+        check_reference_count(references, limit)
+    check_model_takes(model, references)
     chosen = model.parameters.choose(model.model_name, body.parameters, body.n, references)
     query = PriceQuery(principal.user_id, model.model_name, chosen.n, chosen)
     quoted = await pricing.quote(ctx.db, query)

@@ -105,14 +105,24 @@ def parse_image_urls(value: str | list[str] | None, limit: int) -> list[str]:
             urls = [text]
     else:
         urls = value
-    if len(urls) > limit:
-        raise BadRequest(f"参数错误:参考图最多 {limit} 张,收到 {len(urls)} 张")
+    check_reference_count(len(urls), limit)
     cleaned = [u.strip() for u in urls]
     if any(not u for u in cleaned):
         raise BadRequest("参数错误:imageUrl 中有空地址")
     if contains_nul(cleaned):
         raise BadRequest("参数错误:imageUrl 含有非法字符(NUL)")
     return cleaned
+
+
+def check_reference_count(count: int, limit: int) -> None:
+    if count > limit:
+        raise BadRequest(f"参数错误:参考图最多 {limit} 张,收到 {count} 张")
+
+
+def check_model_takes(model: CatalogModel, references: int) -> None:
+    """A text-to-image model takes no reference image."""
+    if references and not model.takes_images:
+        raise BadRequest(f"参数错误:文生图模型 {model.model_name} 不接受参考图(imageUrl)")
 
 
 def validate_prompt(prompt: str | None, max_chars: int) -> str:
@@ -181,8 +191,7 @@ async def validate_submit(ctx: AppContext, req: SubmitInput) -> Checked:
     urls = parse_image_urls(req.image_url, ctx.settings.max_reference_images)
     if model.needs_images and not urls:
         raise BadRequest(f"参数错误:图生图模型 {model.model_name} 需要至少一张参考图(imageUrl)")
-    if not model.takes_images and urls:
-        raise BadRequest(f"参数错误:文生图模型 {model.model_name} 不接受参考图(imageUrl)")
+    check_model_takes(model, len(urls))
     chosen = model.parameters.choose(model.model_name, req.parameters, req.n, len(urls))
     for url in urls:
         parse_http_url(url)
