@@ -242,6 +242,11 @@ class Process:
         return self.log_path.read_text(errors="replace")
 
 
+def accepted_prompts(sandbox_url: str) -> dict[str, int]:
+    """How many times a sandbox accepted each prompt (its ``/stats``)."""
+    return dict(httpx.get(sandbox_url + "/stats").json()["accepted"])
+
+
 def wait_http(url: str, proc: Process, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

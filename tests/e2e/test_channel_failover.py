@@ -12,19 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from tests.chaos import report
-from tests.support import SANDBOX_MODEL, Platform, free_port, wait_http
+from tests.support import SANDBOX_MODEL, Platform, accepted_prompts, free_port, wait_http
 
 MODEL = SANDBOX_MODEL
 LONG = os.environ.get("SHENGTU_CHAOS") == "1"
 # make chaos runs the issue's 200; make test half of that, the same way.
 TASKS = 200 if LONG else 100
-
-
-def _accepted(url: str) -> dict[str, int]:
-    return dict(httpx.get(url + "/stats").json()["accepted"])
 
 
 def test_a_killed_upstream_fails_over_and_its_breaker_heals(tmp_path: Path) -> None:
@@ -84,7 +78,7 @@ def test_a_killed_upstream_fails_over_and_its_breaker_heals(tmp_path: Path) -> N
         watcher = threading.Thread(target=watch_breaker, args=(stop,))
         for i in range(TASKS):
             if i == TASKS // 2:
-                accepted_before_kill = _accepted(url["甲"])
+                accepted_before_kill = accepted_prompts(url["甲"])
                 processes["甲"].kill()
                 watcher.start()
             answer = user.submit(modelName=MODEL, prompt=f"故障转移 {i}")
@@ -109,7 +103,7 @@ def test_a_killed_upstream_fails_over_and_its_breaker_heals(tmp_path: Path) -> N
         for task in failed.values():
             assert "无法确认上游是否已接受任务" in task["errorMessage"], task
 
-        after = _accepted(url["乙"])
+        after = accepted_prompts(url["乙"])
         # Every prompt went upstream once: 甲 before the kill, or 乙 (甲's new process
         # has taken none of the first batch: its breaker sent them elsewhere).
         first_batch = {f"故障转移 {i}" for i in range(TASKS)}
@@ -138,7 +132,7 @@ def test_a_killed_upstream_fails_over_and_its_breaker_heals(tmp_path: Path) -> N
             time.sleep(0.3)
 
         # Back by weight: of 40 more, each channel takes a share.
-        before = {name: len(_accepted(u)) for name, u in url.items()}
+        before = {name: len(accepted_prompts(u)) for name, u in url.items()}
         more = []
         for i in range(40):
             answer = user.submit(modelName=MODEL, prompt=f"恢复 {i}")
@@ -146,7 +140,7 @@ def test_a_killed_upstream_fails_over_and_its_breaker_heals(tmp_path: Path) -> N
             more.append(answer["data"]["taskNo"])
         for n in more:
             assert user.wait(n)["status"] == "completed"
-        took = {name: len(_accepted(u)) - before[name] for name, u in url.items()}
+        took = {name: len(accepted_prompts(u)) - before[name] for name, u in url.items()}
         assert took["甲"] >= 8 and took["乙"] >= 8, took
         platform.audit()
         # faults: submits cut off by the kill (uncertain, failed and refunded, not resent)

@@ -11,19 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from tests.chaos import report
-from tests.support import Platform, free_port, wait_http
+from tests.support import Platform, accepted_prompts, free_port, wait_http
 
 MODEL = "mixed-t2i"
 LONG = os.environ.get("SHENGTU_CHAOS") == "1"
 TASKS = 200 if LONG else 60
 COST = 20
-
-
-def _accepted(url: str) -> dict[str, int]:
-    return dict(httpx.get(url + "/stats").json()["accepted"])
 
 
 def test_a_killed_seedream_upstream_fails_over_to_dashscope(tmp_path: Path) -> None:
@@ -77,7 +71,7 @@ def test_a_killed_seedream_upstream_fails_over_to_dashscope(tmp_path: Path) -> N
         seedream_before_kill: dict[str, int] = {}
         for i in range(TASKS):
             if i == TASKS // 2:
-                seedream_before_kill = _accepted(url["Seedream"])
+                seedream_before_kill = accepted_prompts(url["Seedream"])
                 processes["Seedream"].kill()
             answer = user.submit(modelName=MODEL, prompt=f"跨协议转移 {i}")
             assert answer["code"] == 200, answer
@@ -96,7 +90,7 @@ def test_a_killed_seedream_upstream_fails_over_to_dashscope(tmp_path: Path) -> N
         assert user.balance() == COST * len(failed)
 
         # No prompt went upstream twice: the doubles' own counts of the jobs they took.
-        dashscope = _accepted(url["通义万相"])
+        dashscope = accepted_prompts(url["通义万相"])
         ours = {f"跨协议转移 {i}" for i in range(TASKS)}
         taken = {p: c for p, c in dashscope.items() if p in ours}
         assert all(c == 1 for c in taken.values()), taken
