@@ -171,6 +171,8 @@ class Settings(BaseSettings):
     header_timeout: float = Field(default=15.0, gt=0)
     max_connections: int = Field(default=4096, ge=16)
     max_prompt_chars: int = Field(default=4000, ge=1)
+    # A user whose blocked and denied prompts reach this many is disabled (0: never).
+    safety_strikes: int = Field(default=0, ge=0)
     max_reference_images: int = Field(default=10, ge=1)
     # Webhooks: the waits between a message's attempts (seconds, comma-separated; after
     # the last, the message has failed and its endpoint is disabled), one attempt's time

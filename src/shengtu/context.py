@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from shengtu.netguard import Resolver
     from shengtu.providers.base import Provider
     from shengtu.providers.pacing import Pacing
+    from shengtu.safety.service import PromptCheck
     from shengtu.storage.base import Storage
     from shengtu.tasks.handoff import Taker
 
@@ -45,6 +46,7 @@ class AppContext:
     clients: ClientAddresses
     key_box: KeyBox
     channels: ChannelPool
+    prompt_check: PromptCheck
     # The upstream of the settings (SHENGTU_SUCHUANG_*, or the sandbox) for models that
     # no channel serves.
     providers: dict[str, Provider] = field(default_factory=dict)

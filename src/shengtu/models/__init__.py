@@ -10,6 +10,7 @@ from shengtu.models.exchanges import UpstreamExchange
 from shengtu.models.groups import UserGroup
 from shengtu.models.idempotency import IdempotencyKey
 from shengtu.models.points import PointsAccount, PointsLedger
+from shengtu.models.safety import SafetyEvent, SafetyWord
 from shengtu.models.stats import StatsHour, StatsState, StatsUserDay, StatsUserHour
 from shengtu.models.storage import StoredFile
 from shengtu.models.tasks import AiTask
@@ -34,6 +35,8 @@ __all__ = [
     "PointsConfig",
     "PointsLedger",
     "RedeemCode",
+    "SafetyEvent",
+    "SafetyWord",
     "StatsHour",
     "StatsState",
     "StatsUserDay",
