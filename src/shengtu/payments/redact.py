@@ -40,7 +40,7 @@ def headers(given: Mapping[str, str], names: frozenset[str]) -> dict[str, str]:
 
 
 def _pairs(pairs: Iterable[tuple[str, str]], names: frozenset[str]) -> str:
-    return urlencode([(k, MASK if _secret(k, names) else v) for k, v in pairs])
+    return urlencode([(k, MASK if _secret(k, names) else v) for k, v in pairs], safe="*")
 
 
 def _json(value: Any, names: frozenset[str]) -> Any:
