@@ -19,6 +19,7 @@ from shengtu.events.bus import EventBus
 from shengtu.events.redis_bus import RedisEventBus
 from shengtu.gates import Gate
 from shengtu.netguard import Resolver
+from shengtu.payments.methods import PaymentGateways
 from shengtu.providers.base import Provider
 from shengtu.providers.pacing import Pacing
 from shengtu.safety.service import PromptCheck
@@ -69,6 +70,7 @@ def build_context(
         key_box=key_box,
         channels=ChannelPool(db, key_box, pacing=pacing),
         prompt_check=PromptCheck(db, settings.safety_strikes),
+        payments=PaymentGateways(key_box),
         pacing=pacing,
         providers=providers or {},
     )

@@ -1,7 +1,7 @@
 """The prompt check's word lists and what it caught
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 
 ``safety_word``: the operator's entries, each with its tier (block, replace, review) and
 its folded form. ``safety_event``: each prompt the check caught, blocked or let through
@@ -15,8 +15,8 @@ from alembic import op
 
 import shengtu.db
 
-revision: str = "0015"
-down_revision: str | None = "0014"
+revision: str = "0016"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
