@@ -29,6 +29,7 @@ from websockets.asyncio.client import connect
 
 from bench.load import LoadResult, ProcessMeter, request_line, rss_mb, wrk, wrk_version
 from bench.openai_compare import VENV, openai_comparison
+from bench.safety import prompt_check_benchmark
 from bench.stats import stats_benchmark
 from shengtu.providers.registry import PROTOCOLS
 
@@ -684,6 +685,7 @@ def main() -> None:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="shengtu-bench-") as tmp:
         work = Path(tmp)
+        prompt_check_benchmark(report)
         http_benchmarks(report, mode, work)
         if mode.scaled or VENV.exists():
             openai_comparison(report, mode.seconds, mode.warmup, work)

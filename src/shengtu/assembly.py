@@ -19,8 +19,10 @@ from shengtu.events.bus import EventBus
 from shengtu.events.redis_bus import RedisEventBus
 from shengtu.gates import Gate
 from shengtu.netguard import Resolver
+from shengtu.payments.methods import PaymentGateways
 from shengtu.providers.base import Provider
 from shengtu.providers.pacing import Pacing
+from shengtu.safety.service import PromptCheck
 from shengtu.storage.base import Storage
 from shengtu.storage.local import LocalStorage
 from shengtu.storage.s3 import S3Storage
@@ -67,6 +69,8 @@ def build_context(
         clients=ClientAddresses(parse_networks(settings.trusted_proxies)),
         key_box=key_box,
         channels=ChannelPool(db, key_box, pacing=pacing),
+        prompt_check=PromptCheck(db, settings.safety_strikes),
+        payments=PaymentGateways(key_box),
         pacing=pacing,
         providers=providers or {},
     )

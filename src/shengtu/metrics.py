@@ -33,6 +33,7 @@ class _Metrics:
     upstream_seconds: Any
     webhook_deliveries: Any
     points: Any
+    prompt_checks: Any
 
 
 M = _Metrics()
@@ -81,6 +82,10 @@ def setup(settings: Settings) -> None:
         "shengtu_webhook_deliveries", "Webhook delivery attempts", ["event", "outcome"]
     )
     M.points = Counter("shengtu_points", "Points charged and refunded", ["kind"])
+    # verdict: blocked (refused, nothing charged), replaced (masked), flagged (for review).
+    M.prompt_checks = Counter("shengtu_prompt_checks", "Prompts the word lists caught", ["verdict"])
+    for verdict in ("blocked", "replaced", "flagged"):
+        M.prompt_checks.labels(verdict)
     # Series that exist from the start at zero: a rate over them is 0, not missing.
     for kind in ("charged", "refunded"):
         M.points.labels(kind)
@@ -125,6 +130,11 @@ def webhook_delivery(event: str, ok: bool) -> None:
 def points(kind: str, amount: int) -> None:
     if M.ready:
         M.points.labels(kind).inc(amount)
+
+
+def prompt_check(verdict: str) -> None:
+    if M.ready:
+        M.prompt_checks.labels(verdict).inc()
 
 
 def render(extra: Iterable[Any]) -> bytes:

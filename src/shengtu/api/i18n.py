@@ -56,6 +56,11 @@ _TABLE: list[tuple[str, str]] = [
         r"参数错误:参数 (.+) 只能是数字、布尔值或不超过 (\d+) 个字符的字符串",
         "Invalid parameter: {0} must be a number, a boolean or a string of at most {1} characters",
     ),
+    # The prompt check (shengtu.safety): a listed word the operator blocks.
+    (
+        r"提示词含有不允许的内容:(.+),请修改后再试",
+        "The prompt contains words that are not allowed: {0}. Please change it and try again",
+    ),
     (r"参数错误:(.+)", "Invalid parameter: {0}"),
     (r"缺少必填参数 (.+)", "Missing required parameter {0}"),
     # An operator's parameters or price rule that cannot be stored (/admin/models).

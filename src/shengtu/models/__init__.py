@@ -9,7 +9,15 @@ from shengtu.models.codes import RedeemCode
 from shengtu.models.exchanges import UpstreamExchange
 from shengtu.models.groups import UserGroup
 from shengtu.models.idempotency import IdempotencyKey
+from shengtu.models.payments import (
+    PaymentMethod,
+    PaymentNotify,
+    PaymentOrder,
+    PaymentSettings,
+    PaymentTier,
+)
 from shengtu.models.points import PointsAccount, PointsLedger
+from shengtu.models.safety import SafetyEvent, SafetyWord
 from shengtu.models.stats import StatsHour, StatsState, StatsUserDay, StatsUserHour
 from shengtu.models.storage import StoredFile
 from shengtu.models.tasks import AiTask
@@ -30,10 +38,17 @@ __all__ = [
     "ChannelKey",
     "ChannelModel",
     "IdempotencyKey",
+    "PaymentMethod",
+    "PaymentNotify",
+    "PaymentOrder",
+    "PaymentSettings",
+    "PaymentTier",
     "PointsAccount",
     "PointsConfig",
     "PointsLedger",
     "RedeemCode",
+    "SafetyEvent",
+    "SafetyWord",
     "StatsHour",
     "StatsState",
     "StatsUserDay",

@@ -44,6 +44,8 @@ from shengtu.points import service as points
 from shengtu.pricing.parameters import Chosen
 from shengtu.pricing.service import PriceQuery, price_now, quote
 from shengtu.providers.registry import cancellable
+from shengtu.safety import service as safety
+from shengtu.safety.words import Verdict
 from shengtu.storage.service import mark_used
 from shengtu.tasks.handoff import Handoff
 from shengtu.tasks.machine import move
@@ -174,9 +176,17 @@ class Checked:
     """A submit that passed the checks needing no network."""
 
     model: CatalogModel
-    prompt: str
+    prompt: str  # as it goes upstream: the words the operator masks, masked
     refs: References
     chosen: Chosen
+    # What the word lists caught and let through (masked or flagged): kept with the task.
+    caught: Caught | None = None
+
+
+@dataclass(frozen=True)
+class Caught:
+    written: str  # the prompt as the user wrote it
+    verdict: Verdict
 
 
 async def validate_submit(ctx: AppContext, req: SubmitInput) -> Checked:
@@ -187,7 +197,10 @@ async def validate_submit(ctx: AppContext, req: SubmitInput) -> Checked:
         raise BadRequest(f"参数错误:模型 {req.model_name[:64]} 不存在或已停用")
     if req.allowed_models is not None and model.model_name not in req.allowed_models:
         raise Forbidden(f"该 API Key 不允许使用模型 {model.model_name}")
-    prompt = validate_prompt(req.prompt, ctx.settings.max_prompt_chars)
+    written = validate_prompt(req.prompt, ctx.settings.max_prompt_chars)
+    # Before anything is charged: a blocked prompt is refused here.
+    verdict = await ctx.prompt_check.screen(req.user_id, written)
+    prompt = verdict.prompt
     urls = parse_image_urls(req.image_url, ctx.settings.max_reference_images)
     if model.needs_images and not urls:
         raise BadRequest(f"参数错误:图生图模型 {model.model_name} 需要至少一张参考图(imageUrl)")
@@ -196,7 +209,7 @@ async def validate_submit(ctx: AppContext, req: SubmitInput) -> Checked:
     for url in urls:
         parse_http_url(url)
     refs = await _check_own_uploads(ctx, req.user_id, urls)
-    return Checked(model, prompt, refs, chosen)
+    return Checked(model, prompt, refs, chosen, Caught(written, verdict) if verdict.hits else None)
 
 
 _INFLIGHT_OF_USER = select(func.count()).where(
@@ -288,12 +301,19 @@ async def submit_many(
                     task.task_no,
                     note=f"生图任务扣费 {model.model_name}",
                 )
+            if checked.caught is not None:
+                caught = checked.caught
+                await safety.keep(
+                    session, req.user_id, caught.written, caught.verdict, tasks[0].task_no
+                )
             if claim is not None:
                 await claim(session, [t.task_no for t in tasks])
     except BaseException:
         handoff.abandon()
         raise
     metrics.points("charged", price.total)
+    if checked.caught is not None:
+        safety.count_let_through(checked.caught.verdict)
     # As committed: once handed over, the worker's steps change the tasks.
     details = [task_detail(t, settings.timezone) for t in tasks]
     versions = [task_version(t) for t in tasks]
