@@ -228,12 +228,23 @@ def test_the_operator_tunes_the_word_lists_and_tries_a_prompt(
     assert [kind for kind, _ in dialogs] == ["confirm"]
 
     # For the picture: a flagged prompt waiting, found by Refresh.
-    flagged = platform.new_user(points=100).submit(modelName=T2I, prompt=f"玩具{REVIEW_WORD}模型")
+    ok(admin.post("/admin/safety/words", json={"words": ["弹药"], "tier": "review"}))
+    flagged = platform.new_user(points=100).submit(modelName=T2I, prompt="玩具弹药箱")
     assert flagged["code"] == 200, flagged
     page.click("#safety-refresh")
     expect(page.locator("#safety-queue article.review")).to_have_count(1)
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS / "console-safety.png"), full_page=True)
+    # In English: the page's own words switch, the prompt's do not. Tried again, the
+    # deleted word is no longer caught.
+    page.click("#lang")
+    expect(page.locator("#tab-safety")).to_have_text("Content safety")
+    page.click("#safety-try")
+    expect(page.locator("#safety-verdict")).to_have_text(
+        "Blocked: the submit is refused (400), nothing charged"
+    )
+    assert page.locator("#safety-tried mark").all_text_contents() == ["博彩"]
+    assert page.text_content("#safety-masked") == prompt
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     _no_markup_ran(page)
