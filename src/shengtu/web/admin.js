@@ -494,11 +494,223 @@ $("ledger-run").onclick = async () => {
   finally { $("ledger-run").disabled = false; }
 };
 
+// --- Content safety ------------------------------------------------------------------------------------
+// The word lists (issue 25), a prompt tried against them, the queue of flagged prompts and
+// what the check caught. Prompts are users' text and words the operator's: both go in as
+// text nodes, a hit as a <mark> around its text, never as markup.
+words({
+  safety: ["内容安全", "Content safety"],
+  safetyPeriod: ["统计范围", "Period"],
+  safetyDay: ["近 1 天", "Last day"],
+  safetyWeek: ["近 7 天", "Last 7 days"],
+  safetyMonth: ["近 30 天", "Last 30 days"],
+  safetyBlocked: ["拦截", "Blocked"],
+  safetyReplaced: ["替换", "Replaced"],
+  safetyFlagged: ["标记审核", "Flagged"],
+  safetyAwaiting: ["待审核", "Awaiting review"],
+  safetyDenied: ["审核拒绝", "Denied"],
+  tier_block: ["拦截", "Block"],
+  tier_replace: ["替换", "Replace"],
+  tier_review: ["审核", "Review"],
+  reviewQueue: ["待审核的提示词", "Prompts awaiting review"],
+  reviewHint: ["含审核级词条的提示词已照常生成;通过即结案,拒绝计入该用户的违规次数(达到设定次数时自动停用该用户)。",
+    "Prompts with a review word were generated as usual: approving closes the case, denying counts a strike against the user (at the set number the user is disabled)."],
+  reviewEmpty: ["没有待审核的提示词", "No prompt awaits review"],
+  approve: ["通过", "Approve"],
+  deny: ["拒绝", "Deny"],
+  safetyHits: ["命中", "Hits"],
+  addWords: ["批量添加词条", "Add words"],
+  wordsOneALine: ["词条(每行一个)", "Words (one a line)"],
+  noWords: ["请至少填写一个词条", "Write at least one word"],
+  wordsAdded: ["已添加 {0} 个词条", "{0} words added"],
+  wordsSkipped: [";跳过 {0} 个(已在词库中或为空):{1}", "; {0} skipped (already listed, or empty): {1}"],
+  tryPrompt: ["试一试提示词", "Try a prompt"],
+  tryIt: ["检查", "Check"],
+  verdict_pass: ["通过:没有命中任何词条", "Passes: no listed word"],
+  verdict_block: ["拦截:提交会被拒绝(400),不扣积分", "Blocked: the submit is refused (400), nothing charged"],
+  verdict_replace: ["替换:命中的词打码后发往上游", "Replaced: the words are masked before the prompt goes upstream"],
+  verdict_review: ["审核:照常生成,并进入待审核队列", "Review: generated as usual, and queued for review"],
+  maskedPrompt: ["发往上游的提示词", "The prompt as sent upstream"],
+  wordLists: ["词库", "Word lists"],
+  safetyWord: ["词条", "Word"],
+  safetyTier: ["级别", "Tier"],
+  deleteWord: ["删除", "Delete"],
+  safetyCaught: ["拦截记录", "What the check caught"],
+  safetyDecision: ["审核结果", "Decision"],
+  decision_open: ["待审核", "Awaiting review"],
+  decision_approve: ["已通过", "Approved"],
+  decision_deny: ["已拒绝", "Denied"],
+  safetyUserId: ["用户 ID", "User id"],
+  badUserId: ["用户 ID 须为正整数", "The user id must be a positive whole number"],
+  openTask: ["查看任务 {0}", "Open task {0}"],
+});
+const SAFETY_TIERS = ["block", "replace", "review"];
+const tierText = (tier) => t("tier_" + tier);
+let safetyWordPage = 1;
+
+// The prompt with its hits marked. A hit's start and text count code points (the server's
+// indexes), so the prompt is cut as code points, not UTF-16 units; overlapping hits (two
+// listed words sharing letters) make one mark of the stricter tier.
+function markedPrompt(prompt, hits) {
+  const chars = Array.from(prompt);
+  const spans = hits.map(h => ({ start: h.start, end: h.start + Array.from(h.text).length, tier: h.tier, words: [h.word] }))
+    .sort((a, b) => a.start - b.start);
+  const merged = [];
+  for (const span of spans) {
+    const last = merged[merged.length - 1];
+    if (last && span.start < last.end) {
+      last.end = Math.max(last.end, span.end);
+      if (SAFETY_TIERS.indexOf(span.tier) < SAFETY_TIERS.indexOf(last.tier)) last.tier = span.tier;
+      last.words.push(...span.words);
+    } else merged.push(span);
+  }
+  const parts = [];
+  let at = 0;
+  for (const span of merged) {
+    if (span.start > at) parts.push(chars.slice(at, span.start).join(""));
+    const title = `${tierText(span.tier)}: ${[...new Set(span.words)].join("、")}`;
+    parts.push(el("mark", { class: "hit tier-" + span.tier, title }, chars.slice(span.start, span.end).join("")));
+    at = span.end;
+  }
+  parts.push(chars.slice(at).join(""));
+  return el("div", { class: "prompt caught" }, parts);
+}
+// "色·情 → 色情": what the user wrote and the listed word it folds to.
+const hitWords = (hits) => [...new Set(hits.map(h => h.text === h.word ? h.word : `${h.text} → ${h.word}`))].join("、");
+function decisionText(e) {
+  if (e.tier !== "review") return "—";
+  if (!e.decision) return t("decision_open");
+  return `${t("decision_" + e.decision)} · ${e.decidedBy || ""} · ${e.decideTime || ""}`;
+}
+// A task number that opens the task in the Tasks tab.
+function taskLink(taskNo) {
+  if (!taskNo) return "—";
+  return el("button", { type: "button", class: "link", "aria-label": t("openTask", taskNo), onclick: () => {
+    $("tab-tasks").click();
+    showTask(taskNo).catch(e => say("task-msg", e.message, false));
+  } }, taskNo);
+}
+
+async function loadSafety() {
+  try { await Promise.all([loadSafetySummary(), loadReviewQueue(1), loadSafetyWords(safetyWordPage), loadSafetyEvents(1)]); }
+  catch (e) { say("safety-msg", e.message, false); }
+}
+async function loadSafetySummary() {
+  const s = await api("/admin/safety/summary?" + query({ days: $("safety-days").value }));
+  const card = (key, value, id) => el("div", { class: "card", id }, el("div", { class: "meta" }, t(key)), el("div", { class: "figure" }, value));
+  $("safety-cards").replaceChildren(
+    card("safetyBlocked", s.blocked, "safety-card-blocked"), card("safetyReplaced", s.replaced, "safety-card-replaced"),
+    card("safetyFlagged", s.flagged, "safety-card-flagged"), card("safetyAwaiting", s.awaitingReview, "safety-card-awaiting"),
+    card("safetyDenied", s.denied, "safety-card-denied"));
+}
+
+// --- The review queue: flagged prompts waiting for an approve or a deny, newest first. ---
+async function loadReviewQueue(page) {
+  const data = await api("/admin/safety/events?" + query({ state: "open", page, size: 10 }));
+  if (!data.records.length) { $("safety-queue").replaceChildren(el("p", { class: "meta" }, t("reviewEmpty"))); return; }
+  $("safety-queue").replaceChildren(el("div", { class: "review-list" }, data.records.map(reviewItem)), pager(data, loadReviewQueue));
+}
+function reviewItem(e) {
+  return el("article", { class: "review", "data-event": e.id },
+    el("div", { class: "meta" }, `${e.createTime} · ${e.username || "#" + e.userId} (#${e.userId}) · ${t("taskNo")} `, taskLink(e.taskNo)),
+    markedPrompt(e.prompt, e.hits),
+    el("div", { class: "meta" }, `${t("safetyHits")}: ${hitWords(e.hits)}`),
+    el("div", { class: "row" },
+      el("button", { type: "button", "data-approve": e.id, onclick: () => decide(e.id, "approve") }, t("approve")),
+      el("button", { type: "button", class: "link danger", "data-deny": e.id, onclick: () => decide(e.id, "deny") }, t("deny"))));
+}
+async function decide(id, decision) {
+  try {
+    await api(`/admin/safety/events/${id}/decision`, { method: "POST", json: { decision } });
+    say("safety-msg", t("done"), true);
+  } catch (e) { say("safety-msg", e.message, false); }
+  await loadSafety();
+}
+
+// --- The word lists: search, a tier changed in place, delete; words added a line each. ---
+async function loadSafetyWords(page) {
+  safetyWordPage = page;
+  const data = await api("/admin/safety/words?" + query({ page, size: 50, q: $("safety-word-q").value.trim(), tier: $("safety-word-tier").value }));
+  if (!data.records.length && page > 1) return loadSafetyWords(page - 1);  // the last one of a page deleted
+  $("safety-words").replaceChildren(table([
+    ["safetyWord", w => w.word],
+    ["safetyTier", w => el("select", { "data-word-tier": w.id, "aria-label": `${w.word} ${t("safetyTier")}`, onchange: (ev) => changeTier(w, ev.target.value) },
+      SAFETY_TIERS.map(x => el("option", { value: x, selected: x === w.tier }, tierText(x))))],
+    ["note", w => w.note || ""],
+    ["time", w => w.createTime],
+    ["", w => el("button", { type: "button", class: "link danger", "data-delete-word": w.id, "aria-label": `${t("deleteWord")} ${w.word}`, onclick: () => deleteWord(w) }, t("deleteWord"))],
+  ], data.records), pager(data, loadSafetyWords));
+}
+async function changeTier(w, tier) {
+  try {
+    await api(`/admin/safety/words/${w.id}`, { method: "PUT", json: { tier } });
+    say("safety-word-msg", `${w.word}: ${tierText(tier)}`, true);
+  } catch (e) { say("safety-word-msg", e.message, false); }
+  await loadSafetyWords(safetyWordPage);
+}
+async function deleteWord(w) {
+  if (!confirm(t("confirm"))) return;
+  try {
+    await api(`/admin/safety/words/${w.id}`, { method: "DELETE" });
+    say("safety-word-msg", t("done"), true);
+  } catch (e) { say("safety-word-msg", e.message, false); }
+  await loadSafetyWords(safetyWordPage);
+}
+$("safety-add").onclick = async () => {
+  const list = $("safety-new-words").value.split(/\r?\n/).map(s => s.trim()).filter(Boolean);
+  if (!list.length) { say("safety-add-msg", t("noWords"), false); return; }
+  try {
+    const made = await api("/admin/safety/words", { method: "POST", json: { words: list, tier: $("safety-new-tier").value, note: $("safety-new-note").value.trim() || null } });
+    const skipped = made.skipped.length ? t("wordsSkipped", made.skipped.length, made.skipped.slice(0, 20).join("、")) : "";
+    say("safety-add-msg", t("wordsAdded", made.added) + skipped, true);
+    $("safety-new-words").value = "";
+    await loadSafetyWords(1);
+  } catch (e) { say("safety-add-msg", e.message, false); }
+};
+$("safety-word-search").onclick = () => loadSafetyWords(1).catch(e => say("safety-word-msg", e.message, false));
+$("safety-word-q").onkeydown = (ev) => { if (ev.key === "Enter") $("safety-word-search").click(); };
+
+// --- A prompt tried against the lists, nothing kept. ---
+$("safety-try").onclick = async () => {
+  const prompt = $("safety-try-prompt").value;
+  if (!prompt.trim()) return;
+  try {
+    const tried = await api("/admin/safety/try", { method: "POST", json: { prompt } });
+    $("safety-tried").replaceChildren(...[
+      el("p", { id: "safety-verdict", class: "verdict verdict-" + tried.verdict }, t("verdict_" + tried.verdict)),
+      tried.hits.length ? markedPrompt(prompt, tried.hits) : null,
+      tried.hits.length ? el("p", { class: "meta" }, `${t("safetyHits")}: ${hitWords(tried.hits)}`) : null,
+      el("div", { class: "label" }, t("maskedPrompt")),
+      el("pre", { id: "safety-masked", class: "masked" }, tried.prompt),
+    ].filter(Boolean));
+  } catch (e) { $("safety-tried").replaceChildren(el("p", { class: "msg bad" }, e.message)); }
+};
+
+// --- What the check caught, by tier, decision and user. ---
+async function loadSafetyEvents(page) {
+  const user = $("safety-event-user").value.trim();
+  if (user && !/^[1-9]\d*$/.test(user)) throw new Error(t("badUserId"));
+  const data = await api("/admin/safety/events?" + query({ page, size: 20, tier: $("safety-event-tier").value, state: $("safety-event-state").value, userId: user }));
+  $("safety-events").replaceChildren(table([
+    ["time", e => e.createTime],
+    ["user", e => el("button", { type: "button", class: "link", "data-filter-user": e.userId, onclick: () => { $("safety-event-user").value = e.userId; $("safety-event-search").click(); } }, e.username || "#" + e.userId)],
+    ["safetyTier", e => tierText(e.tier)],
+    ["taskNo", e => taskLink(e.taskNo)],
+    ["prompt", e => markedPrompt(e.prompt, e.hits)],
+    ["safetyHits", e => hitWords(e.hits)],
+    ["safetyDecision", e => decisionText(e)],
+  ], data.records), pager(data, loadSafetyEvents));
+}
+$("safety-event-search").onclick = () => loadSafetyEvents(1).then(() => say("safety-msg", "", true)).catch(e => say("safety-msg", e.message, false));
+$("safety-days").onchange = () => loadSafetySummary().catch(e => say("safety-msg", e.message, false));
+$("safety-refresh").onclick = loadSafety;
+
 setupTabs($("tabs"), (panel) => {
   const loaders = {
     "panel-dash": loadDashboard, "panel-users": () => loadUsers(1), "panel-tasks": () => loadTasks(1),
     "panel-channels": loadChannels, "panel-models": loadModels, "panel-codes": () => loadCodes(1),
     "panel-groups": loadGroups, "panel-audit": () => loadAudit(1),
+    "panel-safety": loadSafety,
   };
   if (loaders[panel]) loaders[panel]().catch(e => say("user-msg", e.message, false));
 });

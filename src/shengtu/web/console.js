@@ -345,9 +345,20 @@ $("submit").onclick = async () => {
     const created = await api("/user/ai/tasks/submit", { method: "POST", json: body });
     upsert(created); say("submit-msg", t("submitted") + created.taskNo, true); refreshBalance(); requestQuote();
     references = []; renderPreviews();
-  } catch (e) { say("submit-msg", e.message, false); }
+  } catch (e) {
+    say("submit-msg", e.message, false);
+    if (e.data && e.data.blocked) refusePrompt();
+  }
   finally { $("submit").disabled = false; }
 };
+// A prompt the word lists refused: the server's message says which words; the prompt stays
+// as written, marked and focused, to be changed and sent again.
+function refusePrompt() {
+  $("prompt").setAttribute("aria-invalid", "true");
+  $("prompt").setAttribute("aria-describedby", "submit-msg");
+  $("prompt").focus();
+}
+$("prompt").addEventListener("input", () => { $("prompt").removeAttribute("aria-invalid"); $("prompt").removeAttribute("aria-describedby"); });
 
 // --- Points: redeem and the ledger. ------------------------------------------------------------
 async function loadLedger(page) {
