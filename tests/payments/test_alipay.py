@@ -37,7 +37,14 @@ from shengtu.payments.providers.alipay import (
     signed_text,
     yuan,
 )
-from shengtu.payments.sandbox.alipay import AlipayDouble, new_key, pem_private, pem_public
+from shengtu.payments.sandbox.alipay import (
+    AlipayDouble,
+    new_key,
+    pem_private,
+    pem_public,
+    rsa2,
+    sign_content,
+)
 from shengtu.payments.sandbox.common import SPOILS, PreparedNotify
 from tests.payments.harness import DoubleServer, served
 from tests.support import free_port, wait_for
@@ -350,6 +357,21 @@ def test_a_notify_changed_in_any_field_is_refused(double: DoubleServer, receiver
     assert verify(config, Notify("POST", {}, {}, urlencode(without).encode())).state == "paid"
 
 
+def test_an_empty_field_of_a_notify_is_outside_what_alipay_signs(
+    double: DoubleServer, receiver: Receiver
+) -> None:
+    order = order_ref()
+    paid(double, receiver, order, notify=False)
+    fields = dict(parse_qsl(double.double.notify_for(order.order_no).body.decode()))
+    fields.pop("sign")
+    fields["passback_params"] = ""
+    content = sign_content(fields, leave_out=("sign", "sign_type"))
+    assert "passback_params" not in content
+    fields["sign"] = rsa2(double.double.alipay_key, content)
+    body = urlencode(fields).encode()
+    assert verify(double.merchant_config(), Notify("POST", {}, {}, body)).state == "paid"
+
+
 def test_query_says_paid_pending_or_unknown(double: DoubleServer, receiver: Receiver) -> None:
     config = double.merchant_config()
     order = order_ref(800)
@@ -420,6 +442,24 @@ def test_close_ends_a_waiting_trade_and_not_a_paid_one(
 
     # Never opened: Alipay has no trade to close, which is no failure.
     use(config, lambda p: close(p, unseen))
+
+
+def test_the_sdks_own_client_is_answered_as_alipay_answers_it(
+    double: DoubleServer, receiver: Receiver
+) -> None:
+    """The SDK's synchronous path (every parameter in a GET query, its own answer check)
+    against the double: the double speaks the protocol, not only our way of using it."""
+    config = double.merchant_config()
+    order = order_ref(4200)
+    paid(double, receiver, order, notify=False)
+    client = AlipayProvider(config, httpx.AsyncClient()).sdk()
+    client._gateway = config["gateway"]
+    answer = client.api_alipay_trade_query(out_trade_no=order.order_no)
+    assert (answer["code"], answer["trade_status"], answer["total_amount"]) == (
+        "10000",
+        "TRADE_SUCCESS",
+        "42.00",
+    )
 
 
 def test_a_provider_signing_with_another_app_key_is_refused(
