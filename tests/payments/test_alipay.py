@@ -10,6 +10,7 @@ import asyncio
 import secrets
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -20,7 +21,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from shengtu.payments.base import (
@@ -89,7 +90,12 @@ def double() -> Iterator[DoubleServer]:
 def receiver() -> Iterator[Receiver]:
     port = free_port()
     receiver = Receiver(f"http://127.0.0.1:{port}/pay/notify/alipay")
-    app = Starlette(routes=[Route("/pay/notify/alipay", receiver.notify, methods=["POST"])])
+    app = Starlette(
+        routes=[
+            Route("/pay/notify/alipay", receiver.notify, methods=["POST"]),
+            Route("/console/topup", lambda _: HTMLResponse("<h1>充值结果</h1>")),
+        ]
+    )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -114,13 +120,15 @@ def order_ref(amount: int = 1000, *, minutes: int = 30) -> OrderRef:
 
 
 def use(config: dict[str, str], fn: Callable[[AlipayProvider], Awaitable[T]], **http: Any) -> T:
-    """``fn`` of a provider built from ``config``, with its own async client."""
+    """``fn`` of a provider built from ``config``, with its own async client, on a loop of
+    its own (the browser tests' Playwright holds one in this thread)."""
 
     async def main() -> T:
         async with httpx.AsyncClient(timeout=10, **http) as client:
             return await fn(AlipayProvider(config, client))
 
-    return asyncio.run(main())
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, main()).result()
 
 
 def urls(receiver: Receiver) -> Urls:
@@ -259,6 +267,21 @@ def test_paying_at_the_cashier_notifies_a_payment_that_verifies(
         paid_at=held.paid_at.replace(microsecond=0) if held.paid_at else None,
     )
     wait_for("the answer", lambda: any(d.accepted for d in double.double.deliveries))
+
+
+def test_a_payer_in_a_browser_pays_at_the_cashier_and_comes_back(
+    double: DoubleServer, receiver: Receiver, page: Any
+) -> None:
+    order = order_ref(660)
+    back = receiver.url.replace("/pay/notify/alipay", "/console/topup?from=alipay")
+    checkout = create(double.merchant_config(), order, Urls(notify=receiver.url, back=back))
+    page.goto(checkout.url)
+    assert page.text_content("#amount") == "6.60"
+    page.click("#pay")
+    page.wait_for_url(back + "&*")
+    assert page.text_content("h1") == "充值结果"
+    got = wait_for("the notify", lambda: receiver.for_order(order.order_no))
+    assert verify(double.merchant_config(), got[0]).state == "paid"
 
 
 def test_the_return_to_the_console_is_signed_by_alipay(
