@@ -24,6 +24,8 @@ meaning to is here.
   plain text ``success`` (anything else and Alipay sends it again, 8 times over 25 hours).
   The merchant a notify's :class:`Payment` carries is its ``app_id``. A replayed notify is
   one Alipay really signed: it verifies, and the service sees a repeat.
+- A refund is one per ``out_request_no`` (our refund number): ``fund_change`` Y is done;
+  N (a repeat, or still under way) is settled by ``alipay.trade.fastpay.refund.query``.
 - Amounts are yuan with two decimals on the wire, fen here; Alipay takes only CNY.
 """
 
@@ -70,6 +72,10 @@ SUCCESS = "10000"
 UNKNOWN = "20000"
 NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
 BILL_NOT_EXIST = "isp.bill_not_exist"
+REFUND_SUCCESS = "REFUND_SUCCESS"
+# Alipay refuses a subject with these (and one above 256 characters).
+SUBJECT_FORBIDDEN = str.maketrans("", "", "/=&")
+SUBJECT_CHARS = 256
 FORM = "application/x-www-form-urlencoded;charset=utf-8"
 MODES = ("page", "qr")
 # Long enough to read a sub_msg, short enough for a kept reason: isv.invalid-signature's
@@ -279,7 +285,7 @@ class AlipayProvider(PaymentProvider):
         return {
             "out_trade_no": order.order_no,
             "total_amount": yuan(order.amount),
-            "subject": order.subject,
+            "subject": order.subject.translate(SUBJECT_FORBIDDEN)[:SUBJECT_CHARS],
             # After this Alipay takes no payment of the order: no payment after it expired.
             "time_expire": beijing(order.expires_at),
         }
@@ -406,7 +412,17 @@ class AlipayProvider(PaymentProvider):
                 "refund_reason": reason,
             },
         )
-        return Refund(refund_no, answer.get("trade_no") or None, "done")
+        trade_no = answer.get("trade_no") or None
+        if answer.get("fund_change") == "Y":
+            return Refund(refund_no, trade_no, "done")
+        # N is no failure: a repeat of a done refund, or one still under way. Alipay's
+        # documentation says to ask the refund query which.
+        said = await self.call(
+            "alipay.trade.fastpay.refund.query",
+            {"out_trade_no": order.order_no, "out_request_no": refund_no},
+        )
+        done = said.get("refund_status") == REFUND_SUCCESS
+        return Refund(refund_no, trade_no, "done" if done else "pending")
 
     async def close(self, order: OrderRef) -> None:
         try:

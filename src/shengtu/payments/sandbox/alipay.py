@@ -25,7 +25,8 @@ the other.
   One trade's payment notify keeps its ``notify_id`` and ``notify_time``, as Alipay's
   retries do.
 - ``alipay.trade.query``, ``alipay.trade.refund`` (``out_request_no`` makes a repeat one
-  refund), ``alipay.trade.close`` and ``alipay.data.dataservice.bill.downloadurl.query``: a
+  refund, answered ``fund_change`` N), ``alipay.trade.fastpay.refund.query``,
+  ``alipay.trade.close`` and ``alipay.data.dataservice.bill.downloadurl.query``: a
   zip of the day's GBK CSV bill, from the next day on (T+1) as Alipay; before that
   ``isp.bill_not_exist``.
 
@@ -283,6 +284,7 @@ class AlipayDouble(PaymentDouble):
                 "alipay.trade.precreate": self.precreate,
                 "alipay.trade.query": self.query,
                 "alipay.trade.refund": self.refund,
+                "alipay.trade.fastpay.refund.query": self.refund_query,
                 "alipay.trade.close": self.close,
                 "alipay.data.dataservice.bill.downloadurl.query": self.bill_url,
             }.get(method)
@@ -529,10 +531,7 @@ class AlipayDouble(PaymentDouble):
         if order.paid_at is None:
             raise business(STATUS_ERROR)
         request_no = str(biz.get("out_request_no") or order.order_no)
-        done = next(
-            (r for r in self.refunds if (r.order_no, r.request_no) == (order.order_no, request_no)),
-            None,
-        )
+        done = self.refund_of(order, request_no)
         if done is not None and done.amount != amount:
             raise business(("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额与该退款请求号的不一致"))
         fresh = done is None
@@ -554,6 +553,32 @@ class AlipayDouble(PaymentDouble):
             "gmt_refund_pay": beijing(done.at),
             "buyer_user_id": self.buyer_id,
         }
+
+    def refund_query(
+        self, request: Request, params: Mapping[str, str], biz: Mapping[str, Any]
+    ) -> dict[str, str]:
+        """A refund by its ``out_request_no``; an unknown one answers success with no
+        refund in it, as Alipay does."""
+        order = self.trade(biz)
+        request_no = str(biz.get("out_request_no") or order.order_no)
+        done = self.refund_of(order, request_no)
+        if done is None:
+            return {"out_trade_no": order.order_no, "trade_no": order.trade_no}
+        return {
+            "trade_no": order.trade_no,
+            "out_trade_no": order.order_no,
+            "out_request_no": request_no,
+            "total_amount": yuan(order.amount),
+            "refund_amount": yuan(done.amount),
+            "refund_status": "REFUND_SUCCESS",
+            "gmt_refund_pay": beijing(done.at),
+        }
+
+    def refund_of(self, order: DoubleOrder, request_no: str) -> RefundDone | None:
+        return next(
+            (r for r in self.refunds if (r.order_no, r.request_no) == (order.order_no, request_no)),
+            None,
+        )
 
     def close(
         self, request: Request, params: Mapping[str, str], biz: Mapping[str, Any]
