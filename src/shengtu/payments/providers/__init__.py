@@ -1,0 +1,1 @@
+"""One module per payment protocol (:mod:`shengtu.payments.base` says what each does)."""
