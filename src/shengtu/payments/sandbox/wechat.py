@@ -289,7 +289,7 @@ class WechatPayDouble(PaymentDouble):
         if known is not None:
             if known.state != "pending":
                 return _error(
-                    400, "ORDERPAID" if known.paid_at else "ORDER_CLOSED", "订单已支付或已关闭"
+                    400, "ORDERPAID" if _paid(known) else "ORDER_CLOSED", "订单已支付或已关闭"
                 )
             if known.amount != total:
                 return _error(400, "OUT_TRADE_NO_USED", "商户订单号重复")
@@ -384,7 +384,7 @@ class WechatPayDouble(PaymentDouble):
         paid = [
             order
             for order in self.orders.values()
-            if order.paid_at is not None and order.paid_at.astimezone(BEIJING).date() == day
+            if _paid(order) and _paid_at(order).astimezone(BEIJING).date() == day
         ]
         if not paid:
             return self._answer(*_error(400, "NO_STATEMENT_EXIST", "账单文件不存在"))
@@ -412,11 +412,10 @@ class WechatPayDouble(PaymentDouble):
         lines = [BILL_HEADER]
         fees = Decimal(0)
         for order in orders:
-            assert order.paid_at is not None
             fee = (order.amount * FEE_RATE).quantize(Decimal(1))
             fees += fee
             row = {
-                "交易时间": order.paid_at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S"),
+                "交易时间": _paid_at(order).astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S"),
                 "公众账号ID": self.appid,
                 "商户号": self.mchid,
                 "微信订单号": order.trade_no,
@@ -490,11 +489,11 @@ class WechatPayDouble(PaymentDouble):
             "attach": "",
             "amount": {"total": order.amount, "currency": "CNY", "payer_currency": "CNY"},
         }
-        if order.paid_at is not None:
+        if _paid(order):
             data.update(
                 transaction_id=order.trade_no,
                 bank_type="OTHERS",
-                success_time=_rfc3339(order.paid_at),
+                success_time=_rfc3339(_paid_at(order)),
                 payer={"openid": order.extra.get("openid", "")},
             )
             data["amount"]["payer_total"] = order.amount
@@ -503,7 +502,7 @@ class WechatPayDouble(PaymentDouble):
     def notify_for(self, order_no: str, *, spoil: Spoil | None = None) -> PreparedNotify:
         order = self.orders[order_no]
         if spoil is None:
-            assert order.paid_at is not None, f"{order_no} is not paid"
+            assert _paid(order), f"{order_no} is not paid"
         now = datetime.now(UTC) - (STALE if spoil == "stale" else timedelta(0))
         transaction = self.transaction(
             order, mchid=self.other_mchid if spoil == "merchant" else None
@@ -549,6 +548,15 @@ class WechatPayDouble(PaymentDouble):
             },
         }
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def _paid(order: DoubleOrder) -> bool:
+    return order.state in ("paid", "refunded")
+
+
+def _paid_at(order: DoubleOrder) -> datetime:
+    # A test may mark an order paid by hand (its state alone): paid now, then.
+    return order.paid_at or datetime.now(UTC)
 
 
 def _json(body: bytes) -> Any:
