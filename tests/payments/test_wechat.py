@@ -211,9 +211,13 @@ def test_every_spoiled_notify_is_refused_or_reported_as_what_it_is(
         server.pay(order.order_no, notify=False)
     notify = as_notify(server.double.notify_for(order.order_no, spoil=spoil))
     if spoil in ("signature", "stale", "malformed"):
-        reason = refusal(config, notify)
+        with pytest.raises(NotifyRefused) as refused:
+            verify(config, notify)
         expected = {"signature": "签名验证失败", "stale": "超过 5 分钟", "malformed": "格式错误"}
-        assert expected[spoil] in reason, reason
+        assert expected[spoil] in refused.value.reason, refused.value.reason
+        # Named for the operator where the sealed resource opens (not a cut-off body).
+        named = None if spoil == "malformed" else order.order_no
+        assert refused.value.order_no == named
         return
     # Validly signed and sealed: only the order can tell these from the real one.
     payment = verify(config, notify)
