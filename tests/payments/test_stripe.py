@@ -12,6 +12,7 @@ import hmac
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
@@ -64,7 +65,9 @@ def call(config: dict[str, str], act: Callable[[StripeProvider], Awaitable[T]]) 
         async with httpx.AsyncClient(timeout=5) as http:
             return await act(StripeProvider(config, http))
 
-    return asyncio.run(run())
+    # On a thread of its own: the browser tests' Playwright holds this thread's loop.
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, run()).result()
 
 
 @dataclass
@@ -589,3 +592,39 @@ def test_the_answers_and_what_a_kept_notify_hides() -> None:
     secrets_ = {f.name for f in StripeProvider.fields if f.secret}
     assert secrets_ == {"secret_key", "webhook_secret"}
     assert StripeProvider.currencies is None
+
+
+def test_the_payer_pays_on_the_hosted_page_in_a_browser(
+    stripe: tuple[DoubleServer, Endpoint], page: Any
+) -> None:
+    server, endpoint = stripe
+
+    class Back(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write("<title>回到生图</title>".encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    back = serve_http(Back)
+    try:
+        back_url = f"http://127.0.0.1:{back.server_address[1]}/console/topup"
+        hostile = "<img src=x onerror=alert(1)>"
+        ref = OrderRef(**{**order("T20250101000012", amount=1200).__dict__, "subject": hostile})
+        checkout = call(server.merchant_config(), lambda p: p.create(ref, Urls("", back_url)))
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(checkout.url)
+        assert page.get_by_test_id("product").inner_text() == hostile
+        assert page.get_by_test_id("amount").inner_text() == "12.00 USD"
+        page.get_by_test_id("pay").click()
+        page.wait_for_url(back_url)
+        assert page.title() == "回到生图" and dialogs == []
+    finally:
+        back.shutdown()
+    (received,) = endpoint.wait(1)
+    assert received.payment is not None and received.payment.state == "paid"
+    assert received.payment.order_no == ref.order_no
