@@ -8,8 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shengtu.payments.sandbox.alipay import AlipayDouble
 from shengtu.payments.sandbox.common import PaymentDouble
 from shengtu.payments.sandbox.epay import EpayDouble
+from shengtu.payments.sandbox.stripe import StripeDouble
+from shengtu.payments.sandbox.wechat import WechatPayDouble
 
 # Fast enough for a test, long enough to outlast an API process's restart (~3 s).
 RETRIES = (0.3, 0.6, 1.0, 2.0, 3.0, 4.0, 6.0)
@@ -27,4 +30,10 @@ class ProviderCase:
 
 CASES: dict[str, ProviderCase] = {
     "epay": ProviderCase("epay", lambda: EpayDouble(retry_seconds=RETRIES), "duplicate"),
+    # Alipay's old notify is the same bytes again (same notify_id); page pay's order is
+    # known to the double once the cashier is opened (PayRig.order opens it).
+    "alipay": ProviderCase("alipay", lambda: AlipayDouble(retry_seconds=RETRIES), "duplicate"),
+    # Both sign a timestamp: an old notify is refused by its age.
+    "wechat": ProviderCase("wechat", lambda: WechatPayDouble(retry_seconds=RETRIES), "refused"),
+    "stripe": ProviderCase("stripe", lambda: StripeDouble(retry_seconds=RETRIES), "refused"),
 }

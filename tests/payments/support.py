@@ -35,6 +35,10 @@ class PayRig:
             },
         )
         ok(answer)
+        if hasattr(server.double, "webhook_url"):
+            # A provider that takes no notify URL per payment (Stripe) sends its events to
+            # the endpoint the operator registered in its dashboard.
+            server.double.webhook_url = f"{platform.url}/pay/notify/{self.method}"
 
     @property
     def double(self) -> Any:

@@ -4,8 +4,14 @@ code reads (adding a provider touches its module, its double and one line here).
 from __future__ import annotations
 
 from shengtu.payments.base import PaymentProvider
+from shengtu.payments.providers.alipay import AlipayProvider
 from shengtu.payments.providers.epay import EpayProvider
+from shengtu.payments.providers.stripe import StripeProvider
+from shengtu.payments.providers.wechat import WechatPayProvider
 
 PROVIDERS: dict[str, type[PaymentProvider]] = {
     "epay": EpayProvider,
+    "alipay": AlipayProvider,
+    "wechat": WechatPayProvider,
+    "stripe": StripeProvider,
 }

@@ -315,15 +315,17 @@ class AlipayProvider(PaymentProvider):
 
     async def verify(self, notify: Notify) -> Payment:
         fields = self.notify_fields(notify)
+        # Kept with its order's page, believed or not.
+        named = fields.get("out_trade_no") or None
         sign = fields.pop("sign", "")
         if not sign:
-            raise NotifyRefused("通知没有签名 (sign)")
+            raise NotifyRefused("通知没有签名 (sign)", order_no=named)
         if fields.get("sign_type", "RSA2") != "RSA2":
-            raise NotifyRefused(f"通知的签名方式 {fields['sign_type']} 不是 RSA2")
+            raise NotifyRefused(f"通知的签名方式 {fields['sign_type']} 不是 RSA2", order_no=named)
         try:
             client = self.sdk()
         except ProviderError as exc:
-            raise NotifyRefused(exc.reason) from None
+            raise NotifyRefused(exc.reason, order_no=named) from None
         # Alipay signs the non-empty fields but sign and sign_type (the SDK drops sign_type).
         signed = {name: value for name, value in fields.items() if value != ""}
         try:
@@ -331,7 +333,7 @@ class AlipayProvider(PaymentProvider):
         except (binascii.Error, ValueError):
             holds = False
         if not holds:
-            raise NotifyRefused("通知的签名不对: 不是支付宝签的, 或被改过")
+            raise NotifyRefused("通知的签名不对: 不是支付宝签的, 或被改过", order_no=named)
         return self.payment_of(fields)
 
     @staticmethod

@@ -300,7 +300,9 @@ class StripeProvider(PaymentProvider):
         try:
             stripe.WebhookSignature.verify_header(notify.body, header, secret, TOLERANCE_SECONDS)
         except stripe.SignatureVerificationError:
-            raise NotifyRefused(self._why_unverified(notify.body, header, secret)) from None
+            raise NotifyRefused(
+                self._why_unverified(notify.body, header, secret), order_no=_named(notify.body)
+            ) from None
         except UnicodeDecodeError:
             raise NotifyRefused("Stripe 事件不是 UTF-8 文本") from None
         event = read_event(notify.body)
@@ -458,3 +460,13 @@ class StripeProvider(PaymentProvider):
             async for session in self._sessions(created, status="complete")
             if session.get("client_reference_id") and session_state(session) == "paid"
         ]
+
+
+def _named(body: bytes) -> str | None:
+    """The order an unverified event names, if it names one readably (for the operator's
+    page of that order; nothing is believed of it)."""
+    try:
+        reference = json.loads(body)["data"]["object"]["client_reference_id"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return reference if isinstance(reference, str) else None
