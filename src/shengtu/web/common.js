@@ -171,6 +171,32 @@ function barChart(series, caption) {
   return el("figure", {}, chart, el("figcaption", { class: "meta" }, caption));
 }
 
+// --- Money: the API's amounts are integers in the currency's minor unit (fen, cents). ---------
+function minorDigits(currency) {
+  try { return new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits; }
+  catch (e) { return 2; }  // not a currency Intl knows: the usual two
+}
+function money(amount, currency) {
+  const major = Number(amount) / 10 ** minorDigits(currency);
+  try { return new Intl.NumberFormat(lang === "en" ? "en" : "zh-CN", { style: "currency", currency }).format(major); }
+  catch (e) { return `${major} ${currency}`; }
+}
+// What a person types ("12.5" yuan) in minor units (1250); NaN when it is not an amount.
+function toMinor(text, currency) {
+  const typed = String(text).trim();
+  const value = Number(typed);
+  return typed === "" || !Number.isFinite(value) ? NaN : Math.round(value * 10 ** minorDigits(currency));
+}
+function toMajor(amount, currency) { return String(Number(amount) / 10 ** minorDigits(currency)); }
+words({
+  pay_pending: ["待支付", "Awaiting payment"],
+  pay_paid: ["已支付", "Paid"],
+  pay_expired: ["已过期", "Expired"],
+  pay_closed: ["已关闭", "Closed"],
+  pay_refunded: ["已退款", "Refunded"],
+});
+function orderStatus(status) { return TEXT.zh["pay_" + status] ? t("pay_" + status) : status; }
+
 function signOut() { token = ""; localStorage.removeItem("shengtu.token"); location.reload(); }
 
 // Sign-in by name and password (Enter in the password field too), sign-out, and a
