@@ -10,7 +10,7 @@ words({
   currency: ["币种(ISO 4217,如 CNY)", "Currency (ISO 4217, e.g. CNY)"],
   pointsPerUnit: ["每 1 单位货币(如 1 元)兑换的积分", "Points per unit of currency (e.g. per 1 yuan)"],
   minAmount: ["自定义金额下限", "Least custom amount"],
-  maxAmount: ["自定义金额上限(0 为不允许自定义)", "Most custom amount (0: no custom amount)"],
+  maxAmount: ["自定义金额上限", "Most custom amount"],
   orderMinutes: ["订单有效期(分钟)", "Minutes an order may be paid in"],
   majorUnits: ["金额均按币种的主单位填写,如 12.50(元)。", "Amounts in the currency's main unit, e.g. 12.50 (yuan)."],
   payTiers: ["充值档位", "Top-up tiers"],
@@ -40,6 +40,11 @@ words({
   tradeNo: ["支付平台单号", "Provider's number"],
   createdAt: ["创建时间", "Created"],
   paidAt: ["支付时间", "Paid"],
+  paidVia: ["入账依据", "Credited by"],
+  via_notify: ["支付通知", "Notify"],
+  via_query: ["主动查询", "Query"],
+  via_manual: ["手动完成", "By hand"],
+  notifyCount: ["通知数", "Notifies"],
   expiresAt: ["过期时间", "Expires"],
   bonusPoints: ["赠送积分", "Bonus points"],
   refundedSoFar: ["已退款", "Refunded"],
@@ -239,16 +244,19 @@ function topupFilter() {
     orderNo: $("po-no").value.trim(), from: $("po-from").value, to: $("po-to").value,
   };
 }
+const viaText = (via) => !via ? "—" : TEXT.zh["via_" + via] ? t("via_" + via) : via;
 const pointsWithBonus = (o) => o.bonus ? t("withBonus", o.points + o.bonus, o.bonus) : String(o.points);
 async function loadTopupOrders(page) {
   topupOrderPage = page;
   const filter = topupFilter();
   $("po-export").href = "/admin/payments/orders.csv?" + query(filter);
-  const data = await api("/admin/payments/orders?" + query({ page, size: 20, ...filter }));
+  const size = 20;
+  const data = paged(await api("/admin/payments/orders?" + query({ page, size, ...filter })), page, size);
   $("pay-orders").replaceChildren(table([
     ["orderNo", o => o.orderNo], ["user", o => o.username || "#" + o.userId], ["payAmount", o => money(o.amount, o.currency)],
     ["points", o => pointsWithBonus(o)], ["payMethod", o => o.methodLabel || o.method], ["state", o => orderStatus(o.status)],
     ["tradeNo", o => o.tradeNo || "—"], ["createdAt", o => o.createdAt], ["paidAt", o => o.paidAt || "—"],
+    ["paidVia", o => viaText(o.paidVia)], ["notifyCount", o => o.notifies],
     ["", o => el("button", { type: "button", class: "link", "data-order": o.orderNo,
       onclick: () => showTopupOrder(o.orderNo).catch(e => say("pay-orders-msg", e.message, false)) }, t("detail"))],
   ], data.records), pager(data, loadTopupOrders));
@@ -296,7 +304,7 @@ async function showTopupOrder(orderNo) {
     facts([
       ["payAmount", money(o.amount, c)], ["points", String(o.points)], ["bonusPoints", String(o.bonus || 0)],
       ["tradeNo", o.tradeNo], ["checkoutKind", o.checkout ? t("checkout_" + o.checkout.kind) : null],
-      ["createdAt", o.createdAt], ["expiresAt", o.expiresAt], ["paidAt", o.paidAt],
+      ["createdAt", o.createdAt], ["expiresAt", o.expiresAt], ["paidAt", o.paidAt], ["paidVia", o.paidVia ? viaText(o.paidVia) : null],
       ["refundedSoFar", o.refundedAmount ? `${money(o.refundedAmount, c)} · ${o.refundedPoints} ${t("points")}` : null],
     ]),
     el("div", { class: "row" },

@@ -133,6 +133,10 @@ function table(columns, rows) {
     el("thead", {}, el("tr", {}, columns.map(([h]) => el("th", { scope: "col" }, t(h))))),
     el("tbody", {}, rows.map(r => el("tr", {}, columns.map(([, cell]) => el("td", {}, cell(r))))))));
 }
+// A page of a list that answers {records, total} only, in the shape pager() reads.
+function paged(data, page, size) {
+  return Object.assign({ current: page, size, pages: Math.ceil(data.total / size) }, data);
+}
 function pager(page, load) {
   if (page.pages <= 1) return el("p", { class: "meta" }, t("pageOf", page.current, Math.max(page.pages, 1), page.total));
   return el("div", { class: "row" },

@@ -94,7 +94,7 @@ function renderCustomHint() {
     money(10 ** minorDigits(o.currency), o.currency), o.pointsPerUnit)];
   const amount = toMinor($("custom-amount").value, o.currency);
   if (custom && amount > 0) {
-    parts.push(t("customPoints", Math.floor(amount / 10 ** minorDigits(o.currency) * Number(o.pointsPerUnit))));
+    parts.push(t("customPoints", Math.floor(amount * Number(o.pointsPerUnit) / 10 ** minorDigits(o.currency))));
   }
   $("custom-hint").textContent = parts.join(" · ");
 }
@@ -141,7 +141,7 @@ $("pay-create").onclick = async () => {
   } catch (e) { say("topup-msg", e.message, false); }
   finally { $("pay-create").disabled = false; }
 };
-// The provider's own page; it sends the payer back to /console/?order=NO (orderFromAddress).
+// The provider's own page; it sends the payer back to /console/?payOrder=NO (orderFromAddress).
 function goToProvider(order) {
   const url = safeUrl(order.checkout.url);
   if (!url) { say("topup-msg", t("badCheckout"), false); return; }
@@ -268,7 +268,8 @@ async function openOrder(orderNo) {
 
 async function loadPayOrders(page) {
   payOrdersPage = page;
-  const data = await api("/user/pay/orders?" + query({ page, size: 10 }));
+  const size = 10;
+  const data = paged(await api("/user/pay/orders?" + query({ page, size })), page, size);
   $("pay-orders").replaceChildren(table([
     ["time", o => o.createdAt],
     ["orderNo", o => o.orderNo],
@@ -281,12 +282,12 @@ async function loadPayOrders(page) {
   ], data.records), pager(data, loadPayOrders));
 }
 
-// Back from a provider's page at /console/?order=NO (a provider may add fields of its own;
-// 易支付 adds out_trade_no): that order is shown and followed. The address is cleaned, so a
-// reload does not bring it back.
+// Back from a provider's page at /console/?payOrder=NO (payments.service.back_url; a provider
+// may add fields of its own, 易支付 its out_trade_no and signature): that order is shown and
+// followed. The address is cleaned, so neither a reload nor the history keeps them.
 function orderFromAddress() {
   const params = new URLSearchParams(location.search);
-  const orderNo = params.get("order") || params.get("out_trade_no");
+  const orderNo = params.get("payOrder") || params.get("out_trade_no");
   if (orderNo) history.replaceState(null, "", location.pathname + location.hash);
   return orderNo;
 }
