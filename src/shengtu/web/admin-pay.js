@@ -330,11 +330,18 @@ async function showTopupOrder(orderNo) {
   box.classList.remove("hidden");
   box.scrollIntoView({ block: "start" });
 }
+// A notify's fields as kept: a query's or a form's one a line, decoded ("name = 生图积分");
+// JSON indented; anything else as it came.
+const FORM = /^[^\s=&]+=[^\s&]*(&[^\s=&]+=[^\s&]*)*$/;
+function notifyFields(body) {
+  if (!FORM.test(body)) return prettyBody(body);
+  return Array.from(new URLSearchParams(body), ([name, value]) => `${name} = ${value}`).join("\n");
+}
 // A notify as it came in: the provider's text (or whoever sent it), so <pre> with text only.
 function notifyView(n) {
   const verdict = TEXT.zh["verdict_" + n.verdict] ? t("verdict_" + n.verdict) : n.verdict;
   const headers = typeof n.headers === "string" ? n.headers : headerLines(n.headers || {});
-  const body = n.body === null || n.body === undefined ? "" : prettyBody(String(n.body));
+  const body = n.body === null || n.body === undefined ? "" : notifyFields(String(n.body));
   return el("details", { class: "exchange", "data-notify": n.id },
     el("summary", {}, [n.receivedAt, n.method, verdict, n.reason].filter(Boolean).join(" · ")),
     headers ? [el("div", { class: "label" }, t("requestHeaders")), el("pre", { class: "headers" }, headers)] : [],

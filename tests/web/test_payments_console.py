@@ -1,0 +1,259 @@
+"""The top-up pages in Debian's chromium (issue 24): a user pays on the 易支付 double's
+cashier page and by its QR code and watches the balance move; the operator's 支付 page and
+the user's shows every user's text (user name, tier label, method label, notify, refund
+reason) as text. The double runs in the test's process (tests/payments/harness.py) and the
+platform's methods point at it, as an operator would set them."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from shengtu.payments.providers.epay import sign, signed
+from shengtu.payments.sandbox.epay import EpayDouble
+from tests.payments.harness import DoubleServer, served
+from tests.support import Platform, wait_for
+from tests.web.test_consoles import _data, _sign_in, _tab
+
+SHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def epay() -> Iterator[DoubleServer]:
+    with served(EpayDouble()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    platform = Platform(tmp_path_factory.mktemp("payments-console")).start()
+    try:
+        yield platform
+    finally:
+        platform.stop()
+
+
+def _admin(platform: Platform) -> httpx.Client:
+    assert platform.admin is not None
+    return platform.admin.client
+
+
+def _method(platform: Platform, key: str, label: str, config: dict[str, str]) -> None:
+    body = {"kind": "epay", "label": label, "enabled": True, "config": config}
+    _data(_admin(platform).put(f"/admin/payments/methods/{key}", json=body))
+
+
+def _watch_dialogs(page: Any) -> list[str]:
+    """Every alert, confirm or prompt the page opens (a ran payload would open one)."""
+    opened: list[str] = []
+
+    def seen(dialog: Any) -> None:
+        opened.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", seen)
+    return opened
+
+
+def _nothing_ran(page: Any, dialogs: list[str]) -> None:
+    assert dialogs == [], dialogs
+    assert page.locator('img[src="x"]').count() == 0
+    refused = [line for line in page.console_lines if "Content Security Policy" in line]
+    assert refused == [], "the console breaks its own CSP"
+    errors = [line for line in page.console_lines if line.startswith("pageerror")]
+    assert errors == [], errors
+
+
+def test_a_user_tops_up_on_the_cashier_page_and_by_qr_code(
+    shop: Platform, epay: DoubleServer, page: Any
+) -> None:
+    admin = _admin(shop)
+    tier = _data(
+        admin.post(
+            "/admin/payments/tiers",
+            json={"amount": 1000, "points": 1000, "bonus": 100, "label": "新手包"},
+        )
+    )
+    _method(shop, "sbx", "沙箱支付", epay.merchant_config())
+    # 易支付's API mode with WeChat Pay answers a QR code to scan.
+    _method(shop, "sbxqr", "沙箱扫码", {**epay.merchant_config(), "mode": "mapi", "type": "wxpay"})
+    user = shop.new_user(points=5)
+    dialogs = _watch_dialogs(page)
+    _sign_in(page, shop.url + "/console/", user.name, user.password)
+    _tab(page, "topup")
+    tier_box = page.locator(f"[data-tier='{tier['id']}']").locator("xpath=..")
+    expect(tier_box).to_contain_text("¥10.00")
+    expect(tier_box).to_contain_text("另赠 100 积分")
+    expect(tier_box).to_contain_text("新手包")
+
+    # A tier, paid on the provider's page; the provider sends the payer back.
+    page.check(f"[data-tier='{tier['id']}']")
+    page.check("input[name=method][value=sbx]")
+    page.click("#pay-create")
+    page.wait_for_url(epay.gateway + "/cashier/**")
+    order_no = page.text_content("#order")
+    assert page.text_content("#money") == "10.00"
+    page.click("#pay")
+    page.wait_for_url(shop.url + "/console/**")
+    expect(page.locator("#pay-order-title")).to_have_text(f"订单 {order_no}")
+    expect(page.locator("#pay-order-status")).to_have_attribute("data-status", "paid")
+    expect(page.locator("#pay-order-msg")).to_have_text("支付成功,已到账 1100 积分")
+    expect(page.locator("#topup-balance")).to_have_text(re.compile("^1105 "))
+    # The provider's fields (its signature among them) do not stay in the address.
+    assert page.url == shop.url + "/console/"
+    page.wait_for_selector(f"#pay-orders tr:has-text('{order_no}'):has-text('已支付')")
+    assert user.balance() == 1105
+
+    # An amount out of bounds is refused before any order is made.
+    page.check("#tier-custom")
+    page.fill("#custom-amount", "0.5")
+    page.check("input[name=method][value=sbxqr]")
+    page.click("#pay-create")
+    expect(page.locator("#topup-msg")).to_have_text("请输入 ¥1.00 至 ¥1,000.00 之间的金额")
+    assert _data(user.client.get("/user/pay/orders"))["total"] == 1
+
+    # An amount of one's own, paid by scanning the QR code.
+    page.fill("#custom-amount", "12.34")
+    expect(page.locator("#custom-hint")).to_contain_text("约得 1234 积分")
+    page.click("#pay-create")
+    page.wait_for_selector("#pay-qr-box:not(.hidden)")
+    expect(page.locator("#pay-order-status")).to_have_attribute("data-status", "pending")
+    qr_order = page.text_content("#pay-order-title").removeprefix("订单 ")
+    assert qr_order != order_no
+    assert page.get_attribute("#pay-qr", "src").startswith("blob:")
+    page.wait_for_function("document.getElementById('pay-qr').naturalWidth > 0")
+    expect(page.locator("#pay-countdown")).to_have_text(re.compile(r"^剩余 (29:[0-5]\d|30:00)$"))
+    expect(page.locator("#pay-order-summary")).to_contain_text("¥12.34 · 1234 积分 · 沙箱扫码")
+    epay.pay(qr_order)  # the payer scans and pays in the provider's app
+    expect(page.locator("#pay-order-status")).to_have_attribute("data-status", "paid")
+    expect(page.locator("#pay-qr-box")).to_be_hidden()
+    expect(page.locator("#pay-countdown")).to_have_text("")
+    expect(page.locator("#topup-balance")).to_have_text(re.compile("^2339 "))
+    assert user.balance() == 2339
+    _tab(page, "create")
+    expect(page.locator("#balance")).to_have_text(re.compile("^2339 "))
+
+    _tab(page, "topup")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "console-topup.png"), full_page=True)
+    _nothing_ran(page, dialogs)
+
+
+def _epay_notify(epay: DoubleServer, method_key: str, shop: Platform, order_no: str) -> str:
+    """The URL of the notify the gateway sends for a paid order, with markup in its
+    subject, signed with the merchant's key (the gateway repeats what it was given)."""
+    double = epay.double
+    assert isinstance(double, EpayDouble)
+    order = double.orders[order_no]
+    fields = {
+        "pid": double.pid,
+        "trade_no": order.trade_no,
+        "out_trade_no": order_no,
+        "type": "alipay",
+        "name": XSS,
+        "money": f"{order.amount / 100:.2f}",
+        "trade_status": "TRADE_SUCCESS",
+    }
+    return f"{shop.url}/pay/notify/{method_key}?" + urlencode(signed(fields, double.key))
+
+
+def test_every_users_text_on_the_payment_pages_is_text(
+    shop: Platform, epay: DoubleServer, page: Any
+) -> None:
+    admin = _admin(shop)
+    tier = _data(
+        admin.post("/admin/payments/tiers", json={"amount": 2000, "points": 2000, "label": XSS})
+    )
+    # The API mode: the gateway knows the order as soon as it is made.
+    _method(shop, "evil", XSS, {**epay.merchant_config(), "mode": "mapi"})
+    victim = shop.new_user()
+    order_no = _data(
+        victim.client.post("/user/pay/orders", json={"tierId": tier["id"], "method": "evil"})
+    )["orderNo"]
+    epay.pay(order_no, notify=False)
+    notify = _epay_notify(epay, "evil", shop, order_no)
+    for verdict in ("credited", "duplicate"):
+        answer = httpx.get(notify, headers={"X-Note": XSS})
+        assert answer.text == "success", verdict
+    assert victim.balance() == 2000
+    # A forged one is refused (and kept, though with no order to show it under).
+    forged = notify.replace("sign=", "sign=0", 1)
+    assert httpx.get(forged).text != "success"
+    _data(
+        admin.post(f"/admin/payments/orders/{order_no}/refund", json={"amount": 500, "reason": XSS})
+    )
+    assert victim.balance() == 1500
+    # User names cannot hold markup (letters, digits, Han, `_`, `.`, `-`): planted where
+    # it would come from.
+    with sqlite3.connect(shop.data_dir / "shengtu.db") as db:
+        db.execute("UPDATE users SET username = ? WHERE username = ?", (XSS, victim.name))
+    dialogs = _watch_dialogs(page)
+
+    # The user's side: signed in by their token (the name cannot be typed at the sign-in).
+    page.goto(shop.url + "/console/")
+    page.fill("#token", victim.token)
+    page.dispatch_event("#token", "change")
+    page.wait_for_selector("#app:not(.hidden)")
+    assert page.text_content("#who") == "当前用户:" + XSS
+    _tab(page, "topup")
+    tier_box = page.locator(f"[data-tier='{tier['id']}']").locator("xpath=..")
+    expect(tier_box.locator(".meta")).to_have_text(XSS)
+    expect(page.locator("#method-list label:has(input[value=evil]) span")).to_have_text(XSS)
+    row = page.locator(f"#pay-orders tr:has-text('{order_no}')")
+    expect(row.locator("td").nth(4)).to_have_text(XSS)
+    page.click(f"#pay-orders [data-order='{order_no}']")
+    expect(page.locator("#pay-order-summary")).to_have_text(f"¥20.00 · 2000 积分 · {XSS}")
+    _tab(page, "points")
+    expect(page.locator("#ledger td").filter(has_text="充值退款")).to_have_text("充值退款 " + XSS)
+    _nothing_ran(page, dialogs)
+
+    # The operator's side.
+    page.evaluate("localStorage.clear()")
+    assert shop.admin is not None
+    _sign_in(page, shop.url + "/console/admin", "admin", shop.admin.password)
+    _tab(page, "pay")
+    page.wait_for_selector("#pay-tiers table")
+    tier_labels = page.eval_on_selector_all("#pay-tiers input[id$='-tierLabel']", "ns => ns.map(n => n.value)")
+    assert XSS in tier_labels
+    expect(page.locator("#pay-methods td").filter(has_text="onerror")).to_have_text(XSS)
+    page.fill("#po-no", order_no)
+    page.click("#po-search")
+    row = page.locator(f"#pay-orders tr:has-text('{order_no}')")
+    expect(row).to_have_count(1)
+    expect(row.locator("td").nth(1)).to_have_text(XSS)  # the user
+    expect(row.locator("td").nth(4)).to_have_text(XSS)  # the method
+    page.click(f"#pay-orders [data-order='{order_no}']")
+    detail = page.locator("#pay-order-detail")
+    expect(detail.locator("h2 .meta")).to_have_text(f"{XSS} · {XSS} · 已退款")
+    expect(detail.locator("dl")).to_contain_text("¥5.00 · 500 积分")
+    notifies = detail.locator("details[data-notify]")
+    expect(notifies).to_have_count(2)
+    # The newest first.
+    expect(notifies.locator("summary").nth(0)).to_contain_text("重复通知")
+    expect(notifies.locator("summary").nth(1)).to_contain_text("已入账")
+    for n in range(2):
+        notifies.nth(n).locator("summary").click()
+        body = notifies.nth(n).locator("pre.body").text_content()
+        assert f"name = {XSS}" in body.splitlines()
+        assert "sign = ***" in body.splitlines()  # the signature is not kept
+        assert f"x-note: {XSS}" in notifies.nth(n).locator("pre.headers").text_content()
+
+    _tab(page, "audit")
+    page.wait_for_selector("#audit td:has-text('payments.order.refund')")
+    assert XSS in page.text_content("#audit")
+    _tab(page, "pay")
+    page.click("#report-load")
+    page.wait_for_selector("#pay-report table")
+    expect(page.locator("#pay-report td").filter(has_text="onerror")).to_have_text(f"{XSS} (evil)")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "console-admin-payments.png"), full_page=True)
+    _nothing_ran(page, dialogs)
