@@ -39,6 +39,8 @@ from shengtu.groups.admin_router import router as groups_router
 from shengtu.ledger_audit.admin_router import router as ledger_audit_router
 from shengtu.openai_compat import errors as openai_errors
 from shengtu.openai_compat.router import router as openai_router
+from shengtu.payments.admin_router import router as admin_payments_router
+from shengtu.payments.router import router as payments_router
 from shengtu.points.router import router as points_router
 from shengtu.stats.admin_router import router as stats_router
 from shengtu.storage.router import router as files_router
@@ -145,6 +147,8 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
         stats_router,
         audit_router,
         webhooks_router,
+        payments_router,
+        admin_payments_router,
     ):
         app.include_router(router, responses=ERROR_RESPONSES)
 

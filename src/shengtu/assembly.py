@@ -19,6 +19,7 @@ from shengtu.events.bus import EventBus
 from shengtu.events.redis_bus import RedisEventBus
 from shengtu.gates import Gate
 from shengtu.netguard import Resolver
+from shengtu.payments.methods import PaymentGateways
 from shengtu.providers.base import Provider
 from shengtu.providers.pacing import Pacing
 from shengtu.storage.base import Storage
@@ -67,6 +68,7 @@ def build_context(
         clients=ClientAddresses(parse_networks(settings.trusted_proxies)),
         key_box=key_box,
         channels=ChannelPool(db, key_box, pacing=pacing),
+        payments=PaymentGateways(key_box),
         pacing=pacing,
         providers=providers or {},
     )

@@ -212,6 +212,14 @@ class Settings(BaseSettings):
     # user's in-flight cap, so one user's slow servers cannot take them all.
     fetch_connections: int = Field(default=256, ge=1)
     reference_fetch_connections: int = Field(default=64, ge=1)
+    # Payments: how often a worker looks for pending orders to ask their provider about,
+    # and the waits between two questions about one order (seconds, comma-separated; the
+    # last repeats until the order expires). A notify's body is capped at
+    # payment_notify_max_bytes. (SHENGTU_FAILPOINTS, read by shengtu.failpoints, is for
+    # tests only: it has a process die at named places.)
+    payment_check_seconds: float = Field(default=2.0, gt=0)
+    payment_check_backoff: str = "10,30,60,120,300"
+    payment_notify_max_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
 
     @field_validator("jwt_secret", "secret_key")
     @classmethod
@@ -226,6 +234,10 @@ class Settings(BaseSettings):
     @property
     def webhook_waits(self) -> tuple[float, ...]:
         return tuple(float(w) for w in self.webhook_backoff.split(",") if w.strip())
+
+    @property
+    def payment_check_waits(self) -> tuple[float, ...]:
+        return tuple(float(w) for w in self.payment_check_backoff.split(",") if w.strip())
 
     @property
     def webhook_trusted(self) -> frozenset[str]:

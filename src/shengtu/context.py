@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from shengtu.events.bus import EventBus
     from shengtu.gates import Gate
     from shengtu.netguard import Resolver
+    from shengtu.payments.methods import PaymentGateways
     from shengtu.providers.base import Provider
     from shengtu.providers.pacing import Pacing
     from shengtu.storage.base import Storage
@@ -45,6 +46,8 @@ class AppContext:
     clients: ClientAddresses
     key_box: KeyBox
     channels: ChannelPool
+    # The payment methods' providers and their HTTP client.
+    payments: PaymentGateways
     # The upstream of the settings (SHENGTU_SUCHUANG_*, or the sandbox) for models that
     # no channel serves.
     providers: dict[str, Provider] = field(default_factory=dict)
@@ -61,6 +64,7 @@ class AppContext:
         for provider in self.providers.values():
             await provider.aclose()
         await self.channels.aclose()
+        await self.payments.aclose()
         if self.pacing is not None:
             await self.pacing.aclose()
         await self.bus.aclose()

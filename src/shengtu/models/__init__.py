@@ -9,6 +9,13 @@ from shengtu.models.codes import RedeemCode
 from shengtu.models.exchanges import UpstreamExchange
 from shengtu.models.groups import UserGroup
 from shengtu.models.idempotency import IdempotencyKey
+from shengtu.models.payments import (
+    PaymentMethod,
+    PaymentNotify,
+    PaymentOrder,
+    PaymentSettings,
+    PaymentTier,
+)
 from shengtu.models.points import PointsAccount, PointsLedger
 from shengtu.models.stats import StatsHour, StatsState, StatsUserDay, StatsUserHour
 from shengtu.models.storage import StoredFile
@@ -30,6 +37,11 @@ __all__ = [
     "ChannelKey",
     "ChannelModel",
     "IdempotencyKey",
+    "PaymentMethod",
+    "PaymentNotify",
+    "PaymentOrder",
+    "PaymentSettings",
+    "PaymentTier",
     "PointsAccount",
     "PointsConfig",
     "PointsLedger",

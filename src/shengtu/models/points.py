@@ -9,7 +9,19 @@ from shengtu.db import Base, UtcDateTime, utcnow
 from shengtu.models.accounts import ID
 
 # "undelivered": a completed task's pictures the upstream did not make, given back.
-LEDGER_KINDS = ("grant", "consume", "refund", "undelivered", "adjust", "expire", "redeem")
+# "topup": a paid order's points (task_no = the order's number, so once per order);
+# "topup_refund": the points a refunded order took back (once per order too).
+LEDGER_KINDS = (
+    "grant",
+    "consume",
+    "refund",
+    "undelivered",
+    "adjust",
+    "expire",
+    "redeem",
+    "topup",
+    "topup_refund",
+)
 
 
 class PointsAccount(Base):

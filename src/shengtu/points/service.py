@@ -97,12 +97,29 @@ async def grant(session: Conn, user_id: int, amount: int, note: str | None = Non
 
 
 async def credit(
-    session: Conn, user_id: int, amount: int, kind: str, note: str | None = None
+    session: Conn,
+    user_id: int,
+    amount: int,
+    kind: str,
+    note: str | None = None,
+    *,
+    task_no: str | None = None,
 ) -> int:
-    """Add ``amount`` points under ledger ``kind`` (a grant, a redeemed code)."""
+    """Add ``amount`` points under ledger ``kind`` (a grant, a redeemed code, a paid
+    order: ``task_no`` its number, so the ledger takes it once)."""
     if amount <= 0:
         raise BadRequest("发放积分须为正整数")
-    return await _apply(session, user_id, amount, kind, note=note)
+    return await _apply(session, user_id, amount, kind, task_no=task_no, note=note)
+
+
+async def take_back(
+    session: Conn, user_id: int, amount: int, kind: str, task_no: str, note: str
+) -> int:
+    """Take ``amount`` points off (a refunded top-up), once per ``task_no`` and ``kind``;
+    402 if the balance no longer holds them."""
+    if amount <= 0:
+        raise BadRequest("收回积分须为正整数")
+    return await _apply(session, user_id, -amount, kind, task_no=task_no, note=note)
 
 
 async def adjust(session: Conn, user_id: int, delta: int, note: str | None = None) -> int:

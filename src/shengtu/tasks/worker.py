@@ -32,6 +32,8 @@ from shengtu.exchanges.service import ExchangeRecorder
 from shengtu.idempotency import jobs as idempotency_jobs
 from shengtu.logs import get_logger
 from shengtu.models.tasks import ACTIVE_SQL, AiTask, Status
+from shengtu.payments import jobs as payments_jobs
+from shengtu.periodic import PeriodicJob
 from shengtu.providers.base import UpstreamState
 from shengtu.stats import jobs as stats_jobs
 from shengtu.storage import jobs as storage_jobs
@@ -133,6 +135,11 @@ class Worker:
         # each is safe while other workers run it too), and questions about the upstream
         # jobs of failed tasks that may still deliver.
         self._background = [_Every(self.settings.sweep_interval_seconds, self._sweep)]
+        # Pending payments are asked about far more often than the sweep runs: each
+        # order's own back-off (10 s, 30 s, ...) spaces the questions.
+        self._background.append(
+            _Every(self.settings.payment_check_seconds, lambda: self._run(payments_jobs.JOBS))
+        )
         if self.late.enabled:
             self._background.append(_Every(self.late.interval, self.late.watch))
         # Webhook deliveries run wherever a worker runs.
@@ -229,7 +236,10 @@ class Worker:
                 log.exception("lease_renewal_failed")
 
     async def _sweep(self) -> None:
-        for job in PERIODIC_JOBS:
+        await self._run(PERIODIC_JOBS)
+
+    async def _run(self, jobs: Sequence[PeriodicJob]) -> None:
+        for job in jobs:
             try:
                 await job.run(self.ctx)
             except Exception:

@@ -1,0 +1,499 @@
+"""Payments for the operator: settings, tiers and methods (secrets sealed), the orders
+with their kept notifies, a manual check, completion and refund, and the daily report.
+Every change is written with its audit entry, in one transaction."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shengtu.audit import service as audit
+from shengtu.auth.principal import Principal
+from shengtu.channels.secrets import mask
+from shengtu.context import AppContext
+from shengtu.db import Database, utcnow
+from shengtu.errors import BadRequest, Conflict, InsufficientPoints, NotFound, ServiceUnavailable
+from shengtu.logs import get_logger
+from shengtu.models.accounts import User
+from shengtu.models.payments import (
+    PAYABLE,
+    PaymentMethod,
+    PaymentNotify,
+    PaymentOrder,
+    PaymentSettings,
+    PaymentTier,
+)
+from shengtu.payments import methods as method_rules
+from shengtu.payments import service
+from shengtu.payments.base import Payment, PaymentProvider, ProviderError
+from shengtu.payments.schemas import MethodBody, SettingsBody, TierBody
+from shengtu.points import service as points
+from shengtu.timefmt import midnight_utc
+
+log = get_logger("shengtu.payments")
+
+# -- settings --------------------------------------------------------------------------
+
+
+async def settings(db: Database) -> PaymentSettings:
+    async with db.read() as session:
+        return await service.settings_of(session)
+
+
+async def save_settings(db: Database, actor: Principal, body: SettingsBody) -> PaymentSettings:
+    if body.minAmount > body.maxAmount:
+        raise BadRequest("参数错误:最低金额 minAmount 不能高于最高金额 maxAmount")
+    async with db.write() as session:
+        row = await session.get(PaymentSettings, service.SETTINGS_ID)
+        before = _settings_dict(row) if row else None
+        if row is None:
+            row = service.default_settings()
+            session.add(row)
+        row.currency = body.currency.upper()
+        row.points_per_unit = body.pointsPerUnit
+        row.min_amount = body.minAmount
+        row.max_amount = body.maxAmount
+        row.order_minutes = body.orderMinutes
+        row.updated_at = utcnow()
+        await session.flush()
+        await audit.record(
+            session, actor, "payments.settings", "payment_settings", before, _settings_dict(row)
+        )
+    return row
+
+
+def _settings_dict(row: PaymentSettings) -> dict[str, Any]:
+    return {
+        "currency": row.currency,
+        "pointsPerUnit": row.points_per_unit,
+        "minAmount": row.min_amount,
+        "maxAmount": row.max_amount,
+        "orderMinutes": row.order_minutes,
+    }
+
+
+# -- tiers -----------------------------------------------------------------------------
+
+
+async def tiers(db: Database) -> list[PaymentTier]:
+    async with db.read() as session:
+        return list(
+            await session.scalars(select(PaymentTier).order_by(PaymentTier.amount, PaymentTier.id))
+        )
+
+
+def _tier_dict(tier: PaymentTier) -> dict[str, Any]:
+    return {
+        "amount": tier.amount,
+        "points": tier.points,
+        "bonus": tier.bonus,
+        "label": tier.label,
+        "enabled": tier.enabled,
+    }
+
+
+async def add_tier(db: Database, actor: Principal, body: TierBody) -> PaymentTier:
+    async with db.write() as session:
+        tier = PaymentTier(
+            amount=body.amount,
+            points=body.points,
+            bonus=body.bonus,
+            label=body.label,
+            enabled=body.enabled,
+            created_at=utcnow(),
+        )
+        session.add(tier)
+        await session.flush()
+        await audit.record(
+            session, actor, "payments.tier.create", f"tier:{tier.id}", None, _tier_dict(tier)
+        )
+    return tier
+
+
+async def _tier(session: AsyncSession, tier_id: int) -> PaymentTier:
+    tier = await session.get(PaymentTier, tier_id)
+    if tier is None:
+        raise NotFound("充值档位不存在")
+    return tier
+
+
+async def change_tier(db: Database, actor: Principal, tier_id: int, body: TierBody) -> PaymentTier:
+    async with db.write() as session:
+        tier = await _tier(session, tier_id)
+        before = _tier_dict(tier)
+        tier.amount, tier.points, tier.bonus = body.amount, body.points, body.bonus
+        tier.label, tier.enabled = body.label, body.enabled
+        await session.flush()
+        await audit.record(
+            session, actor, "payments.tier.update", f"tier:{tier.id}", before, _tier_dict(tier)
+        )
+    return tier
+
+
+async def delete_tier(db: Database, actor: Principal, tier_id: int) -> None:
+    """Orders made from a tier keep their amount and points: nothing refers to it."""
+    async with db.write() as session:
+        tier = await _tier(session, tier_id)
+        before = _tier_dict(tier)
+        await session.delete(tier)
+        await audit.record(session, actor, "payments.tier.delete", f"tier:{tier_id}", before, None)
+
+
+# -- methods ---------------------------------------------------------------------------
+
+
+async def methods(db: Database) -> list[PaymentMethod]:
+    async with db.read() as session:
+        return list(
+            await session.scalars(
+                select(PaymentMethod).order_by(PaymentMethod.sort_order, PaymentMethod.key)
+            )
+        )
+
+
+def _kept_secret(value: str, sealed: str | None, ctx: AppContext) -> bool:
+    """A secret sent back empty or as its own mask keeps the stored one."""
+    if sealed is None:
+        return False
+    if value == "":
+        return True
+    try:
+        return value == mask(ctx.key_box.open(sealed))
+    except ValueError:
+        return False
+
+
+async def save_method(
+    ctx: AppContext, actor: Principal, key: str, body: MethodBody
+) -> PaymentMethod:
+    """Create or change the method ``key``: the kind's fields checked, secrets sealed."""
+    cls = method_rules.provider_class(body.kind)
+    known = {f.name: f for f in cls.fields}
+    unknown = sorted(set(body.config) - set(known))
+    if unknown:
+        raise BadRequest(f"参数错误:{cls.label} 没有这些设置:{', '.join(unknown)}")
+    async with ctx.db.write() as session:
+        row = await session.get(PaymentMethod, key)
+        before = _method_dict(row) if row else None
+        old_sealed: dict[str, Any] = dict(row.sealed or {}) if row and row.kind == body.kind else {}
+        config: dict[str, str] = {}
+        sealed: dict[str, str] = {}
+        for name, field in known.items():
+            value = body.config.get(name, "").strip()
+            if field.secret:
+                if _kept_secret(value, old_sealed.get(name), ctx):
+                    sealed[name] = old_sealed[name]
+                elif value:
+                    sealed[name] = ctx.key_box.seal(value)
+                elif field.required:
+                    raise BadRequest(f"参数错误:请填写 {field.label}")
+                continue
+            value = value or field.default
+            if not value and field.required:
+                raise BadRequest(f"参数错误:请填写 {field.label}")
+            if value:
+                config[name] = value
+        gateway = config.get("gateway", "")
+        if gateway and not gateway.startswith(("https://", "http://")):
+            raise BadRequest("参数错误:网关地址须以 http:// 或 https:// 开头")
+        if row is None:
+            row = PaymentMethod(key=key, sort_order=0)
+            session.add(row)
+        row.kind, row.label, row.enabled = body.kind, body.label, body.enabled
+        row.config, row.sealed, row.updated_at = config, sealed, utcnow()
+        await session.flush()
+        await audit.record(
+            session, actor, "payments.method.save", f"method:{key}", before, _method_dict(row)
+        )
+    return row
+
+
+def _method_dict(row: PaymentMethod) -> dict[str, Any]:
+    """For the audit log: never a secret, only which ones are set."""
+    return {
+        "kind": row.kind,
+        "label": row.label,
+        "enabled": row.enabled,
+        "config": dict(row.config or {}),
+        "secretsSet": sorted((row.sealed or {}).keys()),
+    }
+
+
+# -- orders ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    status: str | None = None
+    method: str | None = None
+    user_id: int | None = None
+    order_no: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def where(self) -> list[ColumnElement[bool]]:
+        where: list[ColumnElement[bool]] = []
+        if self.status:
+            where.append(PaymentOrder.status == self.status)
+        if self.method:
+            where.append(PaymentOrder.method == self.method)
+        if self.user_id is not None:
+            where.append(PaymentOrder.user_id == self.user_id)
+        if self.order_no:
+            where.append(PaymentOrder.order_no == self.order_no)
+        if self.start is not None:
+            where.append(PaymentOrder.created_at >= self.start)
+        if self.end is not None:
+            where.append(PaymentOrder.created_at < self.end)
+        return where
+
+
+@dataclass(frozen=True)
+class FoundOrder:
+    order: PaymentOrder
+    username: str | None
+    notifies: int
+
+
+async def _with_names(session: AsyncSession, rows: list[PaymentOrder]) -> list[FoundOrder]:
+    users = {o.user_id for o in rows if o.user_id is not None}
+    names = (
+        dict(
+            (
+                await session.execute(select(User.id, User.username).where(User.id.in_(users)))
+            ).tuples()
+        )
+        if users
+        else {}
+    )
+    numbers = [o.order_no for o in rows]
+    counts = (
+        dict(
+            (
+                await session.execute(
+                    select(PaymentNotify.order_no, func.count())
+                    .where(PaymentNotify.order_no.in_(numbers))
+                    .group_by(PaymentNotify.order_no)
+                )
+            ).tuples()
+        )
+        if numbers
+        else {}
+    )
+    return [
+        FoundOrder(o, names.get(o.user_id) if o.user_id else None, int(counts.get(o.order_no, 0)))
+        for o in rows
+    ]
+
+
+async def find_orders(
+    db: Database, found: OrderFilter, page: int, size: int
+) -> tuple[list[FoundOrder], int]:
+    where = found.where()
+    async with db.read() as session:
+        total = await session.scalar(select(func.count()).select_from(PaymentOrder).where(*where))
+        rows = await session.scalars(
+            select(PaymentOrder)
+            .where(*where)
+            .order_by(PaymentOrder.id.desc())
+            .offset((page - 1) * size)
+            .limit(size)
+        )
+        return await _with_names(session, list(rows)), int(total or 0)
+
+
+async def export_orders(db: Database, found: OrderFilter) -> AsyncGenerator[list[FoundOrder], None]:
+    """Every matching order, oldest first, 500 at a time, in one read."""
+    where = found.where()
+    async with db.read() as session:
+        last = 0
+        while True:
+            rows = list(
+                await session.scalars(
+                    select(PaymentOrder)
+                    .where(*where, PaymentOrder.id > last)
+                    .order_by(PaymentOrder.id)
+                    .limit(500)
+                )
+            )
+            if not rows:
+                return
+            last = rows[-1].id
+            yield await _with_names(session, rows)
+
+
+async def order_detail(db: Database, order_no: str) -> tuple[FoundOrder, list[PaymentNotify]]:
+    async with db.read() as session:
+        order = await session.scalar(select(PaymentOrder).where(PaymentOrder.order_no == order_no))
+        if order is None:
+            raise NotFound("订单不存在")
+        notifies = list(
+            await session.scalars(
+                select(PaymentNotify)
+                .where(PaymentNotify.order_no == order_no)
+                .order_by(PaymentNotify.id.desc())
+                .limit(200)
+            )
+        )
+        (found,) = await _with_names(session, [order])
+    return found, notifies
+
+
+async def check_now(ctx: AppContext, actor: Principal, order_no: str) -> PaymentOrder:
+    """Ask the provider about the order now, whatever the back-off says."""
+    await service.order_for(ctx.db, order_no)
+    outcome = await service.check(ctx, order_no)
+    log.info("payment_checked", order_no=order_no, by=actor.username, verdict=outcome.verdict)
+    return await service.order_for(ctx.db, order_no)
+
+
+async def complete(ctx: AppContext, actor: Principal, order_no: str, reason: str) -> PaymentOrder:
+    """The operator says the order is paid (seen in the provider's own console): it is
+    credited once, as a notify would, with the reason in the audit log."""
+    async with ctx.db.write() as session:
+        order = await session.scalar(select(PaymentOrder).where(PaymentOrder.order_no == order_no))
+        if order is None:
+            raise NotFound("订单不存在")
+        if order.status in ("paid", "refunded"):
+            raise Conflict("订单已入账,无需补单")
+        before = service.json_safe(order)
+        if not await service.mark_paid(
+            session, order, order.trade_no, "manual", payable=(*PAYABLE, "closed")
+        ):
+            raise Conflict("订单状态已变化,请刷新后重试")
+        await session.refresh(order)
+        await audit.record(
+            session,
+            actor,
+            "payments.order.complete",
+            f"order:{order_no}",
+            before,
+            {**service.json_safe(order), "reason": reason},
+        )
+    return order
+
+
+async def refund(
+    ctx: AppContext, actor: Principal, order_no: str, amount: int | None, reason: str
+) -> PaymentOrder:
+    """Give a paid order's money back through its provider, and take its unspent points
+    back in the same transaction that marks it refunded (ledger ``topup_refund``, once
+    per order). The transaction is held across the provider's call: if the provider
+    refuses, nothing changes; if the points are no longer there, the provider is not
+    asked. A refund takes back the order's points (and bonus) in proportion to the
+    amount given back."""
+    async with ctx.db.write() as session:
+        order = await session.scalar(select(PaymentOrder).where(PaymentOrder.order_no == order_no))
+        if order is None:
+            raise NotFound("订单不存在")
+        if order.status != "paid":
+            raise Conflict(f"只有已支付的订单可以退款(当前状态 {order.status})")
+        give = order.amount if amount is None else amount
+        if not 0 < give <= order.amount:
+            raise BadRequest(f"参数错误:退款金额须在 0.01 至 {order.amount / 100:.2f} 之间")
+        back = (order.points + order.bonus) * give // order.amount
+        before = service.json_safe(order)
+        moved = await session.execute(
+            update(PaymentOrder)
+            .where(PaymentOrder.id == order.id, PaymentOrder.status == "paid")
+            .values(status="refunded", refunded_amount=give, refunded_points=back)
+        )
+        if getattr(moved, "rowcount", 0) != 1:
+            raise Conflict("订单状态已变化,请刷新后重试")
+        if back > 0 and order.user_id is not None:
+            try:
+                await points.take_back(
+                    session,
+                    order.user_id,
+                    back,
+                    "topup_refund",
+                    order_no,
+                    f"充值退款 {reason}"[:255],
+                )
+            except InsufficientPoints:
+                balance = await points.balance(session, order.user_id)
+                raise Conflict(
+                    f"无法退款:需收回 {back} 积分,但该用户余额只剩 {balance.balance} 积分"
+                    "(积分已被使用)"
+                ) from None
+        provider = await _provider_in(ctx, session, order.method)
+        try:
+            await provider.refund(service.order_ref(order), give, f"R{order_no}", reason)
+        except ProviderError as exc:
+            raise ServiceUnavailable(f"支付渠道退款失败:{exc.reason}") from None
+        await session.refresh(order)
+        await audit.record(
+            session,
+            actor,
+            "payments.order.refund",
+            f"order:{order_no}",
+            before,
+            {**service.json_safe(order), "reason": reason},
+        )
+    return order
+
+
+async def _provider_in(ctx: AppContext, session: AsyncSession, key: str) -> PaymentProvider:
+    method = await session.get(PaymentMethod, key)
+    if method is None:
+        raise NotFound(f"支付方式 {key} 不存在")
+    return ctx.payments.provider(method)
+
+
+# -- the daily report ------------------------------------------------------------------
+
+
+@dataclass
+class MethodDay:
+    method: str
+    ours: dict[str, int]  # order_no → amount
+    theirs: dict[str, int] | None
+
+
+async def daily_report(ctx: AppContext, day: date) -> list[MethodDay]:
+    """Per method, the orders paid on ``day`` (the site's time zone) here, and what the
+    provider reports for that day where its API can say."""
+    tz = ctx.settings.timezone
+    start = midnight_utc(datetime(day.year, day.month, day.day), tz)
+    end = midnight_utc(datetime(day.year, day.month, day.day) + timedelta(days=1), tz)
+    async with ctx.db.read() as session:
+        rows = (
+            await session.execute(
+                select(PaymentOrder.method, PaymentOrder.order_no, PaymentOrder.amount).where(
+                    PaymentOrder.paid_at >= start,
+                    PaymentOrder.paid_at < end,
+                    PaymentOrder.status.in_(("paid", "refunded")),
+                )
+            )
+        ).all()
+        all_methods = list(await session.scalars(select(PaymentMethod)))
+    ours: dict[str, dict[str, int]] = defaultdict(dict)
+    for key, order_no, amount in rows:
+        ours[key][order_no] = amount
+    report = []
+    for method in sorted(all_methods, key=lambda m: (m.sort_order, m.key)):
+        if not method.enabled and method.key not in ours:
+            continue
+        report.append(
+            MethodDay(method.key, ours.pop(method.key, {}), await _theirs(ctx, method, day))
+        )
+    # Orders of methods since deleted.
+    report += [MethodDay(key, orders, None) for key, orders in sorted(ours.items())]
+    return report
+
+
+async def _theirs(ctx: AppContext, method: PaymentMethod, day: date) -> dict[str, int] | None:
+    try:
+        reported: list[Payment] | None = await ctx.payments.provider(method).daily(day)
+    except (ProviderError, ValueError) as exc:
+        log.warning("payment_daily_failed", method=method.key, reason=str(exc))
+        return None
+    if reported is None:
+        return None
+    return {p.order_no: p.amount for p in reported if p.state in ("paid", "refunded")}

@@ -1,0 +1,82 @@
+"""A notify as it is kept: every secret masked (signatures, keys, Authorization, cookies),
+whatever the protocol names them, and the body cut to a size an operator can read."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from shengtu.payments.base import Notify
+
+MASK = "***"
+KEPT_BODY_CHARS = 16 * 1024
+# Masked in every protocol, beside the provider's own ``redact`` names.
+ALWAYS = frozenset(
+    {
+        "authorization",
+        "cookie",
+        "set-cookie",
+        "proxy-authorization",
+        "x-api-key",
+        "sign",
+        "signature",
+        "key",
+        "secret",
+        "password",
+        "token",
+    }
+)
+
+
+def _secret(name: str, names: frozenset[str]) -> bool:
+    lowered = name.lower()
+    return lowered in names or "signature" in lowered or "secret" in lowered
+
+
+def headers(given: Mapping[str, str], names: frozenset[str]) -> dict[str, str]:
+    return {k: MASK if _secret(k, names) else v for k, v in given.items()}
+
+
+def _pairs(pairs: Iterable[tuple[str, str]], names: frozenset[str]) -> str:
+    return urlencode([(k, MASK if _secret(k, names) else v) for k, v in pairs])
+
+
+def _json(value: Any, names: frozenset[str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: MASK if isinstance(k, str) and _secret(k, names) else _json(v, names)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_json(v, names) for v in value]
+    return value
+
+
+def body(notify: Notify, names: frozenset[str]) -> str:
+    """The notify's fields as kept: a GET's query, a form's or JSON's fields with the
+    secret ones masked; any other body as text (it carries no field we could tell)."""
+    if notify.method == "GET" or not notify.body:
+        return _pairs(notify.query.items(), names)[:KEPT_BODY_CHARS]
+    text = notify.body.decode("utf-8", errors="replace")
+    kind = notify.headers.get("content-type", "")
+    if "json" in kind or text.lstrip().startswith(("{", "[")):
+        try:
+            return json.dumps(_json(json.loads(text), names), ensure_ascii=False)[:KEPT_BODY_CHARS]
+        except ValueError:
+            pass
+    if "form" in kind:
+        try:
+            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+        except ValueError:
+            pass
+        else:
+            return _pairs(pairs, names)[:KEPT_BODY_CHARS]
+    return text[:KEPT_BODY_CHARS]
+
+
+def kept(notify: Notify, provider_names: frozenset[str]) -> tuple[dict[str, str], str]:
+    """(headers, body) of ``notify`` as kept."""
+    names = ALWAYS | {n.lower() for n in provider_names}
+    return headers(notify.headers, names), body(notify, names)
