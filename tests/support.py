@@ -128,6 +128,10 @@ def base_env(data_dir: Path, **overrides: Any) -> dict[str, str]:
         # Redemption races fail by the dozen from 127.0.0.1 too.
         SHENGTU_REDEEM_IP_FAILURES_PER_WINDOW="100000",
         SHENGTU_MAX_INFLIGHT_PER_API_KEY="3",
+        # Pending payments: first asked about 5 s after the order (time for a test to race
+        # its notifies before any question), then every second.
+        SHENGTU_PAYMENT_CHECK_SECONDS="0.5",
+        SHENGTU_PAYMENT_CHECK_BACKOFF="5,1",
         SHENGTU_JWT_SECRET=secrets.token_urlsafe(32),
         PYTHONUNBUFFERED="1",
     )

@@ -1,7 +1,7 @@
 """The ledger's invariants (DESIGN.md, "The ledger"), checked against the database: what
 ``shengtu audit`` prints, ``/admin/ledger/audit`` answers and the tests run after they touch
-points. A room of its own: it reads the tasks and the ledger both, which are two rooms that
-must not import each other back."""
+points. A room of its own: it reads the tasks, the payments and the ledger, which are rooms
+that must not import each other back."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.db import Database, utcnow
+from shengtu.models.payments import PaymentOrder
 from shengtu.models.points import PointsAccount, PointsLedger
 from shengtu.models.tasks import ACTIVE, AiTask, Status
 
@@ -83,14 +84,19 @@ async def audit(session: AsyncSession, stuck_before: datetime) -> list[AuditChec
         )
     ).all()
     entries: dict[tuple[str, str], list[int]] = {}
-    for task_no, kind, delta in (
+    topups: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for task_no, kind, delta, user_id in (
         await session.execute(
-            select(PointsLedger.task_no, PointsLedger.kind, PointsLedger.delta).where(
-                PointsLedger.task_no.is_not(None)
-            )
+            select(
+                PointsLedger.task_no, PointsLedger.kind, PointsLedger.delta, PointsLedger.user_id
+            ).where(PointsLedger.task_no.is_not(None))
         )
     ).all():
-        if task_no is not None:
+        if task_no is None:
+            continue
+        if kind in TOPUP_KINDS:  # a payment order's, not a task's
+            topups.setdefault((task_no, kind), []).append((user_id, delta))
+        else:
             entries.setdefault((task_no, kind), []).append(delta)
 
     consume = AuditCheck("每个任务恰有一笔扣费 (one consume per task)", len(tasks))
@@ -122,7 +128,54 @@ async def audit(session: AsyncSession, stuck_before: datetime) -> list[AuditChec
     orphans = sorted({t for (t, _k) in entries if t not in known})
     consume.violations += [f"流水引用了不存在的任务 {t}" for t in orphans]
     checks += [consume, refund_c, stuck]
+    checks += await _payments(session, topups)
     return checks
+
+
+TOPUP_KINDS = ("topup", "topup_refund")
+
+
+async def _payments(
+    session: AsyncSession, topups: dict[tuple[str, str], list[tuple[int, int]]]
+) -> list[AuditCheck]:
+    """Every paid order has exactly one ``topup`` entry of its points and bonus, to its
+    user; a refunded one also one ``topup_refund`` of the points it took back; every such
+    entry has its order. (An order whose user was deleted lost its entries with them.)"""
+    orders = (
+        await session.execute(
+            select(
+                PaymentOrder.order_no,
+                PaymentOrder.user_id,
+                PaymentOrder.status,
+                PaymentOrder.points,
+                PaymentOrder.bonus,
+                PaymentOrder.refunded_points,
+            )
+        )
+    ).all()
+    credited = AuditCheck("每笔已支付订单恰有一笔充值入账 (one topup per paid order)", len(orders))
+    taken = AuditCheck(
+        "每笔退款订单恰有一笔积分收回 (one topup_refund per refunded order)", len(orders)
+    )
+    known = set()
+    for order_no, user_id, status, got, bonus, back in orders:
+        known.add(order_no)
+        if user_id is None:
+            continue
+        paid = status in ("paid", "refunded")
+        want = [(user_id, got + bonus)] if paid and got + bonus > 0 else []
+        have = topups.get((order_no, "topup"), [])
+        if have != want:
+            credited.violations.append(f"订单 {order_no} ({status}): 入账 {have},应为 {want}")
+        want_back = [(user_id, -back)] if status == "refunded" and back > 0 else []
+        have_back = topups.get((order_no, "topup_refund"), [])
+        if have_back != want_back:
+            taken.violations.append(
+                f"订单 {order_no} ({status}): 收回 {have_back},应为 {want_back}"
+            )
+    orphans = sorted({no for (no, _k) in topups if no not in known})
+    credited.violations += [f"充值流水引用了不存在的订单 {no}" for no in orphans]
+    return [credited, taken]
 
 
 def _delivery_problem(

@@ -9,7 +9,7 @@ import io
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import date, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
@@ -35,6 +35,7 @@ from shengtu.payments.schemas import (
     MethodOut,
     MethodReport,
     Money,
+    NotifyPage,
     OrderOut,
     OrderStatus,
     RefundBody,
@@ -42,6 +43,7 @@ from shengtu.payments.schemas import (
     TierBody,
     admin_order_detail,
     admin_order_out,
+    notify_record,
     order_out,
 )
 from shengtu.payments.service import method_labels
@@ -289,6 +291,28 @@ async def order_detail(
     labels = await method_labels(ctx.db)
     tz = ctx.settings.timezone
     return ok(admin_order_detail(found.order, labels, tz, found.username, notifies))
+
+
+Verdict = Literal["credited", "duplicate", "refused", "mismatch", "unknown_order", "pending"]
+
+
+@router.get("/admin/payments/notifies", response_model=Envelope[NotifyPage])
+async def list_notifies(
+    ctx: ContextDep,
+    _: AdminDep,
+    method: TextQuery = None,
+    orderNo: TextQuery = None,
+    verdict: Annotated[Verdict | None, Query()] = None,
+    page: PageNo = 1,
+    size: PageSize = 20,
+) -> Envelope[NotifyPage]:
+    """Every kept notify, newest first (secrets masked), with what became of it: those
+    that named no order of ours are only here."""
+    rows, total = await service.find_notifies(
+        ctx.db, method=method, order_no=orderNo, verdict=verdict, page=page, size=size
+    )
+    tz = ctx.settings.timezone
+    return ok(NotifyPage(records=[notify_record(n, tz) for n in rows], total=total))
 
 
 async def _order_out(ctx: ContextDep, order: PaymentOrder) -> OrderOut:

@@ -265,9 +265,9 @@ async def _with_names(session: AsyncSession, rows: list[PaymentOrder]) -> list[F
     users = {o.user_id for o in rows if o.user_id is not None}
     names = (
         dict(
-            (
-                await session.execute(select(User.id, User.username).where(User.id.in_(users)))
-            ).tuples()
+            (await session.execute(select(User.id, User.username).where(User.id.in_(users))))
+            .tuples()
+            .all()
         )
         if users
         else {}
@@ -281,7 +281,9 @@ async def _with_names(session: AsyncSession, rows: list[PaymentOrder]) -> list[F
                     .where(PaymentNotify.order_no.in_(numbers))
                     .group_by(PaymentNotify.order_no)
                 )
-            ).tuples()
+            )
+            .tuples()
+            .all()
         )
         if numbers
         else {}
@@ -343,6 +345,36 @@ async def order_detail(db: Database, order_no: str) -> tuple[FoundOrder, list[Pa
         )
         (found,) = await _with_names(session, [order])
     return found, notifies
+
+
+async def find_notifies(
+    db: Database,
+    *,
+    method: str | None,
+    order_no: str | None,
+    verdict: str | None,
+    page: int,
+    size: int,
+) -> tuple[list[PaymentNotify], int]:
+    """The kept notifies, newest first: those that named no order of ours (unknown,
+    malformed) are found only here."""
+    where: list[ColumnElement[bool]] = []
+    if method:
+        where.append(PaymentNotify.method == method)
+    if order_no:
+        where.append(PaymentNotify.order_no == order_no)
+    if verdict:
+        where.append(PaymentNotify.verdict == verdict)
+    async with db.read() as session:
+        total = await session.scalar(select(func.count()).select_from(PaymentNotify).where(*where))
+        rows = await session.scalars(
+            select(PaymentNotify)
+            .where(*where)
+            .order_by(PaymentNotify.id.desc())
+            .offset((page - 1) * size)
+            .limit(size)
+        )
+        return list(rows), int(total or 0)
 
 
 async def check_now(ctx: AppContext, actor: Principal, order_no: str) -> PaymentOrder:

@@ -113,11 +113,13 @@ class ConfigField:
 
 class NotifyRefused(Exception):
     """The notify is not believed: a bad signature, a malformed body, a stale timestamp.
-    ``reason`` (Chinese) is kept with the notify for the operator."""
+    ``reason`` (Chinese) is kept with the notify for the operator, and ``order_no`` where
+    the notify names one readably (so the order's page lists it)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, order_no: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.order_no = order_no
 
 
 class ProviderError(Exception):

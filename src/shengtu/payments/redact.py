@@ -40,7 +40,7 @@ def headers(given: Mapping[str, str], names: frozenset[str]) -> dict[str, str]:
 
 
 def _pairs(pairs: Iterable[tuple[str, str]], names: frozenset[str]) -> str:
-    return urlencode([(k, MASK if _secret(k, names) else v) for k, v in pairs])
+    return urlencode([(k, MASK if _secret(k, names) else v) for k, v in pairs], safe="*")
 
 
 def _json(value: Any, names: frozenset[str]) -> Any:
@@ -76,7 +76,13 @@ def body(notify: Notify, names: frozenset[str]) -> str:
     return text[:KEPT_BODY_CHARS]
 
 
+def printable(text: str) -> str:
+    """NUL spelled out: PostgreSQL's text refuses it, and a kept body must be kept."""
+    return text.replace("\x00", "\\x00")
+
+
 def kept(notify: Notify, provider_names: frozenset[str]) -> tuple[dict[str, str], str]:
     """(headers, body) of ``notify`` as kept."""
     names = ALWAYS | {n.lower() for n in provider_names}
-    return headers(notify.headers, names), body(notify, names)
+    shown = {printable(k): printable(v) for k, v in headers(notify.headers, names).items()}
+    return shown, printable(body(notify, names))

@@ -82,6 +82,16 @@ class NotifyOut(BaseModel):
     reason: str | None
 
 
+class NotifyRecord(NotifyOut):
+    methodKey: str
+    orderNo: str | None
+
+
+class NotifyPage(BaseModel):
+    records: list[NotifyRecord]
+    total: int
+
+
 class AdminOrderOut(OrderOut):
     userId: int | None
     username: str | None
@@ -241,6 +251,12 @@ def notify_out(notify: PaymentNotify, tz: str) -> NotifyOut:
         body=notify.body,
         verdict=notify.verdict,
         reason=notify.reason,
+    )
+
+
+def notify_record(notify: PaymentNotify, tz: str) -> NotifyRecord:
+    return NotifyRecord(
+        **notify_out(notify, tz).model_dump(), methodKey=notify.method, orderNo=notify.order_no
     )
 
 

@@ -275,7 +275,7 @@ async def orders_of(
 async def method_labels(db: Database) -> dict[str, str]:
     async with db.read() as session:
         return dict(
-            (await session.execute(select(PaymentMethod.key, PaymentMethod.label))).tuples()
+            (await session.execute(select(PaymentMethod.key, PaymentMethod.label))).tuples().all()
         )
 
 
@@ -392,13 +392,13 @@ async def keep_notify(
         session.add(
             PaymentNotify(
                 method=method_key[:32],
-                order_no=(order_no or None) and order_no[:40],
+                order_no=redact.printable(order_no)[:40] if order_no else None,
                 received_at=utcnow(),
                 http_method=notify.method[:8],
                 headers=headers,
                 body=body,
                 verdict=outcome.verdict,
-                reason=(outcome.reason or None) and (outcome.reason or "")[:255],
+                reason=redact.printable(outcome.reason)[:255] if outcome.reason else None,
             )
         )
 
@@ -421,11 +421,16 @@ async def handle_notify(ctx: AppContext, method_key: str, notify: Notify) -> Ans
     try:
         payment = await provider.verify(notify)
     except NotifyRefused as exc:
-        outcome, order_no = Outcome("refused", exc.reason), None
+        outcome, order_no = Outcome("refused", exc.reason), exc.order_no
     else:
         order_no = payment.order_no
         outcome = await apply_payment(ctx.db, payment, provider.merchant, "notify", failpoint=True)
-    await keep_notify(ctx.db, method.key, notify, order_no, outcome, provider.redact)
+    try:
+        await keep_notify(ctx.db, method.key, notify, order_no, outcome, provider.redact)
+    except Exception:
+        # The verdict stands (a credit is committed by now): the provider still gets its
+        # answer, and the operator the log line below.
+        log.exception("payment_notify_not_kept", method=method.key, order_no=order_no)
     log.info(
         "payment_notify",
         method=method.key,

@@ -63,6 +63,14 @@ class UserRow(BaseModel):
     net: int
 
 
+class PaidRevenue(BaseModel):
+    """What the top-ups paid in the window brought in (minor units), less refunds: money
+    received, beside ``revenue``, which is the points' value."""
+
+    amount: int
+    currency: str
+
+
 class StatsOut(BaseModel):
     start: str
     end: str
@@ -74,6 +82,7 @@ class StatsOut(BaseModel):
     byModel: list[ModelRow]
     byChannel: list[ChannelRow]
     topUsers: list[UserRow]
+    paidRevenue: PaidRevenue
 
 
 def row(c: Counts, point_price: Decimal) -> StatsRow:
@@ -116,6 +125,7 @@ async def stats(
     tz = settings.timezone
     start_at, end_at = service.window(granularity, start, end, tz, utcnow())
     found = await service.report(ctx.db, start_at, end_at, top)
+    paid_amount, paid_currency = await service.paid_revenue(ctx.db, start_at, end_at)
     price = settings.point_price
 
     def bucket(hour: datetime) -> str:
@@ -169,5 +179,6 @@ async def stats(
                 )
                 for u, name, c in found.top_users
             ],
+            paidRevenue=PaidRevenue(amount=paid_amount, currency=paid_currency),
         )
     )

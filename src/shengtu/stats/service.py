@@ -27,6 +27,7 @@ from shengtu.errors import BadRequest
 from shengtu.logs import get_logger
 from shengtu.models.accounts import User
 from shengtu.models.channels import Channel
+from shengtu.models.payments import PaymentOrder, PaymentSettings
 from shengtu.models.stats import (
     LATENCY_BOUNDS,
     LATENCY_COLUMNS,
@@ -472,3 +473,20 @@ def window(
     if end_at - start_at > MAX_RANGE:
         raise BadRequest(f"参数错误:统计区间最长 {MAX_RANGE.days} 天")
     return start_at, end_at
+
+
+async def paid_revenue(db: Database, start: datetime, end: datetime) -> tuple[int, str]:
+    """The money the top-ups paid in [start, end) brought in, less what was refunded of
+    them (minor units), and the currency of the payment settings."""
+    async with db.read() as session:
+        amount = await session.scalar(
+            select(
+                func.coalesce(func.sum(PaymentOrder.amount - PaymentOrder.refunded_amount), 0)
+            ).where(
+                PaymentOrder.paid_at >= start,
+                PaymentOrder.paid_at < end,
+                PaymentOrder.status.in_(("paid", "refunded")),
+            )
+        )
+        currency = await session.scalar(select(PaymentSettings.currency).limit(1))
+    return int(amount or 0), currency or "CNY"

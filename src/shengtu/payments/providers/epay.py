@@ -163,17 +163,18 @@ class EpayProvider(PaymentProvider):
 
     async def verify(self, notify: Notify) -> Payment:
         fields = self._fields(notify)
+        named = fields.get("out_trade_no") or None
         missing = [name for name in NOTIFY_FIELDS if not fields.get(name)]
         if missing:
-            raise NotifyRefused(f"通知缺少字段:{', '.join(missing)}")
+            raise NotifyRefused(f"通知缺少字段:{', '.join(missing)}", order_no=named)
         if fields.get("sign_type", "MD5").upper() != "MD5":
-            raise NotifyRefused(f"不支持的签名方式 {fields['sign_type']}")
+            raise NotifyRefused(f"不支持的签名方式 {fields['sign_type']}", order_no=named)
         if not hmac.compare_digest(sign(fields, self._key), fields["sign"].lower()):
-            raise NotifyRefused("签名校验失败")
+            raise NotifyRefused("签名校验失败", order_no=named)
         try:
             amount = fen(fields["money"])
         except ValueError:
-            raise NotifyRefused("通知金额 money 无法解析") from None
+            raise NotifyRefused("通知金额 money 无法解析", order_no=named) from None
         return Payment(
             order_no=fields["out_trade_no"],
             merchant=fields["pid"],

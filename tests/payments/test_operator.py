@@ -1,0 +1,194 @@
+"""Per provider: the operator's refund, manual check and completion; and the payments
+API's refusals, secrets and privacy."""
+
+from __future__ import annotations
+
+from tests.payments.support import PayRig
+from tests.support import SANDBOX_MODEL, ok, wait_for
+
+
+def test_a_refund_takes_back_the_unspent_points(pay: PayRig) -> None:
+    user = pay.platform.new_user()
+    order_no = pay.order(user, amount=1000, points=100, bonus=20)
+    pay.server.pay(order_no)
+    pay.paid(user, order_no)
+    admin = pay.platform.admin_client
+    done = ok(
+        admin.post(f"/admin/payments/orders/{order_no}/refund", json={"reason": "用户申请退款"})
+    )
+    assert (done["status"], done["refundedAmount"], done["refundedPoints"]) == (
+        "refunded",
+        1000,
+        120,
+    )
+    assert user.balance() == 0
+    assert pay.double.orders[order_no].refunded == 1000
+    records = ok(user.client.get("/user/points/consumption/records"))["records"]
+    assert [(r["kind"], r["delta"]) for r in records] == [("topup_refund", -120), ("topup", 120)]
+    # Once: a second refund of the order is refused and changes nothing.
+    again = admin.post(f"/admin/payments/orders/{order_no}/refund", json={"reason": "再退"}).json()
+    assert again["code"] == 409 and "已支付" in again["message"]
+    assert pay.double.orders[order_no].refunded == 1000
+    assert any(
+        e["action"] == "payments.order.refund" and e["after"]["reason"] == "用户申请退款"
+        for e in pay.platform.audit_entries(f"order:{order_no}")
+    )
+    # A late notify of a refunded order credits nothing.
+    assert pay.accepted(pay.deliver(order_no))
+    assert user.balance() == 0
+
+
+def test_a_refund_is_refused_when_the_points_were_spent(pay: PayRig) -> None:
+    user = pay.platform.new_user()
+    order_no = pay.order(user, amount=400, points=40)
+    pay.server.pay(order_no)
+    pay.paid(user, order_no)
+    task = user.submit(modelName=SANDBOX_MODEL, prompt="花掉充值的积分")
+    assert task["code"] == 200, task
+    user.wait(task["data"]["taskNo"])
+    assert user.balance() == 10
+    refused = pay.platform.admin_client.post(
+        f"/admin/payments/orders/{order_no}/refund", json={"reason": "用户申请退款"}
+    ).json()
+    assert refused["code"] == 409, refused
+    assert "40 积分" in refused["message"] and "10 积分" in refused["message"]
+    # Nothing changed: not here, not at the provider.
+    assert ok(user.client.get(f"/user/pay/orders/{order_no}"))["status"] == "paid"
+    assert pay.double.orders[order_no].refunded == 0
+    assert user.balance() == 10
+
+
+def test_check_now_and_a_manual_completion(pay: PayRig) -> None:
+    user = pay.platform.new_user()
+    admin = pay.platform.admin_client
+    # Paid, its notify lost: "check now" asks the provider at once, before the job would.
+    asked = pay.order(user, amount=300, points=30)
+    pay.server.pay(asked, notify=False)
+    checked = ok(admin.post(f"/admin/payments/orders/{asked}/check"))
+    assert checked["status"] == "paid" and user.balance() == 30
+    assert pay.detail(asked)["paidVia"] == "query"
+    # Not paid at the provider as far as it says: the operator completes it by hand, with
+    # a reason in the audit log; credited once.
+    manual = pay.order(user, amount=500, points=50, bonus=5)
+    done = ok(
+        admin.post(f"/admin/payments/orders/{manual}/complete", json={"reason": "线下转账已核实"})
+    )
+    assert done["status"] == "paid" and user.balance() == 85
+    assert pay.detail(manual)["paidVia"] == "manual"
+    again = admin.post(f"/admin/payments/orders/{manual}/complete", json={"reason": "再补"}).json()
+    assert again["code"] == 409
+    entries = pay.platform.audit_entries(f"order:{manual}")
+    assert [e["after"]["reason"] for e in entries] == ["线下转账已核实"]
+    # The provider's notify after all: a duplicate, credits nothing.
+    pay.server.pay(manual)
+    wait_for("the late notify", lambda: "duplicate" in pay.verdicts(manual))
+    assert user.balance() == 85
+
+
+def test_the_method_secret_is_sealed_and_never_shown(pay: PayRig) -> None:
+    secret = pay.server.merchant_config()["key"]
+    admin = pay.platform.admin_client
+    listed = admin.get("/admin/payments/methods")
+    assert secret not in listed.text
+    mine = next(m for m in ok(listed) if m["key"] == pay.method)
+    secret_fields = [f["name"] for f in mine["fields"] if f["secret"]]
+    assert secret_fields and all(mine["config"][name].startswith("…") for name in secret_fields)
+    # Saved again with the masks as shown: the stored secrets stay and still work.
+    body = {"kind": mine["kind"], "label": "改名了", "enabled": True, "config": mine["config"]}
+    assert (
+        secret not in ok(admin.put(f"/admin/payments/methods/{pay.method}", json=body)).__repr__()
+    )
+    user = pay.platform.new_user()
+    order_no = pay.order(user, amount=100, points=10)
+    pay.server.pay(order_no)
+    pay.paid(user, order_no)
+    # Neither the audit log nor the kept notifies show the secret or a signature.
+    audit = admin.get("/admin/audit", params={"target": f"method:{pay.method}", "size": 100})
+    assert secret not in audit.text and "改名了" in audit.text
+    kept = admin.get(f"/admin/payments/orders/{order_no}")
+    assert secret not in kept.text
+    # Every protocol signs its notifies: the signature is kept only as its mask.
+    assert "***" in kept.text
+
+
+def test_bad_orders_are_refused_and_change_nothing(pay: PayRig) -> None:
+    user = pay.platform.new_user()
+    client = user.client
+    tier = pay.tier(1000, 100)
+    refusals = [
+        {"tierId": tier, "amount": 1000, "method": pay.method},
+        {"method": pay.method},
+        {"tierId": 10**12, "method": pay.method},
+        {"tierId": tier, "method": "no_such_method"},
+        {"amount": 1, "method": pay.method},
+        {"amount": 10**11, "method": pay.method},
+        {"tierId": tier, "method": "<img src=x onerror=alert(1)>"},
+    ]
+    for body in refusals:
+        answer = client.post("/user/pay/orders", json=body).json()
+        assert answer["code"] == 400, (body, answer)
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in answer["message"]), answer
+    assert ok(client.get("/user/pay/orders"))["total"] == 0
+    admin = pay.platform.admin_client
+    bad_kind = admin.put(
+        "/admin/payments/methods/x", json={"kind": "nope", "label": "x", "config": {}}
+    ).json()
+    assert bad_kind["code"] == 400 and "不支持的支付类型" in bad_kind["message"]
+    bad_settings = admin.put(
+        "/admin/payments/settings",
+        json={
+            "currency": "CNY",
+            "pointsPerUnit": 100,
+            "minAmount": 500,
+            "maxAmount": 100,
+            "orderMinutes": 30,
+        },
+    ).json()
+    assert bad_settings["code"] == 400 and "minAmount" in bad_settings["message"]
+    # A disabled method takes no new order.
+    mine = next(m for m in ok(admin.get("/admin/payments/methods")) if m["key"] == pay.method)
+    body = {
+        "kind": mine["kind"],
+        "label": mine["label"],
+        "enabled": False,
+        "config": mine["config"],
+    }
+    ok(admin.put(f"/admin/payments/methods/{pay.method}", json=body))
+    off = client.post("/user/pay/orders", json={"tierId": tier, "method": pay.method}).json()
+    assert off["code"] == 400 and "未启用" in off["message"]
+    assert pay.method not in [m["key"] for m in ok(client.get("/user/pay/options"))["methods"]]
+
+
+def test_users_see_only_their_own_orders(pay: PayRig) -> None:
+    owner = pay.platform.new_user()
+    other = pay.platform.new_user()
+    order_no = pay.order(owner, amount=200, points=20)
+    assert [o["orderNo"] for o in ok(owner.client.get("/user/pay/orders"))["records"]] == [order_no]
+    assert ok(other.client.get("/user/pay/orders"))["total"] == 0
+    for path in (f"/user/pay/orders/{order_no}", f"/user/pay/orders/{order_no}/qr.svg"):
+        assert other.client.get(path).json()["code"] == 404
+    qr = owner.client.get(f"/user/pay/orders/{order_no}/qr.svg")
+    assert qr.status_code == 200 and qr.headers["content-type"].startswith("image/svg+xml")
+    assert qr.text.lstrip().startswith("<svg")
+
+
+def test_the_daily_report_and_the_csv(pay: PayRig) -> None:
+    user = pay.platform.new_user()
+    order_no = pay.order(user, amount=700, points=70)
+    pay.server.pay(order_no)
+    paid = pay.paid(user, order_no)
+    day = paid["paidAt"][:10]
+    admin = pay.platform.admin_client
+    report = ok(admin.get("/admin/payments/report", params={"day": day}))
+    mine = next(m for m in report["methods"] if m["method"] == pay.method)
+    assert (mine["ordersPaid"], mine["amount"]) == (1, 700)
+    if mine["provider"] is not None:
+        assert mine["provider"] == {"ordersPaid": 1, "amount": 700}
+        assert mine["differences"] == []
+    csv = admin.get("/admin/payments/orders.csv", params={"method": pay.method})
+    assert csv.status_code == 200
+    lines = csv.text.lstrip("\ufeff").splitlines()
+    assert lines[0].startswith("orderNo,status,amount") and len(lines) == 2
+    assert lines[1].startswith(f"{order_no},paid,700,")
+    stats = ok(admin.get("/admin/stats"))
+    assert stats["paidRevenue"]["amount"] >= 700 and stats["paidRevenue"]["currency"] == "CNY"
