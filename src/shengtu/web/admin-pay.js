@@ -276,7 +276,7 @@ $("po-export").onclick = async (ev) => {
 
 function facts(pairs) {
   return el("dl", { class: "facts" }, pairs.filter(([, v]) => v !== null && v !== undefined && v !== "")
-    .map(([key, value]) => [el("dt", {}, t(key)), el("dd", {}, value)]));
+    .flatMap(([key, value]) => [el("dt", {}, t(key)), el("dd", {}, value)]));
 }
 async function showTopupOrder(orderNo) {
   const o = await api(`/admin/payments/orders/${encodeURIComponent(orderNo)}`);

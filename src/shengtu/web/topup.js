@@ -166,12 +166,17 @@ function minutesAndSeconds(ms) {
 }
 
 // --- The order on screen, followed every 2 s until it is no longer pending. ------------------------
-function watch(order) {
+// announce: say how it ended if it already has (back from the provider's page, where the
+// notify may have come first).
+function watch(order, announce = false) {
   stopWatching();
   watched = { order, poll: null, tick: null };
   showOrder(order);
   $("pay-order").scrollIntoView({ block: "nearest" });
-  if (order.status !== "pending") return;
+  if (order.status !== "pending") {
+    if (announce) orderEnded(order).catch(e => say("pay-order-msg", e.message, false));
+    return;
+  }
   watched.tick = setInterval(() => showCountdown(watched.order), 1000);
   watched.poll = setTimeout(() => pollOrder(order.orderNo), POLL_MS);
 }
@@ -261,8 +266,9 @@ function hideQr() {
   delete $("pay-qr").dataset.order;
   $("pay-qr-box").classList.add("hidden");
 }
-async function openOrder(orderNo) {
-  try { watch(await api(`/user/pay/orders/${encodeURIComponent(orderNo)}`)); say("pay-order-msg", "", true); }
+async function openOrder(orderNo, announce = false) {
+  say("pay-order-msg", "", true);
+  try { watch(await api(`/user/pay/orders/${encodeURIComponent(orderNo)}`), announce); }
   catch (e) { say("topup-msg", e.message, false); }
 }
 
@@ -295,5 +301,5 @@ async function resumeTopup() {
   const orderNo = orderFromAddress();
   if (!orderNo) return;
   showTab($("tab-topup"));
-  await openOrder(orderNo);
+  await openOrder(orderNo, true);
 }
