@@ -268,13 +268,16 @@ def token(name: str) -> None:
 def demo() -> None:
     """Make sure the demo user exists with points, and print its token; on a database
     without an admin, make the demo operator ``admin`` and print its password once. With
-    the sandbox upstream, also add the demo's OpenAI-protocol models to the catalog."""
+    the sandbox upstream, also add the demo's OpenAI-protocol models to the catalog, and
+    a sandbox payment method (易支付, served by its double) with a few top-up tiers."""
     from sqlalchemy import select
 
     from shengtu.accounts.service import create_user, get_user_by_name, issue_token
     from shengtu.catalog.demo import add_demo_models
+    from shengtu.channels.secrets import KeyBox
     from shengtu.errors import NotFound
     from shengtu.models.accounts import User
+    from shengtu.payments.demo import add_sandbox_payment
 
     settings = _settings()
 
@@ -282,6 +285,7 @@ def demo() -> None:
         password = admin_password = None
         if settings.sandbox_enabled:
             await add_demo_models(db)
+            await add_sandbox_payment(db, KeyBox(settings.resolved_secret_key()), settings)
         try:
             async with db.read() as session:
                 user = await get_user_by_name(session, DEMO_USER)

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import uvicorn
+from starlette.routing import Mount
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from shengtu import metrics
@@ -20,6 +21,9 @@ from shengtu.config import Settings
 from shengtu.context import AppContext
 from shengtu.edge.metrics_route import serve_on_own_address
 from shengtu.logs import get_logger
+from shengtu.payments.demo import SANDBOX_PID, sandbox_merchant_key, sync_sandbox_payment
+from shengtu.payments.sandbox.common import PaymentDouble
+from shengtu.payments.sandbox.epay import EpayDouble
 from shengtu.providers.pacing import Pacing
 from shengtu.providers.registry import SandboxEndpoint, build_providers, sandbox_key
 from shengtu.providers.sandbox import SandboxState, create_sandbox_app
@@ -149,12 +153,20 @@ def _uvicorn(
 
 @asynccontextmanager
 async def running_sandbox(
-    host: str, port: int, api_key: str, latency: float, font: str = "", scale: float = 1.0
+    host: str,
+    port: int,
+    api_key: str,
+    latency: float,
+    font: str = "",
+    scale: float = 1.0,
+    payments: PaymentDouble | None = None,
 ) -> AsyncIterator[SandboxEndpoint]:
+    """The sandbox upstream, and ``payments`` (a payment provider's double) beside it."""
     sock = bind(host, port)
     actual = sock.getsockname()[1]
     state = SandboxState(api_key, latency, font, scale)
-    server = _uvicorn(create_sandbox_app(state), embedded=True)
+    extra = [Mount(payments.prefix, routes=payments.routes())] if payments else []
+    server = _uvicorn(create_sandbox_app(state, extra), embedded=True)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
@@ -166,6 +178,8 @@ async def running_sandbox(
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 5)
+        if payments is not None:
+            await payments.aclose()
 
 
 @asynccontextmanager
@@ -174,6 +188,7 @@ async def upstreams(
 ) -> AsyncIterator[AppContext]:
     """The context with its providers: the real upstream, or the sandbox when no key is set."""
     if settings.sandbox_enabled:
+        cashier = EpayDouble(SANDBOX_PID, sandbox_merchant_key(settings))
         async with running_sandbox(
             settings.sandbox_host,
             settings.sandbox_port,
@@ -181,6 +196,7 @@ async def upstreams(
             settings.sandbox_latency,
             settings.sandbox_font,
             settings.sandbox_scale,
+            payments=cashier,
         ) as endpoint:
             log.warning(
                 "sandbox_upstream",
@@ -189,15 +205,26 @@ async def upstreams(
                 latency=settings.sandbox_latency,
             )
             pacing = Pacing(settings.redis_url, settings.pacing_jitter_seconds)
-            yield build_context(
+            ctx = build_context(
                 settings, build_providers(settings, endpoint, pacing), role=role, pacing=pacing
             )
+            await _sync_sandbox_payment(ctx, endpoint.base_url + cashier.prefix)
+            yield ctx
     else:
         log.info("upstream", provider="suchuang", base_url=settings.suchuang_base_url)
         pacing = Pacing(settings.redis_url, settings.pacing_jitter_seconds)
-        yield build_context(
+        ctx = build_context(
             settings, build_providers(settings, None, pacing), role=role, pacing=pacing
         )
+        await _sync_sandbox_payment(ctx, None)
+        yield ctx
+
+
+async def _sync_sandbox_payment(ctx: AppContext, gateway: str | None) -> None:
+    try:
+        await sync_sandbox_payment(ctx.db, ctx.key_box, ctx.settings, gateway)
+    except Exception:  # a database not migrated yet: the method is the demo's, not vital
+        log.exception("sandbox_payment_sync_failed")
 
 
 async def serve(settings: Settings, *, with_worker: bool = True) -> None:

@@ -8,6 +8,8 @@ import time
 import httpx
 import jwt
 
+from tests.payments.providers import CASES
+from tests.payments.support import rig
 from tests.support import Platform, cli
 
 
@@ -89,7 +91,13 @@ def test_no_route_lets_one_user_reach_another_users_things(audited: Platform) ->
     hook = owner.client.post("/user/webhooks", json={"url": "http://93.184.216.34/hook"}).json()
     message = owner.client.post(f"/user/webhooks/{hook['data']['id']}/test").json()["data"]
     owner.wait(task_no)
+    with rig(audited, CASES["epay"]) as pay:
+        order_no = pay.order(owner, amount=100, points=10)
+    tier_id = pay.tier(100, 10)
     ids = {
+        "order_no": order_no,
+        "method_key": pay.method,
+        "tier_id": str(tier_id),
         "webhook_id": str(hook["data"]["id"]),
         "message_id": message["id"],
         "task_no": task_no,
@@ -124,7 +132,9 @@ def test_no_route_lets_one_user_reach_another_users_things(audited: Platform) ->
     assert intruder.client.get("/user/api-keys").json()["data"] == []
     records = intruder.client.get("/user/points/consumption/records").json()["data"]["records"]
     assert all(r["taskNo"] is None for r in records)
+    assert intruder.client.get("/user/pay/orders").json()["data"]["total"] == 0
     # And the owner's things are as they were.
     assert owner.task(task_no)["status"] == "completed"
     assert [k["id"] for k in owner.client.get("/user/api-keys").json()["data"]] == [key_id]
     assert owner.balance() == 70
+    assert owner.client.get(f"/user/pay/orders/{order_no}").json()["data"]["status"] == "pending"

@@ -141,7 +141,7 @@ class EpayProvider(PaymentProvider):
     ) -> dict[str, Any]:
         try:
             response = await self.http.request(method, self._url(path), params=params, data=data)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             # Whether the gateway acted is unknown: asked again before anything is retried.
             raise ProviderError(f"易支付网关无法访问:{type(exc).__name__}", certain=False) from exc
         try:

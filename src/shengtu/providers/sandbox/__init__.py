@@ -5,8 +5,10 @@ check, the results."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Mount
 
 from shengtu.providers.sandbox.bfl import BflDouble
 from shengtu.providers.sandbox.common import (
@@ -48,12 +50,13 @@ DOUBLES: dict[str, type[Double]] = {
 }
 
 
-def create_sandbox_app(state: SandboxState) -> Starlette:
-    """Every double's routes and the shared ones, in one router (one 404, one 405)."""
+def create_sandbox_app(state: SandboxState, extra: Sequence[BaseRoute] = ()) -> Starlette:
+    """Every double's routes and the shared ones, in one router (one 404, one 405);
+    ``extra``: other doubles' routes served beside them (``make run``'s payment double)."""
     doubles = [double(state) for double in DOUBLES.values()]
     mounted = [Mount(d.prefix, routes=d.routes()) for d in doubles if d.prefix]
     routes = [route for d in doubles if not d.prefix for route in d.routes()]
-    return Starlette(routes=[*mounted, *routes, *Shared(state).routes()])
+    return Starlette(routes=[*mounted, *extra, *routes, *Shared(state).routes()])
 
 
 __all__ = [
