@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 from shengtu.payments.providers.epay import signed
 from shengtu.payments.sandbox.epay import EpayDouble
 from tests.payments.harness import DoubleServer, served
-from tests.support import Platform
+from tests.support import Platform, wait_for
 from tests.web.test_consoles import _data, _sign_in, _tab
 
 SHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
@@ -148,6 +148,12 @@ def test_a_user_tops_up_on_the_cashier_page_and_by_qr_code(
     _nothing_ran(page, dialogs)
 
 
+def _open_order(page: Any, order_no: str) -> None:
+    """An order's detail on the operator's page, once it is the one shown."""
+    page.click(f"#pay-orders [data-order='{order_no}']")
+    expect(page.locator("#pay-order-detail h2")).to_contain_text(order_no)
+
+
 def _epay_notify(epay: DoubleServer, method_key: str, shop: Platform, order_no: str) -> str:
     """The URL of the notify the gateway sends for a paid order, with markup in its
     subject, signed with the merchant's key (the gateway repeats what it was given)."""
@@ -232,7 +238,7 @@ def test_every_users_text_on_the_payment_pages_is_text(
     expect(row).to_have_count(1)
     expect(row.locator("td").nth(1)).to_have_text(XSS)  # the user
     expect(row.locator("td").nth(4)).to_have_text(XSS)  # the method
-    page.click(f"#pay-orders [data-order='{order_no}']")
+    _open_order(page, order_no)
     detail = page.locator("#pay-order-detail")
     expect(detail.locator("h2 .meta")).to_have_text(f"{XSS} · {XSS} · 已退款")
     expect(detail.locator("dl")).to_contain_text("¥5.00 · 500 积分")
@@ -257,3 +263,136 @@ def test_every_users_text_on_the_payment_pages_is_text(
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "console-admin-payments.png"), full_page=True)
     _nothing_ran(page, dialogs)
+
+
+def test_an_operator_sets_up_payments_and_handles_orders_from_the_console(
+    shop: Platform, epay: DoubleServer, page: Any
+) -> None:
+    assert shop.admin is not None
+    admin = _admin(shop)
+    dialogs: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        dialogs.append(dialog.type)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    _sign_in(page, shop.url + "/console/admin", "admin", shop.admin.password)
+    _tab(page, "pay")
+
+    # Settings.
+    expect(page.locator("#pay-currency")).to_have_value("CNY")
+    page.fill("#pay-minutes", "20")
+    page.fill("#pay-max", "500")
+    page.click("#pay-settings-save")
+    expect(page.locator("#pay-settings-msg")).to_have_text("已保存")
+    settings = _data(admin.get("/admin/payments/settings"))
+    assert (settings["orderMinutes"], settings["maxAmount"]) == (20, 50000)
+    page.fill("#pay-minutes", "0")
+    page.click("#pay-settings-save")
+    expect(page.locator("#pay-settings-msg.bad")).not_to_be_empty()
+    assert _data(admin.get("/admin/payments/settings"))["orderMinutes"] == 20
+
+    # A tier: added, changed in place, deleted.
+    page.fill("#tier-amount", "30")
+    page.fill("#tier-points", "3000")
+    page.fill("#tier-bonus", "300")
+    page.fill("#tier-label", "大礼包")
+    page.click("#tier-add")
+    expect(page.locator("#pay-tiers-msg")).to_have_text("已保存")
+    added = next(t for t in _data(admin.get("/admin/payments/tiers")) if t["label"] == "大礼包")
+    assert (added["amount"], added["points"], added["bonus"]) == (3000, 3000, 300)
+    page.fill(f"#tier-{added['id']}-tierPointsCol", "3100")
+    page.click(f"[data-tier-save='{added['id']}']")
+    expect(page.locator("#pay-tiers-msg")).to_have_text("已保存")
+    changed = [t for t in _data(admin.get("/admin/payments/tiers")) if t["id"] == added["id"]]
+    assert changed[0]["points"] == 3100
+    page.click(f"[data-tier-delete='{added['id']}']")
+    expect(page.locator(f"[data-tier-save='{added['id']}']")).to_have_count(0)
+    assert all(t["id"] != added["id"] for t in _data(admin.get("/admin/payments/tiers")))
+
+    # A method, typed in the form: its key is never shown again, and a blank keeps it.
+    config = {**epay.merchant_config(), "mode": "mapi"}
+    page.click("#method-new")
+    page.fill("#method-key", "ui")
+    page.select_option("#method-kind", "epay")
+    page.fill("#method-label", "界面添加")
+    for name, value in config.items():
+        page.fill(f"#method-field-{name}", value)
+    assert page.get_attribute("#method-field-key", "type") == "password"
+    page.click("#method-save")
+    expect(page.locator("#pay-methods-msg")).to_have_text("已保存")
+    page.click("[data-method='ui']")
+    expect(page.locator("#method-field-key")).to_have_value("")
+    assert config["key"] not in (page.get_attribute("#method-field-key", "placeholder") or "")
+    expect(page.locator("#method-field-pid")).to_have_value(config["pid"])
+    page.fill("#method-label", "界面改名")
+    page.click("#method-save")
+    expect(page.locator("#pay-methods td").filter(has_text="界面改名")).to_have_count(1)
+    assert config["key"] not in page.content()
+
+    # Orders made with it (the gateway takes them: the key was kept).
+    buyer = shop.new_user()
+    made = [
+        _data(buyer.client.post("/user/pay/orders", json={"amount": 300, "method": "ui"}))
+        for _ in range(3)
+    ]
+    by_hand, lost, refunded = (o["orderNo"] for o in made)
+    page.select_option("#po-method", "ui")
+    page.select_option("#po-status", "pending")
+    page.click("#po-search")
+    expect(page.locator("#pay-orders tbody tr")).to_have_count(3)
+
+    # Completed by hand, with a reason.
+    _open_order(page, by_hand)
+    page.click("#order-complete")
+    expect(page.locator("#pay-order-msg")).to_have_text("请填写原因")
+    assert buyer.balance() == 0
+    page.fill("#order-complete-reason", "客户提供了支付截图")
+    page.click("#order-complete")
+    expect(page.locator("#pay-order-detail h2 .meta")).to_contain_text("已支付")
+    expect(page.locator("#pay-order-detail dl")).to_contain_text("手动完成")
+    assert buyer.balance() == 300
+
+    # Paid at the gateway, its notify lost: asked now.
+    epay.pay(lost, notify=False)
+    page.fill("#po-no", lost)
+    page.select_option("#po-status", "")
+    page.click("#po-search")
+    _open_order(page, lost)
+    page.click("#order-check")
+    expect(page.locator("#pay-order-detail h2 .meta")).to_contain_text("已支付")
+    expect(page.locator("#pay-order-detail dl")).to_contain_text("主动查询")
+    assert buyer.balance() == 600
+
+    # Refunded in part: asked for a reason, confirmed, the points taken back.
+    epay.pay(refunded)
+    wait_for("the notify", lambda: buyer.balance() == 900)
+    page.fill("#po-no", refunded)
+    page.click("#po-search")
+    _open_order(page, refunded)
+    page.fill("#order-refund-amount", "1")
+    page.click("#order-refund")
+    expect(page.locator("#pay-order-msg")).to_have_text("请填写原因")
+    page.fill("#order-refund-reason", "重复购买")
+    page.click("#order-refund")
+    expect(page.locator("#pay-order-detail h2 .meta")).to_contain_text("已退款")
+    expect(page.locator("#pay-order-detail dl")).to_contain_text("¥1.00 · 100 积分")
+    assert buyer.balance() == 800
+    assert dialogs == ["confirm", "confirm"]  # the tier's deletion and the refund
+
+    # The orders as CSV, with the filters shown.
+    page.fill("#po-no", "")
+    page.select_option("#po-method", "ui")
+    page.click("#po-search")
+    with page.expect_download() as download:
+        page.click("#po-export")
+    csv = Path(download.value.path()).read_text(encoding="utf-8-sig")
+    assert all(no in csv for no in (by_hand, lost, refunded))
+
+    # The day's reconciliation, and the revenue on the dashboard.
+    page.click("#report-load")
+    row = page.locator("#pay-report tr").filter(has_text="界面改名 (ui)")
+    expect(row.locator("td").nth(1)).to_have_text("3")
+    _tab(page, "dash")
+    expect(page.locator("#card-paid .figure")).to_have_text(re.compile(r"^¥\d"))
