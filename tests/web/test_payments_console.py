@@ -21,7 +21,7 @@ from shengtu.payments.providers.epay import signed
 from shengtu.payments.sandbox.epay import EpayDouble
 from tests.payments.harness import DoubleServer, served
 from tests.support import Platform, wait_for
-from tests.web.test_consoles import _data, _sign_in, _tab
+from tests.web.test_consoles import _data, _fits_a_phone, _sign_in, _tab
 
 SHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 XSS = "<img src=x onerror=alert(1)>"
@@ -133,6 +133,8 @@ def test_a_user_tops_up_on_the_cashier_page_and_by_qr_code(
     page.wait_for_function("() => document.getElementById('pay-qr').naturalWidth > 0")
     expect(page.locator("#pay-countdown")).to_have_text(re.compile(r"^剩余 (29:[0-5]\d|30:00)$"))
     expect(page.locator("#pay-order-summary")).to_contain_text("¥12.34 · 1234 积分 · 沙箱扫码")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "console-topup.png"), full_page=True)
     epay.pay(qr_order)  # the payer scans and pays in the provider's app
     expect(page.locator("#pay-order-status")).to_have_attribute("data-status", "paid")
     expect(page.locator("#pay-qr-box")).to_be_hidden()
@@ -143,8 +145,7 @@ def test_a_user_tops_up_on_the_cashier_page_and_by_qr_code(
     expect(page.locator("#balance")).to_have_text(re.compile("^2339 "))
 
     _tab(page, "topup")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "console-topup.png"), full_page=True)
+    _fits_a_phone(page)
     _nothing_ran(page, dialogs)
 
 
@@ -262,6 +263,7 @@ def test_every_users_text_on_the_payment_pages_is_text(
     expect(page.locator("#pay-report td").filter(has_text="onerror")).to_have_text(f"{XSS} (evil)")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "console-admin-payments.png"), full_page=True)
+    _fits_a_phone(page)
     _nothing_ran(page, dialogs)
 
 
