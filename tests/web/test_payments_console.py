@@ -127,6 +127,7 @@ def test_a_user_tops_up_on_the_cashier_page_and_by_qr_code(
     page.click("#pay-create")
     page.wait_for_selector("#pay-qr-box:not(.hidden)")
     expect(page.locator("#pay-order-status")).to_have_attribute("data-status", "pending")
+    expect(page.locator("#pay-order-msg")).to_have_text("")  # the last order's news is gone
     qr_order = page.text_content("#pay-order-title").removeprefix("订单 ")
     assert qr_order != order_no
     assert page.get_attribute("#pay-qr", "src").startswith("blob:")
@@ -145,6 +146,12 @@ def test_a_user_tops_up_on_the_cashier_page_and_by_qr_code(
     expect(page.locator("#balance")).to_have_text(re.compile("^2339 "))
 
     _tab(page, "topup")
+    page.click("#lang")
+    expect(tier_box).to_contain_text("+100 bonus points")
+    expect(page.locator("#pay-order-status")).to_have_text("Paid")
+    expect(page.locator("#pay-orders th").nth(1)).to_have_text("Order")
+    page.click("#lang")
+    expect(tier_box).to_contain_text("另赠 100 积分")
     _fits_a_phone(page)
     _nothing_ran(page, dialogs)
 

@@ -171,6 +171,7 @@ function minutesAndSeconds(ms) {
 function watch(order, announce = false) {
   stopWatching();
   watched = { order, poll: null, tick: null };
+  say("pay-order-msg", "", true);  // what was said of the order shown before
   showOrder(order);
   $("pay-order").scrollIntoView({ block: "nearest" });
   if (order.status !== "pending") {
@@ -267,7 +268,6 @@ function hideQr() {
   $("pay-qr-box").classList.add("hidden");
 }
 async function openOrder(orderNo, announce = false) {
-  say("pay-order-msg", "", true);
   try { watch(await api(`/user/pay/orders/${encodeURIComponent(orderNo)}`), announce); }
   catch (e) { say("topup-msg", e.message, false); }
 }
