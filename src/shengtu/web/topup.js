@@ -59,6 +59,7 @@ function renderTopup() {
   if (watched) showOrder(watched.order);
 }
 
+// On a change of language: the page, and the history's headings and statuses.
 function relabelTopup() {
   if (!payOptions) return;
   renderTopup();
