@@ -192,3 +192,47 @@ def test_the_daily_report_and_the_csv(pay: PayRig) -> None:
     assert lines[1].startswith(f"{order_no},paid,700,")
     stats = ok(admin.get("/admin/stats"))
     assert stats["paidRevenue"]["amount"] >= 700 and stats["paidRevenue"]["currency"] == "CNY"
+
+
+def test_an_expired_order_still_credits_a_late_payment(pay: PayRig) -> None:
+    """At its expiry an order is asked about one last time, then expired; money that comes
+    after is still money received: its notify credits the order."""
+    user = pay.platform.new_user()
+    order_no = pay.order(user, amount=900, points=90)
+    _expire_now(pay, order_no)
+    # The query job (or check now) finds it past its time and not paid: expired.
+    wait_for(
+        "the order expired",
+        lambda: ok(user.client.get(f"/user/pay/orders/{order_no}"))["status"] == "expired",
+        timeout=20,
+    )
+    assert user.balance() == 0
+    pay.server.pay(order_no)
+    pay.paid(user, order_no)
+    assert user.balance() == 90
+    assert pay.verdicts(order_no) == ["credited"]
+
+
+def _expire_now(pay: PayRig, order_no: str) -> None:
+    """The order's time is up (its expiry and next question moved to now), as if its
+    minutes had passed."""
+    import asyncio
+
+    from sqlalchemy import update
+
+    from shengtu.db import Database, utcnow
+    from shengtu.models.payments import PaymentOrder
+
+    async def move() -> None:
+        db = Database(pay.platform.settings().resolved_database_url, pool_size=1)
+        try:
+            async with db.write() as session:
+                await session.execute(
+                    update(PaymentOrder)
+                    .where(PaymentOrder.order_no == order_no)
+                    .values(expires_at=utcnow(), next_check_at=utcnow())
+                )
+        finally:
+            await db.dispose()
+
+    asyncio.run(move())

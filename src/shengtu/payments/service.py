@@ -461,7 +461,12 @@ async def check(ctx: AppContext, order_no: str) -> Outcome:
     try:
         payment = await provider.query(order_ref(order))
     except ProviderError as exc:
-        await _reschedule(ctx, order)
+        if order.status == "pending" and utcnow() >= order.expires_at:
+            # Past its time and the provider cannot say: expired all the same (a late
+            # notify still credits it, and the daily report would show the difference).
+            await _expire(ctx, order, provider)
+        else:
+            await _reschedule(ctx, order)
         return Outcome("pending", exc.reason)
     if payment is not None and payment.state == "paid":
         outcome = await apply_payment(ctx.db, payment, provider.merchant, "query")

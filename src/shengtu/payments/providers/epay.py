@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -38,6 +38,7 @@ from shengtu.payments.base import (
 )
 
 UNSIGNED = ("sign", "sign_type")
+AMOUNT = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,2}))?")
 NOTIFY_FIELDS = ("pid", "trade_no", "out_trade_no", "money", "trade_status", "sign")
 # act=orders gives at most this many a page; a day is read in at most MAX_PAGES pages.
 PAGE = 50
@@ -68,16 +69,13 @@ def money(amount: int) -> str:
 
 
 def fen(text: str) -> int:
-    """EPay's yuan (``"10.00"``, ``"10"``, ``"10.5"``) in fen; ValueError if it is not
-    an amount with at most two decimals."""
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise ValueError(text) from None
-    cents = value * 100
-    if not value.is_finite() or value < 0 or cents != cents.to_integral_value():
+    """EPay's yuan (``"10.00"``, ``"10"``, ``"10.5"``) in fen; ValueError for anything
+    else (an exponent, a sign, a third decimal, an absurd size)."""
+    found = AMOUNT.fullmatch(text.strip())
+    if found is None:
         raise ValueError(text)
-    return int(cents)
+    whole, cents = found.group(1), (found.group(2) or "").ljust(2, "0")
+    return int(whole) * 100 + int(cents)
 
 
 class EpayProvider(PaymentProvider):
