@@ -51,7 +51,9 @@ from shengtu.tasks.worker import Worker
 from shengtu.webhooks.router import router as webhooks_router
 
 WEB_DIR = Path(__file__).parent / "web"
-CONSOLE_ASSETS = frozenset({"common.js", "console.js", "admin.js", "console.css"})
+CONSOLE_ASSETS = frozenset(
+    {"common.js", "console.js", "topup.js", "admin.js", "admin-pay.js", "console.css"}
+)
 
 
 class ShengtuApp(FastAPI):

@@ -299,7 +299,7 @@ def test_hostile_text_shows_as_text_on_every_page(consoles: Platform, page: Any)
     page.wait_for_selector(f"[id='t-{failed}'] .err")
     assert page.text_content(f"[id='t-{failed}'] .err") == XSS
     assert page.locator(f'#model option[value="{I2I}"]').text_content().startswith(XSS)
-    for tab in ("points", "keys", "usage", "create"):
+    for tab in ("points", "topup", "keys", "usage", "create"):
         _tab(page, tab)
         page.wait_for_load_state("networkidle")
     assert page.locator(f"#keys td:text-is('{XSS}')").count() == 1
@@ -307,7 +307,7 @@ def test_hostile_text_shows_as_text_on_every_page(consoles: Platform, page: Any)
 
     page.evaluate("localStorage.clear()")
     _sign_in(page, platform.url + "/console/admin", "admin", platform.admin.password)
-    for tab in ("dash", "users", "tasks", "channels", "models", "codes", "groups", "audit"):
+    for tab in ("dash", "users", "tasks", "channels", "models", "codes", "pay", "groups", "audit"):
         _tab(page, tab)
         page.wait_for_load_state("networkidle")
     # The audit log shows the channel's name inside its JSON.

@@ -1,4 +1,4 @@
-// The operator console: every screen is a view of an /admin API.
+// The operator console: every screen is a view of an /admin API (the 支付 page's in admin-pay.js).
 "use strict";
 
 words({
@@ -182,7 +182,8 @@ async function loadDashboard() {
     card("tasksEnded", s.tasks, "card-tasks"), card("successRate", fmtRate(s.successRate), "card-rate"),
     card("netPoints", s.net, "card-net"), card("revenue", s.revenue, "card-revenue"),
     card("cost", s.cost, "card-cost"), card("margin", s.margin, "card-margin"),
-    card("inFlight", stats.inFlight, "card-inflight"), card("p95", fmtNum(s.p95Seconds), "card-p95"));
+    card("inFlight", stats.inFlight, "card-inflight"), card("p95", fmtNum(s.p95Seconds), "card-p95"),
+    stats.paidRevenue ? card("paidRevenue", money(stats.paidRevenue.amount, stats.paidRevenue.currency), "card-paid") : "");
   $("trend").replaceChildren(barChart(stats.series.map(r => ({ label: r.time.slice(5), value: r.tasks })), t("tasksEnded")));
   const figures = [
     ["completed", r => r.completed], ["failedCount", r => r.failed], ["successRate", r => fmtRate(r.successRate)],
@@ -711,12 +712,14 @@ setupTabs($("tabs"), (panel) => {
     "panel-channels": loadChannels, "panel-models": loadModels, "panel-codes": () => loadCodes(1),
     "panel-groups": loadGroups, "panel-audit": () => loadAudit(1),
     "panel-safety": loadSafety,
+    "panel-pay": () => loadPayments().catch(e => say("pay-settings-msg", e.message, false)),
   };
   if (loaders[panel]) loaders[panel]().catch(e => say("user-msg", e.message, false));
 });
 setupLanguage(() => {
   if (adminName) $("who").textContent = t("currentUser") + adminName;
   if (stats) loadDashboard();
+  if (paySettings && !$("panel-pay").hidden) loadPayments().catch(e => say("pay-settings-msg", e.message, false));
 });
 $("stats-granularity").onchange = loadDashboard;
 $("stats-refresh").onclick = loadDashboard;

@@ -133,6 +133,10 @@ function table(columns, rows) {
     el("thead", {}, el("tr", {}, columns.map(([h]) => el("th", { scope: "col" }, t(h))))),
     el("tbody", {}, rows.map(r => el("tr", {}, columns.map(([, cell]) => el("td", {}, cell(r))))))));
 }
+// A page of a list that answers {records, total} only, in the shape pager() reads.
+function paged(data, page, size) {
+  return Object.assign({ current: page, size, pages: Math.ceil(data.total / size) }, data);
+}
 function pager(page, load) {
   if (page.pages <= 1) return el("p", { class: "meta" }, t("pageOf", page.current, Math.max(page.pages, 1), page.total));
   return el("div", { class: "row" },
@@ -170,6 +174,32 @@ function barChart(series, caption) {
   }
   return el("figure", {}, chart, el("figcaption", { class: "meta" }, caption));
 }
+
+// --- Money: the API's amounts are integers in the currency's minor unit (fen, cents). ---------
+function minorDigits(currency) {
+  try { return new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits; }
+  catch (e) { return 2; }  // not a currency Intl knows: the usual two
+}
+function money(amount, currency) {
+  const major = Number(amount) / 10 ** minorDigits(currency);
+  try { return new Intl.NumberFormat(lang === "en" ? "en" : "zh-CN", { style: "currency", currency }).format(major); }
+  catch (e) { return `${major} ${currency}`; }
+}
+// What a person types ("12.5" yuan) in minor units (1250); NaN when it is not an amount.
+function toMinor(text, currency) {
+  const typed = String(text).trim();
+  const value = Number(typed);
+  return typed === "" || !Number.isFinite(value) ? NaN : Math.round(value * 10 ** minorDigits(currency));
+}
+function toMajor(amount, currency) { return String(Number(amount) / 10 ** minorDigits(currency)); }
+words({
+  pay_pending: ["待支付", "Awaiting payment"],
+  pay_paid: ["已支付", "Paid"],
+  pay_expired: ["已过期", "Expired"],
+  pay_closed: ["已关闭", "Closed"],
+  pay_refunded: ["已退款", "Refunded"],
+});
+function orderStatus(status) { return TEXT.zh["pay_" + status] ? t("pay_" + status) : status; }
 
 function signOut() { token = ""; localStorage.removeItem("shengtu.token"); location.reload(); }
 

@@ -1,4 +1,5 @@
-// The user console: sign in, create pictures, follow them live, points, keys, usage.
+// The user console: sign in, create pictures, follow them live, points, top-ups (topup.js),
+// keys, usage.
 "use strict";
 
 words({
@@ -113,6 +114,7 @@ async function enter() {
     await refreshBalance();
     await loadTasks(1);
     connect();
+    await resumeTopup();
   } catch (e) {
     token = ""; localStorage.removeItem("shengtu.token");
     say("login-msg", e.message, false);
@@ -133,6 +135,7 @@ function showWs(key, why = "") { wsState = [key, why]; $("ws-state").textContent
 async function refreshBalance() {
   const b = await api("/user/points/consumption/balance");
   $("balance").textContent = b.balance + " " + t("points");
+  $("topup-balance").textContent = b.balance + " " + t("points");
 }
 function currentModel() { return models.find(x => x.modelName === $("model").value); }
 function onModel() {
@@ -436,10 +439,12 @@ const showTab = setupTabs($("tabs"), (panel) => {
   if (panel === "panel-points") loadLedger(1);
   if (panel === "panel-keys") loadKeys();
   if (panel === "panel-usage") loadUsage();
+  if (panel === "panel-topup") loadTopup().catch(e => say("topup-msg", e.message, false));
 });
 setupLanguage(() => {
   if (!token || $("app").classList.contains("hidden")) return;
   renderWords(); refreshBalance(); loadTasks(taskPage);
+  relabelTopup();
 });
 $("model").onchange = onModel;
 $("n").onchange = requestQuote;
