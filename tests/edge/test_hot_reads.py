@@ -9,6 +9,7 @@ failure, on every database.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -40,7 +41,7 @@ def _edge_layers(app: ShengtuApp) -> list[type]:
     return layers
 
 
-def _through_routes(platform: Platform, requests: list[Request]) -> list[tuple[Any, ...]]:
+def through_routes(platform: Platform, requests: list[Request]) -> list[tuple[Any, ...]]:
     async def go() -> list[tuple[Any, ...]]:
         ctx = build_context(platform.settings(), role="api")
         await ctx.start()
@@ -57,7 +58,7 @@ def _through_routes(platform: Platform, requests: list[Request]) -> list[tuple[A
     return asyncio.run(go())
 
 
-def _served(platform: Platform, requests: list[Request]) -> list[tuple[Any, ...]]:
+def served(platform: Platform, requests: list[Request]) -> list[tuple[Any, ...]]:
     with httpx.Client(base_url=platform.url, timeout=30) as client:
         return [_answer(client.get(p, headers=h)) for p, h in requests]
 
@@ -93,10 +94,15 @@ def test_hot_reads_answer_byte_for_byte_as_the_routes(audited: Platform) -> None
     requests: list[Request] = []
     for n in numbers:
         requests += [(f"/user/ai/tasks/{n}", jwt), (f"/user/ai/tasks/{n}", by_key)]
+    english = {"Accept-Language": "en-US,en;q=0.9,zh;q=0.5"}
     requests += [
+        # The failure's reason in English, for a client that asks for it.
+        (f"/user/ai/tasks/{numbers[1]}", {**jwt, **english}),
+        (f"/user/ai/tasks/{numbers[0]}", {**by_key, **english}),
         ("/user/points/consumption/balance", jwt),
         ("/user/points/consumption/balance", by_key),
         # Refusals, each in its envelope.
+        ("/user/ai/tasks/TASK-20250101000000000-0000", {**jwt, **english}),
         (f"/user/ai/tasks/{numbers[0]}", {"Authorization": f"Bearer {other.token}"}),
         (f"/user/ai/tasks/{numbers[0]}", {"X-API-Key": other_key}),
         ("/user/ai/tasks/TASK-20250101000000000-0000", jwt),
@@ -117,14 +123,19 @@ def test_hot_reads_answer_byte_for_byte_as_the_routes(audited: Platform) -> None
         ("/user/points/consumption/balance/", jwt),
     ]
     claimed = [route("GET", path) is not None for path, _ in requests]
-    assert claimed == [True] * 21 + [False] * 4  # the served answers are the hot path's
-    served = _served(audited, requests)
-    reference = _through_routes(audited, requests)
-    for request, fast, reference_answer in zip(requests, served, reference, strict=True):
-        assert fast == reference_answer, request
-    statuses = [answer[0] for answer in served]
-    assert statuses[:8] == [200] * 8
-    assert statuses[8:21] == [404] * 4 + [401] * 9
+    assert claimed == [True] * 24 + [False] * 4  # the served answers are the hot path's
+    fast = served(audited, requests)
+    reference = through_routes(audited, requests)
+    for request, fast_answer, reference_answer in zip(requests, fast, reference, strict=True):
+        assert fast_answer == reference_answer, request
+    statuses = [answer[0] for answer in fast]
+    assert statuses[:10] == [200] * 10
+    assert statuses[10:24] == [404] * 5 + [401] * 9
+    reasons = [json.loads(answer[1])["data"]["errorMessage"] for answer in fast[2:4] + fast[6:7]]
+    assert "内容安全策略" in reasons[0] and reasons[0] == reasons[1]
+    assert reasons[2].startswith("Generation failed: ") and reasons[2] != reasons[0]
+    assert fast[7] == fast[1]  # nothing else of a task changes with the language
+    assert json.loads(fast[10][1])["message"] == "Task TASK-20250101000000000-0000 does not exist"
 
 
 def test_hot_reads_keep_the_rate_limit(tmp_path: Any) -> None:

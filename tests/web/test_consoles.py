@@ -166,9 +166,11 @@ def test_a_user_signs_up_creates_pictures_and_manages_points_and_keys(
     page.wait_for_selector("#usage svg.chart")
     assert page.locator("#usage td").first.is_visible()
 
-    # English, kept across a reload.
+    # English, kept across a reload; the events' socket opened again in it (a failed
+    # task's reason comes in the console's language).
     page.click("#lang")
     assert page.text_content("#tab-create") == "Create"
+    page.wait_for_function("() => ws.url.endsWith('&lang=en') && ws.readyState === 1")
     page.reload()
     page.wait_for_selector("#app:not(.hidden)")
     assert page.text_content("#tab-points") == "Points"
@@ -176,6 +178,7 @@ def test_a_user_signs_up_creates_pictures_and_manages_points_and_keys(
     page.click("#lang")
     assert page.text_content("#tab-points") == "积分"
     assert page.text_content("#who") == "当前用户:" + name
+    page.wait_for_function("() => ws.url.endsWith('&lang=zh') && ws.readyState === 1")
     assert "积分" in page.text_content("#model option")
 
     _tab(page, "create")

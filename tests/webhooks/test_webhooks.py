@@ -125,6 +125,10 @@ def test_webhooks_arrive_signed_retry_with_one_id_and_give_up_loudly(
         assert events[done]["data"]["resultUrl"].startswith(platform.url + "/files/")
         assert events[failed_no]["type"] == "task.failed"
         assert "内容安全" in events[failed_no]["data"]["errorMessage"]
+        # No request says which language its receiver reads: the reason in both.
+        reason = events[failed_no]["data"]["errorMessage"].split(":", 1)[1]
+        assert events[failed_no]["data"]["errorMessageEn"] == f"Generation failed: {reason}"
+        assert events[done]["data"]["errorMessageEn"] is None
         forged = Delivery(
             "/ok", {**arrived[0].headers, "webhook-signature": "v1,AAAA"}, arrived[0].body
         )

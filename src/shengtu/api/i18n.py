@@ -4,18 +4,35 @@
 The platform's messages are written once, in Chinese, where they are raised. For a
 client that prefers English, the answer's message is matched against this table of the
 messages clients meet (sign-in, points, tasks, keys, parameters, idempotency, webhooks,
-the OpenAI routes); one the table does not know is answered with the English name of
-its status and the Chinese detail, never silently dropped.
+the OpenAI routes) and the reasons a task fails with (:mod:`shengtu.api.reasons`); one
+the tables do not know is answered with the English name of its status and the Chinese
+detail, never silently dropped.
+
+Error answers are rewritten here, on their way out. A failed task's reason travels in
+answers that succeed (a task read, a list, an event): those are made in English where
+they are made, by :func:`english_reason`, for a request :func:`wants_english` says asked
+for it. The header is read once, here, for every request.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shengtu.api.reasons import REASONS
+
+# Set in a request's scope (http or websocket) whose client prefers English.
+ENGLISH_KEY = "shengtu.english"
+# What a reason the tables do not know says, around it (an upstream's own words).
+UNKNOWN_REASON = "Generation failed ({0})"
+# How many places a text is tried at as "known message + its detail" (_with_detail).
+_DETAIL_SPLITS = 12
 
 STATUS_WORDS = {
     400: "Invalid request",
@@ -221,7 +238,9 @@ _TABLE: list[tuple[str, str]] = [
         "SHENGTU_METRICS_TOKEN is required as a Bearer token",
     ),
 ]
-_COMPILED = [(re.compile(pattern + r"\Z", re.DOTALL), english) for pattern, english in _TABLE]
+_COMPILED = [
+    (re.compile(pattern + r"\Z", re.DOTALL), english) for pattern, english in (*_TABLE, *REASONS)
+]
 
 
 def english(message: str, status: int) -> str:
@@ -230,12 +249,59 @@ def english(message: str, status: int) -> str:
     return known if known is not None else f"{STATUS_WORDS.get(status, 'Error')} ({message})"
 
 
+@functools.lru_cache(maxsize=4096)
+def english_reason(message: str) -> str:
+    """A failed task's reason in English: our words translated, an upstream's quoted as it
+    wrote them. Reasons repeat (every task a fault fails the same way): cached."""
+    known = _translated_text(message)
+    text = known if known is not None else UNKNOWN_REASON.format(message)
+    return text[:1].upper() + text[1:]
+
+
+def wants_english(scope: Scope) -> bool:
+    """Whether this request's client prefers English (:class:`EnglishMessages` says so)."""
+    return ENGLISH_KEY in scope
+
+
+def _english(request: Request) -> bool:
+    return wants_english(request.scope)
+
+
+# A route's parameter: whether its caller prefers English.
+EnglishDep = Annotated[bool, Depends(_english)]
+
+
+@functools.lru_cache(maxsize=8192)
 def _translated_text(text: str) -> str | None:
-    """A known message in English (its quoted parts too, when known); None otherwise."""
+    """A known message in English (its quoted parts too, when known); None otherwise.
+    Cached: a reason's parts are tried again as the heads of longer ones."""
     for pattern, template in _COMPILED:
         m = pattern.match(text)
         if m:
             return template.format(*(_translated_text(g) or g for g in m.groups()))
+    return _with_detail(text)
+
+
+def _with_detail(text: str) -> str | None:
+    """A known message with a detail after it, as providers append an upstream's code or
+    words (``…(code)``, ``…:words``): the message in English, the detail as it is, or in
+    English where it is known. The first split whose head is known wins; only the first
+    few are tried (our heads are short; an upstream's words may hold hundreds of marks)."""
+    closed = text.endswith(")")
+    tries = _DETAIL_SPLITS
+    for at in range(1, len(text)):
+        mark = text[at]
+        if not (mark == ":" or (mark == "(" and closed)):
+            continue
+        tries -= 1
+        if tries < 0:
+            return None
+        head = _translated_text(text[:at])
+        if head is None:
+            continue
+        detail = text[at + 1 : -1] if mark == "(" else text[at + 1 :]
+        detail = _translated_text(detail) or detail
+        return f"{head} ({detail})" if mark == "(" else f"{head}: {detail}"
     return None
 
 
@@ -271,7 +337,12 @@ class EnglishMessages:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not prefers_english(scope["headers"]):
+        if scope["type"] not in ("http", "websocket") or not prefers_english(scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        # For what answers below: a failed task's reason in a task read, a list, an event.
+        scope[ENGLISH_KEY] = True
+        if scope["type"] == "websocket":
             await self.app(scope, receive, send)
             return
         start: Message | None = None

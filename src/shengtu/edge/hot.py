@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shengtu.api.envelope import Envelope
 from shengtu.api.errors import failure_response
+from shengtu.api.i18n import wants_english
 from shengtu.api.middleware import ROUTE_KEY
 from shengtu.auth.authenticator import NO_PARAMS, Joined
 from shengtu.auth.deps import authorize_with
@@ -47,10 +48,11 @@ _BALANCE_ENVELOPE = Envelope[BalanceOut]
 @dataclass(frozen=True)
 class Read:
     """The caller's row this read needs (read with the caller, in one statement), and the
-    answer made of its values (all None when the caller has no such row)."""
+    answer made of its values (all None when the caller has no such row), in English
+    where the client asked for it (its last argument)."""
 
     joined: Joined
-    answer: Callable[[AppContext, tuple[Any, ...], str], BaseModel]
+    answer: Callable[[AppContext, tuple[Any, ...], str, bool], BaseModel]
     argument: str | None = None  # the bind parameter the path's argument fills
     template: str = ""  # the route's path, as FastAPI's route declares it
 
@@ -58,13 +60,13 @@ class Read:
         return NO_PARAMS if self.argument is None else {self.argument: argument}
 
 
-def _task_answer(ctx: AppContext, row: tuple[Any, ...], task_no: str) -> BaseModel:
+def _task_answer(ctx: AppContext, row: tuple[Any, ...], task_no: str, english: bool) -> BaseModel:
     if row[0] is None:
         raise task_not_found(task_no)
-    return _TASK_ENVELOPE(data=task_detail(TaskRow._make(row), ctx.settings.timezone))
+    return _TASK_ENVELOPE(data=task_detail(TaskRow._make(row), ctx.settings.timezone, english))
 
 
-def _balance_answer(ctx: AppContext, row: tuple[Any, ...], _: str) -> BaseModel:
+def _balance_answer(ctx: AppContext, row: tuple[Any, ...], _: str, __: bool) -> BaseModel:
     user_id, balance, expire_time = row
     if user_id is None:
         raise account_not_found()
@@ -124,7 +126,7 @@ class HotReads:
         scope[ROUTE_KEY] = read.template
         try:
             _, row = await authorize_with(self.ctx, scope, read.joined, read.params(argument))
-            answer = read.answer(self.ctx, row, argument)
+            answer = read.answer(self.ctx, row, argument, wants_english(scope))
         except Exception as exc:
             await failure_response(exc)(scope, receive, send)
             return

@@ -7,7 +7,9 @@ one process and a process ``SHENGTU_WS_MAX_PER_PROCESS``, of which free accounts
 credited but by the sign-up bonus: events/service.py) together hold at most
 ``SHENGTU_WS_FREE_SHARE``, so that sign-ups alone cannot take every socket from paying users.
 A socket with nothing to say for ``SHENGTU_WS_IDLE_SECONDS`` is closed. Every close says why,
-in its frame's reason.
+in its frame's reason. A socket opened with ``?lang=en``, or without ``lang`` but with
+``Accept-Language: en`` (a browser sends its own; a page cannot set it), gets a failed task's
+reason in English; the event itself is shared by every socket of the user.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from shengtu.api.credentials import bearer_token
+from shengtu.api.i18n import english_reason, wants_english
 from shengtu.auth.principal import check_client
 from shengtu.config import Settings
 from shengtu.context import AppContext
@@ -56,6 +59,25 @@ def _refusal(bus: EventBus, user_id: int, free: bool, settings: Settings) -> tup
     return None
 
 
+def _english(websocket: WebSocket) -> bool:
+    """Whether the socket's events say why in English: ``?lang=`` (a console's own switch),
+    else the handshake's Accept-Language."""
+    asked = websocket.query_params.get("lang")
+    if asked:
+        return asked.lower().startswith("en")
+    return wants_english(websocket.scope)
+
+
+def _in_english(event: object) -> object:
+    """A task's event with its failure reason in English; a copy, as each socket has its own."""
+    if not isinstance(event, dict):
+        return event
+    data = event.get("data")
+    if not isinstance(data, dict) or not data.get("errorMessage"):
+        return event
+    return {**event, "data": {**data, "errorMessage": english_reason(data["errorMessage"])}}
+
+
 async def _close(websocket: WebSocket, why: tuple[int, str]) -> None:
     with contextlib.suppress(Exception):
         await websocket.close(code=why[0], reason=why[1])
@@ -79,6 +101,7 @@ async def task_events(websocket: WebSocket) -> None:
         await _close(websocket, UNAUTHORIZED)
         return
     bus = ctx.bus
+    english = _english(websocket)
     free = False
     if settings.ws_free_share < 1 and not principal.is_admin:
         free = await service.free_account(ctx.db, principal.user_id)
@@ -143,7 +166,7 @@ async def task_events(websocket: WebSocket) -> None:
                     break
                 if forced:
                     continue
-                await websocket.send_json(event)
+                await websocket.send_json(_in_english(event) if english else event)
                 last_active = time.monotonic()
         except (WebSocketDisconnect, RuntimeError):
             pass

@@ -7,13 +7,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
+from shengtu.api.i18n import EnglishDep, english_reason
 from shengtu.auth.deps import PrincipalDep
 from shengtu.context import ContextDep
 from shengtu.idempotency import service as idempotency
 from shengtu.tasks import quote as quotes
 from shengtu.tasks import service
 from shengtu.tasks.quote import QuoteOut, QuoteRequest
-from shengtu.tasks.schemas import SubmitRequest, TaskDetail, task_detail
+from shengtu.tasks.schemas import SubmitRequest, TaskDetail, in_english, task_detail
 
 router = APIRouter(tags=["tasks"])
 # Longer than any submit takes: a key held longer was held by a process that died.
@@ -35,6 +36,7 @@ async def submit(
     body: SubmitRequest,
     ctx: ContextDep,
     principal: PrincipalDep,
+    english: EnglishDep,
     idempotency_key: IdempotencyHeader = None,
 ) -> Envelope[TaskDetail] | JSONResponse:
     request = service.SubmitInput(
@@ -67,7 +69,17 @@ async def submit(
         SUBMIT_LEASE_SECONDS,
         run,
     )
-    return JSONResponse(outcome.body, outcome.status, headers=idempotency.replay_headers(replayed))
+    answer = _reason_in_english(outcome.body) if english else outcome.body
+    return JSONResponse(answer, outcome.status, headers=idempotency.replay_headers(replayed))
+
+
+def _reason_in_english(body: dict[str, Any]) -> dict[str, Any]:
+    """A kept submit answer (kept in Chinese, for a replay in either language) with its
+    task's failure reason in English."""
+    task = body.get("data")
+    if not isinstance(task, dict) or not task.get("errorMessage"):
+        return body
+    return {**body, "data": {**task, "errorMessage": english_reason(task["errorMessage"])}}
 
 
 def _printed(body: SubmitRequest) -> dict[str, Any]:
@@ -93,6 +105,7 @@ async def quote(body: QuoteRequest, ctx: ContextDep, principal: PrincipalDep) ->
 async def list_tasks(
     ctx: ContextDep,
     principal: PrincipalDep,
+    english: EnglishDep,
     page: PageNo = 1,
     size: PageSize = 10,
     taskType: Annotated[str | None, Query(max_length=32)] = None,
@@ -102,18 +115,24 @@ async def list_tasks(
         ctx.db, principal.user_id, page=page, size=size, task_type=taskType, status=status
     )
     tz = ctx.settings.timezone
-    return ok(Page[TaskDetail].of([task_detail(t, tz) for t in rows], total, page, size))
+    details = [task_detail(t, tz, english) for t in rows]
+    return ok(Page[TaskDetail].of(details, total, page, size))
 
 
 @router.post("/user/ai/tasks/{task_no}/cancel", response_model=Envelope[TaskDetail])
-async def cancel(task_no: str, ctx: ContextDep, principal: PrincipalDep) -> Envelope[TaskDetail]:
-    return ok(await service.cancel(ctx, principal.user_id, task_no))
+async def cancel(
+    task_no: str, ctx: ContextDep, principal: PrincipalDep, english: EnglishDep
+) -> Envelope[TaskDetail]:
+    detail = await service.cancel(ctx, principal.user_id, task_no)
+    return ok(in_english(detail) if english else detail)
 
 
 @router.get("/user/ai/tasks/{task_no}", response_model=Envelope[TaskDetail])
-async def get_task(task_no: str, ctx: ContextDep, principal: PrincipalDep) -> Envelope[TaskDetail]:
+async def get_task(
+    task_no: str, ctx: ContextDep, principal: PrincipalDep, english: EnglishDep
+) -> Envelope[TaskDetail]:
     task = await service.task_of(ctx.db, principal.user_id, task_no)
-    return ok(task_detail(task, ctx.settings.timezone))
+    return ok(task_detail(task, ctx.settings.timezone, english))
 
 
 class UsageDay(BaseModel):

@@ -7,6 +7,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
+from shengtu.api.i18n import english_reason
 from shengtu.api.inputs import RequestBody
 from shengtu.models.tasks import AiTask
 from shengtu.timefmt import fmt
@@ -102,7 +103,10 @@ class TaskRow(NamedTuple):
 TASK_ROW_COLUMNS = tuple(getattr(AiTask, name) for name in TaskRow._fields)
 
 
-def task_detail(task: AiTask | TaskRow, tz: str) -> TaskDetail:
+def task_detail(task: AiTask | TaskRow, tz: str, english: bool = False) -> TaskDetail:
+    """The task as the API shows it; with ``english``, its failure reason in English (a
+    client that asked for it: :func:`shengtu.api.i18n.wants_english`)."""
+    reason = task.error_message
     return TaskDetail(
         taskNo=task.task_no,
         modelName=task.model_name,
@@ -114,7 +118,7 @@ def task_detail(task: AiTask | TaskRow, tz: str) -> TaskDetail:
         resultUrl=task.result_url,
         createTime=fmt(task.created_at, tz) or "",
         completeTime=fmt(task.completed_at, tz),
-        errorMessage=task.error_message,
+        errorMessage=english_reason(reason) if english and reason else reason,
         pointsCost=task.points_cost,
         resultExpired=task.result_expired_at is not None,
         lateResultUrl=task.late_result_url if task.result_expired_at is None else None,
@@ -124,6 +128,23 @@ def task_detail(task: AiTask | TaskRow, tz: str) -> TaskDetail:
         pointsRefunded=points_refunded(task),
         parameters=task.params,
     )
+
+
+def in_english(detail: TaskDetail) -> TaskDetail:
+    """``detail`` with its failure reason in English (one made before the language was known)."""
+    if not detail.errorMessage:
+        return detail
+    return detail.model_copy(update={"errorMessage": english_reason(detail.errorMessage)})
+
+
+def webhook_data(task: AiTask, tz: str) -> dict[str, Any]:
+    """The task as its webhooks carry it: as the API shows it, and the failure reason in
+    English beside the Chinese (``errorMessageEn``). A webhook answers no request, so no
+    Accept-Language says which a receiver reads; both cost a few bytes, and a receiver
+    picks the one it shows without a setting to keep per endpoint and per callbackUrl."""
+    data = task_detail(task, tz).model_dump()
+    data["errorMessageEn"] = english_reason(task.error_message) if task.error_message else None
+    return data
 
 
 def _result_urls(task: AiTask | TaskRow) -> list[str] | None:

@@ -43,7 +43,7 @@ from shengtu.tasks.late import LateWatch
 from shengtu.tasks.moves import Moves
 from shengtu.tasks.relay import Relay
 from shengtu.tasks.results import Results, provider_of, unpack_urls
-from shengtu.tasks.schemas import task_detail
+from shengtu.tasks.schemas import webhook_data
 from shengtu.webhooks.dispatcher import Dispatcher
 
 log = get_logger("shengtu.worker")
@@ -143,9 +143,7 @@ class Worker:
         if self.late.enabled:
             self._background.append(_Every(self.late.interval, self.late.watch))
         # Webhook deliveries run wherever a worker runs.
-        self.webhooks = Dispatcher(
-            ctx, lambda task: task_detail(task, ctx.settings.timezone).model_dump()
-        )
+        self.webhooks = Dispatcher(ctx, lambda task: webhook_data(task, ctx.settings.timezone))
 
     @staticmethod
     def _fetcher(connections: int) -> httpx.AsyncClient:

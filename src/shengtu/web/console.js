@@ -295,7 +295,8 @@ $("viewer-copy").onclick = async () => {
 let ws;
 function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  ws = new WebSocket(`${proto}://${location.host}/ws/tasks?token=${encodeURIComponent(token)}`);
+  // The events say why a task failed in the console's language, whatever the browser's.
+  ws = new WebSocket(`${proto}://${location.host}/ws/tasks?token=${encodeURIComponent(token)}&lang=${lang}`);
   ws.onopen = () => showWs("wsOn");
   ws.onclose = (ev) => {
     const why = ev.reason ? `(${ev.reason})` : "";
@@ -310,6 +311,12 @@ function connect() {
       if (["completed", "failed"].includes(msg.data.status)) refreshBalance();
     }
   };
+}
+
+// A new language: a socket in it (the old one's close is not a drop to report).
+function reopen() {
+  if (!ws) return;
+  ws.onclose = null; ws.close(); connect();
 }
 
 // --- Reference uploads: drag and drop, or the file picker; previews with a remove. -----------
@@ -443,7 +450,7 @@ const showTab = setupTabs($("tabs"), (panel) => {
 });
 setupLanguage(() => {
   if (!token || $("app").classList.contains("hidden")) return;
-  renderWords(); refreshBalance(); loadTasks(taskPage);
+  renderWords(); refreshBalance(); loadTasks(taskPage); reopen();
   relabelTopup();
 });
 $("model").onchange = onModel;
