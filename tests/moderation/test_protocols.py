@@ -20,7 +20,7 @@ from PIL.PngImagePlugin import PngInfo
 from shengtu.moderation.aliyun import AliyunModerator, percent_encode, sign_rpc, string_to_sign
 from shengtu.moderation.base import ModerationUnavailable, Moderator, Verdict
 from shengtu.moderation.openai import OpenAIModerator
-from shengtu.moderation.sandbox.aliyun import AliyunGreenDouble
+from shengtu.moderation.sandbox.aliyun import TEXT_LABEL, AliyunGreenDouble
 from shengtu.moderation.sandbox.common import (
     IMAGE_500,
     IMAGE_FLAG,
@@ -228,3 +228,28 @@ def test_the_aliyun_double_refuses_a_replayed_or_stale_call() -> None:
     assert first.json()["Data"]["RiskLevel"] == "none"
     assert again.status_code == 400 and again.json()["Code"] == "SignatureNonceUsed"
     assert old.status_code == 400 and old.json()["Code"] == "InvalidTimeStamp.Expired"
+
+
+def test_aliyuns_older_text_moderation_reads_the_same() -> None:
+    double = AliyunGreenDouble()
+    with served(double) as server:
+
+        async def run() -> list[Verdict]:
+            moderator = AliyunModerator(
+                server.base_url,
+                double.access_key_id,
+                double.access_key_secret,
+                text_action="TextModeration",
+                text_service="chat_detection",
+            )
+            try:
+                return [
+                    await moderator.check_text("一杯咖啡"),
+                    await moderator.check_text(f"一杯咖啡 {TEXT_FLAG}"),
+                ]
+            finally:
+                await moderator.aclose()
+
+        plain, flagged = asyncio.run(run())
+    assert not plain.flagged and plain.labels == ()
+    assert flagged.flagged and flagged.labels == (TEXT_LABEL,)
