@@ -185,7 +185,11 @@ def test_openai_holds_flagged_pictures_for_the_operator_and_fails_open(
         assert _gone(by_task[numbers["denied"]]["pictures"][0]["url"])
         # Nobody decided: the hold ends, failed and refunded.
         undecided = user.wait(numbers["undecided"], timeout=40)
-        assert undecided["status"] == "failed" and "超时" in undecided["errorMessage"], undecided
+        assert undecided["status"] == "failed", undecided
+        assert (
+            undecided["errorMessage"].startswith(MODERATED)
+            and "人工审核超时" in undecided["errorMessage"]
+        )
         assert _gone(by_task[numbers["undecided"]]["pictures"][0]["url"])
         assert user.balance() == 300 - 3 * COST
         # Every decision is in the audit log.
