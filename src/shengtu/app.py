@@ -37,6 +37,7 @@ from shengtu.events.relay import EventRelay
 from shengtu.events.router import router as events_router
 from shengtu.groups.admin_router import router as groups_router
 from shengtu.ledger_audit.admin_router import router as ledger_audit_router
+from shengtu.moderation.router import router as moderation_router
 from shengtu.openai_compat import errors as openai_errors
 from shengtu.openai_compat.router import router as openai_router
 from shengtu.payments.admin_router import router as admin_payments_router
@@ -149,6 +150,7 @@ def create_app(ctx: AppContext, *, with_worker: bool = True, hot_reads: bool = T
         audit_router,
         webhooks_router,
         safety_router,
+        moderation_router,
         payments_router,
         admin_payments_router,
     ):

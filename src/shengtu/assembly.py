@@ -18,6 +18,7 @@ from shengtu.db import Database
 from shengtu.events.bus import EventBus
 from shengtu.events.redis_bus import RedisEventBus
 from shengtu.gates import Gate
+from shengtu.moderation.service import Moderation, build_moderator
 from shengtu.netguard import Resolver
 from shengtu.payments.methods import PaymentGateways
 from shengtu.providers.base import Provider
@@ -71,6 +72,9 @@ def build_context(
         channels=ChannelPool(db, key_box, pacing=pacing),
         prompt_check=PromptCheck(db, settings.safety_strikes),
         payments=PaymentGateways(key_box),
+        moderation=Moderation(
+            db, settings, build_moderator(settings), settings.resolved_secret_key()
+        ),
         pacing=pacing,
         providers=providers or {},
     )

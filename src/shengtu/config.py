@@ -214,6 +214,32 @@ class Settings(BaseSettings):
     # user's in-flight cap, so one user's slow servers cannot take them all.
     fetch_connections: int = Field(default=256, ge=1)
     reference_fetch_connections: int = Field(default=64, ge=1)
+    # The moderation service (shengtu.moderation), off by default. With a provider, each
+    # prompt is checked after the word lists and before the charge (moderation_prompts),
+    # and each result picture before it is delivered (moderation_images: reject fails
+    # the task and refunds it, its picture deleted; hold keeps the task waiting for the
+    # operator's decision in /admin/safety/events, at most moderation_hold_hours, then
+    # failed and refunded; off checks no picture). moderation_fail says what a check
+    # with no verdict (the service down, slow, refusing the key) does: open lets the
+    # prompt or picture through and logs it, closed refuses the prompt (503, nothing
+    # charged) or fails the task (refunded). openai: moderation_api_key (Bearer) and
+    # moderation_model; aliyun (内容安全 2022-03-02): moderation_access_key_id and
+    # _secret, the text action (TextModerationPlus or TextModeration) and the services
+    # of text and image. moderation_base_url: the provider's own unless set.
+    moderation_provider: Literal["none", "aliyun", "openai"] = "none"
+    moderation_base_url: str = ""
+    moderation_fail: Literal["open", "closed"] = "closed"
+    moderation_prompts: bool = True
+    moderation_images: Literal["reject", "hold", "off"] = "reject"
+    moderation_hold_hours: float = Field(default=24.0, gt=0)
+    moderation_timeout_seconds: float = Field(default=10.0, gt=0)
+    moderation_api_key: str = ""
+    moderation_model: str = "omni-moderation-latest"
+    moderation_access_key_id: str = ""
+    moderation_access_key_secret: str = ""
+    moderation_text_action: Literal["TextModerationPlus", "TextModeration"] = "TextModerationPlus"
+    moderation_text_service: str = "llm_query_moderation"
+    moderation_image_service: str = "baselineCheck"
     # Payments: how often a worker looks for pending orders to ask their provider about,
     # and the waits between two questions about one order (seconds, comma-separated; the
     # last repeats until the order expires). A notify's body is capped at

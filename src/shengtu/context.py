@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from shengtu.db import Database
     from shengtu.events.bus import EventBus
     from shengtu.gates import Gate
+    from shengtu.moderation.service import Moderation
     from shengtu.netguard import Resolver
     from shengtu.payments.methods import PaymentGateways
     from shengtu.providers.base import Provider
@@ -50,6 +51,8 @@ class AppContext:
     prompt_check: PromptCheck
     # The payment methods' providers and their HTTP client.
     payments: PaymentGateways
+    # The moderation service's policy (its provider None unless the operator set one).
+    moderation: Moderation
     # The upstream of the settings (SHENGTU_SUCHUANG_*, or the sandbox) for models that
     # no channel serves.
     providers: dict[str, Provider] = field(default_factory=dict)
@@ -67,6 +70,7 @@ class AppContext:
             await provider.aclose()
         await self.channels.aclose()
         await self.payments.aclose()
+        await self.moderation.aclose()
         if self.pacing is not None:
             await self.pacing.aclose()
         await self.bus.aclose()

@@ -34,6 +34,7 @@ class _Metrics:
     webhook_deliveries: Any
     points: Any
     prompt_checks: Any
+    moderation: Any
 
 
 M = _Metrics()
@@ -86,6 +87,14 @@ def setup(settings: Settings) -> None:
     M.prompt_checks = Counter("shengtu_prompt_checks", "Prompts the word lists caught", ["verdict"])
     for verdict in ("blocked", "replaced", "flagged"):
         M.prompt_checks.labels(verdict)
+    # kind: prompt or picture; verdict: passed, flagged, or unavailable (no verdict: the
+    # operator's SHENGTU_MODERATION_FAIL decided).
+    M.moderation = Counter(
+        "shengtu_moderation_checks", "Checks by the moderation service", ["kind", "verdict"]
+    )
+    for kind in ("prompt", "picture"):
+        for verdict in ("passed", "flagged", "unavailable"):
+            M.moderation.labels(kind, verdict)
     # Series that exist from the start at zero: a rate over them is 0, not missing.
     for kind in ("charged", "refunded"):
         M.points.labels(kind)
@@ -135,6 +144,11 @@ def points(kind: str, amount: int) -> None:
 def prompt_check(verdict: str) -> None:
     if M.ready:
         M.prompt_checks.labels(verdict).inc()
+
+
+def moderation(kind: str, verdict: str) -> None:
+    if M.ready:
+        M.moderation.labels(kind, verdict).inc()
 
 
 def render(extra: Iterable[Any]) -> bytes:

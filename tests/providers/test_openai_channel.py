@@ -95,7 +95,7 @@ def test_openai_images_channels_with_every_fault(own_platform: Callable[..., Pla
             task = done[case]
             assert task["status"] == "failed" and words in task["errorMessage"], (case, task)
 
-        failed("refused", "内容不符合上游的使用政策")
+        failed("refused", "内容审核未通过:内容不符合上游的使用政策")
         failed("down", "上游服务错误(HTTP 500)")
         failed("lost", "无法确认上游是否已接受任务")
         failed("garbage", "无法确认上游是否已接受任务")

@@ -98,7 +98,7 @@ def test_replicate_channels_with_every_fault_and_cancel(
             task = done[case]
             assert task["status"] == "failed" and words in task["errorMessage"], (case, task)
 
-        failed("nsfw", "内容不符合上游的使用政策")
+        failed("nsfw", "内容审核未通过:内容不符合上游的使用政策")
         failed("down", "上游服务错误(HTTP 500)")
         failed("lost", "无法确认上游是否已接受任务")
         failed("unknown", "上游返回未知状态")

@@ -78,6 +78,15 @@ _TABLE: list[tuple[str, str]] = [
         r"提示词含有不允许的内容:(.+),请修改后再试",
         "The prompt contains words that are not allowed: {0}. Please change it and try again",
     ),
+    # The moderation service (shengtu.moderation): the prompt refused, or no verdict.
+    (
+        r"内容审核未通过:提示词含有不允许的内容\((.+)\),请修改后再试",
+        "Content moderation refused the prompt ({0}). Please change it and try again",
+    ),
+    (
+        r"内容审核服务暂不可用,请稍后再试\(未扣除积分\)",
+        "The content moderation service is unavailable, please try again later (nothing was charged)",
+    ),
     (r"参数错误:(.+)", "Invalid parameter: {0}"),
     (r"缺少必填参数 (.+)", "Missing required parameter {0}"),
     # An operator's parameters or price rule that cannot be stored (/admin/models).

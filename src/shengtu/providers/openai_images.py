@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
+from shengtu.providers.base import MODERATED, UpstreamError, UpstreamJob, UpstreamState
 from shengtu.providers.http import HttpUpstream, status_error
 
 # A picture inline in base64: a 4096² PNG is tens of MB.
@@ -65,13 +65,14 @@ class OpenAIImagesProvider(HttpUpstream):
         if failure is not None:
             raise failure
         if status >= 400:
-            refused = code in CONTENT_REFUSALS
-            raise UpstreamError(
-                f"上游拒绝任务: {message or f'HTTP {status}'}"
-                + ("(内容不符合上游的使用政策)" if refused else ""),
-                transient=False,
-                http_status=status,
+            said = message or f"HTTP {status}"
+            # A refusal of the content reads as every protocol's does (is_moderation).
+            reason = (
+                f"{MODERATED}:内容不符合上游的使用政策({said})"
+                if code in CONTENT_REFUSALS
+                else f"上游拒绝任务: {said}"
             )
+            raise UpstreamError(reason, transient=False, http_status=status)
         if body is None:
             # A 2xx whose body we cannot read: a picture was made and paid for, and is
             # lost. Sending it again would pay for another: not retried.

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from shengtu.providers.base import UpstreamError, UpstreamJob, UpstreamState
+from shengtu.providers.base import MODERATED, UpstreamError, UpstreamJob, UpstreamState
 from shengtu.providers.http import HttpUpstream, status_error
 
 PHASES = {
@@ -113,7 +113,7 @@ class ReplicateProvider(HttpUpstream):
             if status == "canceled":
                 reason = "上游任务已取消"
             elif any(word in error.lower() for word in CONTENT_WORDS):
-                reason = f"图片生成失败:内容不符合上游的使用政策({error})"
+                reason = f"{MODERATED}:内容不符合上游的使用政策({error})"
             else:
                 reason = f"图片生成失败:{error or '上游未说明原因'}"
             return UpstreamState(upstream_id, "failed", status, error=reason, usage=usage)

@@ -3,6 +3,7 @@ flagged prompts, and what the check caught (admins only)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -15,6 +16,7 @@ from shengtu.safety import admin_service as service
 from shengtu.safety.schemas import (
     Decision,
     EventOut,
+    HeldPictureOut,
     HitOut,
     SafetySummary,
     TierName,
@@ -45,7 +47,19 @@ def _hits(hits: list[dict[str, Any]]) -> list[HitOut]:
     return [HitOut(**h) for h in hits]
 
 
-def event_out(event: SafetyEvent, username: str | None, tz: str) -> EventOut:
+def _pictures(event: SafetyEvent, url: Callable[[str], str]) -> list[HeldPictureOut] | None:
+    if event.tier != "image":
+        return None
+    return [
+        HeldPictureOut(url=url(str(h["key"])), flagged=bool(h.get("flagged")), labels=h["word"])
+        for h in event.hits
+        if h.get("key")
+    ]
+
+
+def event_out(
+    event: SafetyEvent, username: str | None, tz: str, url: Callable[[str], str]
+) -> EventOut:
     return EventOut(
         id=event.id,
         userId=event.user_id,
@@ -58,6 +72,7 @@ def event_out(event: SafetyEvent, username: str | None, tz: str) -> EventOut:
         decidedBy=event.decided_by,
         decideTime=fmt(event.decided_at, tz),
         createTime=fmt(event.created_at, tz) or "",
+        pictures=_pictures(event, url),
     )
 
 
@@ -126,7 +141,8 @@ async def list_events(
         ctx.db, tier=tier, state=state, user_id=userId, page=page, size=size
     )
     tz = ctx.settings.timezone
-    return ok(Page[EventOut].of([event_out(e, n, tz) for e, n in rows], total, page, size))
+    url = ctx.moderation.operator_url
+    return ok(Page[EventOut].of([event_out(e, n, tz, url) for e, n in rows], total, page, size))
 
 
 @router.post("/admin/safety/events/{event_id}/decision", response_model=Envelope[EventOut])
@@ -136,7 +152,9 @@ async def decide(
     event = await service.decide(
         ctx.db, admin, event_id, body.decision, ctx.settings.safety_strikes
     )
-    return ok(event_out(event, None, ctx.settings.timezone))
+    if event.tier == "image":
+        await ctx.bus.nudge_workers()
+    return ok(event_out(event, None, ctx.settings.timezone, ctx.moderation.operator_url))
 
 
 @router.get("/admin/safety/summary", response_model=Envelope[SafetySummary])

@@ -13,11 +13,14 @@ from shengtu.db import Database, utcnow
 from shengtu.errors import BadRequest, NotFound
 from shengtu.models.accounts import User
 from shengtu.models.safety import SafetyEvent, SafetyWord
+from shengtu.models.tasks import ACTIVE_SQL, AiTask
 from shengtu.safety.schemas import SafetySummary, WordChange, WordsAdd
 from shengtu.safety.service import count_strike
 from shengtu.safety.words import fold
 
 MAX_WORD_CHARS = 64
+# The events that wait for a decision: a flagged prompt, held result pictures.
+DECIDED_TIERS = ("review", "image")
 
 
 async def add_words(db: Database, actor: Principal, body: WordsAdd) -> tuple[int, list[str]]:
@@ -131,7 +134,7 @@ async def find_events(
     if tier:
         where.append(SafetyEvent.tier == tier)
     if state == "open":
-        where += [SafetyEvent.tier == "review", SafetyEvent.decision.is_(None)]
+        where += [SafetyEvent.tier.in_(DECIDED_TIERS), SafetyEvent.decision.is_(None)]
     elif state in ("approve", "deny"):
         where.append(SafetyEvent.decision == state)
     if user_id is not None:
@@ -157,8 +160,8 @@ async def decide(
         event = await session.get(SafetyEvent, event_id)
         if event is None:
             raise NotFound("审核记录不存在")
-        if event.tier != "review":
-            raise BadRequest("只有待审核的提示词需要审核")
+        if event.tier not in DECIDED_TIERS:
+            raise BadRequest("只有待审核的提示词或图片需要审核")
         now = utcnow()
         moved = await session.execute(
             update(SafetyEvent)
@@ -175,6 +178,14 @@ async def decide(
             None,
             {"userId": event.user_id, "taskNo": event.task_no},
         )
+        if event.tier == "image" and event.task_no is not None:
+            # The held task falls due: its worker carries the decision out through the
+            # task's own moves (shengtu.tasks.review).
+            await session.execute(
+                update(AiTask)
+                .where(AiTask.task_no == event.task_no, AiTask.status.in_(ACTIVE_SQL))
+                .values(next_run_at=now)
+            )
         await session.refresh(event)
         user_id = event.user_id
     if decision == "deny":
@@ -198,6 +209,7 @@ async def summary(db: Database, days: int) -> SafetySummary:
         blocked=sum(n for (t, _), n in counts.items() if t == "block"),
         replaced=sum(n for (t, _), n in counts.items() if t == "replace"),
         flagged=sum(n for (t, _), n in counts.items() if t == "review"),
-        awaitingReview=counts.get(("review", None), 0),
-        denied=counts.get(("review", "deny"), 0),
+        awaitingReview=counts.get(("review", None), 0) + counts.get(("image", None), 0),
+        denied=counts.get(("review", "deny"), 0) + counts.get(("image", "deny"), 0),
+        heldPictures=sum(n for (t, _), n in counts.items() if t == "image"),
     )

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-TierName = Literal["block", "replace", "review"]
+TierName = Literal["block", "replace", "review", "image"]
 
 
 class WordsAdd(BaseModel):
@@ -51,6 +51,15 @@ class TriedOut(BaseModel):
     verdict: Literal["pass", "block", "replace", "review"]
 
 
+class HeldPictureOut(BaseModel):
+    """A result picture held for review (tier "image"), where the operator sees it until
+    the decision (then a refused one is deleted)."""
+
+    url: str
+    flagged: bool
+    labels: str
+
+
 class EventOut(BaseModel):
     id: int
     userId: int
@@ -63,6 +72,8 @@ class EventOut(BaseModel):
     decidedBy: str | None
     decideTime: str | None
     createTime: str
+    # Tier "image" only: the task's pictures the moderation service saw.
+    pictures: list[HeldPictureOut] | None = None
 
 
 class Decision(BaseModel):
@@ -76,3 +87,5 @@ class SafetySummary(BaseModel):
     flagged: int
     awaitingReview: int
     denied: int
+    # Tasks whose result pictures the moderation service had held for review.
+    heldPictures: int = 0

@@ -41,6 +41,7 @@ from shengtu.tasks.results import (
     pack_urls,
     usage_of,
 )
+from shengtu.tasks.review import HeldPicture, held_columns, hold_event, judge
 
 log = get_logger("shengtu.worker")
 
@@ -362,35 +363,71 @@ class Relay:
         spoiled: NotAnImage | None = None
         moved = False
         owner = self.moves.owner
+        moderation = self.ctx.moderation
+        reviewed = moderation.checks_pictures
         try:
             for picture in state.pictures[: task.pictures]:
                 try:
-                    stored.append(Delivered((await self.results.store(task, picture)).key))
+                    key = (await self.results.store(task, picture)).key
                 except NotAnImage as exc:
                     spoiled = exc
+                    continue
+                stored.append(Delivered(key, None, picture if reviewed else None))
             if not stored:
                 await self.moves.fail(
                     task, f"上游返回的结果不是有效图片:{spoiled}", also=(attempt,), **accepted
                 )
                 return
+            # Seen by the moderation service, if the operator has one, before anything
+            # is written (shengtu.tasks.review).
+            ending: dict[str, Any] = {}
+            rows: tuple[Any, ...] = (attempt,)
+            if reviewed:
+                verdicts = await moderation.check_pictures(
+                    [(d.picture or b"", d.key) for d in stored]
+                )
+                judgement = judge(verdicts, fail_open=moderation.fail_open, holds=moderation.holds)
+                if judgement.failure is not None:
+                    await self.moves.fail(task, judgement.failure, also=(attempt,), **accepted)
+                    return
+                if judgement.hold:
+                    held = [
+                        HeldPicture(d.key, None, v.flagged)
+                        for d, v in zip(stored, verdicts, strict=True)
+                    ]
+                    ending = held_columns(utcnow(), moderation.hold_seconds)
+                    rows = (attempt, hold_event(task, held, verdicts))
+                else:
+                    for i in judgement.refused:
+                        await self.ctx.storage.delete(stored[i].key)
+                    stored = [stored[i] for i in judgement.kept]
             async with self.ctx.db.transaction() as session:
-                await add(session, attempt)
+                for row in rows:
+                    await add(session, row)
                 queued = await move(session, task, Status.QUEUED, lease_owner=owner, **accepted)
                 if queued is not None:
                     if reset_breaker is not None:
                         await reset_breaker(session)
-                    moved = (
-                        await move(
-                            session,
-                            task,
-                            Status.COMPLETED,
-                            lease_owner=None,
-                            last_error=None,
-                            cost=operator_cost(task, route.cost if route else None, len(stored)),
-                            **self.results.delivered(stored),
+                    if ending:
+                        held_move = await move(
+                            session, task, Status.PROCESSING, lease_owner=None, **ending
                         )
-                        is not None
-                    )
+                        moved = held_move is not None
+                    else:
+                        moved = (
+                            await move(
+                                session,
+                                task,
+                                Status.COMPLETED,
+                                lease_owner=None,
+                                last_error=None,
+                                cost=operator_cost(
+                                    task, route.cost if route else None, len(stored)
+                                ),
+                                **self.results.delivered(stored),
+                            )
+                            is not None
+                        )
         finally:
             if not moved:
                 for delivered in stored:

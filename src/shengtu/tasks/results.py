@@ -28,6 +28,16 @@ from shengtu.storage.fetch import FetchError, fetch_image_bytes
 from shengtu.storage.images import NotAnImage, checked
 from shengtu.tasks.deadlines import by_deadline, download_overran, seconds_left
 from shengtu.tasks.moves import Moves
+from shengtu.tasks.review import (
+    DENIED,
+    EXPIRED,
+    HeldPicture,
+    held_columns,
+    held_event,
+    hold_event,
+    judge,
+    pictures_of,
+)
 from shengtu.timefmt import local
 
 QUEUED_PROGRESS = 5
@@ -39,6 +49,8 @@ class Delivered:
 
     key: str
     upstream_url: str | None = None
+    # The picture itself, kept only while the moderation service is to see it.
+    picture: bytes | None = None
 
 
 def pack_urls(urls: tuple[str, ...]) -> str:
@@ -163,20 +175,24 @@ class Results:
         urls = state.result_urls[: task.pictures - len(inline)]
         stored: list[Delivered] = []
         spoiled: NotAnImage | None = None
+        reviewed = self.ctx.moderation.checks_pictures
         try:
             # Pictures that came inline in the answer (即梦's base64): stored as they are.
             for picture in inline:
                 try:
-                    stored.append(Delivered((await self.store(task, picture)).key))
-                except NotAnImage as exc:
-                    spoiled = exc
-            for url in urls:
-                try:
-                    key = (await self.fetch(task, url, provider, seconds_left(task))).key
+                    key = (await self.store(task, picture)).key
                 except NotAnImage as exc:
                     spoiled = exc
                     continue
-                stored.append(Delivered(key, url))
+                stored.append(Delivered(key, None, picture if reviewed else None))
+            for url in urls:
+                try:
+                    data = await self.download(task, url, provider, seconds_left(task))
+                    key = (await self.store(task, data)).key
+                except NotAnImage as exc:
+                    spoiled = exc
+                    continue
+                stored.append(Delivered(key, url, data if reviewed else None))
         except FetchError as exc:
             await self._discard(stored)
             if exc.out_of_time:
@@ -192,7 +208,69 @@ class Results:
         if not stored:
             await moves.fail(task, f"上游返回的结果不是有效图片:{spoiled}", **common)
             return
+        if reviewed:
+            await self.reviewed(task, stored, **common)
+            return
         await self.complete(task, stored, last_error=None, **common)
+
+    async def reviewed(self, task: AiTask, stored: list[Delivered], **values: Any) -> None:
+        """``stored`` shown to the moderation service first: delivered, the refused ones
+        deleted (the task failed and refunded if none is left), or all held for the
+        operator (:mod:`shengtu.tasks.review`)."""
+        moderation = self.ctx.moderation
+        try:
+            verdicts = await moderation.check_pictures([(d.picture or b"", d.key) for d in stored])
+        except BaseException:
+            await self._discard(stored)
+            raise
+        judgement = judge(verdicts, fail_open=moderation.fail_open, holds=moderation.holds)
+        if judgement.hold:
+            held = [
+                HeldPicture(d.key, d.upstream_url, v.flagged)
+                for d, v in zip(stored, verdicts, strict=True)
+            ]
+            moved = False
+            try:
+                moved = await self.moves.move(
+                    task,
+                    Status.PROCESSING,
+                    also=(hold_event(task, held, verdicts),),
+                    **{**values, **held_columns(utcnow(), moderation.hold_seconds)},
+                )
+            finally:
+                if not moved:
+                    await self._discard(stored)
+            return
+        if judgement.failure is not None:
+            await self._discard(stored)
+            await self.moves.fail(task, judgement.failure, **values)
+            return
+        await self._discard([stored[i] for i in judgement.refused])
+        await self.complete(task, [stored[i] for i in judgement.kept], last_error=None, **values)
+
+    async def settle_held(self, task: AiTask) -> None:
+        """A held task's turn: the operator's decision carried out, or the hold ended
+        at its deadline (failed and refunded); else it waits on."""
+        event = await held_event(self.ctx.db, task.task_no)
+        held = pictures_of(event) if event is not None else []
+        decision = event.decision if event is not None else None
+        if decision is None and utcnow() < task.deadline_at and event is not None:
+            await self.moves.move(task, Status(task.status), next_run_at=task.deadline_at)
+            return
+        delivered = [Delivered(p.key, p.upstream_url) for p in held]
+        if decision == "approve":
+            await self.complete(task, delivered, last_error=None)
+            return
+        kept = [d for d, p in zip(delivered, held, strict=True) if not p.flagged]
+        refused = [d for d, p in zip(delivered, held, strict=True) if p.flagged]
+        if decision == "deny" and kept:
+            await self._discard(refused)
+            await self.complete(task, kept, last_error=None)
+            return
+        if await self.moves.move(
+            task, Status.FAILED, error_message=DENIED if decision == "deny" else EXPIRED
+        ):
+            await self._discard(delivered)
 
     async def complete(self, task: AiTask, stored: list[Delivered], **values: Any) -> bool:
         """Complete ``task`` with the pictures ``stored`` (fewer than it asked: the rest
@@ -238,6 +316,11 @@ class Results:
         """The upstream's picture, downloaded through the SSRF guard within ``seconds``
         and the rate floor, checked and stored. The download is kept among the task's
         exchanges: its address and outcome, not the picture."""
+        return await self.store(task, await self.download(task, url, provider, seconds))
+
+    async def download(self, task: AiTask, url: str, provider: Provider, seconds: float) -> bytes:
+        """The upstream's picture, downloaded (not yet checked) and kept among the task's
+        exchanges."""
         at, clock = utcnow(), time.perf_counter()
         try:
             fetched = await fetch_image_bytes(
@@ -251,7 +334,7 @@ class Results:
             self.exchanges.download(task, provider, url, at, clock, error=exc.message)
             raise
         self.exchanges.download(task, provider, url, at, clock, size=len(fetched.data))
-        return await self.store(task, fetched.data)
+        return fetched.data
 
     async def store(self, task: AiTask, picture: bytes) -> Stored:
         """``picture`` checked whole and stored as ``task``'s result (NotAnImage if not)."""

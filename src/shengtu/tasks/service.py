@@ -209,6 +209,9 @@ async def validate_submit(ctx: AppContext, req: SubmitInput) -> Checked:
     for url in urls:
         parse_http_url(url)
     refs = await _check_own_uploads(ctx, req.user_id, urls)
+    # Last (it is a call out, and a paid one): the moderation service, if the operator
+    # has one, on the prompt as it would go upstream.
+    await ctx.moderation.screen(req.user_id, prompt)
     return Checked(model, prompt, refs, chosen, Caught(written, verdict) if verdict.hits else None)
 
 

@@ -43,6 +43,7 @@ from shengtu.tasks.late import LateWatch
 from shengtu.tasks.moves import Moves
 from shengtu.tasks.relay import Relay
 from shengtu.tasks.results import Results, provider_of, unpack_urls
+from shengtu.tasks.review import HELD
 from shengtu.tasks.schemas import webhook_data
 from shengtu.webhooks.dispatcher import Dispatcher
 
@@ -335,6 +336,11 @@ class Worker:
         await self.relay.overran(task, over)
 
     async def step(self, task: AiTask) -> None:
+        if task.upstream_status == HELD:
+            # Its pictures wait for the operator: it ends by their decision or at its
+            # deadline, with nothing more to ask the upstream (shengtu.tasks.review).
+            await self.results.settle_held(task)
+            return
         now = utcnow()
         if now >= task.deadline_at:
             reason = deadline_reason(task, self.settings)
