@@ -387,7 +387,7 @@ class Relay:
                             lease_owner=None,
                             last_error=None,
                             cost=operator_cost(task, route.cost if route else None, len(stored)),
-                            **self.results.delivered(stored),
+                            **self.results.delivered(task, stored),
                         )
                         is not None
                     )

@@ -32,6 +32,11 @@ class SubmitRequest(RequestBody):
     n: int = Field(default=1, ge=1)
 
 
+class TaskLabels(BaseModel):
+    implicit: bool
+    visible: bool
+
+
 class TaskDetail(BaseModel):
     taskNo: str
     modelName: str
@@ -57,6 +62,9 @@ class TaskDetail(BaseModel):
     resultUrls: list[str] | None = None
     pointsRefunded: int = 0
     parameters: dict[str, Any] | None = None
+    # The labels the stored pictures carry (GB 45438-2025): the implicit one in their
+    # metadata, the visible one drawn on them; null until a picture is stored.
+    labels: TaskLabels | None = None
 
 
 def prompt_snippet(prompt: str) -> str:
@@ -97,6 +105,7 @@ class TaskRow(NamedTuple):
     delivered: int | None
     results: list[dict[str, str]] | None
     params: dict[str, Any] | None
+    labels: dict[str, bool] | None
 
 
 TASK_ROW_COLUMNS = tuple(getattr(AiTask, name) for name in TaskRow._fields)
@@ -123,6 +132,7 @@ def task_detail(task: AiTask | TaskRow, tz: str) -> TaskDetail:
         resultUrls=_result_urls(task),
         pointsRefunded=points_refunded(task),
         parameters=task.params,
+        labels=TaskLabels(**task.labels) if task.labels else None,
     )
 
 
