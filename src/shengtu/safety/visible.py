@@ -54,44 +54,51 @@ def stamp(img: Image.Image, visible: Visible) -> Image.Image:
     """``img`` with the label drawn on it, in place (and returned)."""
     width, height = img.size
     pixels = min(max(MIN_PIXELS, round(min(width, height) * visible.size)), max(1, height // 2))
-    with _drawing:
-        font, text = font_for(visible.text, (visible.font, *visible.fonts), pixels)
-        patch = _text_patch(text, font, pixels)
-    patch = _fitted(patch, width, height)
+    patch, mask = _fitted(*label_patch(visible, pixels), width, height)
     margin = max(2, pixels // 2)
     x = margin if visible.position.endswith("left") else width - patch.width - margin
     y = margin if visible.position.startswith("top") else height - patch.height - margin
-    mask = patch.getchannel("A").point(lambda a: round(a * visible.opacity))
     colour = patch if img.mode == "RGBA" else patch.convert(img.mode)
     img.paste(colour, (max(0, x), max(0, y)), mask)
     return img
 
 
-def _text_patch(text: str, font: Font, pixels: int) -> Image.Image:
-    """The text, white with a dark outline, on a transparent patch just its size."""
-    outline = max(1, pixels // 12)
-    probe = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
-    left, top, right, bottom = probe.textbbox((0, 0), text, font=font, stroke_width=outline)
-    size = (max(1, round(right - left)), max(1, round(bottom - top)))
-    patch = Image.new("RGBA", size, (0, 0, 0, 0))
-    ImageDraw.Draw(patch).text(
-        (-left, -top),
-        text,
-        font=font,
-        fill=(255, 255, 255, 255),
-        stroke_width=outline,
-        stroke_fill=(0, 0, 0, 200),
-    )
-    return patch
+@functools.lru_cache(maxsize=64)
+def label_patch(visible: Visible, pixels: int) -> tuple[Image.Image, Image.Image]:
+    """The label's text at ``pixels``, white with a dark outline on a transparent patch
+    just its size, and its mask at the label's opacity. Made once per size: rendering the
+    glyphs costs more than the rest of a small picture's labelling (results come in a
+    handful of sizes). Callers only read them."""
+    with _drawing:
+        font, text = font_for(visible.text, (visible.font, *visible.fonts), pixels)
+        outline = max(1, pixels // 12)
+        probe = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
+        left, top, right, bottom = probe.textbbox((0, 0), text, font=font, stroke_width=outline)
+        size = (max(1, round(right - left)), max(1, round(bottom - top)))
+        patch = Image.new("RGBA", size, (0, 0, 0, 0))
+        ImageDraw.Draw(patch).text(
+            (-left, -top),
+            text,
+            font=font,
+            fill=(255, 255, 255, 255),
+            stroke_width=outline,
+            stroke_fill=(0, 0, 0, 200),
+        )
+    mask = patch.getchannel("A").point(lambda a: round(a * visible.opacity))
+    return patch, mask
 
 
-def _fitted(patch: Image.Image, width: int, height: int) -> Image.Image:
-    """The patch shrunk to fit a picture narrower than the text (a label cut off says less)."""
+def _fitted(
+    patch: Image.Image, mask: Image.Image, width: int, height: int
+) -> tuple[Image.Image, Image.Image]:
+    """The patch and its mask shrunk to fit a picture narrower than the text (a label cut
+    off says less)."""
     room = max(1, width - 4), max(1, height - 4)
     if patch.width <= room[0] and patch.height <= room[1]:
-        return patch
+        return patch, mask
     scale = min(room[0] / patch.width, room[1] / patch.height)
-    return patch.resize((max(1, int(patch.width * scale)), max(1, int(patch.height * scale))))
+    size = (max(1, int(patch.width * scale)), max(1, int(patch.height * scale)))
+    return patch.resize(size), mask.resize(size)
 
 
 @functools.lru_cache(maxsize=64)
