@@ -117,3 +117,22 @@ def test_an_animation_is_labelled_on_every_frame() -> None:
             box = diff.getbbox()
             assert box is not None and box[0] >= 60 and box[1] >= 45, (index, box)
     assert labels_of(stored)["comment"]["ProduceID"] == TASK_NO
+
+
+def test_drawing_keeps_the_pictures_other_metadata() -> None:
+    """Encoded again, the picture keeps its PNG text entries and its JPEG's EXIF (an
+    orientation above all), and carries the implicit label once."""
+    from PIL.PngImagePlugin import PngInfo
+
+    meta = PngInfo()
+    meta.add_itxt("prompt", "山脉日出")
+    _, _, png = drawn(picture("PNG", size=(200, 100), pnginfo=meta), Visible())
+    with Image.open(io.BytesIO(png)) as img:
+        assert img.text["prompt"] == "山脉日出"  # type: ignore[attr-defined]
+    assert png.count(b"<TC260:AIGC>") == 1
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    _, _, jpeg = drawn(picture("JPEG", size=(200, 100), exif=exif.tobytes()), Visible())
+    with Image.open(io.BytesIO(jpeg)) as img:
+        assert img.getexif()[0x0112] == 3
+    assert labels_of(jpeg)["exif"]["ProduceID"] == TASK_NO

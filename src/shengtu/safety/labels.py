@@ -22,6 +22,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from PIL import Image, ImageSequence
+from PIL.PngImagePlugin import PngInfo
 
 from shengtu.config import Settings
 from shengtu.safety.visible import Visible, stamp
@@ -167,7 +168,13 @@ def _drawn(img: Image.Image, fmt: str, visible: Visible, data: bytes) -> bytes:
     else:
         modes = ("RGB", "RGBA", "L", "LA")
         target = stamp(img if img.mode in modes else img.convert("RGBA"), visible)
-        # zlib level 1 for PNG: a 1024 × 1024 result encodes in a fraction of level 6's
-        # time, a little larger.
-        target.save(out, fmt, **({"compress_level": 1} if fmt == "PNG" else {}), **keep)
+        if fmt == "PNG":
+            # zlib level 1: a 1024 × 1024 result encodes in a fraction of level 6's time,
+            # a little larger. The text entries kept, as the implicit label keeps them.
+            texts = PngInfo()
+            for name, value in getattr(img, "text", {}).items():
+                texts.add_itxt(name, value)
+            target.save(out, "PNG", compress_level=1, pnginfo=texts, **keep)
+        else:
+            target.save(out, fmt, **keep)
     return out.getvalue()
