@@ -46,6 +46,12 @@ browser:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1 || \
 	    echo "fonts-wqy-microhei could not be installed: screenshots will show boxes for Chinese"; \
 	  fi; }
+	@# The labels' tests read each stored picture with exiftool too, where it is.
+	@command -v exiftool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q libimage-exiftool-perl >/dev/null 2>&1 || \
+	    echo "exiftool could not be installed: the labels are read back by Pillow only"; \
+	  fi; }
 
 # Four test processes on two cores: most tests wait on servers they started (tasks,
 # sandboxes, kills, protocol doubles). With the nine protocols' suites, four took 10 m 15 s

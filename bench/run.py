@@ -27,6 +27,7 @@ from tests.databases import ScratchDatabase, reachable
 from tests.support import Platform, RedisServer, User, free_port, wait_http
 from websockets.asyncio.client import connect
 
+from bench.labels import label_benchmark
 from bench.load import LoadResult, ProcessMeter, request_line, rss_mb, wrk, wrk_version
 from bench.openai_compare import VENV, openai_comparison
 from bench.safety import prompt_check_benchmark
@@ -686,6 +687,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="shengtu-bench-") as tmp:
         work = Path(tmp)
         prompt_check_benchmark(report)
+        label_benchmark(report)
         http_benchmarks(report, mode, work)
         if mode.scaled or VENV.exists():
             openai_comparison(report, mode.seconds, mode.warmup, work)

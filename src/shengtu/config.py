@@ -174,6 +174,21 @@ class Settings(BaseSettings):
     # A user whose blocked and denied prompts reach this many is disabled (0: never).
     safety_strikes: int = Field(default=0, ge=0)
     max_reference_images: int = Field(default=10, ge=1)
+    # Labels on every stored result (GB 45438-2025; docs/safety.md "标识 / Labels"). The
+    # implicit one, always: the AIGC metadata naming this provider (its name or its code)
+    # and the task number. The visible one on the models matching label_visible_models
+    # (comma-separated names, * and ? as wildcards; "" for none, "*" for all; the spec's
+    # models by default): its text, corner, height over the shorter side, and opacity;
+    # label_font a font file that has the text's characters (else a CJK font found).
+    label_provider: str = Field(default="Shengtu", min_length=1, max_length=128)
+    label_visible_models: str = "sc_soraimg_*"
+    label_visible_text: str = Field(default="AI生成", min_length=1, max_length=32)
+    label_visible_position: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = (
+        "bottom-right"
+    )
+    label_visible_size: float = Field(default=0.05, ge=0.01, le=0.5)
+    label_visible_opacity: float = Field(default=0.85, gt=0, le=1)
+    label_font: str = ""
     # Webhooks: the waits between a message's attempts (seconds, comma-separated; after
     # the last, the message has failed and its endpoint is disabled), one attempt's time
     # limit, how often the outbox is read, and origins exempt from the private-network

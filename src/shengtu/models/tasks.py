@@ -76,6 +76,9 @@ class AiTask(Base):
     # when the task asked for more than one.
     results: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
     error_message: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    # The labels its stored pictures carry (shengtu.safety.labels): {"implicit": true,
+    # "visible": bool}; NULL before any picture was stored, and on tasks older than labels.
+    labels: Mapped[dict[str, bool] | None] = mapped_column(JSON, nullable=True)
 
     provider: Mapped[str] = mapped_column(String(32))
     # The channel and key that accepted the task (none: the upstream of the settings).

@@ -4,6 +4,7 @@ signature is the proof, checked by the method's provider)."""
 
 from __future__ import annotations
 
+import io
 from typing import Annotated
 
 import segno
@@ -101,7 +102,12 @@ async def my_order_qr(ctx: ContextDep, principal: PrincipalDep, order_no: OrderN
     order = await service.order_for(ctx.db, order_no, principal.user_id)
     if order.status != "pending" or not order.checkout_url:
         raise NotFound("订单当前没有可扫码的付款链接")
-    svg = segno.make(order.checkout_url, error="m").svg_inline(scale=4, border=2)
+    # A document of its own (with its xmlns): an inline fragment is no image to a browser.
+    out = io.BytesIO()
+    segno.make(order.checkout_url, error="m").save(
+        out, kind="svg", scale=4, border=2, xmldecl=False
+    )
+    svg = out.getvalue()
     return Response(
         svg,
         media_type="image/svg+xml",

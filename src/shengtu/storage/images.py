@@ -55,7 +55,7 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
     return img
 
 
-def _decoded(data: bytes, max_pixels: int) -> Image.Image:
+def decoded(data: bytes, max_pixels: int) -> Image.Image:
     """The picture, whole: a truncated or corrupt file raises."""
     try:
         with warnings.catch_warnings():
@@ -76,7 +76,7 @@ def _decoded(data: bytes, max_pixels: int) -> Image.Image:
 
 def sniff_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
     """Check that ``data`` is a whole picture of an accepted format and sane size."""
-    with _decoded(data, max_pixels) as img:
+    with decoded(data, max_pixels) as img:
         ext, content_type = FORMATS[img.format or ""]
         return ImageInfo(ext, content_type, img.width, img.height)
 
@@ -103,7 +103,7 @@ def reencode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[
     """An uploaded picture drawn anew: what it shows (turned upright as its EXIF says),
     and none of what it carries (EXIF with the camera's GPS position, comments, ICC
     tricks, trailing bytes). Animated GIFs keep their first frame, as PNG."""
-    with _decoded(data, max_pixels) as img:
+    with decoded(data, max_pixels) as img:
         fmt = img.format or ""
         upright = ImageOps.exif_transpose(img)
         out = io.BytesIO()

@@ -168,6 +168,7 @@ class LateWatch:
                     late_result_url=url,
                     result_key=key,
                     upstream_result_url=upstream_url,
+                    labels=self.results.label(task).carried(),
                     late_until=None,
                     late_next_at=None,
                     updated_at=now,

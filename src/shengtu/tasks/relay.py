@@ -424,7 +424,7 @@ class Relay:
                                 cost=operator_cost(
                                     task, route.cost if route else None, len(stored)
                                 ),
-                                **self.results.delivered(stored),
+                                **self.results.delivered(task, stored),
                             )
                             is not None
                         )

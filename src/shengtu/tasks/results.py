@@ -1,6 +1,7 @@
 """What the upstream makes of an accepted task: polled until it ends, and its picture
 downloaded (through the SSRF guard, within the task's deadline and the rate floor),
-checked whole and stored under our own permanent URL."""
+checked whole, labelled as AI-made (``safety.labels``) and stored under our own permanent
+URL."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from shengtu.exchanges.service import ExchangeRecorder
 from shengtu.models.tasks import AiTask, Status
 from shengtu.pricing.parameters import Chosen
 from shengtu.providers.base import Provider, UpstreamError, UpstreamState
+from shengtu.safety.labels import Label, Labeller, labelled
 from shengtu.storage.base import Stored
 from shengtu.storage.fetch import FetchError, fetch_image_bytes
-from shengtu.storage.images import NotAnImage, checked
+from shengtu.storage.images import NotAnImage
 from shengtu.tasks.deadlines import by_deadline, download_overran, seconds_left
 from shengtu.tasks.moves import Moves
 from shengtu.tasks.review import (
@@ -119,6 +121,7 @@ class Results:
         self.moves = moves
         self._http = http
         self.exchanges = exchanges
+        self.labels = Labeller(ctx.settings)
 
     async def poll(self, task: AiTask, provider: Provider) -> None:
         assert task.upstream_id is not None
@@ -281,7 +284,7 @@ class Results:
         try:
             cost = self.ctx.channels.cost_of(task.channel_id, task.model_name)
             columns = {
-                **self.delivered(stored),
+                **self.delivered(task, stored),
                 "cost": operator_cost(task, cost, len(stored)),
                 **values,
             }
@@ -291,14 +294,15 @@ class Results:
                 await self._discard(stored)
         return moved
 
-    def delivered(self, stored: list[Delivered]) -> dict[str, Any]:
-        """The columns of a completion with ``stored`` pictures (the first is the spec's
-        ``resultUrl``)."""
+    def delivered(self, task: AiTask, stored: list[Delivered]) -> dict[str, Any]:
+        """The columns of a completion of ``task`` with ``stored`` pictures (the first is
+        the spec's ``resultUrl``), and the labels they carry."""
         first = stored[0]
         columns: dict[str, Any] = {
             "result_url": self.ctx.storage.url(first.key),
             "result_key": first.key,
             "delivered": len(stored),
+            "labels": self.label(task).carried(),
         }
         if first.upstream_url is not None:
             columns["upstream_result_url"] = first.upstream_url
@@ -336,11 +340,15 @@ class Results:
         self.exchanges.download(task, provider, url, at, clock, size=len(fetched.data))
         return fetched.data
 
+    def label(self, task: AiTask) -> Label:
+        return self.labels.label(task.task_no, task.model_name)
+
     async def store(self, task: AiTask, picture: bytes) -> Stored:
-        """``picture`` checked whole and stored as ``task``'s result (NotAnImage if not)."""
+        """``picture`` checked whole, labelled and stored as ``task``'s result (NotAnImage
+        if it is no picture)."""
         return await self.ctx.storage.put_checked(
             picture,
-            checked(self.settings.max_image_pixels),
+            labelled(self.settings.max_image_pixels, self.label(task)),
             lambda info: self._key(task, info.ext),
             self.ctx.decoding,
         )

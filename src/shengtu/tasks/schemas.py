@@ -33,6 +33,11 @@ class SubmitRequest(RequestBody):
     n: int = Field(default=1, ge=1)
 
 
+class TaskLabels(BaseModel):
+    implicit: bool
+    visible: bool
+
+
 class TaskDetail(BaseModel):
     taskNo: str
     modelName: str
@@ -58,6 +63,9 @@ class TaskDetail(BaseModel):
     resultUrls: list[str] | None = None
     pointsRefunded: int = 0
     parameters: dict[str, Any] | None = None
+    # The labels the stored pictures carry (GB 45438-2025): the implicit one in their
+    # metadata, the visible one drawn on them; null until a picture is stored.
+    labels: TaskLabels | None = None
 
 
 def prompt_snippet(prompt: str) -> str:
@@ -98,6 +106,7 @@ class TaskRow(NamedTuple):
     delivered: int | None
     results: list[dict[str, str]] | None
     params: dict[str, Any] | None
+    labels: dict[str, bool] | None
 
 
 TASK_ROW_COLUMNS = tuple(getattr(AiTask, name) for name in TaskRow._fields)
@@ -127,6 +136,7 @@ def task_detail(task: AiTask | TaskRow, tz: str, english: bool = False) -> TaskD
         resultUrls=_result_urls(task),
         pointsRefunded=points_refunded(task),
         parameters=task.params,
+        labels=TaskLabels(**task.labels) if task.labels else None,
     )
 
 

@@ -29,6 +29,10 @@ and, for the reliability suite, every other way an upstream can go wrong:
 - ``[sandbox:fewer]``  the job delivers one picture fewer than it was asked for (n=4 → 3),
   and still one when asked for one: the task is charged for what it delivers
 
+and, for the labels' tests, pictures in the other formats upstreams deliver:
+
+- ``[sandbox:jpeg]`` / ``[sandbox:webp]``  the result is a JPEG (with EXIF) / a lossy WebP
+
 Each protocol's double (a module beside this one) says how it shows each fault.
 """
 
@@ -104,6 +108,8 @@ DIRECTIVES = {
     "drip": "d",
     "trickle": "w",
     "fewer": "m",
+    "jpeg": "j",
+    "webp": "k",
 }
 _CODE_DIRECTIVE = {code: name for name, code in DIRECTIVES.items() if code != "n"}
 SLOW_SECONDS = 3.0
@@ -233,6 +239,20 @@ def draw_png(prompt: str, size: str, job_id: str, font_path: str = "", scale: fl
     meta.add_text("job", job_id)
     out = io.BytesIO()
     img.save(out, format="PNG", pnginfo=meta, compress_level=1)
+    return out.getvalue()
+
+
+def converted(png: bytes, directive: str) -> bytes:
+    """A drawn PNG as the JPEG (with a camera-like EXIF orientation tag, which a label must
+    keep) or the lossy WebP some upstreams deliver."""
+    out = io.BytesIO()
+    with Image.open(io.BytesIO(png)) as img:
+        if directive == "jpeg":
+            exif = Image.Exif()
+            exif[0x0112] = 1  # orientation: upright
+            img.convert("RGB").save(out, "JPEG", quality=90, exif=exif.tobytes())
+        else:
+            img.save(out, "WEBP", quality=85)
     return out.getvalue()
 
 
@@ -446,13 +466,16 @@ class Shared:
             prompt = state.prompts.get(job_id, "(沙箱重启后提示词已不在内存中)")
             png = await state.draw(prompt, size, picture)
             state.remember(state.images, picture, png, 64)
+        if directive in ("jpeg", "webp"):
+            png = await anyio.to_thread.run_sync(converted, png, directive)
         if directive == "truncated":
             png = png[: len(png) // 2]
         if directive == "drip":
             return StreamingResponse(_drip(png), media_type="image/png")
         if directive == "trickle":
             return StreamingResponse(_trickle(png), media_type="image/png")
-        return Response(png, media_type="image/png")
+        kinds = {"jpeg": "image/jpeg", "webp": "image/webp"}
+        return Response(png, media_type=kinds.get(directive, "image/png"))
 
     async def health(self, _: Request) -> Response:
         state = self.state
