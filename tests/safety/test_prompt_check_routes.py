@@ -89,6 +89,8 @@ def test_every_evasion_is_refused_on_every_route_and_charges_nothing(listed: Pla
     )
     assert events["total"] == 3 * len(cases)
     assert events["records"][0]["hits"][0]["word"] in blocked_words
+    # And counted in the operator's stats of the day.
+    assert ok(listed.admin_client.get("/admin/stats"))["safety"]["blocked"] >= 3 * len(cases)
 
 
 def test_no_ordinary_prompt_is_caught_on_any_route(listed: Platform) -> None:

@@ -34,6 +34,8 @@ class SafetyEvent(Base):
     __table_args__ = (
         Index("ix_safety_event_tier_decision", "tier", "decision", "id"),
         Index("ix_safety_event_user_id", "user_id", "id"),
+        # /admin/stats counts a window's events.
+        Index("ix_safety_event_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)

@@ -71,6 +71,19 @@ class PaidRevenue(BaseModel):
     currency: str
 
 
+class SafetyCounts(BaseModel):
+    """What the content checks did in the window: prompts refused (blocked), masked
+    (replaced) and flagged for review by the word lists or the moderation service, result
+    pictures held for review, and tasks failed because their content was refused, by an
+    upstream or by the moderation service (rejected: the totals' ``moderated``)."""
+
+    blocked: int
+    replaced: int
+    flagged: int
+    heldPictures: int
+    rejected: int
+
+
 class StatsOut(BaseModel):
     start: str
     end: str
@@ -83,6 +96,7 @@ class StatsOut(BaseModel):
     byChannel: list[ChannelRow]
     topUsers: list[UserRow]
     paidRevenue: PaidRevenue
+    safety: SafetyCounts
 
 
 def row(c: Counts, point_price: Decimal) -> StatsRow:
@@ -126,6 +140,7 @@ async def stats(
     start_at, end_at = service.window(granularity, start, end, tz, utcnow())
     found = await service.report(ctx.db, start_at, end_at, top)
     paid_amount, paid_currency = await service.paid_revenue(ctx.db, start_at, end_at)
+    caught = await service.safety_counts(ctx.db, start_at, end_at)
     price = settings.point_price
 
     def bucket(hour: datetime) -> str:
@@ -180,5 +195,12 @@ async def stats(
                 for u, name, c in found.top_users
             ],
             paidRevenue=PaidRevenue(amount=paid_amount, currency=paid_currency),
+            safety=SafetyCounts(
+                blocked=caught.get("block", 0),
+                replaced=caught.get("replace", 0),
+                flagged=caught.get("review", 0),
+                heldPictures=caught.get("image", 0),
+                rejected=totals.moderated,
+            ),
         )
     )

@@ -28,6 +28,7 @@ from shengtu.logs import get_logger
 from shengtu.models.accounts import User
 from shengtu.models.channels import Channel
 from shengtu.models.payments import PaymentOrder, PaymentSettings
+from shengtu.models.safety import SafetyEvent
 from shengtu.models.stats import (
     LATENCY_BOUNDS,
     LATENCY_COLUMNS,
@@ -490,3 +491,15 @@ async def paid_revenue(db: Database, start: datetime, end: datetime) -> tuple[in
         )
         currency = await session.scalar(select(PaymentSettings.currency).limit(1))
     return int(amount or 0), currency or "CNY"
+
+
+async def safety_counts(db: Database, start: datetime, end: datetime) -> dict[str, int]:
+    """What the content checks caught in [start, end), by event tier (block, replace,
+    review, image: shengtu.safety)."""
+    async with db.read() as session:
+        rows = await session.execute(
+            select(SafetyEvent.tier, func.count())
+            .where(SafetyEvent.created_at >= start, SafetyEvent.created_at < end)
+            .group_by(SafetyEvent.tier)
+        )
+        return {str(tier): int(n) for tier, n in rows.tuples()}

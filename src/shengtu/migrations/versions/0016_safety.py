@@ -58,6 +58,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_safety_event_tier_decision", "safety_event", ["tier", "decision", "id"])
     op.create_index("ix_safety_event_user_id", "safety_event", ["user_id", "id"])
+    op.create_index("ix_safety_event_created_at", "safety_event", ["created_at"])
 
 
 def downgrade() -> None:
