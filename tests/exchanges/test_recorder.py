@@ -194,3 +194,17 @@ def test_a_long_run_of_one_answer_has_its_count_written_now_and_then() -> None:
     recorder.keep(task, "poll", 1, 2, [_answer(_processing("r5"), first.replace(second=5))])  # type: ignore[arg-type]
     recorder._settle(everything=True)
     assert recorder._counts == {(9, first): (5, first.replace(second=5))}
+
+
+def test_an_answer_whose_row_was_not_written_is_kept_again() -> None:
+    db = _DownDatabase()
+    recorder = _recorder(db)
+    task = SimpleNamespace(id=3, task_no="TASK-3", poll_count=0)
+    first, second = datetime(2026, 1, 1, 0, 0, 1), datetime(2026, 1, 1, 0, 0, 2)
+    recorder.keep(task, "poll", 1, 2, [_answer(_processing("a"), first)])  # type: ignore[arg-type]
+    asyncio.run(recorder.flush())
+    assert db.tries == 1
+    task.poll_count += 1
+    # The database refused the row: the same answer again is not counted on it.
+    recorder.keep(task, "poll", 1, 2, [_answer(_processing("b"), second)])  # type: ignore[arg-type]
+    assert [r["created_at"] for r in recorder._pending] == [second]

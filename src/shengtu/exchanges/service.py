@@ -215,6 +215,7 @@ class ExchangeRecorder:
             )
         over = len(self._pending) - MAX_PENDING
         if over > 0:
+            self._forget(self._pending[:over])
             del self._pending[:over]
             self._dropped += over
         if exchanges:
@@ -297,6 +298,15 @@ class ExchangeRecorder:
             await write(self.ctx.db, rows, repeats)
         except Exception:
             log.exception("upstream_exchanges_not_kept", count=len(rows))
+            self._forget(rows)
+
+    def _forget(self, rows: list[dict[str, Any]]) -> None:
+        """The runs of rows that will not be written: the next answer of their task is
+        kept anew, not counted on a row that is not there."""
+        for row in rows:
+            run = self._runs.get(row["task_id"])
+            if run is not None and run.at == row["created_at"]:
+                del self._runs[row["task_id"]]
 
 
 async def write(
