@@ -243,3 +243,52 @@ def test_a_retention_of_zero_keeps_nothing(tmp_path: Path) -> None:
         shown = ok(platform.admin_client.get(f"/admin/tasks/{task_no}"))
         assert shown["exchanges"] == [] and shown["exchangeCount"] == 0
         assert _table(platform) == []
+
+
+def test_a_poll_answer_that_comes_again_is_kept_once_and_counted(
+    own_platform: Callable[..., Platform],
+) -> None:
+    """A Kling job that stays ``processing``: its answers differ only in their request id,
+    so the polls keep one row for it, which counts the others (written when the answer
+    changes: here when the task fails at its deadline and the late watch asks instead)."""
+    with own_platform(
+        SHENGTU_TASK_DEADLINE="3",
+        SHENGTU_LATE_RESULTS="true",
+        SHENGTU_LATE_POLL_SECONDS="0.5",
+    ) as platform:
+        pair = f"ak-{secrets.token_hex(8)}:sk-{secrets.token_hex(12)}"
+        url, _ = platform.sandbox_upstream(pair)
+        platform.add_channel(
+            name="可灵",
+            protocol="kling",
+            baseUrl=url + "/kling",
+            addKeys=[pair],
+            models=[{"modelName": SANDBOX_MODEL, "upstreamModel": "kling-v1-5"}],
+        )
+        user = platform.new_user(points=100)
+        task_no = user.submit(modelName=SANDBOX_MODEL, prompt="一直在画 [sandbox:timeout]")["data"][
+            "taskNo"
+        ]
+        assert user.wait(task_no, timeout=20)["status"] == "failed"
+        shown = _kept(
+            platform,
+            task_no,
+            lambda e: (
+                "late_poll" in _steps(e) and any(x["step"] == "poll" and x["repeats"] for x in e)
+            ),
+        )
+        polls = [e for e in shown["exchanges"] if e["step"] == "poll" and e["status"] == 200]
+        statuses = [json.loads(e["responseBody"])["data"]["task_status"] for e in polls]
+        # Each distinct answer once, in order (a first "submitted" only if asked that soon).
+        assert statuses[-1] == "processing" and len(statuses) == len(set(statuses)), statuses
+        processing = polls[-1]
+        assert processing["repeats"] >= 3, processing
+        assert processing["lastTime"] > processing["time"]
+        # Every poll answered is on a row, kept or counted.
+        (task,) = _table(platform, f"SELECT poll_count FROM ai_task WHERE task_no = '{task_no}'")
+        assert sum(e["repeats"] + 1 for e in polls) == task["poll_count"]
+        # The late watch's questions are a step of their own, after the polls.
+        steps = _steps(shown["exchanges"])
+        assert steps.index("late_poll") > max(i for i, s in enumerate(steps) if s == "poll")
+        everything = json.dumps(_table(platform), ensure_ascii=False, default=str)
+        assert not any(part in everything for part in pair.split(":"))

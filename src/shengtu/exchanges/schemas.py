@@ -28,3 +28,7 @@ class ExchangeOut(BaseModel):
     elapsedMs: float
     # When the request went out, local time with milliseconds.
     time: str
+    # A poll's answer that came again on the task's next polls: how many more times, and
+    # when last (local time, as ``time``); 0 and None for any other.
+    repeats: int
+    lastTime: str | None

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,3 +42,7 @@ class UpstreamExchange(Base):
     elapsed_ms: Mapped[float] = mapped_column(Float)
     # When the request went out; the sweep deletes by it.
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    # A poll's answer that came again on the task's next polls: how many more times, and
+    # when last (shengtu.exchanges.service); 0 and None for any other.
+    repeats: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

@@ -69,6 +69,8 @@ _DATA_URL = re.compile(rb"^data:[\w.+-]{1,40}/[\w.+-]{1,60};base64,")
 # kept as they came without looking at each of their strings.
 _LONG_RUN = re.compile(rb"[A-Za-z0-9+/\\]{%d}" % BASE64_RUN)
 _TEXT_TYPES = ("json", "text", "xml", "javascript", "x-www-form-urlencoded", "problem")
+# Sets of request headers a redactor remembers masked.
+_SENT_KEPT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,9 @@ class Redactor:
     def __init__(self, secrets: Iterable[str], body_bytes: int) -> None:
         self.secrets = tuple(secrets)
         self.body_bytes = body_bytes
+        # The headers a key sends are mostly the same request after request (a poll's,
+        # every few seconds): masked once each.
+        self._sent: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
 
     def text(self, value: str) -> str:
         for secret in self.secrets:
@@ -165,6 +170,16 @@ class Redactor:
         return self.text(shown)[:MAX_URL]
 
     def sent_headers(self, headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+        key = tuple(headers)
+        kept = self._sent.get(key)
+        if kept is None:
+            if len(self._sent) >= _SENT_KEPT:
+                # Headers signed per request (a date and a signature) never come again.
+                self._sent.clear()
+            kept = self._sent[key] = self._masked(key)
+        return dict(kept)
+
+    def _masked(self, headers: Iterable[tuple[str, str]]) -> dict[str, str]:
         kept: dict[str, str] = {}
         for name, value in headers:
             lower = name.lower()

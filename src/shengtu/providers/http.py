@@ -146,6 +146,7 @@ class HttpUpstream:
         self._session: aiohttp.ClientSession | None = None
         self._pacer = pacer or LocalPacer(rps)
         self._secrets: tuple[str, ...] | None = None
+        self._redactor: exchanges.Redactor | None = None
 
     @property
     def trusted_origins(self) -> frozenset[str]:
@@ -191,6 +192,14 @@ class HttpUpstream:
         if found is None:
             found = self._secrets = exchanges.secrets_of(self._key)
         return found
+
+    def exchange_redactor(self, body_bytes: int) -> exchanges.Redactor:
+        """The redactor of this key's exchanges, made once: its secrets are the key's and
+        never change (a changed key is a new provider)."""
+        made: exchanges.Redactor | None = getattr(self, "_redactor", None)
+        if made is None or made.body_bytes != body_bytes:
+            made = self._redactor = exchanges.Redactor(self.exchange_secrets(), body_bytes)
+        return made
 
     async def _send(
         self,
@@ -278,8 +287,7 @@ class HttpUpstream:
 
     def _request_text(self, book: exchanges.ExchangeLog, kwargs: Mapping[str, Any]) -> str | None:
         try:
-            redactor = exchanges.Redactor(self.exchange_secrets(), book.body_bytes)
-            return redactor.request_body(kwargs)
+            return self.exchange_redactor(book.body_bytes).request_body(kwargs)
         except Exception:
             log.exception("upstream_exchange_not_recorded", protocol=self.name)
             return "<无法记录的请求内容>"
@@ -300,7 +308,7 @@ class HttpUpstream:
         """The exchange, as the operator may read it, into ``book``; a failure to record
         it is logged, never raised: the task goes on."""
         try:
-            redactor = exchanges.Redactor(self.exchange_secrets(), book.body_bytes)
+            redactor = self.exchange_redactor(book.body_bytes)
             if sent is None:
                 session = self._session
                 merged = dict(session.headers) if session is not None else {}

@@ -151,6 +151,7 @@ words({
   responseHeaders: ["回答头", "Answer headers"],
   responseBody: ["回答内容", "Answer body"],
   noAnswer: ["无回答", "no answer"],
+  repeated: ["相同回答又出现 {0} 次,最后一次 {1}", "the same answer {0} more times, last at {1}"],
   ledger: ["积分流水", "Ledger"],
 });
 
@@ -290,7 +291,8 @@ function exchangeView(x) {
   const outcome = x.status === null ? t("noAnswer") : `HTTP ${x.status}`;
   const part = (key, text, cls) => text ? [el("div", { class: "label" }, t(key)), el("pre", { class: cls }, text)] : [];
   return el("details", { class: "exchange", "data-exchange": x.id },
-    el("summary", {}, `${x.time} · ${t("step_" + x.step)} · ${x.method} ${x.url} → ${outcome} · ${x.elapsedMs} ms`),
+    el("summary", {}, `${x.time} · ${t("step_" + x.step)} · ${x.method} ${x.url} → ${outcome} · ${x.elapsedMs} ms`
+      + (x.repeats ? ` · ${t("repeated", x.repeats, x.lastTime)}` : "")),
     x.error ? el("p", { class: "err" }, x.error) : null,
     part("requestHeaders", headerLines(x.requestHeaders), "headers"),
     part("requestBody", x.requestBody === null ? "" : prettyBody(x.requestBody), "request"),

@@ -267,7 +267,8 @@ class KlingDouble(Double):
             "task_status_msg": "",
             "task_info": {},
             "created_at": started_ms,
-            "updated_at": int(polled_at * 1000),
+            # When the task last changed (not when it was asked about): as Kling's.
+            "updated_at": started_ms,
         }
         elapsed = polled_at - started_ms / 1000
         if directive == "status7":
@@ -276,9 +277,12 @@ class KlingDouble(Double):
             pass
         elif directive == "timeout" or elapsed < state.latency:
             data["task_status"] = "processing"
+            data["updated_at"] = started_ms + int(state.latency * 100)
         elif directive == "fail":
             data.update(task_status="failed", task_status_msg=RISK_CONTROL)
+            data["updated_at"] = started_ms + int(state.latency * 1000)
         else:
+            data["updated_at"] = started_ms + int(state.latency * 1000)
             made = delivered(job_count(job_id), directive)
             data.update(
                 task_status="succeed",
