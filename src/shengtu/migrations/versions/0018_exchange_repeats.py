@@ -1,7 +1,7 @@
 """A kept poll answer counts its repeats
 
-Revision ID: 0016
-Revises: 0014
+Revision ID: 0018
+Revises: 0017
 
 A poll whose answer is the task's last one again is not kept as a row of its own: the
 row that holds the answer counts it (``repeats``) and says when it last came
@@ -16,8 +16,8 @@ from alembic import op
 
 import shengtu.db
 
-revision: str = "0016"
-down_revision: str | None = "0014"
+revision: str = "0018"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
