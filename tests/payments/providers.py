@@ -26,10 +26,15 @@ class ProviderCase:
     # can be judged by; "duplicate" where an old notify replayed is the same bytes again
     # (the order is already credited, so it is answered as received and credits nothing).
     stale_verdict: str
+    # Whether an expired order is closed at the provider (no payment after it), or can
+    # still be paid late (易支付 has no close).
+    closes: bool = True
 
 
 CASES: dict[str, ProviderCase] = {
-    "epay": ProviderCase("epay", lambda: EpayDouble(retry_seconds=RETRIES), "duplicate"),
+    "epay": ProviderCase(
+        "epay", lambda: EpayDouble(retry_seconds=RETRIES), "duplicate", closes=False
+    ),
     # Alipay's old notify is the same bytes again (same notify_id); page pay's order is
     # known to the double once the cashier is opened (PayRig.order opens it).
     "alipay": ProviderCase("alipay", lambda: AlipayDouble(retry_seconds=RETRIES), "duplicate"),

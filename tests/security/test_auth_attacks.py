@@ -107,6 +107,9 @@ def test_no_route_lets_one_user_reach_another_users_things(audited: Platform) ->
         "model_name": "sc_soraimg_text_1x1",
         "user_id": str(owner.client.get("/user/auth/me").json()["data"]["userId"]),
         "group_name": "default",
+        # The operator's content-safety routes: refused to a user before any lookup.
+        "word_id": "1",
+        "event_id": "1",
     }
 
     spec = httpx.get(audited.url + "/openapi.json").json()

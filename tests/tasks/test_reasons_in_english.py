@@ -12,11 +12,12 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from shengtu.providers.sandbox.common import FAIL_MESSAGE
 from tests.edge.test_hot_reads import served, through_routes
-from tests.support import Platform
+from tests.support import Platform, ok
 
 HAN = re.compile(r"[\u4e00-\u9fff]")
 EN = {"Accept-Language": "en-US,en;q=0.9,zh-CN;q=0.8"}
@@ -82,11 +83,17 @@ def _reason(answer: tuple[Any, ...]) -> str:
     return str(json.loads(answer[1])["data"]["errorMessage"])
 
 
-def test_a_failed_task_says_why_in_the_language_asked_for(audited: Platform) -> None:
+def test_a_failed_task_says_why_in_the_language_asked_for(
+    audited: Platform, request: pytest.FixtureRequest
+) -> None:
     # A refusal of the content, said by a protocol that says so (通义万相's double).
     sandbox, key = audited.sandbox_upstream("sk-" + secrets.token_hex(16))
     model = "i18n-wanx-" + secrets.token_hex(3)
     audited.add_model(model, task_type="text_to_image", cost=20, upstream_model="x")
+    # The shared platform's catalog is the spec's again after this test.
+    request.addfinalizer(
+        lambda: ok(audited.admin_client.put(f"/admin/models/{model}", json={"enabled": False}))
+    )
     audited.add_channel(
         protocol="dashscope",
         name=model,

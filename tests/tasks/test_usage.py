@@ -21,5 +21,7 @@ def test_usage_per_day_and_the_ledger_audit_answer(audited: Platform) -> None:
     assert (today["tasks"], today["completed"], today["failed"], today["points"]) == (2, 1, 1, 30)
     assert user.client.get("/user/usage", params={"days": 91}).json()["code"] == 400
     checks = ok(audited.admin_client.get("/admin/ledger/audit"))
-    assert len(checks) == 6 and all(c["ok"] for c in checks), checks
+    # The six of the tasks, and the two of the top-ups (one topup per paid order, one
+    # topup_refund per refunded one).
+    assert len(checks) == 8 and all(c["ok"] for c in checks), checks
     assert user.client.get("/admin/ledger/audit").status_code == 403
