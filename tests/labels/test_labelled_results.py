@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import secrets
-from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from PIL import Image, ImageChops
@@ -63,11 +63,12 @@ def test_each_result_of_the_spec_models_is_labelled_in_png_jpeg_and_webp(
         assert done["labels"] == {"implicit": True, "visible": True}
 
 
-def test_the_settings_name_the_provider_the_corner_and_the_models_shown(
-    own_platform: Callable[..., Platform],
-) -> None:
+def test_the_settings_name_the_provider_the_corner_and_the_models_shown(tmp_path: Path) -> None:
+    """On SQLite alone: what is drawn and written into a picture does not depend on the
+    database (test_each_result_of_the_spec_models_is_labelled… runs on every one)."""
     producer = "生图测试 <AIGC> & Co"
-    platform = own_platform(
+    platform = Platform(
+        tmp_path,
         SHENGTU_LABEL_PROVIDER=producer,
         SHENGTU_LABEL_VISIBLE_MODELS=f"{SANDBOX_MODEL}, gpt-image-*",
         SHENGTU_LABEL_VISIBLE_POSITION="top-left",

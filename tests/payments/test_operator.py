@@ -3,86 +3,118 @@ API's refusals, secrets and privacy."""
 
 from __future__ import annotations
 
-from tests.payments.support import PayRig
-from tests.support import SANDBOX_MODEL, ok, wait_for
+from collections.abc import Iterator
+
+from tests.databases import ScratchDatabase
+from tests.payments.providers import CASES
+from tests.payments.support import PayRig, rig
+from tests.support import SANDBOX_MODEL, Platform, ok, wait_for
 
 
-def test_a_refund_takes_back_the_unspent_points(pay: PayRig) -> None:
-    user = pay.platform.new_user()
-    order_no = pay.order(user, amount=1000, points=100, bonus=20)
-    pay.server.pay(order_no)
-    pay.paid(user, order_no)
-    admin = pay.platform.admin_client
-    done = ok(
-        admin.post(f"/admin/payments/orders/{order_no}/refund", json={"reason": "用户申请退款"})
-    )
-    assert (done["status"], done["refundedAmount"], done["refundedPoints"]) == (
-        "refunded",
-        1000,
-        120,
-    )
-    assert user.balance() == 0
-    assert pay.double.orders[order_no].refunded == 1000
-    records = ok(user.client.get("/user/points/consumption/records"))["records"]
-    assert [(r["kind"], r["delta"]) for r in records] == [("topup_refund", -120), ("topup", 120)]
-    # Once: a second refund of the order is refused and changes nothing.
-    again = admin.post(f"/admin/payments/orders/{order_no}/refund", json={"reason": "再退"}).json()
-    assert again["code"] == 409 and "已支付" in again["message"]
-    assert pay.double.orders[order_no].refunded == 1000
-    assert any(
-        e["action"] == "payments.order.refund" and e["after"]["reason"] == "用户申请退款"
-        for e in pay.platform.audit_entries(f"order:{order_no}")
-    )
-    # A late notify of a refunded order credits nothing.
-    assert pay.accepted(pay.deliver(order_no))
-    assert user.balance() == 0
+def rigs(audited: Platform, database: ScratchDatabase, every_provider: bool) -> Iterator[PayRig]:
+    """The operator's scenarios: against every provider on SQLite, against 易支付 on MariaDB
+    and PostgreSQL (the crediting scenarios, test_crediting and test_kills, run every
+    provider on every database); a scenario no provider changes, against 易支付 alone."""
+    kinds = sorted(CASES) if every_provider and database.backend == "sqlite" else ["epay"]
+    for kind in kinds:
+        with rig(audited, CASES[kind]) as made:
+            yield made
 
 
-def test_a_refund_is_refused_when_the_points_were_spent(pay: PayRig) -> None:
-    user = pay.platform.new_user()
-    order_no = pay.order(user, amount=400, points=40)
-    pay.server.pay(order_no)
-    pay.paid(user, order_no)
-    task = user.submit(modelName=SANDBOX_MODEL, prompt="花掉充值的积分")
-    assert task["code"] == 200, task
-    user.wait(task["data"]["taskNo"])
-    assert user.balance() == 10
-    refused = pay.platform.admin_client.post(
-        f"/admin/payments/orders/{order_no}/refund", json={"reason": "用户申请退款"}
-    ).json()
-    assert refused["code"] == 409, refused
-    assert "40 积分" in refused["message"] and "10 积分" in refused["message"]
-    # Nothing changed: not here, not at the provider.
-    assert ok(user.client.get(f"/user/pay/orders/{order_no}"))["status"] == "paid"
-    assert pay.double.orders[order_no].refunded == 0
-    assert user.balance() == 10
+def test_a_refund_takes_back_the_unspent_points(
+    audited: Platform, database: ScratchDatabase
+) -> None:
+    for pay in rigs(audited, database, every_provider=True):
+        user = pay.platform.new_user()
+        order_no = pay.order(user, amount=1000, points=100, bonus=20)
+        pay.server.pay(order_no)
+        pay.paid(user, order_no)
+        admin = pay.platform.admin_client
+        done = ok(
+            admin.post(f"/admin/payments/orders/{order_no}/refund", json={"reason": "用户申请退款"})
+        )
+        assert (done["status"], done["refundedAmount"], done["refundedPoints"]) == (
+            "refunded",
+            1000,
+            120,
+        )
+        assert user.balance() == 0
+        assert pay.double.orders[order_no].refunded == 1000
+        records = ok(user.client.get("/user/points/consumption/records"))["records"]
+        assert [(r["kind"], r["delta"]) for r in records] == [
+            ("topup_refund", -120),
+            ("topup", 120),
+        ]
+        # Once: a second refund of the order is refused and changes nothing.
+        again = admin.post(
+            f"/admin/payments/orders/{order_no}/refund", json={"reason": "再退"}
+        ).json()
+        assert again["code"] == 409 and "已支付" in again["message"]
+        assert pay.double.orders[order_no].refunded == 1000
+        assert any(
+            e["action"] == "payments.order.refund" and e["after"]["reason"] == "用户申请退款"
+            for e in pay.platform.audit_entries(f"order:{order_no}")
+        )
+        # A late notify of a refunded order credits nothing.
+        assert pay.accepted(pay.deliver(order_no))
+        assert user.balance() == 0
 
 
-def test_check_now_and_a_manual_completion(pay: PayRig) -> None:
-    user = pay.platform.new_user()
-    admin = pay.platform.admin_client
-    # Paid, its notify lost: "check now" asks the provider at once, before the job would.
-    asked = pay.order(user, amount=300, points=30)
-    pay.server.pay(asked, notify=False)
-    checked = ok(admin.post(f"/admin/payments/orders/{asked}/check"))
-    assert checked["status"] == "paid" and user.balance() == 30
-    assert pay.detail(asked)["paidVia"] == "query"
-    # Not paid at the provider as far as it says: the operator completes it by hand, with
-    # a reason in the audit log; credited once.
-    manual = pay.order(user, amount=500, points=50, bonus=5)
-    done = ok(
-        admin.post(f"/admin/payments/orders/{manual}/complete", json={"reason": "线下转账已核实"})
-    )
-    assert done["status"] == "paid" and user.balance() == 85
-    assert pay.detail(manual)["paidVia"] == "manual"
-    again = admin.post(f"/admin/payments/orders/{manual}/complete", json={"reason": "再补"}).json()
-    assert again["code"] == 409
-    entries = pay.platform.audit_entries(f"order:{manual}")
-    assert [e["after"]["reason"] for e in entries] == ["线下转账已核实"]
-    # The provider's notify after all: a duplicate, credits nothing.
-    pay.server.pay(manual)
-    wait_for("the late notify", lambda: "duplicate" in pay.verdicts(manual))
-    assert user.balance() == 85
+def test_a_refund_is_refused_when_the_points_were_spent(
+    audited: Platform, database: ScratchDatabase
+) -> None:
+    for pay in rigs(audited, database, every_provider=True):
+        user = pay.platform.new_user()
+        order_no = pay.order(user, amount=400, points=40)
+        pay.server.pay(order_no)
+        pay.paid(user, order_no)
+        task = user.submit(modelName=SANDBOX_MODEL, prompt="花掉充值的积分")
+        assert task["code"] == 200, task
+        user.wait(task["data"]["taskNo"])
+        assert user.balance() == 10
+        refused = pay.platform.admin_client.post(
+            f"/admin/payments/orders/{order_no}/refund", json={"reason": "用户申请退款"}
+        ).json()
+        assert refused["code"] == 409, refused
+        assert "40 积分" in refused["message"] and "10 积分" in refused["message"]
+        # Nothing changed: not here, not at the provider.
+        assert ok(user.client.get(f"/user/pay/orders/{order_no}"))["status"] == "paid"
+        assert pay.double.orders[order_no].refunded == 0
+        assert user.balance() == 10
+
+
+def test_check_now_and_a_manual_completion(audited: Platform, database: ScratchDatabase) -> None:
+    for pay in rigs(audited, database, every_provider=True):
+        user = pay.platform.new_user()
+        admin = pay.platform.admin_client
+        # Paid, its notify lost: "check now" asks the provider at once, before the job would.
+        asked = pay.order(user, amount=300, points=30)
+        pay.server.pay(asked, notify=False)
+        checked = ok(admin.post(f"/admin/payments/orders/{asked}/check"))
+        assert checked["status"] == "paid" and user.balance() == 30
+        assert pay.detail(asked)["paidVia"] == "query"
+        # Not paid at the provider as far as it says: the operator completes it by hand, with
+        # a reason in the audit log; credited once.
+        manual = pay.order(user, amount=500, points=50, bonus=5)
+        done = ok(
+            admin.post(
+                f"/admin/payments/orders/{manual}/complete", json={"reason": "线下转账已核实"}
+            )
+        )
+        assert done["status"] == "paid" and user.balance() == 85
+        assert pay.detail(manual)["paidVia"] == "manual"
+        again = admin.post(
+            f"/admin/payments/orders/{manual}/complete", json={"reason": "再补"}
+        ).json()
+        assert again["code"] == 409
+        entries = pay.platform.audit_entries(f"order:{manual}")
+        assert [e["after"]["reason"] for e in entries] == ["线下转账已核实"]
+        # The provider's notify after all: a duplicate, credits nothing.
+        pay.server.pay(manual)
+        wait_for(
+            "the late notify", lambda pay=pay, manual=manual: "duplicate" in pay.verdicts(manual)
+        )
+        assert user.balance() == 85
 
 
 def _shows(text: str, secrets: list[str]) -> bool:
@@ -92,148 +124,163 @@ def _shows(text: str, secrets: list[str]) -> bool:
     return any(s in text for s in secrets) or any(line in text for line in lines)
 
 
-def test_the_method_secret_is_sealed_and_never_shown(pay: PayRig) -> None:
-    admin = pay.platform.admin_client
-    listed = admin.get("/admin/payments/methods")
-    mine = next(m for m in ok(listed) if m["key"] == pay.method)
-    secret_fields = [f["name"] for f in mine["fields"] if f["secret"]]
-    config = pay.server.merchant_config()
-    secret = [config[name] for name in secret_fields if config.get(name)]
-    assert secret and not _shows(listed.text, secret)
-    assert all(mine["config"][name].startswith("…") for name in secret_fields)
-    # Saved again with the masks as shown: the stored secrets stay and still work.
-    body = {"kind": mine["kind"], "label": "改名了", "enabled": True, "config": mine["config"]}
-    assert not _shows(
-        repr(ok(admin.put(f"/admin/payments/methods/{pay.method}", json=body))), secret
-    )
-    user = pay.platform.new_user()
-    order_no = pay.order(user, amount=100, points=10)
-    pay.server.pay(order_no)
-    pay.paid(user, order_no)
-    # Neither the audit log nor the kept notifies show the secret or a signature.
-    audit = admin.get("/admin/audit", params={"target": f"method:{pay.method}", "size": 100})
-    assert not _shows(audit.text, secret) and "改名了" in audit.text
-    kept = admin.get(f"/admin/payments/orders/{order_no}")
-    assert not _shows(kept.text, secret)
-    # Every protocol signs its notifies: the signature is kept only as its mask.
-    assert "***" in kept.text
+def test_the_method_secret_is_sealed_and_never_shown(
+    audited: Platform, database: ScratchDatabase
+) -> None:
+    for pay in rigs(audited, database, every_provider=True):
+        admin = pay.platform.admin_client
+        listed = admin.get("/admin/payments/methods")
+        mine = next(m for m in ok(listed) if m["key"] == pay.method)
+        secret_fields = [f["name"] for f in mine["fields"] if f["secret"]]
+        config = pay.server.merchant_config()
+        secret = [config[name] for name in secret_fields if config.get(name)]
+        assert secret and not _shows(listed.text, secret)
+        assert all(mine["config"][name].startswith("…") for name in secret_fields)
+        # Saved again with the masks as shown: the stored secrets stay and still work.
+        body = {"kind": mine["kind"], "label": "改名了", "enabled": True, "config": mine["config"]}
+        assert not _shows(
+            repr(ok(admin.put(f"/admin/payments/methods/{pay.method}", json=body))), secret
+        )
+        user = pay.platform.new_user()
+        order_no = pay.order(user, amount=100, points=10)
+        pay.server.pay(order_no)
+        pay.paid(user, order_no)
+        # Neither the audit log nor the kept notifies show the secret or a signature.
+        audit = admin.get("/admin/audit", params={"target": f"method:{pay.method}", "size": 100})
+        assert not _shows(audit.text, secret) and "改名了" in audit.text
+        kept = admin.get(f"/admin/payments/orders/{order_no}")
+        assert not _shows(kept.text, secret)
+        # Every protocol signs its notifies: the signature is kept only as its mask.
+        assert "***" in kept.text
 
 
-def test_bad_orders_are_refused_and_change_nothing(pay: PayRig) -> None:
-    user = pay.platform.new_user()
-    client = user.client
-    tier = pay.tier(1000, 100)
-    refusals = [
-        {"tierId": tier, "amount": 1000, "method": pay.method},
-        {"method": pay.method},
-        {"tierId": 10**12, "method": pay.method},
-        {"tierId": tier, "method": "no_such_method"},
-        {"amount": 1, "method": pay.method},
-        {"amount": 10**11, "method": pay.method},
-        {"tierId": tier, "method": "<img src=x onerror=alert(1)>"},
-    ]
-    for body in refusals:
-        answer = client.post("/user/pay/orders", json=body).json()
-        assert answer["code"] == 400, (body, answer)
-        assert any("\u4e00" <= ch <= "\u9fff" for ch in answer["message"]), answer
-    assert ok(client.get("/user/pay/orders"))["total"] == 0
-    admin = pay.platform.admin_client
-    bad_kind = admin.put(
-        "/admin/payments/methods/x", json={"kind": "nope", "label": "x", "config": {}}
-    ).json()
-    assert bad_kind["code"] == 400 and "不支持的支付类型" in bad_kind["message"]
-    bad_settings = admin.put(
-        "/admin/payments/settings",
-        json={
-            "currency": "CNY",
-            "pointsPerUnit": 100,
-            "minAmount": 500,
-            "maxAmount": 100,
-            "orderMinutes": 30,
-        },
-    ).json()
-    assert bad_settings["code"] == 400 and "minAmount" in bad_settings["message"]
-    # A disabled method takes no new order.
-    mine = next(m for m in ok(admin.get("/admin/payments/methods")) if m["key"] == pay.method)
-    body = {
-        "kind": mine["kind"],
-        "label": mine["label"],
-        "enabled": False,
-        "config": mine["config"],
-    }
-    ok(admin.put(f"/admin/payments/methods/{pay.method}", json=body))
-    off = client.post("/user/pay/orders", json={"tierId": tier, "method": pay.method}).json()
-    assert off["code"] == 400 and "未启用" in off["message"]
-    assert pay.method not in [m["key"] for m in ok(client.get("/user/pay/options"))["methods"]]
+def test_bad_orders_are_refused_and_change_nothing(
+    audited: Platform, database: ScratchDatabase
+) -> None:
+    for pay in rigs(audited, database, every_provider=False):
+        user = pay.platform.new_user()
+        client = user.client
+        tier = pay.tier(1000, 100)
+        refusals = [
+            {"tierId": tier, "amount": 1000, "method": pay.method},
+            {"method": pay.method},
+            {"tierId": 10**12, "method": pay.method},
+            {"tierId": tier, "method": "no_such_method"},
+            {"amount": 1, "method": pay.method},
+            {"amount": 10**11, "method": pay.method},
+            {"tierId": tier, "method": "<img src=x onerror=alert(1)>"},
+        ]
+        for body in refusals:
+            answer = client.post("/user/pay/orders", json=body).json()
+            assert answer["code"] == 400, (body, answer)
+            assert any("\u4e00" <= ch <= "\u9fff" for ch in answer["message"]), answer
+        assert ok(client.get("/user/pay/orders"))["total"] == 0
+        admin = pay.platform.admin_client
+        bad_kind = admin.put(
+            "/admin/payments/methods/x", json={"kind": "nope", "label": "x", "config": {}}
+        ).json()
+        assert bad_kind["code"] == 400 and "不支持的支付类型" in bad_kind["message"]
+        bad_settings = admin.put(
+            "/admin/payments/settings",
+            json={
+                "currency": "CNY",
+                "pointsPerUnit": 100,
+                "minAmount": 500,
+                "maxAmount": 100,
+                "orderMinutes": 30,
+            },
+        ).json()
+        assert bad_settings["code"] == 400 and "minAmount" in bad_settings["message"]
+        # A disabled method takes no new order.
+        mine = next(m for m in ok(admin.get("/admin/payments/methods")) if m["key"] == pay.method)
+        body = {
+            "kind": mine["kind"],
+            "label": mine["label"],
+            "enabled": False,
+            "config": mine["config"],
+        }
+        ok(admin.put(f"/admin/payments/methods/{pay.method}", json=body))
+        off = client.post("/user/pay/orders", json={"tierId": tier, "method": pay.method}).json()
+        assert off["code"] == 400 and "未启用" in off["message"]
+        assert pay.method not in [m["key"] for m in ok(client.get("/user/pay/options"))["methods"]]
 
 
-def test_users_see_only_their_own_orders(pay: PayRig) -> None:
-    owner = pay.platform.new_user()
-    other = pay.platform.new_user()
-    order_no = pay.order(owner, amount=200, points=20)
-    assert [o["orderNo"] for o in ok(owner.client.get("/user/pay/orders"))["records"]] == [order_no]
-    assert ok(other.client.get("/user/pay/orders"))["total"] == 0
-    for path in (f"/user/pay/orders/{order_no}", f"/user/pay/orders/{order_no}/qr.svg"):
-        assert other.client.get(path).json()["code"] == 404
-    qr = owner.client.get(f"/user/pay/orders/{order_no}/qr.svg")
-    assert qr.status_code == 200 and qr.headers["content-type"].startswith("image/svg+xml")
-    assert qr.text.lstrip().startswith("<svg")
+def test_users_see_only_their_own_orders(audited: Platform, database: ScratchDatabase) -> None:
+    for pay in rigs(audited, database, every_provider=False):
+        owner = pay.platform.new_user()
+        other = pay.platform.new_user()
+        order_no = pay.order(owner, amount=200, points=20)
+        assert [o["orderNo"] for o in ok(owner.client.get("/user/pay/orders"))["records"]] == [
+            order_no
+        ]
+        assert ok(other.client.get("/user/pay/orders"))["total"] == 0
+        for path in (f"/user/pay/orders/{order_no}", f"/user/pay/orders/{order_no}/qr.svg"):
+            assert other.client.get(path).json()["code"] == 404
+        qr = owner.client.get(f"/user/pay/orders/{order_no}/qr.svg")
+        assert qr.status_code == 200 and qr.headers["content-type"].startswith("image/svg+xml")
+        assert qr.text.lstrip().startswith("<svg")
 
 
-def test_the_daily_report_and_the_csv(pay: PayRig) -> None:
-    user = pay.platform.new_user()
-    order_no = pay.order(user, amount=700, points=70)
-    pay.server.pay(order_no)
-    paid = pay.paid(user, order_no)
-    day = paid["paidAt"][:10]
-    admin = pay.platform.admin_client
-    report = ok(admin.get("/admin/payments/report", params={"day": day}))
-    mine = next(m for m in report["methods"] if m["method"] == pay.method)
-    assert (mine["ordersPaid"], mine["amount"]) == (1, 700)
-    if mine["provider"] is not None:
-        assert mine["provider"] == {"ordersPaid": 1, "amount": 700}
-        assert mine["differences"] == []
-    csv = admin.get("/admin/payments/orders.csv", params={"method": pay.method})
-    assert csv.status_code == 200
-    lines = csv.text.lstrip("\ufeff").splitlines()
-    assert lines[0].startswith("orderNo,status,amount") and len(lines) == 2
-    assert lines[1].startswith(f"{order_no},paid,700,")
-    stats = ok(admin.get("/admin/stats"))
-    assert stats["paidRevenue"]["amount"] >= 700 and stats["paidRevenue"]["currency"] == "CNY"
+def test_the_daily_report_and_the_csv(audited: Platform, database: ScratchDatabase) -> None:
+    for pay in rigs(audited, database, every_provider=True):
+        user = pay.platform.new_user()
+        order_no = pay.order(user, amount=700, points=70)
+        pay.server.pay(order_no)
+        paid = pay.paid(user, order_no)
+        day = paid["paidAt"][:10]
+        admin = pay.platform.admin_client
+        report = ok(admin.get("/admin/payments/report", params={"day": day}))
+        mine = next(m for m in report["methods"] if m["method"] == pay.method)
+        assert (mine["ordersPaid"], mine["amount"]) == (1, 700)
+        if mine["provider"] is not None:
+            assert mine["provider"] == {"ordersPaid": 1, "amount": 700}
+            assert mine["differences"] == []
+        csv = admin.get("/admin/payments/orders.csv", params={"method": pay.method})
+        assert csv.status_code == 200
+        lines = csv.text.lstrip("\ufeff").splitlines()
+        assert lines[0].startswith("orderNo,status,amount") and len(lines) == 2
+        assert lines[1].startswith(f"{order_no},paid,700,")
+        stats = ok(admin.get("/admin/stats"))
+        assert stats["paidRevenue"]["amount"] >= 700 and stats["paidRevenue"]["currency"] == "CNY"
 
 
-def test_an_expired_order_still_credits_a_late_payment(pay: PayRig) -> None:
+def test_an_expired_order_still_credits_a_late_payment(
+    audited: Platform, database: ScratchDatabase
+) -> None:
     """At its expiry an order is asked about one last time, then expired (and closed at the
     provider, where the protocol can close it). Money that comes after is still money
     received: paid at the provider just before its time was up, with the notify lost, the
     last question credits it; paid after, where the provider could not be told to close
     it, its notify credits the expired order."""
-    user = pay.platform.new_user()
-    raced = pay.order(user, amount=700, points=70)
-    pay.server.pay(raced, notify=False)
-    _expire_now(pay, raced)
-    pay.paid(user, raced)
-    assert user.balance() == 70
-    order_no = pay.order(user, amount=900, points=90)
-    _expire_now(pay, order_no)
-    # The query job (or check now) finds it past its time and not paid: expired.
-    wait_for(
-        "the order expired",
-        lambda: ok(user.client.get(f"/user/pay/orders/{order_no}"))["status"] == "expired",
-        timeout=20,
-    )
-    assert user.balance() == 70
-    if pay.case.closes:
-        # Closed at the provider: the payer can no longer pay it.
-        pay.server.pay(order_no, notify=False)
-        assert pay.double.orders[order_no].state != "paid"
-        assert ok(user.client.get(f"/user/pay/orders/{order_no}"))["status"] == "expired"
+    for pay in rigs(audited, database, every_provider=True):
+        user = pay.platform.new_user()
+        raced = pay.order(user, amount=700, points=70)
+        pay.server.pay(raced, notify=False)
+        _expire_now(pay, raced)
+        pay.paid(user, raced)
         assert user.balance() == 70
-        return
-    pay.server.pay(order_no)
-    pay.paid(user, order_no)
-    assert user.balance() == 160
-    assert pay.verdicts(order_no) == ["credited"]
+        order_no = pay.order(user, amount=900, points=90)
+        _expire_now(pay, order_no)
+        # The query job (or check now) finds it past its time and not paid: expired.
+        wait_for(
+            "the order expired",
+            lambda user=user, order_no=order_no: (
+                ok(user.client.get(f"/user/pay/orders/{order_no}"))["status"] == "expired"
+            ),
+            timeout=20,
+        )
+        assert user.balance() == 70
+        if pay.case.closes:
+            # Closed at the provider: the payer can no longer pay it.
+            pay.server.pay(order_no, notify=False)
+            assert pay.double.orders[order_no].state != "paid"
+            assert ok(user.client.get(f"/user/pay/orders/{order_no}"))["status"] == "expired"
+            assert user.balance() == 70
+            continue
+        pay.server.pay(order_no)
+        pay.paid(user, order_no)
+        assert user.balance() == 160
+        assert pay.verdicts(order_no) == ["credited"]
 
 
 def _expire_now(pay: PayRig, order_no: str) -> None:

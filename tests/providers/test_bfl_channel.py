@@ -196,8 +196,8 @@ def test_a_bfl_key_holds_24_active_tasks_by_default(
     ) as platform:
         admin = platform.admin_client
         capped_key, free_key = "bfl_" + secrets.token_hex(8), "bfl_" + secrets.token_hex(8)
-        # Jobs that take 5 s: 28 submitted at once are all running when the 25th arrives.
-        env = {**platform.env, "SHENGTU_SANDBOX_LATENCY": "5"}
+        # Jobs that take 3 s: 28 submitted at once are all running when the 25th arrives.
+        env = {**platform.env, "SHENGTU_SANDBOX_LATENCY": "3"}
         sandbox, _ = platform.sandbox_upstream(f"{capped_key},{free_key}", env=env)
         for name in ("flux-capped", "flux-free"):
             platform.add_model(name, task_type="text_to_image", cost=1, upstream_model=name)

@@ -6,15 +6,17 @@ caught, a masked word never sent upstream, a flagged prompt waiting for the oper
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from tests.databases import ScratchDatabase
 from tests.safety.corpus import LISTED, ORDINARY, evasions
 from tests.support import SANDBOX_MODEL, Platform, User, ok, png
 
 EDIT_MODEL = "sc_soraimg_img2img_1x1"
+T = TypeVar("T")
 BLOCKED = "提示词含有不允许的内容"
 QUOTA = "额度不足"
 
@@ -71,11 +73,21 @@ def _tasks(user: User) -> int:
     return int(ok(user.client.get("/user/ai/tasks/list", params={"size": 1}))["total"])
 
 
-def test_every_evasion_is_refused_on_every_route_and_charges_nothing(listed: Platform) -> None:
+def _sample(cases: list[T], database: ScratchDatabase) -> list[T]:
+    """All the corpus on SQLite, where the matcher meets every route; every seventh on
+    MariaDB and PostgreSQL, where what differs is only the database under the refusal
+    (what is kept, and that nothing is charged)."""
+    return cases if database.backend == "sqlite" else cases[::7]
+
+
+def test_every_evasion_is_refused_on_every_route_and_charges_nothing(
+    listed: Platform, database: ScratchDatabase
+) -> None:
     user, client = _keyed_user(listed, points=1000, quota=1000)
     blocked_words = {e.word for e in LISTED if e.tier == "block"}
-    cases = [(p, w) for p, w in evasions() if w in blocked_words]
-    assert len(cases) >= 100
+    corpus = [(p, w) for p, w in evasions() if w in blocked_words]
+    assert len(corpus) >= 100
+    cases = _sample(corpus, database)
     for name, send in _routes(client).items():
         for prompt, _word in cases:
             status, message = send(prompt)
@@ -93,10 +105,12 @@ def test_every_evasion_is_refused_on_every_route_and_charges_nothing(listed: Pla
     assert ok(listed.admin_client.get("/admin/stats"))["safety"]["blocked"] >= 3 * len(cases)
 
 
-def test_no_ordinary_prompt_is_caught_on_any_route(listed: Platform) -> None:
+def test_no_ordinary_prompt_is_caught_on_any_route(
+    listed: Platform, database: ScratchDatabase
+) -> None:
     user, client = _keyed_user(listed, points=1000, quota=1)
     for name, send in _routes(client).items():
-        for prompt in ORDINARY:
+        for prompt in _sample(list(ORDINARY), database):
             status, message = send(prompt)
             assert status == 403 and QUOTA in message, (name, prompt, status, message)
     assert user.balance() == 1000 and _tasks(user) == 0
