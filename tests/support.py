@@ -47,6 +47,10 @@ def png(size: tuple[int, int] = (64, 48)) -> bytes:
 
 
 _PORTS_GIVEN: set[int] = set()
+# The test processes (pytest-xdist's workers) each take ports of their own residue: a port
+# one worker was given and has not bound yet is never handed to another.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_WORKERS = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 
 
 def free_port() -> int:
@@ -57,7 +61,8 @@ def free_port() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
-        if port not in _PORTS_GIVEN:
+        # bind() hands out ports of one parity only (odd, here): share by the rest.
+        if (port >> 1) % _WORKERS == _WORKER % _WORKERS and port not in _PORTS_GIVEN:
             _PORTS_GIVEN.add(port)
             return port
 
