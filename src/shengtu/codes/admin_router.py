@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -13,6 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from shengtu.api.envelope import Envelope, Page, PageNo, PageSize, ok
+from shengtu.api.spreadsheet import csv_file
 from shengtu.auth.deps import AdminDep
 from shengtu.codes import admin_service as service
 from shengtu.codes.schemas import (
@@ -105,12 +104,6 @@ CSV_COLUMNS = (
 )
 
 
-def _cell(value: object) -> str:
-    """A spreadsheet must not read a cell as a formula (a note may start with ``=``)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 @router.get(
     "/admin/codes/export",
     response_class=StreamingResponse,
@@ -121,39 +114,30 @@ async def export_codes(
 ) -> StreamingResponse:
     tz = ctx.settings.timezone
 
-    async def rows() -> AsyncIterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        buffer.write("\ufeff")
-        writer.writerow(CSV_COLUMNS)
+    async def chunks() -> AsyncIterator[list[tuple[object, ...]]]:
         # The read ends when the response's stream is closed (at its end, or when the server
         # closes it for a client gone mid-file).
-        async with aclosing(service.export(ctx.db, batch=batch, state=state)) as chunks:
-            async for chunk in chunks:
+        async with aclosing(service.export(ctx.db, batch=batch, state=state)) as found:
+            async for chunk in found:
                 # In CSV_COLUMNS' order, as code_out would give them.
-                writer.writerows(
+                yield [
                     (
-                        _cell(c.code),
-                        _cell(c.batch),
-                        _cell(c.points),
+                        c.code,
+                        c.batch,
+                        c.points,
                         c.state,
-                        _cell(c.note),
-                        _cell(fmt(c.expires_at, tz)),
-                        _cell(c.used_by),
-                        _cell(fmt(c.used_at, tz)),
-                        _cell(fmt(c.created_at, tz) or ""),
+                        c.note,
+                        fmt(c.expires_at, tz),
+                        c.used_by,
+                        fmt(c.used_at, tz),
+                        fmt(c.created_at, tz) or "",
                     )
                     for c in chunk
-                )
-                if buffer.tell() > 65536:
-                    yield buffer.getvalue()
-                    buffer.seek(0)
-                    buffer.truncate()
-        yield buffer.getvalue()
+                ]
 
     name = "codes-" + re.sub(r"[^A-Za-z0-9_.-]", "_", batch or "all") + ".csv"
     return StreamingResponse(
-        rows(),
+        csv_file(CSV_COLUMNS, chunks()),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -4,8 +4,6 @@ and refund, and the daily report per method."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import date, datetime, timedelta
@@ -15,6 +13,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 
 from shengtu.api.envelope import Envelope, PageNo, PageSize, ok
+from shengtu.api.spreadsheet import csv_file
 from shengtu.auth.deps import AdminDep
 from shengtu.context import ContextDep
 from shengtu.db import utcnow
@@ -217,12 +216,6 @@ CSV_COLUMNS = (
 )
 
 
-def _cell(value: object) -> str:
-    """A spreadsheet must not read a cell as a formula (a username may start with ``=``)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 @router.get(
     "/admin/payments/orders.csv",
     response_class=StreamingResponse,
@@ -241,42 +234,33 @@ async def export_orders(
     tz = ctx.settings.timezone
     found = _filter(tz, status, method, userId, orderNo, from_, to)
 
-    async def rows() -> AsyncIterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        buffer.write("\ufeff")
-        writer.writerow(CSV_COLUMNS)
-        async with aclosing(service.export_orders(ctx.db, found)) as chunks:
-            async for chunk in chunks:
-                for f in chunk:
-                    o = f.order
-                    writer.writerow(
-                        _cell(v)
-                        for v in (
-                            o.order_no,
-                            o.status,
-                            o.amount,
-                            o.currency,
-                            o.points,
-                            o.bonus,
-                            o.method,
-                            o.user_id,
-                            f.username,
-                            o.trade_no,
-                            o.paid_via,
-                            fmt(o.created_at, tz),
-                            fmt(o.paid_at, tz),
-                            o.refunded_amount,
-                            o.refunded_points,
-                        )
+    async def chunks() -> AsyncIterator[list[tuple[object, ...]]]:
+        async with aclosing(service.export_orders(ctx.db, found)) as orders:
+            async for chunk in orders:
+                # In CSV_COLUMNS' order.
+                yield [
+                    (
+                        f.order.order_no,
+                        f.order.status,
+                        f.order.amount,
+                        f.order.currency,
+                        f.order.points,
+                        f.order.bonus,
+                        f.order.method,
+                        f.order.user_id,
+                        f.username,
+                        f.order.trade_no,
+                        f.order.paid_via,
+                        fmt(f.order.created_at, tz),
+                        fmt(f.order.paid_at, tz),
+                        f.order.refunded_amount,
+                        f.order.refunded_points,
                     )
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
+                    for f in chunk
+                ]
 
     return StreamingResponse(
-        rows(),
+        csv_file(CSV_COLUMNS, chunks()),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="payment-orders.csv"'},
     )
