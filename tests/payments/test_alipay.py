@@ -603,7 +603,7 @@ def test_the_daily_bill_lists_the_days_payments(double: DoubleServer, receiver: 
     double.double.refunds[-1].at = yesterday
 
     async def bill(provider: AlipayProvider, of: date) -> list[Payment] | None:
-        return await provider.daily(of)
+        return await provider.daily(of, "Asia/Shanghai")
 
     payments = use(config, lambda p: bill(p, day))
     assert payments is not None

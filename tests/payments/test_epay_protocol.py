@@ -1,12 +1,23 @@
-"""易支付's signature and amounts, against the protocol's own spelling."""
+"""易支付's signature, amounts and times, against the protocol's own spelling."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 
+import httpx
 import pytest
 
-from shengtu.payments.providers.epay import fen, money, sign, signed
+from shengtu.payments.base import OrderRef, Urls
+from shengtu.payments.providers.epay import EpayProvider, fen, money, sign, signed
+from shengtu.payments.sandbox.epay import EpayDouble
+from tests.payments.harness import served
+
+T = TypeVar("T")
 
 KEY = "f872e1c662d41cf218b5dfa8328ae455"
 
@@ -49,3 +60,59 @@ def test_amounts_that_are_not_amounts_are_refused(text: str) -> None:
 
 def test_amounts_are_written_in_yuan() -> None:
     assert [money(a) for a in (1, 50, 1000, 123456)] == ["0.01", "0.50", "10.00", "1234.56"]
+
+
+def test_a_day_is_read_on_the_gateways_beijing_clock_in_the_sites_zone() -> None:
+    """The gateway writes Beijing's wall clock: a payment at 00:30 there (16:30 UTC the day
+    before) is on Beijing's next day, whatever zone this machine is in, and the site's zone
+    says which day the report puts it on."""
+    with served(EpayDouble()) as server:
+        config = {**server.merchant_config(), "mode": "mapi"}
+        orders = [_order() for _ in range(3)]
+
+        async def create_all(provider: EpayProvider) -> None:
+            for order in orders:
+                await provider.create(order, URLS)
+
+        _call(config, create_all)
+        paid_at = (
+            datetime(2026, 3, 13, 15, 59, tzinfo=UTC),  # 23:59 in Beijing, the 13th
+            datetime(2026, 3, 13, 16, 30, tzinfo=UTC),  # 00:30 in Beijing, the 14th
+            datetime(2026, 3, 14, 15, 59, tzinfo=UTC),  # 23:59 in Beijing, the 14th
+        )
+        for order, at in zip(orders, paid_at, strict=True):
+            server.pay(order.order_no, notify=False)
+            server.double.orders[order.order_no].paid_at = at
+        day = date(2026, 3, 14)
+
+        def reported(tz: str) -> set[str]:
+            payments = _call(config, lambda p: p.daily(day, tz))
+            assert payments is not None
+            return {p.order_no for p in payments}
+
+        assert reported("Asia/Shanghai") == {orders[1].order_no, orders[2].order_no}
+        assert reported("UTC") == {orders[2].order_no}
+        assert reported("America/New_York") == {orders[2].order_no}
+
+
+URLS = Urls(notify="http://127.0.0.1:9/pay/notify/epay", back="http://127.0.0.1:9/topup")
+
+
+def _order() -> OrderRef:
+    now = datetime.now(UTC)
+    return OrderRef(
+        order_no="ST" + secrets.token_hex(8),
+        amount=700,
+        currency="CNY",
+        subject="生图积分充值 70 积分",
+        created_at=now,
+        expires_at=now + timedelta(minutes=15),
+    )
+
+
+def _call(config: dict[str, str], act: Callable[[EpayProvider], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with httpx.AsyncClient(timeout=10) as http:
+            return await act(EpayProvider(config, http))
+
+    return asyncio.run(run())

@@ -401,7 +401,7 @@ def test_the_day_lists_every_paid_session_of_that_day_across_pages(
 ) -> None:
     server, _ = stripe
     double = double_of(server)
-    config = {**server.merchant_config(), "timezone": "Asia/Shanghai"}
+    config = server.merchant_config()
     day = date(2025, 3, 14)
     # Midnight in Shanghai is 16:00 UTC the day before.
     start = int(datetime(2025, 3, 13, 16, tzinfo=UTC).timestamp())
@@ -425,7 +425,7 @@ def test_the_day_lists_every_paid_session_of_that_day_across_pages(
             payment_intent=f"pi_{i:04d}" if paid else None,
         )
         made["inside" if paid and i > 1 else "unpaid"] += 1
-    listed = call(config, lambda p: p.daily(day))
+    listed = call(config, lambda p: p.daily(day, "Asia/Shanghai"))
     assert listed is not None
     expected = {f"D{i:04d}": 100 + i for i in range(2, 230) if i % 5 != 0}
     assert {p.order_no: p.amount for p in listed} == expected

@@ -468,14 +468,14 @@ def test_the_daily_bill_lists_the_days_payments(server: DoubleServer) -> None:
     for order in orders[:2]:
         server.pay(order.order_no, notify=False)
     today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
-    payments = call(config, lambda p: p.daily(today))
+    payments = call(config, lambda p: p.daily(today, "Asia/Shanghai"))
     assert payments is not None
     got = {(p.order_no, p.amount, p.merchant, p.state, p.trade_no) for p in payments}
     assert got == {
         (o.order_no, o.amount, config["mchid"], "paid", server.double.orders[o.order_no].trade_no)
         for o in orders[:2]
     }
-    assert call(config, lambda p: p.daily(today - timedelta(days=3))) == []
+    assert call(config, lambda p: p.daily(today - timedelta(days=3), "Asia/Shanghai")) == []
 
 
 def test_a_bill_is_read_by_its_header_and_a_bad_amount_is_refused() -> None:

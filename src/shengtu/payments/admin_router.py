@@ -39,6 +39,7 @@ from shengtu.payments.schemas import (
     OrderStatus,
     RefundBody,
     SettingsBody,
+    SettingsOut,
     TierBody,
     admin_order_detail,
     admin_order_out,
@@ -55,26 +56,29 @@ MethodKey = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0
 TierId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-def _settings_out(row: PaymentSettings) -> SettingsBody:
-    return SettingsBody(
+def _settings_out(row: PaymentSettings, tz: str) -> SettingsOut:
+    return SettingsOut(
         currency=row.currency,
         pointsPerUnit=row.points_per_unit,
         minAmount=row.min_amount,
         maxAmount=row.max_amount,
         orderMinutes=row.order_minutes,
+        timezone=tz,
     )
 
 
-@router.get("/admin/payments/settings", response_model=Envelope[SettingsBody])
-async def get_settings(ctx: ContextDep, _: AdminDep) -> Envelope[SettingsBody]:
-    return ok(_settings_out(await service.settings(ctx.db)))
+@router.get("/admin/payments/settings", response_model=Envelope[SettingsOut])
+async def get_settings(ctx: ContextDep, _: AdminDep) -> Envelope[SettingsOut]:
+    return ok(_settings_out(await service.settings(ctx.db), ctx.settings.timezone))
 
 
-@router.put("/admin/payments/settings", response_model=Envelope[SettingsBody])
+@router.put("/admin/payments/settings", response_model=Envelope[SettingsOut])
 async def put_settings(
     body: SettingsBody, ctx: ContextDep, admin: AdminDep
-) -> Envelope[SettingsBody]:
-    return ok(_settings_out(await service.save_settings(ctx.db, admin, body)))
+) -> Envelope[SettingsOut]:
+    return ok(
+        _settings_out(await service.save_settings(ctx.db, admin, body), ctx.settings.timezone)
+    )
 
 
 def _tier_out(t: PaymentTier) -> AdminTierOut:

@@ -522,7 +522,8 @@ async def daily_report(ctx: AppContext, day: date) -> list[MethodDay]:
 
 async def _theirs(ctx: AppContext, method: PaymentMethod, day: date) -> dict[str, int] | None:
     try:
-        reported: list[Payment] | None = await ctx.payments.provider(method).daily(day)
+        provider = ctx.payments.provider(method)
+        reported: list[Payment] | None = await provider.daily(day, ctx.settings.timezone)
     except (ProviderError, ValueError) as exc:
         log.warning("payment_daily_failed", method=method.key, reason=str(exc))
         return None

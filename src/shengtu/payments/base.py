@@ -180,7 +180,8 @@ class PaymentProvider(ABC):
     async def close(self, order: OrderRef) -> None:  # noqa: B027 - optional
         """Tell the provider an expired order can no longer be paid, where it can be told."""
 
-    async def daily(self, day: date) -> list[Payment] | None:
-        """The payments the provider reports for ``day`` (the operator's time zone), for
-        reconciliation; None when its API cannot say."""
+    async def daily(self, day: date, tz: str) -> list[Payment] | None:
+        """The payments the provider reports for ``day`` in the site's time zone ``tz``, for
+        reconciliation; None when its API cannot say. A provider that bills by its own
+        calendar day (Alipay's and WeChat Pay's are Beijing's) reports that day."""
         return None

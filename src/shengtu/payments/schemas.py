@@ -122,6 +122,11 @@ class SettingsBody(RequestBody):
     orderMinutes: int = Field(ge=1, le=7 * 24 * 60)
 
 
+class SettingsOut(SettingsBody):
+    # Not set here (SHENGTU_TIMEZONE): the zone of the daily report's days.
+    timezone: str
+
+
 class TierBody(RequestBody):
     amount: int = Field(ge=1, le=MAX_AMOUNT)
     points: int = Field(ge=1, le=1_000_000_000_000)

@@ -74,7 +74,7 @@ words({
   payReport: ["每日对账", "Daily reconciliation"],
   day: ["日期", "Day"],
   runReport: ["查询", "Show"],
-  reportOf: ["{0} 的对账", "Reconciliation of {0}"],
+  reportOf: ["{0} 的对账({1})", "Reconciliation of {0} ({1})"],
   ordersPaid: ["已支付订单", "Orders paid"],
   providerSays: ["支付平台记录", "The provider says"],
   providerCannot: ["该支付平台无法查询", "Its API cannot say"],
@@ -90,7 +90,9 @@ let payMethodList = [];  // GET /admin/payments/methods
 let editingMethod = null;  // the method in the editor (null: a new one)
 let topupOrderPage = 1;
 const payCurrency = () => (paySettings && paySettings.currency) || "CNY";
-const today = () => new Date().toLocaleDateString("sv");  // YYYY-MM-DD, the browser's day
+const siteZone = () => (paySettings && paySettings.timezone) || undefined;
+// YYYY-MM-DD in the site's zone: the report's days are the site's, not the browser's.
+const today = () => new Date().toLocaleDateString("sv", { timeZone: siteZone() });
 
 async function loadPayments() {
   [paySettings, payKinds] = await Promise.all([api("/admin/payments/settings"), api("/admin/payments/kinds")]);
@@ -354,7 +356,7 @@ async function loadPayReport() {
   const r = await api("/admin/payments/report?" + query({ day: $("report-day").value || today() }));
   const c = payCurrency();
   $("pay-report").replaceChildren(
-    el("p", { class: "meta" }, t("reportOf", r.day)),
+    el("p", { class: "meta" }, t("reportOf", r.day, siteZone() || "")),
     table([
       ["payMethod", m => methodName(m.method)],
       ["ordersPaid", m => m.ordersPaid],

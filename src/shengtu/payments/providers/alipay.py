@@ -439,7 +439,7 @@ class AlipayProvider(PaymentProvider):
             if exc.sub_code != NOT_EXIST:
                 raise
 
-    async def daily(self, day: date) -> list[Payment] | None:
+    async def daily(self, day: date, tz: str) -> list[Payment] | None:
         try:
             answer = await self.call(
                 "alipay.data.dataservice.bill.downloadurl.query",

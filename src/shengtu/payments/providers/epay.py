@@ -36,6 +36,7 @@ from shengtu.payments.base import (
     Refund,
     Urls,
 )
+from shengtu.timefmt import zone
 
 UNSIGNED = ("sign", "sign_type")
 AMOUNT = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,2}))?")
@@ -43,6 +44,8 @@ NOTIFY_FIELDS = ("pid", "trade_no", "out_trade_no", "money", "trade_status", "si
 # act=orders gives at most this many a page; a day is read in at most MAX_PAGES pages.
 PAGE = 50
 MAX_PAGES = 40
+# The gateways are PHP set to China's zone: ``addtime`` and ``endtime`` are Beijing time.
+GATEWAY_ZONE = zone("Asia/Shanghai")
 
 
 def sign(fields: Mapping[str, object], key: str) -> str:
@@ -234,10 +237,10 @@ class EpayProvider(PaymentProvider):
             raise ProviderError(f"易支付退款失败:{answer.get('msg') or answer.get('code')}")
         return Refund(refund_no=refund_no, provider_ref=None, state="done")
 
-    async def daily(self, day: date) -> list[Payment] | None:
-        """The paid orders whose ``endtime`` falls on ``day``, from ``act=orders`` (newest
-        first, a page at a time, until the pages reach the day before); None where the
-        gateway has no such call."""
+    async def daily(self, day: date, tz: str) -> list[Payment] | None:
+        """The paid orders whose ``endtime`` falls on ``day`` in the site's zone ``tz``,
+        from ``act=orders`` (newest first, a page at a time, until the pages reach the day
+        before); None where the gateway has no such call."""
         found: list[Payment] = []
         for page in range(MAX_PAGES):
             answer = await self._call(
@@ -262,9 +265,13 @@ class EpayProvider(PaymentProvider):
                     continue
                 made = _time(row.get("addtime"))
                 paid = _time(row.get("endtime"))
-                if str(row.get("status")) == "1" and paid is not None and paid.date() == day:
+                if (
+                    str(row.get("status")) == "1"
+                    and paid is not None
+                    and paid.astimezone(zone(tz)).date() == day
+                ):
                     found.append(self._payment(row))
-                if made is not None and made.date() < day:
+                if made is not None and made.astimezone(zone(tz)).date() < day:
                     older = True
             if older or len(rows) < PAGE:
                 break
@@ -272,10 +279,10 @@ class EpayProvider(PaymentProvider):
 
 
 def _time(value: object) -> datetime | None:
-    """EPay's ``"2024-05-01 12:00:00"`` (the gateway's local time), or None."""
+    """EPay's ``"2024-05-01 12:00:00"`` (the gateway's wall clock, Beijing's), or None."""
     if not value:
         return None
     try:
-        return datetime.strptime(str(value), "%Y-%m-%d %H:%M:%S")
+        return datetime.strptime(str(value), "%Y-%m-%d %H:%M:%S").replace(tzinfo=GATEWAY_ZONE)
     except ValueError:
         return None

@@ -60,8 +60,6 @@ TOLERANCE_SECONDS = 300
 # closed (its session expired) by :meth:`StripeProvider.close`.
 SHORTEST_SESSION = timedelta(minutes=31)
 LONGEST_SESSION = timedelta(hours=23, minutes=59)
-# The days of :meth:`StripeProvider.daily` are the site's; the core may say which.
-DEFAULT_TIMEZONE = "Asia/Shanghai"
 # What each event we take says of the payment; ``completed`` depends on the session's
 # ``payment_status`` (``unpaid``: a bank debit or voucher still on its way).
 EVENT_STATES: dict[str, PaymentState | None] = {
@@ -447,12 +445,11 @@ class StripeProvider(PaymentProvider):
             raise ProviderError("关闭 Checkout Session 失败：付款人已完成支付")
         raise refused
 
-    async def daily(self, day: date) -> list[Payment] | None:
+    async def daily(self, day: date, tz: str) -> list[Payment] | None:
         """The sessions created on ``day`` (the site's time zone) that Stripe says are
         paid. A session paid after midnight counts on the day it was made."""
-        tz = zone(self.config.get("timezone") or DEFAULT_TIMEZONE)
-        start = datetime.combine(day, time(), tz)
-        end = datetime.combine(day + timedelta(days=1), time(), tz)
+        start = datetime.combine(day, time(), zone(tz))
+        end = datetime.combine(day + timedelta(days=1), time(), zone(tz))
         created: SessionListParamsCreated = {"gte": _epoch(start), "lt": _epoch(end)}
         merchant = await self.own_account()
         return [

@@ -242,7 +242,7 @@ class WechatPayProvider(PaymentProvider):
         # CLOSED or ABNORMAL (the payer's card was closed, say): the money did not go back.
         raise ProviderError(f"微信支付的退款未成功(状态 {status}),请在商户平台处理")
 
-    async def daily(self, day: date) -> list[Payment] | None:
+    async def daily(self, day: date, tz: str) -> list[Payment] | None:
         answer = await self._call(
             "GET",
             "/v3/bill/tradebill",

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from shengtu.payments.providers.epay import fen, money, sign, signed
+from shengtu.payments.providers.epay import GATEWAY_ZONE, fen, money, sign, signed
 from shengtu.payments.sandbox.common import (
     DoubleOrder,
     PaymentDouble,
@@ -27,6 +27,11 @@ from shengtu.payments.sandbox.common import (
 
 SIGNED_ORDER = ("pid", "type", "out_trade_no", "notify_url", "name", "money")
 OTHER_MERCHANT = "1999"
+
+
+def wall_clock(moment: datetime) -> str:
+    """A time as the gateway writes it: Beijing's wall clock, no zone."""
+    return moment.astimezone(GATEWAY_ZONE).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -105,7 +110,7 @@ class EpayDouble(PaymentDouble):
             if known.amount != amount:
                 return "该订单号已存在"
             return known
-        trade_no = datetime.now().strftime("%Y%m%d%H%M%S") + secrets.token_hex(4)
+        trade_no = datetime.now(GATEWAY_ZONE).strftime("%Y%m%d%H%M%S") + secrets.token_hex(4)
         order = DoubleOrder(
             order_no=order_no,
             trade_no=trade_no,
@@ -116,7 +121,7 @@ class EpayDouble(PaymentDouble):
             extra={
                 "type": fields["type"],
                 "name": fields["name"],
-                "addtime": datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
+                "addtime": datetime.now(GATEWAY_ZONE).strftime("%Y-%m-%d %H:%M:%S"),
             },
         )
         self.orders[order_no] = order
@@ -165,7 +170,7 @@ class EpayDouble(PaymentDouble):
             "type": order.extra.get("type", ""),
             "pid": self.pid,
             "addtime": order.extra.get("addtime", ""),
-            "endtime": order.paid_at.strftime("%Y-%m-%d %H:%M:%S") if order.paid_at else "",
+            "endtime": wall_clock(order.paid_at) if order.paid_at else "",
             "name": order.extra.get("name", ""),
             "money": money(order.amount),
             "status": 1 if order.state in ("paid", "refunded") else 0,
