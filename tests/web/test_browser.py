@@ -60,7 +60,9 @@ def test_user_and_server_values_render_as_text(console_platform: Platform, page:
     page.click("#login")
     page.wait_for_selector("#submit-box:not(.hidden)")
     assert page.text_content("#who") == "当前用户:" + NAME
-    page.wait_for_function("document.querySelector('#balance').textContent.includes('100')")
+    # A function, not an expression: playwright evals an expression again on every poll,
+    # which the page's Content-Security-Policy refuses (EvalError) once the first try fails.
+    page.wait_for_function("() => document.querySelector('#balance').textContent.includes('100')")
 
     # A model description, in the model list.
     option = page.locator('#model option[value="sc_soraimg_img2img_1x1"]')
