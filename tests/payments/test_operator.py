@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
+
 from tests.databases import ScratchDatabase
 from tests.payments.providers import CASES
 from tests.payments.support import PayRig, rig
@@ -306,3 +308,29 @@ def _expire_now(pay: PayRig, order_no: str) -> None:
             await db.dispose()
 
     asyncio.run(move())
+
+
+def test_a_stripe_event_of_another_kind_is_received_and_moves_nothing(
+    audited: Platform, database: ScratchDatabase
+) -> None:
+    """An endpoint subscribed to every event also gets events we do not act on: signed by
+    Stripe, one is answered 2xx (a 4xx has Stripe retry it for days, then disable the
+    endpoint) and kept as ignored; with a wrong signature, the same is refused. Neither
+    moves an order or a point."""
+    with rig(audited, CASES["stripe"]) as pay:
+        user = pay.platform.new_user()
+        order_no = pay.order(user, amount=700, points=70)
+
+        def send(secret: str = "") -> int:
+            notify = pay.server.run(lambda: pay.double.intent_event(order_no, secret=secret))
+            return httpx.request(
+                notify.method, notify.url, headers=dict(notify.headers), content=notify.body
+            ).status_code
+
+        assert send() == 200
+        assert send(secret="whsec_" + "0" * 32) == 400
+        kept = {n["verdict"]: n["reason"] for n in pay.notifies(None)[:2]}
+        assert kept.keys() == {"ignored", "refused"}
+        assert "payment_intent.created" in kept["ignored"]
+        assert ok(user.client.get(f"/user/pay/orders/{order_no}"))["status"] == "pending"
+        assert user.balance() == 0

@@ -21,7 +21,15 @@ PAYABLE = ("pending", "expired")
 # What became of a notify: it credited the order; it was a repeat of a credited one; its
 # signature or body was refused; it verified but did not match the order (merchant,
 # amount, currency); it named no order of ours.
-NOTIFY_VERDICTS = ("credited", "duplicate", "refused", "mismatch", "unknown_order", "pending")
+NOTIFY_VERDICTS = (
+    "credited",
+    "duplicate",
+    "refused",
+    "mismatch",
+    "unknown_order",
+    "pending",
+    "ignored",
+)
 
 # A kept notify's body (capped by the notify route): MySQL's TEXT holds 64 KiB.
 BODY = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")

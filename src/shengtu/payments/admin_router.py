@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import date, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
@@ -46,7 +46,7 @@ from shengtu.payments.schemas import (
     notify_record,
     order_out,
 )
-from shengtu.payments.service import method_labels
+from shengtu.payments.service import Verdict, method_labels
 from shengtu.timefmt import fmt, local, to_utc
 
 router = APIRouter(tags=["admin: payments"])
@@ -279,9 +279,6 @@ async def order_detail(
     labels = await method_labels(ctx.db)
     tz = ctx.settings.timezone
     return ok(admin_order_detail(found.order, labels, tz, found.username, notifies))
-
-
-Verdict = Literal["credited", "duplicate", "refused", "mismatch", "unknown_order", "pending"]
 
 
 @router.get("/admin/payments/notifies", response_model=Envelope[NotifyPage])

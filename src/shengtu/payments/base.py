@@ -122,6 +122,16 @@ class NotifyRefused(Exception):
         self.order_no = order_no
 
 
+class NotifyIgnored(Exception):
+    """The notify is verified as the provider's, but says nothing we act on (an event of
+    another kind than we take): answered received, so the provider stops sending it, kept
+    for the operator, and nothing moves."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class ProviderError(Exception):
     """The provider refused or could not be reached; ``reason`` (Chinese) says which."""
 

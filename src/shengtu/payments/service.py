@@ -40,6 +40,7 @@ from shengtu.payments import redact
 from shengtu.payments.base import (
     Answer,
     Notify,
+    NotifyIgnored,
     NotifyRefused,
     OrderRef,
     Payment,
@@ -51,9 +52,11 @@ from shengtu.points import service as points
 
 log = get_logger("shengtu.payments")
 
-Verdict = Literal["credited", "duplicate", "refused", "mismatch", "unknown_order", "pending"]
+Verdict = Literal[
+    "credited", "duplicate", "refused", "mismatch", "unknown_order", "pending", "ignored"
+]
 # Answered "received" to the provider: it should stop sending.
-BELIEVED = frozenset({"credited", "duplicate", "pending"})
+BELIEVED = frozenset({"credited", "duplicate", "pending", "ignored"})
 BEFORE_COMMIT = "payments.notify.before_commit"
 AFTER_COMMIT = "payments.notify.after_commit"
 SETTINGS_ID = 1
@@ -422,6 +425,8 @@ async def handle_notify(ctx: AppContext, method_key: str, notify: Notify) -> Ans
         payment = await provider.verify(notify)
     except NotifyRefused as exc:
         outcome, order_no = Outcome("refused", exc.reason), exc.order_no
+    except NotifyIgnored as exc:
+        outcome, order_no = Outcome("ignored", exc.reason), None
     else:
         order_no = payment.order_no
         outcome = await apply_payment(ctx.db, payment, provider.merchant, "notify", failpoint=True)

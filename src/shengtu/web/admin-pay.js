@@ -69,6 +69,7 @@ words({
   verdict_refused: ["已拒绝", "Refused"],
   verdict_mismatch: ["与订单不符", "Does not match the order"],
   verdict_unknown_order: ["未知订单", "Unknown order"],
+  verdict_ignored: ["已收到,不处理", "Received, not acted on"],
   requestHeaders: ["请求头", "Headers"],
   notifyBody: ["通知内容", "Body"],
   payReport: ["每日对账", "Daily reconciliation"],

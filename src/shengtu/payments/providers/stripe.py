@@ -36,6 +36,7 @@ from shengtu.payments.base import (
     Checkout,
     ConfigField,
     Notify,
+    NotifyIgnored,
     NotifyRefused,
     OrderRef,
     Payment,
@@ -174,11 +175,7 @@ def session_state(session: Mapping[str, Any]) -> PaymentState:
 
 
 def event_state(kind: str, session: Mapping[str, Any]) -> PaymentState:
-    """What an event we take says of the payment."""
-    if kind not in EVENT_STATES:
-        raise NotifyRefused(
-            f"不处理的 Stripe 事件 {kind}：Webhook 端点只应订阅 " + "、".join(EVENT_STATES)
-        )
+    """What an event we take (:func:`read_event` let it through) says of the payment."""
     said = EVENT_STATES[kind]
     if said is not None:
         return said
@@ -203,18 +200,25 @@ def _payment(
 
 
 def read_event(body: bytes) -> dict[str, Any]:
-    """A verified body as a ``checkout.session`` event, or why it is not one."""
+    """A verified body as a ``checkout.session`` event we take, or why it is not one."""
     try:
         event = json.loads(body)
     except ValueError:
         raise NotifyRefused("Stripe 事件不是合法的 JSON") from None
     if not isinstance(event, dict) or event.get("object") != "event":
         raise NotifyRefused("Stripe 通知不是事件对象（object 不是 event）")
+    kind = _text(event.get("type"), "事件类型 type")
+    if kind not in EVENT_STATES:
+        # Signed by Stripe for this endpoint, subscribed to more than it needs: a 4xx
+        # would have Stripe retry it for days and then disable the endpoint.
+        raise NotifyIgnored(
+            f"不处理的 Stripe 事件 {kind}(已确认收到,未作处理);Webhook 端点只需订阅 "
+            + "、".join(EVENT_STATES)
+        )
     data = event.get("data")
     session = data.get("object") if isinstance(data, dict) else None
     if not isinstance(session, dict) or session.get("object") != "checkout.session":
         raise NotifyRefused("Stripe 事件的 data.object 不是 Checkout Session")
-    _text(event.get("type"), "事件类型 type")
     return event
 
 

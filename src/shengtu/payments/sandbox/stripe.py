@@ -786,6 +786,33 @@ class StripeDouble(PaymentDouble):
             return self._event(session, "checkout.session.async_payment_succeeded")
         return self._event(session, "checkout.session.completed")
 
+    def intent_event(self, order_no: str, *, secret: str = "") -> PreparedNotify:
+        """A ``payment_intent.created`` event of ``order_no``'s session, signed (with
+        ``secret`` in place of the endpoint's, if given): what an endpoint subscribed to
+        every event also gets."""
+        session = self.session_for(order_no)
+        now = int(time.time())
+        intent = {
+            "id": session.payment_intent or _id("pi_"),
+            "object": "payment_intent",
+            "amount": session.amount,
+            "currency": session.currency,
+            "status": "requires_payment_method",
+            "metadata": {},
+        }
+        event: dict[str, Any] = {
+            "id": _id("evt_"),
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": now,
+            "data": {"object": intent},
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": "payment_intent.created",
+        }
+        return self._prepared(event, secret or self.webhook_secret, now)
+
     def notify_for(self, order_no: str, *, spoil: Spoil | None = None) -> PreparedNotify:
         session = self.session_for(order_no)
         now = int(time.time())
