@@ -334,3 +334,38 @@ def test_a_stripe_event_of_another_kind_is_received_and_moves_nothing(
         assert "payment_intent.created" in kept["ignored"]
         assert ok(user.client.get(f"/user/pay/orders/{order_no}"))["status"] == "pending"
         assert user.balance() == 0
+
+
+def test_a_custom_amount_buys_points_by_its_currencys_own_unit(
+    audited: Platform, database: ScratchDatabase
+) -> None:
+    """Amounts are minor units, and a unit is not always 100 of them: ¥1,500 (JPY has no
+    minor unit) at 2 points a yen is 3,000 points, and every amount shown is in yen."""
+    with rig(audited, CASES["stripe"]) as pay:
+        admin = pay.platform.admin_client
+        before = ok(admin.get("/admin/payments/settings"))
+        assert before["minorDigits"] == 2
+        keep = {k: before[k] for k in ("currency", "pointsPerUnit", "minAmount", "maxAmount")}
+        jpy = {**keep, "currency": "JPY", "pointsPerUnit": 2, "minAmount": 100}
+        jpy |= {"maxAmount": 100_000, "orderMinutes": before["orderMinutes"]}
+        try:
+            assert ok(admin.put("/admin/payments/settings", json=jpy))["minorDigits"] == 0
+            user = pay.platform.new_user()
+            options = ok(user.client.get("/user/pay/options"))
+            assert (options["currency"], options["minorDigits"]) == ("JPY", 0)
+            low = user.client.post("/user/pay/orders", json={"amount": 50, "method": pay.method})
+            assert "100 至 100000 JPY" in low.json()["message"]
+            made = ok(
+                user.client.post("/user/pay/orders", json={"amount": 1500, "method": pay.method})
+            )
+            assert (made["amount"], made["currency"], made["points"]) == (1500, "JPY", 3000)
+            httpx.get(made["checkout"]["url"], timeout=10)
+            pay.server.pay(made["orderNo"])
+            pay.paid(user, made["orderNo"])
+            assert user.balance() == 3000
+            records = ok(user.client.get("/user/points/consumption/records"))["records"]
+            assert [(r["kind"], r["delta"], r.get("note")) for r in records] == [
+                ("topup", 3000, "在线充值 1500 JPY")
+            ]
+        finally:
+            ok(admin.put("/admin/payments/settings", json={**before, **keep}))

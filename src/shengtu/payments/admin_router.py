@@ -20,6 +20,7 @@ from shengtu.db import utcnow
 from shengtu.models.payments import PaymentMethod, PaymentOrder, PaymentSettings, PaymentTier
 from shengtu.payments import admin_service as service
 from shengtu.payments import methods as method_rules
+from shengtu.payments.currency import minor_digits
 from shengtu.payments.providers import PROVIDERS
 from shengtu.payments.schemas import (
     AdminOrderDetail,
@@ -63,6 +64,7 @@ def _settings_out(row: PaymentSettings, tz: str) -> SettingsOut:
         minAmount=row.min_amount,
         maxAmount=row.max_amount,
         orderMinutes=row.order_minutes,
+        minorDigits=minor_digits(row.currency),
         timezone=tz,
     )
 

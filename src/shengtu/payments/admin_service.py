@@ -32,6 +32,7 @@ from shengtu.models.payments import (
 from shengtu.payments import methods as method_rules
 from shengtu.payments import service
 from shengtu.payments.base import Payment, PaymentProvider, ProviderError
+from shengtu.payments.currency import major
 from shengtu.payments.schemas import MethodBody, SettingsBody, TierBody
 from shengtu.points import service as points
 from shengtu.timefmt import midnight_utc
@@ -428,7 +429,8 @@ async def refund(
             raise Conflict(f"只有已支付的订单可以退款(当前状态 {order.status})")
         give = order.amount if amount is None else amount
         if not 0 < give <= order.amount:
-            raise BadRequest(f"参数错误:退款金额须在 0.01 至 {order.amount / 100:.2f} 之间")
+            least, most = major(1, order.currency), major(order.amount, order.currency)
+            raise BadRequest(f"参数错误:退款金额须在 {least} 至 {most} {order.currency} 之间")
         back = (order.points + order.bonus) * give // order.amount
         before = service.json_safe(order)
         moved = await session.execute(

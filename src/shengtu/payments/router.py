@@ -17,6 +17,7 @@ from shengtu.context import ContextDep
 from shengtu.errors import BadRequest, NotFound
 from shengtu.payments import service
 from shengtu.payments.base import Notify
+from shengtu.payments.currency import minor_digits
 from shengtu.payments.schemas import (
     MethodChoice,
     OrderCreate,
@@ -41,6 +42,7 @@ async def pay_options(ctx: ContextDep, _: PrincipalDep) -> Envelope[PayOptions]:
     return ok(
         PayOptions(
             currency=s.currency,
+            minorDigits=minor_digits(s.currency),
             pointsPerUnit=s.points_per_unit,
             minAmount=s.min_amount,
             maxAmount=s.max_amount,

@@ -32,6 +32,8 @@ class MethodChoice(BaseModel):
 
 class PayOptions(BaseModel):
     currency: str
+    # Amounts are in minor units: 10 ** minorDigits of them make a unit (2 for CNY).
+    minorDigits: int
     pointsPerUnit: int
     minAmount: int
     maxAmount: int
@@ -123,6 +125,7 @@ class SettingsBody(RequestBody):
 
 
 class SettingsOut(SettingsBody):
+    minorDigits: int  # of the currency: 10 ** minorDigits minor units make a unit
     # Not set here (SHENGTU_TIMEZONE): the zone of the daily report's days.
     timezone: str
 

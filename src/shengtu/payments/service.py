@@ -48,6 +48,7 @@ from shengtu.payments.base import (
     ProviderError,
     Urls,
 )
+from shengtu.payments.currency import major, per_unit
 from shengtu.points import service as points
 
 log = get_logger("shengtu.payments")
@@ -129,8 +130,8 @@ async def options(db: Database) -> Options:
 
 
 def custom_points(amount: int, settings: PaymentSettings) -> int:
-    """The points a custom ``amount`` (minor units; a unit is 100 of them) buys."""
-    return amount * settings.points_per_unit // 100
+    """The points a custom ``amount`` (in the currency's minor units) buys."""
+    return amount * settings.points_per_unit // per_unit(settings.currency)
 
 
 # -- orders ----------------------------------------------------------------------------
@@ -164,8 +165,8 @@ async def _priced(
         raise BadRequest("参数错误:请选择充值档位 tierId 或填写金额 amount")
     if not settings.min_amount <= amount <= settings.max_amount:
         raise BadRequest(
-            f"参数错误:充值金额须在 {settings.min_amount / 100:.2f} 至 "
-            f"{settings.max_amount / 100:.2f} 之间"
+            f"参数错误:充值金额须在 {major(settings.min_amount, settings.currency)} 至 "
+            f"{major(settings.max_amount, settings.currency)} {settings.currency} 之间"
         )
     got = custom_points(amount, settings)
     if got <= 0:
@@ -333,7 +334,7 @@ async def mark_paid(
             order.user_id,
             total,
             "topup",
-            note=f"在线充值 {order.amount / 100:.2f} {order.currency}",
+            note=f"在线充值 {major(order.amount, order.currency)} {order.currency}",
             task_no=order.order_no,
         )
     return True

@@ -105,6 +105,7 @@ async function loadPayments() {
 // --- Settings ------------------------------------------------------------------------------------
 function showPaySettings() {
   const s = paySettings, c = s.currency;
+  knowDigits(c, s.minorDigits);
   $("pay-currency").value = c;
   $("pay-ppu").value = s.pointsPerUnit;
   $("pay-min").value = toMajor(s.minAmount, c);

@@ -176,7 +176,12 @@ function barChart(series, caption) {
 }
 
 // --- Money: the API's amounts are integers in the currency's minor unit (fen, cents). ---------
+// The server's count for a currency (minorDigits of /user/pay/options and of the payment
+// settings), which the amounts it takes are in; Intl's only for one it has not given.
+const serverDigits = {};
+function knowDigits(currency, digits) { if (currency && Number.isInteger(digits)) serverDigits[currency] = digits; }
 function minorDigits(currency) {
+  if (Object.hasOwn(serverDigits, currency)) return serverDigits[currency];
   try { return new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits; }
   catch (e) { return 2; }  // not a currency Intl knows: the usual two
 }

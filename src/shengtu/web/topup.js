@@ -47,6 +47,7 @@ const GIVE_UP_MS = 5 * 60 * 1000;  // past expiry, the server's last check has l
 
 async function loadTopup() {
   payOptions = await api("/user/pay/options");
+  knowDigits(payOptions.currency, payOptions.minorDigits);
   renderTopup();
   await loadPayOrders(payOrdersPage);
 }
