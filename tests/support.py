@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import itertools
@@ -23,8 +24,10 @@ from typing import Any
 
 import httpx
 from PIL import Image
+from sqlalchemy import text
 
 from shengtu.config import Settings
+from shengtu.db import Database
 
 TERMINAL = ("completed", "failed")
 _names = itertools.count(1)
@@ -409,6 +412,20 @@ class Platform:
                 if k.startswith("SHENGTU_")
             }
         )
+
+    def execute(self, sql: str, **params: Any) -> None:
+        """One SQL statement on the platform's database, in a transaction of its own (a
+        test's way to age rows)."""
+
+        async def write() -> None:
+            db = Database(self.settings().resolved_database_url)
+            try:
+                async with db.write() as session:
+                    await session.execute(text(sql), params)
+            finally:
+                await db.dispose()
+
+        asyncio.run(write())
 
     def stop(self) -> None:
         for client in self.clients:

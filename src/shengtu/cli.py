@@ -186,10 +186,11 @@ def codes_create(
 
 @app.command()
 def sweep() -> None:
-    """Delete uploads no task used in time, and results and upstream exchanges past their
-    retention, once."""
+    """Delete uploads no task used in time, and results, upstream exchanges and payment
+    notifies that moved nothing past their retention, once."""
     from shengtu.assembly import build_context
     from shengtu.exchanges.service import prune
+    from shengtu.payments.service import prune_notifies
     from shengtu.storage.service import sweep as run_sweep
 
     settings = _settings()
@@ -200,12 +201,14 @@ def sweep() -> None:
         try:
             result = await run_sweep(ctx)
             exchanges = await prune(ctx)
+            notifies = await prune_notifies(ctx)
         finally:
             await ctx.aclose()
         return (
             f"已删除未使用的上传 {result.uploads_deleted} 个, "
             f"过期结果图片 {result.results_expired} 个, "
-            f"过期上游往来记录 {exchanges} 条"
+            f"过期上游往来记录 {exchanges} 条, "
+            f"过期的未入账支付通知 {notifies} 条"
         )
 
     typer.echo(asyncio.run(job()))

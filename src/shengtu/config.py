@@ -258,11 +258,15 @@ class Settings(BaseSettings):
     # Payments: how often a worker looks for pending orders to ask their provider about,
     # and the waits between two questions about one order (seconds, comma-separated; the
     # last repeats until the order expires). A notify's body is capped at
-    # payment_notify_max_bytes. (SHENGTU_FAILPOINTS, read by shengtu.failpoints, is for
-    # tests only: it has a process die at named places.)
+    # payment_notify_max_bytes. A kept notify that moved nothing (refused, mismatched, of
+    # an unknown order, ignored) is deleted after payment_notify_retention_days, so a
+    # flood of forged ones cannot grow the table for ever; one that was believed stays
+    # with its order. (SHENGTU_FAILPOINTS, read by shengtu.failpoints, is for tests only:
+    # it has a process die at named places.)
     payment_check_seconds: float = Field(default=2.0, gt=0)
     payment_check_backoff: str = "10,30,60,120,300"
     payment_notify_max_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    payment_notify_retention_days: float = Field(default=90.0, gt=0)
 
     @field_validator("jwt_secret", "secret_key")
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -595,6 +595,29 @@ class Database:
         # SQLite's sessions close in place (_inline_session); the others keep SQLAlchemy's
         # close in a task of its own, which a cancellation cannot cut short mid-I/O.
         return _inline_session(maker) if self.is_sqlite else maker()
+
+    async def delete_in_batches(
+        self,
+        due: Select[int],
+        delete_ids: Callable[[AsyncSession, list[int]], Awaitable[int]],
+        *,
+        batch: int,
+        batches: int = 100,
+    ) -> int:
+        """Deletes what ``due`` (ids, ordered, unlimited) selects, ``batch`` ids in each
+        short write transaction, at most ``batches`` times: a prune never holds a table.
+        ``delete_ids`` deletes those ids (and what hangs on them) and says how many rows
+        went; several processes may prune at once, each batch deleting what is still there."""
+        gone = 0
+        for _ in range(batches):
+            async with self.write() as session:
+                ids = list(await session.scalars(due.limit(batch)))
+                if not ids:
+                    break
+                gone += await delete_ids(session, ids)
+            if len(ids) < batch:
+                break
+        return gone
 
     async def first(self, stmt: Select[*_Row], params: Mapping[str, Any]) -> tuple[*_Row] | None:
         """The first row of a Core SELECT, or None: no session, no ORM, no transaction.

@@ -44,18 +44,6 @@ def _table(
     return asyncio.run(read())
 
 
-def _execute(platform: Platform, sql: str, **params: Any) -> None:
-    async def write() -> None:
-        db = Database(platform.settings().resolved_database_url)
-        try:
-            async with db.write() as session:
-                await session.execute(text(sql), params)
-        finally:
-            await db.dispose()
-
-    asyncio.run(write())
-
-
 def _kept(platform: Platform, task_no: str, ready: Callable[[list[dict[str, Any]]], bool]) -> Any:
     """The task's detail for the operator, once its exchanges are written (in the
     background, a moment after each call)."""
@@ -202,8 +190,7 @@ def test_every_exchange_is_kept_for_the_operator_without_a_key(
         # keeps the others.
         assert "exchanges_prune" in [job.name for job in PERIODIC_JOBS]
         old = polled["task"]["taskNo"]
-        _execute(
-            platform,
+        platform.execute(
             "UPDATE upstream_exchange SET created_at = :then WHERE task_no = :task_no",
             then=utcnow() - timedelta(days=8),
             task_no=old,

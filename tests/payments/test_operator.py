@@ -4,13 +4,16 @@ API's refusals, secrets and privacy."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 
+from shengtu.db import utcnow
+from shengtu.tasks.worker import PERIODIC_JOBS
 from tests.databases import ScratchDatabase
 from tests.payments.providers import CASES
 from tests.payments.support import PayRig, rig
-from tests.support import SANDBOX_MODEL, Platform, ok, wait_for
+from tests.support import SANDBOX_MODEL, Platform, cli, ok, wait_for
 
 
 def rigs(audited: Platform, database: ScratchDatabase, every_provider: bool) -> Iterator[PayRig]:
@@ -369,3 +372,29 @@ def test_a_custom_amount_buys_points_by_its_currencys_own_unit(
             ]
         finally:
             ok(admin.put("/admin/payments/settings", json={**before, **keep}))
+
+
+def test_notifies_that_moved_nothing_are_deleted_after_their_retention(
+    audited: Platform, database: ScratchDatabase
+) -> None:
+    """A flood of forged notifies cannot grow the table for ever: past
+    SHENGTU_PAYMENT_NOTIFY_RETENTION_DAYS (90) the refused ones go, by the workers' sweep
+    or `shengtu sweep`; the credited one and its duplicate stay with their order."""
+    assert "payment_notifies_prune" in [job.name for job in PERIODIC_JOBS]
+    for pay in rigs(audited, database, every_provider=False):
+        user = pay.platform.new_user()
+        order_no = pay.order(user, amount=300, points=30)
+        pay.server.pay(order_no, notify=False)
+        assert not pay.accepted(pay.deliver(order_no, spoil="signature"))
+        assert pay.accepted(pay.deliver(order_no))
+        assert pay.accepted(pay.deliver(order_no))
+        assert pay.verdicts(order_no) == ["credited", "duplicate", "refused"]
+        pay.platform.execute(
+            "UPDATE payment_notify SET received_at = :then WHERE order_no = :order_no",
+            then=utcnow() - timedelta(days=91),
+            order_no=order_no,
+        )
+        swept = cli(pay.platform.env, "sweep").stdout
+        assert "过期的未入账支付通知" in swept, swept
+        assert pay.verdicts(order_no) == ["credited", "duplicate"]
+        assert user.balance() == 30

@@ -401,25 +401,17 @@ async def prune(ctx: AppContext, now: datetime | None = None, *, batches: int = 
     PRUNE_BATCH at a time in short transactions; how many this call deleted (racing
     workers each delete what is still there)."""
     cutoff = (now or utcnow()) - timedelta(days=ctx.settings.exchange_retention_days)
-    gone = 0
-    for _ in range(batches):
-        async with ctx.db.write() as session:
-            ids = list(
-                await session.scalars(
-                    select(UpstreamExchange.id)
-                    .where(UpstreamExchange.created_at < cutoff)
-                    .order_by(UpstreamExchange.created_at)
-                    .limit(PRUNE_BATCH)
-                )
-            )
-            if not ids:
-                break
-            result = await session.execute(
-                delete(UpstreamExchange).where(UpstreamExchange.id.in_(ids))
-            )
-        gone += int(getattr(result, "rowcount", 0) or 0)
-        if len(ids) < PRUNE_BATCH:
-            break
+
+    async def delete_ids(session: AsyncSession, ids: list[int]) -> int:
+        result = await session.execute(delete(UpstreamExchange).where(UpstreamExchange.id.in_(ids)))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    due = (
+        select(UpstreamExchange.id)
+        .where(UpstreamExchange.created_at < cutoff)
+        .order_by(UpstreamExchange.created_at)
+    )
+    gone = await ctx.db.delete_in_batches(due, delete_ids, batch=PRUNE_BATCH, batches=batches)
     if gone:
         log.info("upstream_exchanges_pruned", count=gone)
     return gone

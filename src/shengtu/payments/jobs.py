@@ -1,11 +1,14 @@
 """Payments' periodic work: every pending order whose next question has come is asked
 about at its provider (:func:`shengtu.payments.service.check_due`), so a lost notify is
 repaired without anyone; expired orders are closed. Run by every worker, every
-SHENGTU_PAYMENT_CHECK_SECONDS (the orders' own back-off spaces the questions)."""
+SHENGTU_PAYMENT_CHECK_SECONDS (the orders' own back-off spaces the questions). With the
+other capabilities' sweep, the notifies that moved nothing are deleted after
+SHENGTU_PAYMENT_NOTIFY_RETENTION_DAYS (:func:`shengtu.payments.service.prune_notifies`)."""
 
 from __future__ import annotations
 
-from shengtu.payments.service import check_due
+from shengtu.payments.service import check_due, prune_notifies
 from shengtu.periodic import PeriodicJob
 
 JOBS = (PeriodicJob("payments_check", check_due),)
+SWEEP_JOBS = (PeriodicJob("payment_notifies_prune", prune_notifies),)

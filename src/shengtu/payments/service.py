@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -405,6 +405,29 @@ async def keep_notify(
                 reason=redact.printable(outcome.reason)[:255] if outcome.reason else None,
             )
         )
+
+
+NOTIFY_PRUNE_BATCH = 1000
+
+
+async def prune_notifies(ctx: AppContext, now: datetime | None = None) -> int:
+    """Deletes the kept notifies that moved nothing (not in BELIEVED) received before
+    SHENGTU_PAYMENT_NOTIFY_RETENTION_DAYS; how many went."""
+    cutoff = (now or utcnow()) - timedelta(days=ctx.settings.payment_notify_retention_days)
+
+    async def delete_ids(session: AsyncSession, ids: list[int]) -> int:
+        result = await session.execute(delete(PaymentNotify).where(PaymentNotify.id.in_(ids)))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    due = (
+        select(PaymentNotify.id)
+        .where(PaymentNotify.received_at < cutoff, PaymentNotify.verdict.not_in(sorted(BELIEVED)))
+        .order_by(PaymentNotify.received_at)
+    )
+    gone = await ctx.db.delete_in_batches(due, delete_ids, batch=NOTIFY_PRUNE_BATCH)
+    if gone:
+        log.info("payment_notifies_pruned", count=gone)
+    return gone
 
 
 UNKNOWN_METHOD = Answer(404, b"unknown payment method", "text/plain")

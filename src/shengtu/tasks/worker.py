@@ -56,6 +56,7 @@ PERIODIC_JOBS = (
     *stats_jobs.JOBS,
     *idempotency_jobs.JOBS,
     *exchanges_jobs.JOBS,
+    *payments_jobs.SWEEP_JOBS,
 )
 
 # Due: active, its time come, and no live lease. Built once (``shengtu.db.run``).

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.context import AppContext
 from shengtu.db import utcnow
@@ -25,29 +26,19 @@ async def prune(ctx: AppContext, *, batches: int = 100) -> int:
     """Deletes finished messages last scheduled before the retention, with their attempts,
     ``BATCH`` at a time (short transactions); returns how many messages went."""
     cutoff = utcnow() - timedelta(days=ctx.settings.webhook_retention_days)
-    gone = 0
-    for _ in range(batches):
-        async with ctx.db.write() as session:
-            ids = list(
-                await session.scalars(
-                    select(WebhookMessage.id)
-                    .where(
-                        WebhookMessage.status.in_(FINISHED),
-                        WebhookMessage.next_attempt_at < cutoff,
-                    )
-                    .order_by(WebhookMessage.id)
-                    .limit(BATCH)
-                )
+
+    async def delete_ids(session: AsyncSession, ids: list[int]) -> int:
+        await session.execute(delete(WebhookAttempt).where(WebhookAttempt.message_id.in_(ids)))
+        result = await session.execute(
+            delete(WebhookMessage).where(
+                WebhookMessage.id.in_(ids), WebhookMessage.status.in_(FINISHED)
             )
-            if not ids:
-                break
-            await session.execute(delete(WebhookAttempt).where(WebhookAttempt.message_id.in_(ids)))
-            result = await session.execute(
-                delete(WebhookMessage).where(
-                    WebhookMessage.id.in_(ids), WebhookMessage.status.in_(FINISHED)
-                )
-            )
-        gone += int(getattr(result, "rowcount", 0) or 0)
-        if len(ids) < BATCH:
-            break
-    return gone
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    due = (
+        select(WebhookMessage.id)
+        .where(WebhookMessage.status.in_(FINISHED), WebhookMessage.next_attempt_at < cutoff)
+        .order_by(WebhookMessage.id)
+    )
+    return await ctx.db.delete_in_batches(due, delete_ids, batch=BATCH, batches=batches)
