@@ -17,15 +17,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
 from tests.support import Platform, User, cli, free_port
 
 from bench.load import LoadResult, request_line, wrk
-
-if TYPE_CHECKING:
-    from bench.run import Report
+from bench.report import CAMPAIGN, Report, server_pid
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".bench-venv"
@@ -133,7 +130,6 @@ def openai_comparison(report: Report, seconds: float, warmup: float, work: Path)
 def _through_shengtu(
     mock_url: str, body: dict[str, str], seconds: float, warmup: float, work: Path
 ) -> tuple[LoadResult, bool, str]:
-    from bench.run import CAMPAIGN, server_pid
 
     (work / "openai").mkdir()
     p = Platform(work / "openai", worker=True, **CAMPAIGN)

@@ -30,6 +30,7 @@ from websockets.asyncio.client import connect
 from bench.labels import label_benchmark
 from bench.load import LoadResult, ProcessMeter, request_line, rss_mb, wrk, wrk_version
 from bench.openai_compare import VENV, openai_comparison
+from bench.report import CAMPAIGN, Report, server_pid
 from bench.safety import prompt_check_benchmark
 from bench.stats import stats_benchmark
 from shengtu.providers.registry import PROTOCOLS
@@ -40,19 +41,6 @@ SPEC_BODY = json.dumps(
     {"modelName": "sc_soraimg_text_1x1", "prompt": "一个可爱的橘猫在窗台上晒太阳,温馨的室内场景"},
     ensure_ascii=False,
 )
-# Operator settings for a campaign: rate limits and in-flight limits high enough that the
-# benchmark measures the work, not the refusals (the in-flight count still runs on submit).
-CAMPAIGN = {
-    "SHENGTU_USER_REQUESTS_PER_MINUTE": "100000000",
-    "SHENGTU_API_KEY_REQUESTS_PER_MINUTE": "100000000",
-    "SHENGTU_MAX_INFLIGHT_TASKS": "100000000",
-    "SHENGTU_MAX_INFLIGHT_PER_API_KEY": "100000000",
-    "SHENGTU_UPSTREAM_RPS": "100000",
-    "SHENGTU_TASK_DEADLINE": "7200",
-    "SHENGTU_LOG_LEVEL": "WARNING",
-    # Full-size sandbox pictures, as a real upstream's (the tests draw them small).
-    "SHENGTU_SANDBOX_SCALE": "1",
-}
 
 
 @dataclass
@@ -77,54 +65,6 @@ QUICK = Mode("quick", 2, 1, 8, 3, 150, 600, 3.0, 5, 10, False, 1, 100_000, 5)
 FULL = Mode("full", 10, 3, 64, 10, 500, 5000, 10.0, 30, 100, True, 3)
 
 
-@dataclass
-class Row:
-    name: str
-    value: str
-    target: str = ""
-    met: bool | None = None
-
-
-class Report:
-    def __init__(self) -> None:
-        self.http: list[tuple[str, LoadResult, str, bool | None]] = []
-        self.rows: list[Row] = []
-        self.baseline_rps = 0.0
-
-    def load(
-        self, name: str, result: LoadResult, target: str = "", met: bool | None = None
-    ) -> None:
-        self.http.append((name, result, target, met))
-        print(f"  {name}: {result.rps:,.0f} req/s, p99 {result.p99_ms:.1f} ms", flush=True)
-
-    def row(self, name: str, value: str, target: str = "", met: bool | None = None) -> None:
-        self.rows.append(Row(name, value, target, met))
-        print(f"  {name}: {value}", flush=True)
-
-    def render(self) -> str:
-        def verdict(met: bool | None) -> str:
-            return "" if met is None else ("met" if met else "MISSED")
-
-        out = [
-            "| HTTP, 64 connections | req/s | × baseline | p50 ms | p99 ms | max ms | errors"
-            " | server CPU | server RSS | target | |",
-            "|---|---:|---:|---:|---:|---:|---|---:|---:|---|---|",
-        ]
-        for name, r, target, met in self.http:
-            ratio = r.rps / self.baseline_rps if self.baseline_rps else 0.0
-            codes = ", ".join(f"{n} × {s}" for s, n in sorted(r.statuses.items()))
-            errors = f"{r.socket_errors} socket; {codes}"
-            out.append(
-                f"| {name} | {r.rps:,.0f} | {ratio:.2f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} |"
-                f" {r.max_ms:.1f} | {errors} | {r.cpu_cores:.2f} | {r.rss_mb:.0f} MB |"
-                f" {target} | {verdict(met)} |"
-            )
-        out += ["", "| measure | result | target | |", "|---|---|---|---|"]
-        for row in self.rows:
-            out.append(f"| {row.name} | {row.value} | {row.target} | {verdict(row.met)} |")
-        return "\n".join(out)
-
-
 # -- the processes ---------------------------------------------------------------------------
 
 
@@ -146,10 +86,6 @@ def spawn_baseline(work: Path) -> tuple[subprocess.Popen[bytes], str]:
         except httpx.HTTPError:
             time.sleep(0.05)
     raise SystemExit("the baseline server did not start")
-
-
-def server_pid(p: Platform) -> int:
-    return p.server.proc.pid
 
 
 def seed_users(p: Platform, count: int, tasks_each: int) -> list[tuple[User, str, list[str]]]:
