@@ -232,6 +232,8 @@ def test_the_daily_report_and_the_csv(audited: Platform, database: ScratchDataba
         order_no = pay.order(user, amount=700, points=70)
         pay.server.pay(order_no)
         paid = pay.paid(user, order_no)
+        # The number carries the time it was made, on the site's clock as createdAt.
+        assert order_no[1:15] == "".join(ch for ch in paid["createdAt"] if ch.isdigit())
         day = paid["paidAt"][:10]
         admin = pay.platform.admin_client
         report = ok(admin.get("/admin/payments/report", params={"day": day}))

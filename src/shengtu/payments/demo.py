@@ -25,7 +25,13 @@ SANDBOX_PID = "1000"
 # Until a start with the sandbox says where it listens.
 UNSERVED = "http://127.0.0.1:9/epay"
 # (amount in fen, points, bonus)
-DEMO_TIERS = ((1000, 1000, 0), (3000, 3000, 300), (10000, 10000, 1500))
+# (amount in fen, points, bonus, label): the card shows the price and points itself, so a
+# label says what the tier is for.
+DEMO_TIERS = (
+    (1000, 1000, 0, "体验"),
+    (3000, 3000, 300, "常用"),
+    (10000, 10000, 1500, "超值"),
+)
 
 
 def sandbox_merchant_key(settings: Settings) -> str:
@@ -45,11 +51,11 @@ async def add_sandbox_payment(db: Database, key_box: KeyBox, settings: Settings)
                     amount=amount,
                     points=points,
                     bonus=bonus,
-                    label=f"{amount // 100} 元",
+                    label=label,
                     enabled=True,
                     created_at=utcnow(),
                 )
-                for amount, points, bonus in DEMO_TIERS
+                for amount, points, bonus, label in DEMO_TIERS
             )
         if await session.get(PaymentMethod, SANDBOX_METHOD) is not None:
             return False

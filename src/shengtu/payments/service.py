@@ -50,6 +50,7 @@ from shengtu.payments.base import (
 )
 from shengtu.payments.currency import major, per_unit
 from shengtu.points import service as points
+from shengtu.timefmt import local
 
 log = get_logger("shengtu.payments")
 
@@ -63,10 +64,11 @@ AFTER_COMMIT = "payments.notify.after_commit"
 SETTINGS_ID = 1
 
 
-def new_order_no(now: datetime) -> str:
-    """``P`` + the UTC time + 8 random hex digits: 23 characters of letters and digits,
-    which every provider takes as its merchant order number (WeChat Pay: at most 32)."""
-    return f"P{now:%Y%m%d%H%M%S}{secrets.token_hex(4).upper()}"
+def new_order_no(now: datetime, tz: str) -> str:
+    """``P`` + the site's local time (as a task number has it) + 8 random hex digits: 23
+    characters of letters and digits, which every provider takes as its merchant order
+    number (WeChat Pay: at most 32)."""
+    return f"P{local(now, tz):%Y%m%d%H%M%S}{secrets.token_hex(4).upper()}"
 
 
 def subject(points_total: int) -> str:
@@ -201,7 +203,7 @@ async def create_order(
         if provider.currencies is not None and settings.currency not in provider.currencies:
             raise BadRequest(f"参数错误:{method.label} 不收 {settings.currency}")
         order = PaymentOrder(
-            order_no=new_order_no(now),
+            order_no=new_order_no(now, ctx.settings.timezone),
             user_id=user_id,
             amount=paid,
             currency=settings.currency,

@@ -44,7 +44,6 @@ words({
   via_notify: ["支付通知", "Notify"],
   via_query: ["主动查询", "Query"],
   via_manual: ["手动完成", "By hand"],
-  notifyCount: ["通知数", "Notifies"],
   expiresAt: ["过期时间", "Expires"],
   bonusPoints: ["赠送积分", "Bonus points"],
   refundedSoFar: ["已退款", "Refunded"],
@@ -170,7 +169,9 @@ $("tier-add").onclick = () => tierAction(async () => {
 
 // --- Methods: each kind's own settings, from GET /admin/payments/kinds. ---------------------------
 const methodName = (key) => { const m = payMethodList.find(x => x.key === key); return m ? `${m.label} (${key})` : key; };
-const kindLabel = (kind) => (payKinds.find(k => k.kind === kind) || { label: kind }).label;
+// The server names each kind in Chinese; in English, by the name the provider goes by.
+const KIND_EN = { epay: "EPay", alipay: "Alipay", wechat: "WeChat Pay", stripe: "Stripe" };
+const kindLabel = (kind) => lang === "en" && KIND_EN[kind] ? KIND_EN[kind] : (payKinds.find(k => k.kind === kind) || { label: kind }).label;
 async function loadPayMethods() {
   payMethodList = await api("/admin/payments/methods");
   $("pay-methods").replaceChildren(table([
@@ -188,7 +189,7 @@ function openMethodEditor(method) {
   $("method-editor-title").textContent = method ? t("editMethod", method.key) : t("addMethod");
   $("method-key").value = method ? method.key : "";
   $("method-key").disabled = Boolean(method);
-  $("method-kind").replaceChildren(...payKinds.map(k => el("option", { value: k.kind }, `${k.label} (${k.kind})`)));
+  $("method-kind").replaceChildren(...payKinds.map(k => el("option", { value: k.kind }, `${kindLabel(k.kind)} (${k.kind})`)));
   $("method-kind").value = method ? method.kind : (payKinds[0] || {}).kind || "";
   $("method-label").value = method ? method.label : "";
   $("method-enabled").checked = method ? method.enabled : true;
@@ -258,10 +259,10 @@ async function loadTopupOrders(page) {
   const data = paged(await api("/admin/payments/orders?" + query({ page, size, ...filter })), page, size);
   $("pay-orders").replaceChildren(table([
     ["orderNo", o => o.orderNo], ["user", o => o.username || "#" + o.userId], ["payAmount", o => money(o.amount, o.currency)],
-    ["points", o => pointsWithBonus(o)], ["payMethod", o => o.methodLabel || o.method], ["state", o => orderStatus(o.status)],
-    ["tradeNo", o => o.tradeNo || "—"], ["createdAt", o => o.createdAt], ["paidAt", o => o.paidAt || "—"],
-    ["paidVia", o => viaText(o.paidVia)], ["notifyCount", o => o.notifies],
-    ["", o => el("button", { type: "button", class: "link", "data-order": o.orderNo,
+    ["points", o => pointsWithBonus(o)], ["payMethod", o => o.methodLabel || o.method],
+    ["state", o => el("span", { class: "nowrap" }, orderStatus(o.status))],
+    ["createdAt", o => when(o.createdAt)], ["paidAt", o => when(o.paidAt)],
+    ["", o => el("button", { type: "button", class: "link nowrap", "data-order": o.orderNo,
       onclick: () => showTopupOrder(o.orderNo).catch(e => say("pay-orders-msg", e.message, false)) }, t("detail"))],
   ], data.records), pager(data, loadTopupOrders));
 }
@@ -308,7 +309,7 @@ async function showTopupOrder(orderNo) {
     facts([
       ["payAmount", money(o.amount, c)], ["points", String(o.points)], ["bonusPoints", String(o.bonus || 0)],
       ["tradeNo", o.tradeNo], ["checkoutKind", o.checkout ? t("checkout_" + o.checkout.kind) : null],
-      ["createdAt", o.createdAt], ["expiresAt", o.expiresAt], ["paidAt", o.paidAt], ["paidVia", o.paidVia ? viaText(o.paidVia) : null],
+      ["createdAt", when(o.createdAt)], ["expiresAt", when(o.expiresAt)], ["paidAt", o.paidAt && when(o.paidAt)], ["paidVia", o.paidVia ? viaText(o.paidVia) : null],
       ["refundedSoFar", o.refundedAmount ? `${money(o.refundedAmount, c)} · ${o.refundedPoints} ${t("points")}` : null],
     ]),
     el("div", { class: "row" },

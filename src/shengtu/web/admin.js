@@ -173,6 +173,13 @@ async function enter() {
 }
 const fmtRate = (r) => r === null || r === undefined ? "—" : (r * 100).toFixed(1) + "%";
 const fmtNum = (n) => n === null || n === undefined ? "—" : String(n);
+// Revenue, cost and margin (decimals the API gives to 4 places): 2 places at least, the
+// others only where they count.
+const fmtAmount = (v) => {
+  const n = Number(v);
+  return v === null || v === undefined || !Number.isFinite(n) ? "—"
+    : n.toLocaleString(lang === "en" ? "en" : "zh-CN", { minimumFractionDigits: 2, maximumFractionDigits: 4 });
+};
 
 // --- Dashboard ------------------------------------------------------------------------------------
 async function loadDashboard() {
@@ -181,14 +188,14 @@ async function loadDashboard() {
   const card = (key, value, id) => el("div", { class: "card", id }, el("div", { class: "meta" }, t(key)), el("div", { class: "figure" }, value));
   $("cards").replaceChildren(
     card("tasksEnded", s.tasks, "card-tasks"), card("successRate", fmtRate(s.successRate), "card-rate"),
-    card("netPoints", s.net, "card-net"), card("revenue", s.revenue, "card-revenue"),
-    card("cost", s.cost, "card-cost"), card("margin", s.margin, "card-margin"),
+    card("netPoints", s.net, "card-net"), card("revenue", fmtAmount(s.revenue), "card-revenue"),
+    card("cost", fmtAmount(s.cost), "card-cost"), card("margin", fmtAmount(s.margin), "card-margin"),
     card("inFlight", stats.inFlight, "card-inflight"), card("p95", fmtNum(s.p95Seconds), "card-p95"),
     stats.paidRevenue ? card("paidRevenue", money(stats.paidRevenue.amount, stats.paidRevenue.currency), "card-paid") : "");
   $("trend").replaceChildren(barChart(stats.series.map(r => ({ label: r.time.slice(5), value: r.tasks })), t("tasksEnded")));
   const figures = [
     ["completed", r => r.completed], ["failedCount", r => r.failed], ["successRate", r => fmtRate(r.successRate)],
-    ["charged", r => r.charged], ["refunded", r => r.refunded], ["net", r => r.net], ["cost", r => r.cost], ["margin", r => r.margin],
+    ["charged", r => r.charged], ["refunded", r => r.refunded], ["net", r => r.net], ["cost", r => fmtAmount(r.cost)], ["margin", r => fmtAmount(r.margin)],
     ["p50", r => fmtNum(r.p50Seconds)], ["p95", r => fmtNum(r.p95Seconds)],
   ];
   $("by-model").replaceChildren(table([["model", r => r.model], ...figures], stats.byModel));
@@ -206,7 +213,7 @@ async function loadUsers(page) {
   const data = await api("/admin/users?" + query({ page, size: 20, q: $("user-q").value.trim(), active: $("user-active").value }));
   $("users").replaceChildren(table([
     ["user", u => u.username], ["role", u => u.role], ["group", u => u.group],
-    ["state", u => u.active ? t("active") : t("disabled")], ["balance", u => u.balance], ["createTime", u => u.createTime],
+    ["state", u => u.active ? t("active") : t("disabled")], ["balance", u => u.balance], ["createTime", u => when(u.createTime)],
     ["", u => el("button", { type: "button", class: "link", "data-user": u.userId, onclick: () => showUser(u.userId) }, t("detail"))],
   ], data.records), pager(data, loadUsers));
 }
@@ -243,7 +250,7 @@ async function showUser(id) {
     el("h3", {}, "API Keys"),
     table([["name", k => k.name], ["", k => k.prefix + "…"], ["charged", k => `${k.spentPoints} / ${k.quotaPoints ?? "∞"}`]], u.apiKeys),
     el("h3", {}, t("points")),
-    table([["time", r => r.createTime], ["net", r => r.delta], ["balance", r => r.balanceAfter], ["action", r => r.kind], ["note", r => r.note || ""]], u.recentLedger));
+    table([["time", r => when(r.createTime)], ["net", r => r.delta], ["balance", r => r.balanceAfter], ["action", r => r.kind], ["note", r => r.note || ""]], u.recentLedger));
   box.classList.remove("hidden");
 }
 
@@ -274,7 +281,7 @@ async function showTask(taskNo) {
     el("h3", {}, t("attempts")),
     table([["time", a => a.startTime], ["channel", a => a.channelName || a.channelId || "—"], ["outcome", a => a.outcome], ["", a => a.httpStatus ?? ""], ["error", a => a.error || ""]], d.attempts),
     el("h3", {}, t("ledger")),
-    table([["time", r => r.createTime], ["net", r => r.delta], ["action", r => r.kind], ["note", r => r.note || ""]], d.ledger),
+    table([["time", r => when(r.createTime)], ["net", r => r.delta], ["action", r => r.kind], ["note", r => r.note || ""]], d.ledger),
     el("h3", {}, t("exchanges")),
     el("p", { class: "meta" }, t("exchangeHint")),
     shown,
@@ -481,7 +488,7 @@ const brief = (v) => v ? JSON.stringify(v) : "";
 async function loadAudit(page) {
   const data = await api("/admin/audit?" + query({ page, size: 20 }));
   $("audit").replaceChildren(table([
-    ["time", a => a.createTime], ["actor", a => a.actor], ["action", a => a.action], ["target", a => a.target],
+    ["time", a => when(a.createTime)], ["actor", a => a.actor], ["action", a => a.action], ["target", a => a.target],
     ["before", a => brief(a.before)], ["after", a => brief(a.after)],
   ], data.records), pager(data, loadAudit));
 }
@@ -640,7 +647,7 @@ async function loadSafetyWords(page) {
     ["safetyTier", w => el("select", { "data-word-tier": w.id, "aria-label": `${w.word} ${t("safetyTier")}`, onchange: (ev) => changeTier(w, ev.target.value) },
       SAFETY_TIERS.map(x => el("option", { value: x, selected: x === w.tier }, tierText(x))))],
     ["note", w => w.note || ""],
-    ["time", w => w.createTime],
+    ["time", w => when(w.createTime)],
     ["", w => el("button", { type: "button", class: "link danger", "data-delete-word": w.id, "aria-label": `${t("deleteWord")} ${w.word}`, onclick: () => deleteWord(w) }, t("deleteWord"))],
   ], data.records), pager(data, loadSafetyWords));
 }
@@ -695,7 +702,7 @@ async function loadSafetyEvents(page) {
   if (user && !/^[1-9]\d*$/.test(user)) throw new Error(t("badUserId"));
   const data = await api("/admin/safety/events?" + query({ page, size: 20, tier: $("safety-event-tier").value, state: $("safety-event-state").value, userId: user }));
   $("safety-events").replaceChildren(table([
-    ["time", e => e.createTime],
+    ["time", e => when(e.createTime)],
     ["user", e => el("button", { type: "button", class: "link", "data-filter-user": e.userId, onclick: () => { $("safety-event-user").value = e.userId; $("safety-event-search").click(); } }, e.username || "#" + e.userId)],
     ["safetyTier", e => tierText(e.tier)],
     ["taskNo", e => taskLink(e.taskNo)],

@@ -95,6 +95,8 @@ function setupLanguage(onChange) {
   if (switcher) switcher.onclick = () => {
     lang = lang === "en" ? "zh" : "en";
     localStorage.setItem("shengtu.lang", lang);
+    // A message said in the other language is not said again in this one: cleared.
+    document.querySelectorAll(".msg").forEach(n => { n.textContent = ""; n.className = "msg"; });
     translatePage();
     if (onChange) onChange();
   };
@@ -132,6 +134,11 @@ function table(columns, rows) {
   return el("div", { class: "table-wrap" }, el("table", {},
     el("thead", {}, el("tr", {}, columns.map(([h]) => el("th", { scope: "col" }, t(h))))),
     el("tbody", {}, rows.map(r => el("tr", {}, columns.map(([, cell]) => el("td", {}, cell(r))))))));
+}
+// A time as the API gives it (2026-12-06T00:24:32, the site's clock), as people read it,
+// on one line.
+function when(iso) {
+  return iso ? el("span", { class: "nowrap" }, String(iso).replace("T", " ")) : "—";
 }
 // A page of a list that answers {records, total} only, in the shape pager() reads.
 function paged(data, page, size) {

@@ -375,7 +375,7 @@ async function loadLedger(page) {
   const data = await api("/user/points/consumption/records?" + query({ page, size: 10 }));
   $("ledger").replaceChildren(
     table([
-      ["time", r => r.createTime],
+      ["time", r => when(r.createTime)],
       ["change", r => (r.delta > 0 ? "+" : "") + r.delta],
       ["after", r => r.balanceAfter],
       ["kind", r => r.kind],

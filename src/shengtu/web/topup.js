@@ -279,13 +279,13 @@ async function loadPayOrders(page) {
   const size = 10;
   const data = paged(await api("/user/pay/orders?" + query({ page, size })), page, size);
   $("pay-orders").replaceChildren(table([
-    ["time", o => o.createdAt],
+    ["time", o => when(o.createdAt)],
     ["orderNo", o => o.orderNo],
     ["payAmount", o => money(o.amount, o.currency)],
     ["pointsTab", o => pointsText(o)],
     ["payMethodCol", o => o.methodLabel || o.method],
     ["status", o => orderStatus(o.status)],
-    ["paidAt", o => o.paidAt || "—"],
+    ["paidAt", o => when(o.paidAt)],
     ["", o => el("button", { type: "button", class: "link", "data-order": o.orderNo, onclick: () => openOrder(o.orderNo) }, t("show"))],
   ], data.records), pager(data, loadPayOrders));
 }
