@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -28,6 +28,17 @@ def midnight_utc(dt: datetime, tz: str) -> datetime:
     """The start of ``dt``'s local day, as naive UTC (what the database columns store)."""
     start = local(dt, tz).replace(hour=0, minute=0, second=0, microsecond=0)
     return start.astimezone(UTC).replace(tzinfo=None)
+
+
+def day_in_utc(day: date, tz: str) -> tuple[datetime, datetime]:
+    """The local calendar ``day`` as [start, end) in naive UTC (a day of 23 or 25 hours
+    where the clocks change)."""
+    start = datetime.combine(day, time(), zone(tz))
+    end = datetime.combine(day + timedelta(days=1), time(), zone(tz))
+    return (
+        start.astimezone(UTC).replace(tzinfo=None),
+        end.astimezone(UTC).replace(tzinfo=None),
+    )
 
 
 # What a client may send: every database stores these (MariaDB's DATETIME starts at year

@@ -32,12 +32,7 @@ from shengtu.payments.base import (
     ProviderError,
     Urls,
 )
-from shengtu.payments.providers.alipay import (
-    AlipayProvider,
-    fen_of,
-    signed_text,
-    yuan,
-)
+from shengtu.payments.providers.alipay import AlipayProvider, signed_text
 from shengtu.payments.sandbox.alipay import (
     AlipayDouble,
     new_key,
@@ -172,20 +167,6 @@ def opened(double: DoubleServer, receiver: Receiver, order: OrderRef) -> str:
 def paid(double: DoubleServer, receiver: Receiver, order: OrderRef, *, notify: bool = True) -> None:
     opened(double, receiver, order)
     double.pay(order.order_no, notify=notify)
-
-
-def test_amounts_go_as_yuan_with_two_decimals() -> None:
-    assert [yuan(n) for n in (1, 10, 100, 1999, 100000)] == [
-        "0.01",
-        "0.10",
-        "1.00",
-        "19.99",
-        "1000.00",
-    ]
-    assert [fen_of(t) for t in ("0.01", "10.00", "10", "19.9")] == [1, 1000, 1000, 1990]
-    for bad in ("1.001", "-1.00", "abc", "NaN", ""):
-        with pytest.raises(ValueError):
-            fen_of(bad)
 
 
 def test_the_signed_text_is_found_even_with_braces_inside_a_string() -> None:

@@ -3,6 +3,7 @@ API's refusals, secrets and privacy."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -185,6 +186,14 @@ def test_bad_orders_are_refused_and_change_nothing(
             "/admin/payments/methods/x", json={"kind": "nope", "label": "x", "config": {}}
         ).json()
         assert bad_kind["code"] == 400 and "不支持的支付类型" in bad_kind["message"]
+        # The key and every answer would cross the network in clear: https, or this machine.
+        for gateway in ("http://pay.example.com", "ftp://127.0.0.1", "http://10.0.0.1"):
+            config = {**pay.server.merchant_config(), "gateway": gateway}
+            clear = admin.put(
+                "/admin/payments/methods/clear",
+                json={"kind": pay.case.kind, "label": "明文", "config": config},
+            ).json()
+            assert clear["code"] == 400 and "https://" in clear["message"], (gateway, clear)
         bad_settings = admin.put(
             "/admin/payments/settings",
             json={
@@ -339,6 +348,13 @@ def test_a_stripe_event_of_another_kind_is_received_and_moves_nothing(
         assert "payment_intent.created" in kept["ignored"]
         assert ok(user.client.get(f"/user/pay/orders/{order_no}"))["status"] == "pending"
         assert user.balance() == 0
+        # Having moved nothing, it goes after the retention.
+        pay.platform.execute(
+            "UPDATE payment_notify SET received_at = :then WHERE verdict = 'ignored'",
+            then=utcnow() - timedelta(days=91),
+        )
+        cli(pay.platform.env, "sweep")
+        assert "ignored" not in [n["verdict"] for n in pay.notifies(None)]
 
 
 def test_a_custom_amount_buys_points_by_its_currencys_own_unit(
@@ -400,3 +416,41 @@ def test_notifies_that_moved_nothing_are_deleted_after_their_retention(
         assert "过期的未入账支付通知" in swept, swept
         assert pay.verdicts(order_no) == ["credited", "duplicate"]
         assert user.balance() == 30
+
+
+def test_a_method_speaks_only_for_its_own_orders(
+    audited: Platform, database: ScratchDatabase
+) -> None:
+    """Two methods on one merchant account (or an aggregator that holds another method's
+    key): a notify that comes to one about an order made under the other moves nothing,
+    however well it is signed."""
+    for pay in rigs(audited, database, every_provider=False):
+        admin = pay.platform.admin_client
+        other = f"{pay.case.kind}_{secrets.token_hex(3)}"
+        body = {
+            "kind": pay.case.kind,
+            "label": "同一商户的另一方式",
+            "enabled": True,
+            "config": pay.server.merchant_config(),
+        }
+        ok(admin.put(f"/admin/payments/methods/{other}", json=body))
+        try:
+            user = pay.platform.new_user()
+            order_no = pay.order(user, amount=500, points=50)
+            pay.server.pay(order_no, notify=False)
+            notify = pay.server.run(
+                lambda pay=pay, order_no=order_no: pay.double.notify_for(order_no)
+            )
+            elsewhere = notify.url.replace(f"/pay/notify/{pay.method}", f"/pay/notify/{other}")
+            assert elsewhere != notify.url
+            answer = httpx.request(
+                notify.method, elsewhere, headers=dict(notify.headers), content=notify.body
+            )
+            assert not pay.accepted(answer)
+            assert user.balance() == 0
+            assert pay.verdicts(order_no) == ["mismatch"]
+            assert pay.accepted(pay.deliver(order_no))
+            pay.paid(user, order_no)
+            assert user.balance() == 50
+        finally:  # methods are never deleted (their orders name them): switched off
+            ok(admin.put(f"/admin/payments/methods/{other}", json={**body, "enabled": False}))

@@ -487,7 +487,7 @@ def test_a_bill_is_read_by_its_header_and_a_bad_amount_is_refused() -> None:
     (payment,) = bill_payments(text)
     assert (payment.order_no, payment.amount, payment.trade_no) == ("ST01", 1230, "4200001")
     assert payment.paid_at == datetime(2026, 1, 1, 19, 4, 5, tzinfo=UTC)
-    with pytest.raises(ValueError, match="整分"):
+    with pytest.raises(ValueError, match="不是以元为单位的金额"):
         bill_payments(text.replace("12.30\r\n总", "12.305\r\n总"))
 
 

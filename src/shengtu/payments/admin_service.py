@@ -4,11 +4,13 @@ Every change is written with its audit entry, in one transaction."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,7 +37,7 @@ from shengtu.payments.base import Payment, PaymentProvider, ProviderError
 from shengtu.payments.currency import major
 from shengtu.payments.schemas import MethodBody, SettingsBody, TierBody
 from shengtu.points import service as points
-from shengtu.timefmt import midnight_utc
+from shengtu.timefmt import day_in_utc
 
 log = get_logger("shengtu.payments")
 
@@ -201,8 +203,11 @@ async def save_method(
             if value:
                 config[name] = value
         gateway = config.get("gateway", "")
-        if gateway and not gateway.startswith(("https://", "http://")):
-            raise BadRequest("参数错误:网关地址须以 http:// 或 https:// 开头")
+        if gateway and not _secure_gateway(gateway):
+            # The merchant key travels in some calls (易支付's api.php) and every answer
+            # is believed: in clear, anyone on the path could read the one and forge the
+            # other.
+            raise BadRequest("参数错误:网关地址须以 https:// 开头(http:// 只可用于本机地址)")
         if row is None:
             row = PaymentMethod(key=key, sort_order=0)
             session.add(row)
@@ -473,6 +478,21 @@ async def refund(
     return order
 
 
+def _secure_gateway(url: str) -> bool:
+    """https, or http to this machine (a provider's double, a local test gateway)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    if parts.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
+
+
 async def _provider_in(ctx: AppContext, session: AsyncSession, key: str) -> PaymentProvider:
     method = await session.get(PaymentMethod, key)
     if method is None:
@@ -493,9 +513,7 @@ class MethodDay:
 async def daily_report(ctx: AppContext, day: date) -> list[MethodDay]:
     """Per method, the orders paid on ``day`` (the site's time zone) here, and what the
     provider reports for that day where its API can say."""
-    tz = ctx.settings.timezone
-    start = midnight_utc(datetime(day.year, day.month, day.day), tz)
-    end = midnight_utc(datetime(day.year, day.month, day.day) + timedelta(days=1), tz)
+    start, end = day_in_utc(day, ctx.settings.timezone)
     async with ctx.db.read() as session:
         rows = (
             await session.execute(

@@ -8,7 +8,11 @@ counts whole."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
+
+# Yuan as the Chinese providers write them: ASCII digits, at most two decimals, nothing else.
+YUAN = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,2}))?")
 
 ZERO_DECIMAL = frozenset(
     {
@@ -37,3 +41,19 @@ def major(amount: int, currency: str) -> str:
     """``amount`` minor units as a person writes it: ``12.34``, ``1200``, ``1.500``."""
     digits = minor_digits(currency)
     return f"{Decimal(amount).scaleb(-digits):.{digits}f}"
+
+
+def fen(text: str) -> int:
+    """Yuan as 易支付, Alipay and WeChat Pay write them (``"10.00"``, ``"10"``, ``"10.5"``)
+    in fen. ValueError for anything else: a sign, an exponent, a space, a third decimal,
+    digits of another script, an absurd size. Exact, as money is."""
+    found = YUAN.fullmatch(text)
+    if found is None:
+        raise ValueError(text)
+    whole, cents = found.group(1), (found.group(2) or "").ljust(2, "0")
+    return int(whole) * 100 + int(cents)
+
+
+def yuan(amount: int) -> str:
+    """Fen as those providers take yuan: 1 → ``"0.01"``, 1000 → ``"10.00"``."""
+    return f"{amount // 100}.{amount % 100:02d}"

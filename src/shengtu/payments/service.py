@@ -59,6 +59,8 @@ Verdict = Literal[
 ]
 # Answered "received" to the provider: it should stop sending.
 BELIEVED = frozenset({"credited", "duplicate", "pending", "ignored"})
+# Kept only SHENGTU_PAYMENT_NOTIFY_RETENTION_DAYS: the notifies that moved nothing.
+MOVED_NOTHING = ("refused", "mismatch", "unknown_order", "ignored")
 BEFORE_COMMIT = "payments.notify.before_commit"
 AFTER_COMMIT = "payments.notify.after_commit"
 SETTINGS_ID = 1
@@ -343,13 +345,17 @@ async def mark_paid(
 
 
 async def _apply(
-    session: AsyncSession, payment: Payment, merchant: str, via: str
+    session: AsyncSession, payment: Payment, merchant: str, method: str, via: str
 ) -> tuple[Outcome, PaymentOrder | None]:
     order = await session.scalar(
         select(PaymentOrder).where(PaymentOrder.order_no == payment.order_no)
     )
     if order is None:
         return Outcome("unknown_order", f"没有订单 {payment.order_no}"), None
+    if order.method != method:
+        # Another method's key (another merchant, or an aggregator that holds it) speaks
+        # only for its own orders.
+        return Outcome("mismatch", f"订单属于支付方式 {order.method},不是 {method}"), order
     wrong = mismatch(order, payment, merchant)
     if wrong:
         return Outcome("mismatch", wrong), order
@@ -367,16 +373,30 @@ async def _apply(
 
 
 async def apply_payment(
-    db: Database, payment: Payment, merchant: str, via: str, *, failpoint: bool = False
+    db: Database,
+    payment: Payment,
+    merchant: str,
+    method: str,
+    via: str,
+    *,
+    failpoint: bool = False,
 ) -> Outcome:
-    """Believe ``payment`` if it matches its order, and credit the order once. A second
-    credit the database refuses (unique ledger entry) is a duplicate, not an error."""
+    """Believe ``payment`` (which ``method``'s provider, of ``merchant``, reported) if it
+    matches its order, and credit the order once. A second credit the database refuses
+    (unique ledger entry) is a duplicate, not an error; any other refusal is an error,
+    so the provider is not told "received" for an order left unpaid."""
     try:
         async with db.write() as session:
-            outcome, _ = await _apply(session, payment, merchant, via)
+            outcome, _ = await _apply(session, payment, merchant, method, via)
             if failpoint:
                 failpoints.hit(BEFORE_COMMIT)
     except IntegrityError:
+        async with db.read() as session:
+            status = await session.scalar(
+                select(PaymentOrder.status).where(PaymentOrder.order_no == payment.order_no)
+            )
+        if status not in ("paid", "refunded"):
+            raise
         return Outcome("duplicate", "订单已入账(账本拒绝了第二笔入账)")
     if failpoint:
         failpoints.hit(AFTER_COMMIT)
@@ -413,7 +433,7 @@ NOTIFY_PRUNE_BATCH = 1000
 
 
 async def prune_notifies(ctx: AppContext, now: datetime | None = None) -> int:
-    """Deletes the kept notifies that moved nothing (not in BELIEVED) received before
+    """Deletes the kept notifies that moved nothing (MOVED_NOTHING) received before
     SHENGTU_PAYMENT_NOTIFY_RETENTION_DAYS; how many went."""
     cutoff = (now or utcnow()) - timedelta(days=ctx.settings.payment_notify_retention_days)
 
@@ -423,7 +443,7 @@ async def prune_notifies(ctx: AppContext, now: datetime | None = None) -> int:
 
     due = (
         select(PaymentNotify.id)
-        .where(PaymentNotify.received_at < cutoff, PaymentNotify.verdict.not_in(sorted(BELIEVED)))
+        .where(PaymentNotify.received_at < cutoff, PaymentNotify.verdict.in_(MOVED_NOTHING))
         .order_by(PaymentNotify.received_at)
     )
     gone = await ctx.db.delete_in_batches(due, delete_ids, batch=NOTIFY_PRUNE_BATCH)
@@ -455,7 +475,9 @@ async def handle_notify(ctx: AppContext, method_key: str, notify: Notify) -> Ans
         outcome, order_no = Outcome("ignored", exc.reason), None
     else:
         order_no = payment.order_no
-        outcome = await apply_payment(ctx.db, payment, provider.merchant, "notify", failpoint=True)
+        outcome = await apply_payment(
+            ctx.db, payment, provider.merchant, method.key, "notify", failpoint=True
+        )
     try:
         await keep_notify(ctx.db, method.key, notify, order_no, outcome, provider.redact)
     except Exception:
@@ -500,10 +522,17 @@ async def check(ctx: AppContext, order_no: str) -> Outcome:
             await _reschedule(ctx, order)
         return Outcome("pending", exc.reason)
     if payment is not None and payment.state == "paid":
-        outcome = await apply_payment(ctx.db, payment, provider.merchant, "query")
-        if outcome.verdict != "mismatch":
+        outcome = await apply_payment(ctx.db, payment, provider.merchant, order.method, "query")
+        if outcome.verdict in ("credited", "duplicate"):
             return outcome
-        log.warning("payment_query_mismatch", order_no=order_no, reason=outcome.reason)
+        # An answer about another order, or one that does not match this one, settles
+        # nothing: the order is asked about again, and expires at its time.
+        log.warning(
+            "payment_query_not_believed",
+            order_no=order_no,
+            verdict=outcome.verdict,
+            reason=outcome.reason,
+        )
     if order.status == "pending" and utcnow() >= order.expires_at:
         await _expire(ctx, order, provider)
         return Outcome("pending", "订单已过期")

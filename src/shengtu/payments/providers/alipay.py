@@ -40,7 +40,6 @@ import re
 import zipfile
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
@@ -61,6 +60,7 @@ from shengtu.payments.base import (
     Refund,
     Urls,
 )
+from shengtu.payments.currency import fen, yuan
 
 GATEWAY = "https://openapi.alipay.com/gateway.do"
 # Alipay's clock and every time it writes or reads: Beijing time, no zone on the wire.
@@ -95,24 +95,6 @@ class AlipayRefused(ProviderError):
     def __init__(self, reason: str, sub_code: str, *, certain: bool = True) -> None:
         super().__init__(reason, certain=certain)
         self.sub_code = sub_code
-
-
-def yuan(fen: int) -> str:
-    """100 → "1.00": Alipay's spelling of an amount."""
-    return f"{fen // 100}.{fen % 100:02d}"
-
-
-def fen_of(text: str) -> int:
-    """ "1.00" → 100; raises ValueError on anything but a non-negative amount with at most
-    two decimals."""
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(text) from None
-    cents = amount * 100
-    if not amount.is_finite() or amount < 0 or cents != cents.to_integral_value():
-        raise ValueError(text)
-    return int(cents)
 
 
 def beijing(moment: datetime) -> str:
@@ -360,7 +342,7 @@ class AlipayProvider(PaymentProvider):
         if missing:
             raise NotifyRefused(f"通知缺少字段 {', '.join(missing)}")
         try:
-            amount = fen_of(fields["total_amount"])
+            amount = fen(fields["total_amount"])
         except ValueError:
             raise NotifyRefused(f"通知的金额 {fields['total_amount']!r} 无法读取") from None
         state = trade_state(fields["trade_status"], refunded=bool(fields.get("gmt_refund")))
@@ -387,7 +369,7 @@ class AlipayProvider(PaymentProvider):
                 return None
             raise
         try:
-            amount = fen_of(str(answer.get("total_amount", "")))
+            amount = fen(str(answer.get("total_amount", "")))
         except ValueError:
             raise ProviderError("支付宝查询的金额无法读取", certain=False) from None
         # A closed trade that was paid (send_pay_date) was refunded in full.
@@ -503,7 +485,7 @@ def bill_payments(archive: bytes, merchant: str) -> list[Payment]:
         if cells.get("业务类型") != BILL_KIND_TRADE:
             continue
         try:
-            amount = fen_of(cells["订单金额（元）"])
+            amount = fen(cells["订单金额（元）"])
         except (KeyError, ValueError):
             raise ProviderError("支付宝账单的订单金额无法读取", certain=False) from None
         payments.append(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
@@ -36,10 +35,10 @@ from shengtu.payments.base import (
     Refund,
     Urls,
 )
+from shengtu.payments.currency import fen, yuan
 from shengtu.timefmt import zone
 
 UNSIGNED = ("sign", "sign_type")
-AMOUNT = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,2}))?")
 NOTIFY_FIELDS = ("pid", "trade_no", "out_trade_no", "money", "trade_status", "sign")
 # act=orders gives at most this many a page; a day is read in at most MAX_PAGES pages.
 PAGE = 50
@@ -64,21 +63,6 @@ def signed(fields: Mapping[str, object], key: str) -> dict[str, str]:
     out["sign"] = sign(out, key)
     out["sign_type"] = "MD5"
     return out
-
-
-def money(amount: int) -> str:
-    """Minor units (fen) as EPay writes yuan: ``"10.00"``."""
-    return f"{amount // 100}.{amount % 100:02d}"
-
-
-def fen(text: str) -> int:
-    """EPay's yuan (``"10.00"``, ``"10"``, ``"10.5"``) in fen; ValueError for anything
-    else (an exponent, a sign, a third decimal, an absurd size)."""
-    found = AMOUNT.fullmatch(text.strip())
-    if found is None:
-        raise ValueError(text)
-    whole, cents = found.group(1), (found.group(2) or "").ljust(2, "0")
-    return int(whole) * 100 + int(cents)
 
 
 class EpayProvider(PaymentProvider):
@@ -115,7 +99,7 @@ class EpayProvider(PaymentProvider):
             "notify_url": urls.notify,
             "return_url": urls.back,
             "name": order.subject,
-            "money": money(order.amount),
+            "money": yuan(order.amount),
         }
 
     async def create(self, order: OrderRef, urls: Urls) -> Checkout:
@@ -230,7 +214,7 @@ class EpayProvider(PaymentProvider):
                 "pid": self.merchant,
                 "key": self._key,
                 "out_trade_no": order.order_no,
-                "money": money(amount),
+                "money": yuan(amount),
             },
         )
         if str(answer.get("code")) != "1":

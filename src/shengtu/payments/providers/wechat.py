@@ -34,7 +34,6 @@ import json
 import time
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any
 from urllib.parse import quote
@@ -64,6 +63,7 @@ from shengtu.payments.base import (
     Refund,
     Urls,
 )
+from shengtu.payments.currency import fen
 
 GATEWAY = "https://api.mch.weixin.qq.com"
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
@@ -467,7 +467,7 @@ def bill_payments(text: str) -> list[Payment]:
             Payment(
                 order_no=values[column[BILL_ORDER_NO]],
                 merchant=values[column[BILL_MERCHANT]],
-                amount=fen(values[column[amount_column]]),
+                amount=bill_fen(values[column[amount_column]]),
                 currency=values[column[BILL_CURRENCY]] or "CNY",
                 state=state,
                 trade_no=values[column[BILL_TRADE_NO]] or None,
@@ -477,14 +477,12 @@ def bill_payments(text: str) -> list[Payment]:
     return payments
 
 
-def fen(yuan: str) -> int:
+def bill_fen(yuan: str) -> int:
+    """A bill's yuan in fen (:func:`shengtu.payments.currency.fen`, exact and strict)."""
     try:
-        value = Decimal(yuan) * 100
-    except InvalidOperation as exc:
-        raise BadTransaction(f"金额 {yuan} 不是数") from exc
-    if value != value.to_integral_value():
-        raise BadTransaction(f"金额 {yuan} 不是整分")
-    return int(value)
+        return fen(yuan)
+    except ValueError:
+        raise BadTransaction(f"金额 {yuan!r} 不是以元为单位的金额") from None
 
 
 def bill_time(text: str) -> datetime:

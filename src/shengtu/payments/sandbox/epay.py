@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from shengtu.payments.providers.epay import GATEWAY_ZONE, fen, money, sign, signed
+from shengtu.payments.currency import fen, yuan
+from shengtu.payments.providers.epay import GATEWAY_ZONE, sign, signed
 from shengtu.payments.sandbox.common import (
     DoubleOrder,
     PaymentDouble,
@@ -172,7 +173,7 @@ class EpayDouble(PaymentDouble):
             "addtime": order.extra.get("addtime", ""),
             "endtime": wall_clock(order.paid_at) if order.paid_at else "",
             "name": order.extra.get("name", ""),
-            "money": money(order.amount),
+            "money": yuan(order.amount),
             "status": 1 if order.state in ("paid", "refunded") else 0,
         }
 
@@ -226,7 +227,7 @@ class EpayDouble(PaymentDouble):
             "易支付收银台(沙箱)",
             "<h2>易支付收银台(沙箱)</h2>"
             f"<p>商品:<span id='name'>{name}</span></p>"
-            f"<p>金额:¥<span id='money'>{money(order.amount)}</span></p>"
+            f"<p>金额:¥<span id='money'>{yuan(order.amount)}</span></p>"
             f"<p>订单号:<span id='order'>{html.escape(order.order_no)}</span></p>"
             f"<form method='post' action='{html.escape(action)}'>"
             "<button id='pay' type='submit'>确认支付</button></form>",
@@ -256,7 +257,7 @@ class EpayDouble(PaymentDouble):
                 "out_trade_no": order.order_no,
                 "type": order.extra.get("type", "alipay"),
                 "name": order.extra.get("name", ""),
-                "money": money(order.amount if amount is None else amount),
+                "money": yuan(order.amount if amount is None else amount),
                 "trade_status": "TRADE_SUCCESS",
             },
             self.key,
