@@ -6,6 +6,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -14,7 +17,7 @@ from shengtu.tasks.worker import PERIODIC_JOBS
 from tests.databases import ScratchDatabase
 from tests.payments.providers import CASES
 from tests.payments.support import PayRig, rig
-from tests.support import SANDBOX_MODEL, Platform, cli, ok, wait_for
+from tests.support import SANDBOX_MODEL, Platform, cli, ok, serve_http, wait_for
 
 
 def rigs(audited: Platform, database: ScratchDatabase, every_provider: bool) -> Iterator[PayRig]:
@@ -454,3 +457,134 @@ def test_a_method_speaks_only_for_its_own_orders(
             assert user.balance() == 50
         finally:  # methods are never deleted (their orders name them): switched off
             ok(admin.put(f"/admin/payments/methods/{other}", json={**body, "enabled": False}))
+
+
+def _set_gateway(pay: PayRig, gateway: str) -> None:
+    """The method pointed at ``gateway`` (its other settings as they were)."""
+    body = {
+        "kind": pay.case.kind,
+        "label": f"测试 {pay.case.kind}",
+        "enabled": True,
+        "config": {**pay.server.merchant_config(), "gateway": gateway},
+    }
+    ok(pay.platform.admin_client.put(f"/admin/payments/methods/{pay.method}", json=body))
+
+
+class _Silent(BaseHTTPRequestHandler):
+    """Takes the whole request, then closes the connection without a word: sent, maybe
+    acted on, its answer lost."""
+
+    def _drop(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.close_connection = True
+
+    do_GET = do_POST = _drop
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _refund(pay: PayRig, order_no: str, reason: str = "用户申请退款") -> dict[str, Any]:
+    answer = pay.platform.admin_client.post(
+        f"/admin/payments/orders/{order_no}/refund", json={"reason": reason}
+    )
+    return dict(answer.json())
+
+
+def _refund_entries(user: Any) -> list[tuple[str, int]]:
+    records = ok(user.client.get("/user/points/consumption/records"))["records"]
+    return [
+        (r["kind"], r["delta"]) for r in records if r["kind"] in ("topup_refund", "topup_restore")
+    ]
+
+
+def test_a_refund_the_provider_refuses_gives_everything_back(
+    audited: Platform, database: ScratchDatabase
+) -> None:
+    """The points are taken before the provider is asked (so they cannot be spent while it
+    refunds); when it refuses, the order is paid again and the points are back, and a
+    later refund is a new attempt with a number of its own."""
+    for pay in rigs(audited, database, every_provider=False):
+        user = pay.platform.new_user()
+        order_no = pay.order(user, amount=600, points=60)
+        # Completed by hand: paid here, not at the provider, which refuses to refund it.
+        admin = pay.platform.admin_client
+        ok(admin.post(f"/admin/payments/orders/{order_no}/complete", json={"reason": "核实"}))
+        assert user.balance() == 60
+        refused = _refund(pay, order_no)
+        assert refused["code"] == 503 and "积分已退回" in refused["message"], refused
+        detail = pay.detail(order_no)
+        assert (detail["status"], detail["refundedPoints"]) == ("paid", 0)
+        assert "拒绝退款" in detail["refundNote"]
+        assert user.balance() == 60
+        assert _refund_entries(user) == [("topup_restore", 60), ("topup_refund", -60)]
+        # Paid at the provider after all: the second attempt refunds.
+        pay.server.pay(order_no, notify=False)
+        done = ok(admin.post(f"/admin/payments/orders/{order_no}/refund", json={"reason": "再退"}))
+        assert (done["status"], done["refundedPoints"]) == ("refunded", 60)
+        assert user.balance() == 0
+        assert pay.double.orders[order_no].refunded == 600
+        assert pay.detail(order_no)["refundTries"] == 2
+        assert [e[0] for e in _refund_entries(user)] == [
+            "topup_refund",
+            "topup_restore",
+            "topup_refund",
+        ]
+
+
+def test_a_refund_with_no_answer_stays_refunding_until_settled(
+    audited: Platform, database: ScratchDatabase
+) -> None:
+    """The provider cannot be reached when asked to refund: the money may have gone, so
+    the points stay taken and the order says so (refunding, with why). Where the protocol
+    has a refund number, asking again refunds once; where it has none (易支付), asking
+    again could refund twice, so it is refused and the operator, having looked at the
+    provider's records, says what happened."""
+    for pay in rigs(audited, database, every_provider=True):
+        user = pay.platform.new_user()
+        admin = pay.platform.admin_client
+        order_no = pay.order(user, amount=800, points=80)
+        pay.server.pay(order_no)
+        pay.paid(user, order_no)
+        gateway = pay.server.merchant_config()["gateway"]
+        silent = serve_http(_Silent)
+        port = silent.server_address[1]
+        _set_gateway(pay, urlsplit(gateway)._replace(netloc=f"127.0.0.1:{port}").geturl())
+        try:
+            unknown = ok(
+                admin.post(f"/admin/payments/orders/{order_no}/refund", json={"reason": "退"})
+            )
+        finally:
+            _set_gateway(pay, gateway)
+            silent.shutdown()
+        assert (unknown["status"], unknown["refundedPoints"]) == ("refunding", 80)
+        assert user.balance() == 0
+        detail = pay.detail(order_no)
+        assert "没有给出结果" in detail["refundNote"]
+        assert detail["refundRepeatable"] == (pay.case.kind != "epay")
+        again = _refund(pay, order_no)
+        assert again["code"] == 409 and "还没有结果" in again["message"]
+        retry = admin.post(f"/admin/payments/orders/{order_no}/refund/retry")
+        if pay.case.kind == "epay":
+            assert retry.json()["code"] == 409 and "重复退款" in retry.json()["message"]
+            # Not refunded, says the gateway's own back office: the points come back.
+            settled = ok(
+                admin.post(
+                    f"/admin/payments/orders/{order_no}/refund/settle",
+                    json={"done": False, "reason": "后台无退款记录"},
+                )
+            )
+            assert (settled["status"], user.balance()) == ("paid", 80)
+            assert pay.double.orders[order_no].refunded == 0
+            actions = [e["action"] for e in pay.platform.audit_entries(f"order:{order_no}")]
+            assert "payments.order.refund_undone" in actions
+        else:
+            assert ok(retry)["status"] == "refunded"
+            assert pay.double.orders[order_no].refunded == 800
+            assert user.balance() == 0
+        # Nothing left to settle.
+        late = admin.post(
+            f"/admin/payments/orders/{order_no}/refund/settle",
+            json={"done": True, "reason": "重复确认"},
+        ).json()
+        assert late["code"] == 409, late

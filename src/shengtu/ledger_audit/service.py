@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shengtu.db import Database, utcnow
-from shengtu.models.payments import PaymentOrder
+from shengtu.models.payments import CREDITED, PaymentOrder
 from shengtu.models.points import PointsAccount, PointsLedger
 from shengtu.models.tasks import ACTIVE, AiTask, Status
 
@@ -132,14 +132,22 @@ async def audit(session: AsyncSession, stuck_before: datetime) -> list[AuditChec
     return checks
 
 
-TOPUP_KINDS = ("topup", "topup_refund")
+TOPUP_KINDS = ("topup", "topup_refund", "topup_restore")
+
+
+def _order_of(task_no: str) -> str:
+    """The order a top-up entry belongs to: ``{order}-{n}`` is its n-th refund attempt's."""
+    return task_no.partition("-")[0]
 
 
 async def _payments(
     session: AsyncSession, topups: dict[tuple[str, str], list[tuple[int, int]]]
 ) -> list[AuditCheck]:
-    """Every paid order has exactly one ``topup`` entry of its points and bonus, to its
-    user; a refunded one also one ``topup_refund`` of the points it took back; every such
+    """Every credited order has exactly one ``topup`` entry of its points and bonus, to
+    its user. Its refund attempts' entries (``topup_refund`` taken, ``topup_restore``
+    given back when the provider refused; the first attempt's under the order's number,
+    the n-th's under ``{order}-{n}``) are its user's and come to the points its refund
+    holds: those taken back while ``refunding`` or ``refunded``, none otherwise. Every such
     entry has its order. (An order whose user was deleted lost its entries with them.)"""
     orders = (
         await session.execute(
@@ -155,25 +163,30 @@ async def _payments(
     ).all()
     credited = AuditCheck("每笔已支付订单恰有一笔充值入账 (one topup per paid order)", len(orders))
     taken = AuditCheck(
-        "每笔退款订单恰有一笔积分收回 (one topup_refund per refunded order)", len(orders)
+        "退款收回的积分与订单相符 (refund entries net to the points the refund holds)",
+        len(orders),
     )
+    refunds: dict[str, list[tuple[int, int]]] = {}
+    for (task_no, kind), rows in topups.items():
+        if kind != "topup":
+            refunds.setdefault(_order_of(task_no), []).extend(rows)
     known = set()
     for order_no, user_id, status, got, bonus, back in orders:
         known.add(order_no)
         if user_id is None:
             continue
-        paid = status in ("paid", "refunded")
-        want = [(user_id, got + bonus)] if paid and got + bonus > 0 else []
+        want = [(user_id, got + bonus)] if status in CREDITED and got + bonus > 0 else []
         have = topups.get((order_no, "topup"), [])
         if have != want:
             credited.violations.append(f"订单 {order_no} ({status}): 入账 {have},应为 {want}")
-        want_back = [(user_id, -back)] if status == "refunded" and back > 0 else []
-        have_back = topups.get((order_no, "topup_refund"), [])
-        if have_back != want_back:
+        entries = refunds.get(order_no, [])
+        want_net = -back if status in ("refunding", "refunded") else 0
+        net = sum(delta for _user, delta in entries)
+        if net != want_net or any(user != user_id for user, _delta in entries):
             taken.violations.append(
-                f"订单 {order_no} ({status}): 收回 {have_back},应为 {want_back}"
+                f"订单 {order_no} ({status}): 退款流水 {entries},合计应为 {want_net}"
             )
-    orphans = sorted({no for (no, _k) in topups if no not in known})
+    orphans = sorted({_order_of(no) for (no, _k) in topups} - known)
     credited.violations += [f"充值流水引用了不存在的订单 {no}" for no in orphans]
     return [credited, taken]
 

@@ -13,10 +13,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shengtu.db import Base, UtcDateTime, utcnow
 from shengtu.models.accounts import ID
 
-# pending → paid (credited once) → refunded; pending → expired (still paid if the money
-# comes late) | closed (by the operator). Only pending and expired orders can be paid.
-ORDER_STATUSES = ("pending", "paid", "expired", "closed", "refunded")
+# pending → paid (credited once) → refunding (the points taken, the provider asked) →
+# refunded, or back to paid if the provider refused; pending → expired (still paid if the
+# money comes late) | closed (by the operator). Only pending and expired orders can be paid.
+ORDER_STATUSES = ("pending", "paid", "expired", "closed", "refunding", "refunded")
 PAYABLE = ("pending", "expired")
+# The orders whose money came and whose points were credited (a refund may be under way).
+CREDITED = ("paid", "refunding", "refunded")
 
 # What became of a notify: it credited the order; it was a repeat of a credited one; its
 # signature or body was refused; it verified but did not match the order (merchant,
@@ -77,6 +80,12 @@ class PaymentOrder(Base):
     checks: Mapped[int] = mapped_column(Integer, default=0)
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     refunded_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The refund's attempts (each its own refund number and ledger entries), the reason
+    # the operator gave, when the latest was asked, and what is unsettled about it.
+    refund_tries: Mapped[int] = mapped_column(Integer, default=0)
+    refund_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    refund_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    refund_note: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class PaymentNotify(Base):

@@ -10,7 +10,9 @@ from shengtu.models.accounts import ID
 
 # "undelivered": a completed task's pictures the upstream did not make, given back.
 # "topup": a paid order's points (task_no = the order's number, so once per order);
-# "topup_refund": the points a refunded order took back (once per order too).
+# "topup_refund": the points a refund of an order took back, and "topup_restore" them
+# given back when the provider refused that refund (task_no: the order's number for its
+# first attempt, ``{order}-{n}`` for the n-th).
 LEDGER_KINDS = (
     "grant",
     "consume",
@@ -21,6 +23,7 @@ LEDGER_KINDS = (
     "redeem",
     "topup",
     "topup_refund",
+    "topup_restore",
 )
 
 

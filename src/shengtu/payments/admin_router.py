@@ -39,6 +39,7 @@ from shengtu.payments.schemas import (
     OrderOut,
     OrderStatus,
     RefundBody,
+    RefundSettleBody,
     SettingsBody,
     SettingsOut,
     TierBody,
@@ -280,7 +281,8 @@ async def order_detail(
     found, notifies = await service.order_detail(ctx.db, order_no)
     labels = await method_labels(ctx.db)
     tz = ctx.settings.timezone
-    return ok(admin_order_detail(found.order, labels, tz, found.username, notifies))
+    repeatable = await service.refund_repeatable(ctx.db, found.order)
+    return ok(admin_order_detail(found.order, labels, tz, found.username, notifies, repeatable))
 
 
 @router.get("/admin/payments/notifies", response_model=Envelope[NotifyPage])
@@ -325,8 +327,27 @@ async def complete_order(
 async def refund_order(
     body: RefundBody, ctx: ContextDep, admin: AdminDep, order_no: OrderNo
 ) -> Envelope[OrderOut]:
-    """Refund through the provider, taking the order's points back (409 if spent)."""
+    """Refund through the provider, taking the order's points back first (409 if spent):
+    ``refunded`` when the provider says done, 503 (everything given back) when it
+    refuses, ``refunding`` with a ``refundNote`` when no answer came."""
     order = await service.refund(ctx, admin, order_no, body.amount, body.reason)
+    return ok(await _order_out(ctx, order))
+
+
+@router.post("/admin/payments/orders/{order_no}/refund/retry", response_model=Envelope[OrderOut])
+async def retry_refund(ctx: ContextDep, admin: AdminDep, order_no: OrderNo) -> Envelope[OrderOut]:
+    """Ask the provider again about a ``refunding`` order, under the same refund number
+    (409 where the protocol has none, or no longer knows it)."""
+    return ok(await _order_out(ctx, await service.retry_refund(ctx, admin, order_no)))
+
+
+@router.post("/admin/payments/orders/{order_no}/refund/settle", response_model=Envelope[OrderOut])
+async def settle_refund(
+    body: RefundSettleBody, ctx: ContextDep, admin: AdminDep, order_no: OrderNo
+) -> Envelope[OrderOut]:
+    """The operator's word on a ``refunding`` order, from the provider's own records:
+    refunded, or not (back to paid, the points given back)."""
+    order = await service.settle_refund(ctx, admin, order_no, done=body.done, reason=body.reason)
     return ok(await _order_out(ctx, order))
 
 

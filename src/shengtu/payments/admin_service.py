@@ -8,7 +8,7 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +24,7 @@ from shengtu.errors import BadRequest, Conflict, InsufficientPoints, NotFound, S
 from shengtu.logs import get_logger
 from shengtu.models.accounts import User
 from shengtu.models.payments import (
+    CREDITED,
     PAYABLE,
     PaymentMethod,
     PaymentNotify,
@@ -398,7 +399,7 @@ async def complete(ctx: AppContext, actor: Principal, order_no: str, reason: str
         order = await session.scalar(select(PaymentOrder).where(PaymentOrder.order_no == order_no))
         if order is None:
             raise NotFound("订单不存在")
-        if order.status in ("paid", "refunded"):
+        if order.status in CREDITED:
             raise Conflict("订单已入账,无需补单")
         before = service.json_safe(order)
         if not await service.mark_paid(
@@ -417,19 +418,34 @@ async def complete(ctx: AppContext, actor: Principal, order_no: str, reason: str
     return order
 
 
+def refund_no(order_no: str, attempt: int) -> str:
+    """The refund's number at the provider: one per attempt, so an attempt asked again is
+    the same refund, and a new attempt after a refusal is a new one."""
+    return f"R{order_no}" if attempt == 1 else f"R{order_no}-{attempt}"
+
+
+def refund_entry(order_no: str, attempt: int) -> str:
+    """The ledger's ``task_no`` of an attempt's entries (``topup_refund`` and, if the
+    provider refused it, ``topup_restore``): the order's own number for the first."""
+    return order_no if attempt == 1 else f"{order_no}-{attempt}"
+
+
 async def refund(
     ctx: AppContext, actor: Principal, order_no: str, amount: int | None, reason: str
 ) -> PaymentOrder:
-    """Give a paid order's money back through its provider, and take its unspent points
-    back in the same transaction that marks it refunded (ledger ``topup_refund``, once
-    per order). The transaction is held across the provider's call: if the provider
-    refuses, nothing changes; if the points are no longer there, the provider is not
-    asked. A refund takes back the order's points (and bonus) in proportion to the
-    amount given back."""
+    """Give a paid order's money back through its provider, in two steps. First, in one
+    transaction: the order becomes ``refunding`` and its points (and bonus, in proportion
+    to the amount given back) are taken off, or nothing happens if the user spent them.
+    Then the provider is asked, with no transaction held: the order becomes ``refunded``
+    when it says done, goes back to ``paid`` with the points given back when it refuses,
+    and stays ``refunding`` when no answer came (see :func:`retry_refund` and
+    :func:`settle_refund`): the money may have gone, so the points stay taken."""
     async with ctx.db.write() as session:
         order = await session.scalar(select(PaymentOrder).where(PaymentOrder.order_no == order_no))
         if order is None:
             raise NotFound("订单不存在")
+        if order.status == "refunding":
+            raise Conflict("该订单的退款还没有结果:请重新向支付渠道提交,或确认其结果")
         if order.status != "paid":
             raise Conflict(f"只有已支付的订单可以退款(当前状态 {order.status})")
         give = order.amount if amount is None else amount
@@ -437,11 +453,25 @@ async def refund(
             least, most = major(1, order.currency), major(order.amount, order.currency)
             raise BadRequest(f"参数错误:退款金额须在 {least} 至 {most} {order.currency} 之间")
         back = (order.points + order.bonus) * give // order.amount
+        attempt = order.refund_tries + 1
+        await _provider_in(ctx, session, order.method)  # 404 now, not after the points
         before = service.json_safe(order)
         moved = await session.execute(
             update(PaymentOrder)
-            .where(PaymentOrder.id == order.id, PaymentOrder.status == "paid")
-            .values(status="refunded", refunded_amount=give, refunded_points=back)
+            .where(
+                PaymentOrder.id == order.id,
+                PaymentOrder.status == "paid",
+                PaymentOrder.refund_tries == order.refund_tries,
+            )
+            .values(
+                status="refunding",
+                refunded_amount=give,
+                refunded_points=back,
+                refund_tries=attempt,
+                refund_reason=reason[:255],
+                refund_at=utcnow(),
+                refund_note="积分已收回,正在向支付渠道退款",
+            )
         )
         if getattr(moved, "rowcount", 0) != 1:
             raise Conflict("订单状态已变化,请刷新后重试")
@@ -452,7 +482,7 @@ async def refund(
                     order.user_id,
                     back,
                     "topup_refund",
-                    order_no,
+                    refund_entry(order_no, attempt),
                     f"充值退款 {reason}"[:255],
                 )
             except InsufficientPoints:
@@ -461,11 +491,6 @@ async def refund(
                     f"无法退款:需收回 {back} 积分,但该用户余额只剩 {balance.balance} 积分"
                     "(积分已被使用)"
                 ) from None
-        provider = await _provider_in(ctx, session, order.method)
-        try:
-            await provider.refund(service.order_ref(order), give, f"R{order_no}", reason)
-        except ProviderError as exc:
-            raise ServiceUnavailable(f"支付渠道退款失败:{exc.reason}") from None
         await session.refresh(order)
         await audit.record(
             session,
@@ -475,7 +500,158 @@ async def refund(
             before,
             {**service.json_safe(order), "reason": reason},
         )
-    return order
+    return await _ask_provider(ctx, actor, order_no)
+
+
+async def retry_refund(ctx: AppContext, actor: Principal, order_no: str) -> PaymentOrder:
+    """Ask the provider again about a refund that had no answer, under the same refund
+    number (so it refunds once), where the protocol makes that safe."""
+    order = await service.order_for(ctx.db, order_no)
+    if order.status != "refunding":
+        raise Conflict(f"该订单没有待定的退款(当前状态 {order.status})")
+    provider = await service.method_provider(ctx, order.method)
+    why_not = not_repeatable(type(provider), order)
+    if why_not:
+        raise Conflict(why_not + ":请在其后台核实后,确认“已退款”或“未退款”")
+    async with ctx.db.write() as session:
+        await audit.record(
+            session,
+            actor,
+            "payments.order.refund_retry",
+            f"order:{order_no}",
+            service.json_safe(order),
+            service.json_safe(order),
+        )
+    return await _ask_provider(ctx, actor, order_no)
+
+
+def not_repeatable(provider: type[PaymentProvider], order: PaymentOrder) -> str | None:
+    """Why the order's refund may not be asked again (it could refund twice), or None."""
+    if not provider.refund_repeatable:
+        return f"{provider.label}的退款没有退款单号,再次提交可能重复退款"
+    hours = provider.refund_repeat_hours
+    asked = order.refund_at or order.created_at
+    if hours is not None and utcnow() - asked > timedelta(hours=hours):
+        return f"{provider.label}只在 {hours:g} 小时内认得同一退款单号,再次提交可能重复退款"
+    return None
+
+
+async def refund_repeatable(db: Database, order: PaymentOrder) -> bool:
+    """Whether the console may offer to ask the provider again about the order's refund."""
+    async with db.read() as session:
+        method = await session.get(PaymentMethod, order.method)
+    if method is None or order.status != "refunding":
+        return False
+    return not_repeatable(method_rules.provider_class(method.kind), order) is None
+
+
+async def settle_refund(
+    ctx: AppContext, actor: Principal, order_no: str, *, done: bool, reason: str
+) -> PaymentOrder:
+    """The operator's word on a refund that had no answer, having looked at the
+    provider's own records: done (``refunded``), or not (back to ``paid``, the points
+    given back)."""
+    order = await service.order_for(ctx.db, order_no)
+    if order.status != "refunding":
+        raise Conflict(f"该订单没有待定的退款(当前状态 {order.status})")
+    if done:
+        await _refund_done(ctx, actor, order, f"运营确认已退款:{reason}")
+    else:
+        await _refund_undone(ctx, actor, order, f"运营确认未退款:{reason}")
+    return await service.order_for(ctx.db, order_no)
+
+
+async def _ask_provider(ctx: AppContext, actor: Principal, order_no: str) -> PaymentOrder:
+    """The provider asked for the order's ``refunding`` attempt, and the order settled on
+    its answer. A refusal is raised (503) once everything is given back."""
+    order = await service.order_for(ctx.db, order_no)
+    provider = await service.method_provider(ctx, order.method)
+    number = refund_no(order_no, order.refund_tries)
+    try:
+        answer = await provider.refund(
+            service.order_ref(order), order.refunded_amount, number, order.refund_reason or ""
+        )
+    except ProviderError as exc:
+        if exc.certain:
+            await _refund_undone(ctx, actor, order, f"支付渠道拒绝退款:{exc.reason}")
+            raise ServiceUnavailable(
+                f"支付渠道退款失败:{exc.reason}(积分已退回用户,订单恢复为已支付)"
+            ) from None
+        log.warning("payment_refund_unknown", order_no=order_no, reason=exc.reason)
+        await _refund_note(ctx, order, f"支付渠道没有给出结果:{exc.reason}")
+    else:
+        if answer.state == "done":
+            await _refund_done(ctx, None, order, None)
+        else:
+            await _refund_note(ctx, order, "支付渠道正在处理退款")
+    return await service.order_for(ctx.db, order_no)
+
+
+def _still_refunding(order: PaymentOrder) -> ColumnElement[bool]:
+    return (
+        (PaymentOrder.id == order.id)
+        & (PaymentOrder.status == "refunding")
+        & (PaymentOrder.refund_tries == order.refund_tries)
+    )
+
+
+async def _refund_note(ctx: AppContext, order: PaymentOrder, note: str) -> None:
+    async with ctx.db.write() as session:
+        await session.execute(
+            update(PaymentOrder).where(_still_refunding(order)).values(refund_note=note[:255])
+        )
+
+
+async def _refund_done(
+    ctx: AppContext, actor: Principal | None, order: PaymentOrder, note: str | None
+) -> None:
+    async with ctx.db.write() as session:
+        moved = await session.execute(
+            update(PaymentOrder)
+            .where(_still_refunding(order))
+            .values(status="refunded", refund_note=note[:255] if note else None)
+        )
+        if getattr(moved, "rowcount", 0) != 1:
+            raise Conflict("订单状态已变化,请刷新后重试")
+        if actor is not None:
+            await audit.record(
+                session,
+                actor,
+                "payments.order.refund_settled",
+                f"order:{order.order_no}",
+                service.json_safe(order),
+                {**service.json_safe(order), "status": "refunded", "note": note},
+            )
+
+
+async def _refund_undone(ctx: AppContext, actor: Principal, order: PaymentOrder, note: str) -> None:
+    """The attempt did not refund: the order is ``paid`` again and its points are given
+    back (``topup_restore``, once per attempt)."""
+    async with ctx.db.write() as session:
+        moved = await session.execute(
+            update(PaymentOrder)
+            .where(_still_refunding(order))
+            .values(status="paid", refunded_amount=0, refunded_points=0, refund_note=note[:255])
+        )
+        if getattr(moved, "rowcount", 0) != 1:
+            raise Conflict("订单状态已变化,请刷新后重试")
+        if order.refunded_points > 0 and order.user_id is not None:
+            await points.credit(
+                session,
+                order.user_id,
+                order.refunded_points,
+                "topup_restore",
+                note=note[:255],
+                task_no=refund_entry(order.order_no, order.refund_tries),
+            )
+        await audit.record(
+            session,
+            actor,
+            "payments.order.refund_undone",
+            f"order:{order.order_no}",
+            service.json_safe(order),
+            {**service.json_safe(order), "status": "paid", "note": note},
+        )
 
 
 def _secure_gateway(url: str) -> bool:
@@ -520,7 +696,7 @@ async def daily_report(ctx: AppContext, day: date) -> list[MethodDay]:
                 select(PaymentOrder.method, PaymentOrder.order_no, PaymentOrder.amount).where(
                     PaymentOrder.paid_at >= start,
                     PaymentOrder.paid_at < end,
-                    PaymentOrder.status.in_(("paid", "refunded")),
+                    PaymentOrder.status.in_(CREDITED),
                 )
             )
         ).all()

@@ -152,6 +152,12 @@ class PaymentProvider(ABC):
     fields: ClassVar[tuple[ConfigField, ...]]
     # Header and field names whose values a kept notify must not show.
     redact: ClassVar[frozenset[str]] = frozenset()
+    # A refund asked again under its number refunds once (Alipay's out_request_no, WeChat
+    # Pay's out_refund_no, Stripe's Idempotency-Key), for refund_repeat_hours (None: for
+    # good): a refund whose answer never came may be asked again. Not so where the
+    # protocol has no refund number (易支付): the operator looks and says.
+    refund_repeatable: ClassVar[bool] = True
+    refund_repeat_hours: ClassVar[float | None] = None
     # The currencies the provider takes (None: any).
     currencies: ClassVar[frozenset[str] | None] = frozenset({"CNY"})
 

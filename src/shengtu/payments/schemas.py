@@ -11,7 +11,7 @@ from shengtu.api.inputs import RequestBody
 from shengtu.models.payments import PaymentNotify, PaymentOrder
 from shengtu.timefmt import fmt
 
-OrderStatus = Literal["pending", "paid", "expired", "closed", "refunded"]
+OrderStatus = Literal["pending", "paid", "expired", "closed", "refunding", "refunded"]
 MAX_AMOUNT = 100_000_000_00  # a hundred million in major units: beyond any top-up
 MethodKey = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
 
@@ -114,6 +114,13 @@ class AdminOrderDetail(OrderOut):
     tradeNo: str | None
     paidVia: str | None
     notifies: list[NotifyOut]
+    # The refund's latest attempt: its reason, when the provider was asked, what is not
+    # settled about it, and whether asking again is safe (the protocol's refund number).
+    refundTries: int
+    refundReason: str | None
+    refundAt: str | None
+    refundNote: str | None
+    refundRepeatable: bool
 
 
 class SettingsBody(RequestBody):
@@ -179,6 +186,12 @@ class CompleteBody(RequestBody):
 
 class RefundBody(RequestBody):
     amount: int | None = Field(default=None, ge=1, le=MAX_AMOUNT)
+    reason: str = Field(min_length=1, max_length=255)
+
+
+class RefundSettleBody(RequestBody):
+    # What the provider's own records say of a refund whose answer never came.
+    done: bool
     reason: str = Field(min_length=1, max_length=255)
 
 
@@ -274,6 +287,7 @@ def admin_order_detail(
     tz: str,
     username: str | None,
     notifies: list[PaymentNotify],
+    refund_repeatable: bool,
 ) -> AdminOrderDetail:
     return AdminOrderDetail(
         **_order_fields(order, labels, tz),
@@ -282,4 +296,9 @@ def admin_order_detail(
         tradeNo=order.trade_no,
         paidVia=order.paid_via,
         notifies=[notify_out(n, tz) for n in notifies],
+        refundTries=order.refund_tries,
+        refundReason=order.refund_reason,
+        refundAt=fmt(order.refund_at, tz),
+        refundNote=order.refund_note,
+        refundRepeatable=refund_repeatable,
     )

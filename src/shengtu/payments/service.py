@@ -29,6 +29,7 @@ from shengtu.db import Database, utcnow
 from shengtu.errors import BadRequest, NotFound, ServiceUnavailable
 from shengtu.logs import get_logger
 from shengtu.models.payments import (
+    CREDITED,
     PAYABLE,
     PaymentMethod,
     PaymentNotify,
@@ -361,7 +362,7 @@ async def _apply(
         return Outcome("mismatch", wrong), order
     if payment.state != "paid":
         return Outcome("pending", f"支付方报告的状态为 {payment.state}"), order
-    if order.status in ("paid", "refunded"):
+    if order.status in CREDITED:
         other = order.trade_no and payment.trade_no and order.trade_no != payment.trade_no
         note = f"订单已入账,但交易号不同:{payment.trade_no}" if other else "订单已入账"
         return Outcome("duplicate", note), order
@@ -395,7 +396,7 @@ async def apply_payment(
             status = await session.scalar(
                 select(PaymentOrder.status).where(PaymentOrder.order_no == payment.order_no)
             )
-        if status not in ("paid", "refunded"):
+        if status not in CREDITED:
             raise
         return Outcome("duplicate", "订单已入账(账本拒绝了第二笔入账)")
     if failpoint:
@@ -497,7 +498,7 @@ async def handle_notify(ctx: AppContext, method_key: str, notify: Notify) -> Ans
 # -- asking the provider ---------------------------------------------------------------
 
 
-async def _method_provider(ctx: AppContext, key: str) -> PaymentProvider:
+async def method_provider(ctx: AppContext, key: str) -> PaymentProvider:
     async with ctx.db.read() as session:
         method = await session.get(PaymentMethod, key)
     if method is None:
@@ -510,7 +511,7 @@ async def check(ctx: AppContext, order_no: str) -> Outcome:
     paid; a pending order past its expiry (asked one last time) becomes expired and is
     closed at the provider. Else the next question is set by the back-off."""
     order = await order_for(ctx.db, order_no)
-    provider = await _method_provider(ctx, order.method)
+    provider = await method_provider(ctx, order.method)
     try:
         payment = await provider.query(order_ref(order))
     except ProviderError as exc:

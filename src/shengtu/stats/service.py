@@ -27,7 +27,7 @@ from shengtu.errors import BadRequest
 from shengtu.logs import get_logger
 from shengtu.models.accounts import User
 from shengtu.models.channels import Channel
-from shengtu.models.payments import PaymentOrder, PaymentSettings
+from shengtu.models.payments import CREDITED, PaymentOrder, PaymentSettings
 from shengtu.models.safety import SafetyEvent
 from shengtu.models.stats import (
     LATENCY_BOUNDS,
@@ -486,7 +486,7 @@ async def paid_revenue(db: Database, start: datetime, end: datetime) -> tuple[in
             ).where(
                 PaymentOrder.paid_at >= start,
                 PaymentOrder.paid_at < end,
-                PaymentOrder.status.in_(("paid", "refunded")),
+                PaymentOrder.status.in_(CREDITED),
             )
         )
         currency = await session.scalar(select(PaymentSettings.currency).limit(1))

@@ -60,6 +60,15 @@ words({
   needReason: ["请填写原因", "Give a reason"],
   refundKept: ["未退款", "Not refunded"],
   refundConfirm: ["确定退款?未使用的积分将被扣回。", "Refund? The unspent points are taken back."],
+  refundUnsettled: ["支付渠道没有给出退款结果:积分已收回,见订单的退款说明", "The provider gave no answer: the points are taken back; see the refund note"],
+  refundRetry: ["重新向支付渠道提交", "Ask the provider again"],
+  refundNoRetry: ["不能安全地重复提交(可能重复退款):请在支付渠道后台核实后确认结果", "It cannot safely be asked again (it could refund twice): check the provider's dashboard, then say what happened"],
+  settleReason: ["核实说明", "What you checked"],
+  refundWasDone: ["确认已退款", "It was refunded"],
+  refundWasNot: ["确认未退款(退回积分)", "It was not (give the points back)"],
+  refundNote: ["退款说明", "Refund note"],
+  refundWhy: ["退款原因", "Refund reason"],
+  refundAskedAt: ["申请退款时间", "Refund asked"],
   notifies: ["收到的支付通知", "Notifies received"],
   notifyHint: ["支付平台发来的每一条通知(签名与密钥已隐去),无论是否采信。", "Every notify the provider sent (signatures and keys hidden), believed or not."],
   noNotifies: ["没有收到通知", "No notify received"],
@@ -295,6 +304,18 @@ async function showTopupOrder(orderNo) {
   const act = (fn) => async () => {
     try { await fn(); await refreshed(t("done")); } catch (e) { say("pay-order-msg", e.message, false); }
   };
+  // A refund (or a question about one) answers with the order: still refunding means the
+  // provider gave no answer, which is not "done".
+  const refundAct = (fn) => async () => {
+    try {
+      const after = await fn();
+      await refreshed(t("done"));
+      if (after && after.status === "refunding") say("pay-order-msg", t("refundUnsettled"), false);
+    } catch (e) { say("pay-order-msg", e.message, false); }
+  };
+  const settleReason = el("input", { id: "order-settle-reason" });
+  const settle = (done) => act(() => api(`/admin/payments/orders/${encodeURIComponent(orderNo)}/refund/settle`,
+    { method: "POST", json: { done, reason: reasonOf(settleReason) } }));
   const completeReason = el("input", { id: "order-complete-reason" });
   const refundAmount = el("input", { id: "order-refund-amount", inputmode: "decimal" });
   const refundReason = el("input", { id: "order-refund-reason" });
@@ -311,6 +332,7 @@ async function showTopupOrder(orderNo) {
       ["tradeNo", o.tradeNo], ["checkoutKind", o.checkout ? t("checkout_" + o.checkout.kind) : null],
       ["createdAt", when(o.createdAt)], ["expiresAt", when(o.expiresAt)], ["paidAt", o.paidAt && when(o.paidAt)], ["paidVia", o.paidVia ? viaText(o.paidVia) : null],
       ["refundedSoFar", o.refundedAmount ? `${money(o.refundedAmount, c)} · ${o.refundedPoints} ${t("points")}` : null],
+      ["refundWhy", o.refundReason], ["refundAskedAt", o.refundAt && when(o.refundAt)], ["refundNote", o.refundNote],
     ]),
     el("div", { class: "row" },
       el("button", { type: "button", id: "order-check", onclick: act(() => api(`/admin/payments/orders/${encodeURIComponent(orderNo)}/check`, { method: "POST" })) }, t("checkNow"))),
@@ -321,12 +343,20 @@ async function showTopupOrder(orderNo) {
     o.status === "paid" ? el("div", { class: "form-row" },
       el("label", { for: "order-refund-amount" }, t("refundAmount")), refundAmount,
       el("label", { for: "order-refund-reason" }, t("refundReason")), refundReason,
-      el("button", { type: "button", id: "order-refund", class: "link danger", onclick: act(async () => {
+      el("button", { type: "button", id: "order-refund", class: "link danger", onclick: refundAct(async () => {
         const body = { reason: reasonOf(refundReason) };
         if (refundAmount.value.trim()) body.amount = toMinor(refundAmount.value, c);
         if (!confirm(t("refundConfirm"))) throw new Error(t("refundKept"));
-        await api(`/admin/payments/orders/${encodeURIComponent(orderNo)}/refund`, { method: "POST", json: body });
+        return api(`/admin/payments/orders/${encodeURIComponent(orderNo)}/refund`, { method: "POST", json: body });
       }) }, t("refundIt"))) : null,
+    o.status === "refunding" ? el("div", { class: "form-row", id: "refund-unsettled" },
+      o.refundRepeatable
+        ? el("button", { type: "button", id: "order-refund-retry", onclick: refundAct(() =>
+            api(`/admin/payments/orders/${encodeURIComponent(orderNo)}/refund/retry`, { method: "POST" })) }, t("refundRetry"))
+        : el("p", { class: "meta" }, t("refundNoRetry")),
+      el("label", { for: "order-settle-reason" }, t("settleReason")), settleReason,
+      el("button", { type: "button", id: "order-refund-done", class: "link", onclick: settle(true) }, t("refundWasDone")),
+      el("button", { type: "button", id: "order-refund-undone", class: "link danger", onclick: settle(false) }, t("refundWasNot"))) : null,
     el("div", { class: "msg", id: "pay-order-msg", role: "status" }),
     el("h3", {}, t("notifies")),
     el("p", { class: "meta" }, t("notifyHint")),

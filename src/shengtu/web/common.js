@@ -209,6 +209,7 @@ words({
   pay_paid: ["已支付", "Paid"],
   pay_expired: ["已过期", "Expired"],
   pay_closed: ["已关闭", "Closed"],
+  pay_refunding: ["退款中", "Refunding"],
   pay_refunded: ["已退款", "Refunded"],
 });
 function orderStatus(status) { return TEXT.zh["pay_" + status] ? t("pay_" + status) : status; }

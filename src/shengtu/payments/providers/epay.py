@@ -78,6 +78,7 @@ class EpayProvider(PaymentProvider):
         ConfigField("type", "支付方式 type(alipay、wxpay、qqpay…)", default="alipay"),
     )
     redact = frozenset({"sign", "key"})
+    refund_repeatable = False  # act=refund takes no refund number
     currencies = frozenset({"CNY"})
 
     @property

@@ -233,6 +233,7 @@ class StripeProvider(PaymentProvider):
         ConfigField("webhook_secret", "Webhook 签名密钥（whsec_…）", secret=True),
     )
     redact = frozenset({"stripe-signature"})
+    refund_repeat_hours = 23.0  # Stripe keeps an Idempotency-Key 24 hours
 
     def __init__(self, config: Mapping[str, str], http: httpx.AsyncClient) -> None:
         super().__init__(config, http)
