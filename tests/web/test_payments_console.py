@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -20,7 +21,7 @@ from playwright.sync_api import expect
 from shengtu.payments.providers.epay import signed
 from shengtu.payments.sandbox.epay import EpayDouble
 from tests.payments.harness import DoubleServer, served
-from tests.support import Platform, wait_for
+from tests.support import Platform, serve_http, wait_for
 from tests.web.test_consoles import _data, _fits_a_phone, _sign_in, _tab
 
 SHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
@@ -50,6 +51,19 @@ def _admin(platform: Platform) -> httpx.Client:
 def _method(platform: Platform, key: str, label: str, config: dict[str, str]) -> None:
     body = {"kind": "epay", "label": label, "enabled": True, "config": config}
     _data(_admin(platform).put(f"/admin/payments/methods/{key}", json=body))
+
+
+class _Silent(BaseHTTPRequestHandler):
+    """Takes the request and closes the connection without an answer."""
+
+    def _drop(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.close_connection = True
+
+    do_GET = do_POST = _drop
+
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 def _watch_dialogs(page: Any) -> list[str]:
@@ -313,9 +327,15 @@ def test_an_operator_sets_up_payments_and_handles_orders_from_the_console(
     assert (added["amount"], added["points"], added["bonus"]) == (3000, 3000, 300)
     page.fill(f"#tier-{added['id']}-tierPointsCol", "3100")
     page.click(f"[data-tier-save='{added['id']}']")
+    # The add's own "已保存" is still shown: the saved value is what tells.
+    wait_for(
+        "the tier's new points",
+        lambda: any(
+            t["id"] == added["id"] and t["points"] == 3100
+            for t in _data(admin.get("/admin/payments/tiers"))
+        ),
+    )
     expect(page.locator("#pay-tiers-msg")).to_have_text("已保存")
-    changed = [t for t in _data(admin.get("/admin/payments/tiers")) if t["id"] == added["id"]]
-    assert changed[0]["points"] == 3100
     page.click(f"[data-tier-delete='{added['id']}']")
     expect(page.locator(f"[data-tier-save='{added['id']}']")).to_have_count(0)
     assert all(t["id"] != added["id"] for t in _data(admin.get("/admin/payments/tiers")))
@@ -388,7 +408,41 @@ def test_an_operator_sets_up_payments_and_handles_orders_from_the_console(
     expect(page.locator("#pay-order-detail h2 .meta")).to_contain_text("已退款")
     expect(page.locator("#pay-order-detail dl")).to_contain_text("¥1.00 · 100 积分")
     assert buyer.balance() == 800
-    assert dialogs == ["confirm", "confirm"]  # the tier's deletion and the refund
+
+    # A refund whose answer never comes (the gateway drops the connection): the points
+    # stay taken, the page says why, offers no retry (易支付 has no refund number), and
+    # the operator settles it from the gateway's records.
+    silent = serve_http(_Silent)
+    _method(
+        shop,
+        "ui",
+        "界面改名",
+        {**config, "gateway": f"http://127.0.0.1:{silent.server_address[1]}"},
+    )
+    try:
+        page.fill("#po-no", by_hand)
+        page.click("#po-search")
+        _open_order(page, by_hand)
+        page.fill("#order-refund-reason", "用户申请")
+        page.click("#order-refund")
+        expect(page.locator("#pay-order-detail h2 .meta")).to_contain_text("退款中")
+        expect(page.locator("#pay-order-msg")).to_contain_text("没有给出退款结果")
+        expect(page.locator("#pay-order-detail dl")).to_contain_text("支付渠道没有给出结果")
+        expect(page.locator("#order-refund-retry")).to_have_count(0)
+        expect(page.locator("#refund-unsettled")).to_contain_text("不能安全地重复提交")
+        assert buyer.balance() == 500
+        page.click("#order-refund-undone")
+        expect(page.locator("#pay-order-msg")).to_have_text("请填写原因")
+        page.fill("#order-settle-reason", "易支付后台没有这笔退款")
+        page.click("#order-refund-undone")
+        expect(page.locator("#pay-order-detail h2 .meta")).to_contain_text("已支付")
+        expect(page.locator("#pay-order-detail dl")).to_contain_text("运营确认未退款")
+        assert buyer.balance() == 800
+    finally:
+        _method(shop, "ui", "界面改名", config)
+        silent.shutdown()
+    # The tier's deletion and the two refunds.
+    assert dialogs == ["confirm", "confirm", "confirm"]
 
     # The orders as CSV, with the filters shown.
     page.fill("#po-no", "")
