@@ -3,7 +3,8 @@ once (SIGKILL, no clean-up), to show that what was committed before is kept and 
 was not is done again.
 
 ``SHENGTU_FAILPOINTS`` is a comma-separated list of names (``payments.notify.before_commit``,
-``payments.notify.after_commit``); unset, as it always is outside the tests, :func:`hit`
+``payments.notify.after_commit``, ``payments.refund.before_provider``,
+``payments.refund.after_provider``); unset, as it always is outside the tests, :func:`hit`
 does nothing. Read at each hit, so a restarted process runs with its own environment.
 """
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shengtu import failpoints
 from shengtu.audit import service as audit
 from shengtu.auth.principal import Principal
 from shengtu.channels.secrets import mask
@@ -418,6 +419,10 @@ async def complete(ctx: AppContext, actor: Principal, order_no: str, reason: str
     return order
 
 
+REFUND_BEFORE_PROVIDER = "payments.refund.before_provider"
+REFUND_AFTER_PROVIDER = "payments.refund.after_provider"
+
+
 def refund_no(order_no: str, attempt: int) -> str:
     """The refund's number at the provider: one per attempt, so an attempt asked again is
     the same refund, and a new attempt after a refusal is a new one."""
@@ -567,10 +572,12 @@ async def _ask_provider(ctx: AppContext, actor: Principal, order_no: str) -> Pay
     order = await service.order_for(ctx.db, order_no)
     provider = await service.method_provider(ctx, order.method)
     number = refund_no(order_no, order.refund_tries)
+    failpoints.hit(REFUND_BEFORE_PROVIDER)
     try:
         answer = await provider.refund(
             service.order_ref(order), order.refunded_amount, number, order.refund_reason or ""
         )
+        failpoints.hit(REFUND_AFTER_PROVIDER)
     except ProviderError as exc:
         if exc.certain:
             await _refund_undone(ctx, actor, order, f"支付渠道拒绝退款:{exc.reason}")
