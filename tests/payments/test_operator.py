@@ -535,11 +535,11 @@ def test_a_refund_the_provider_refuses_gives_everything_back(
 def test_a_refund_with_no_answer_stays_refunding_until_settled(
     audited: Platform, database: ScratchDatabase
 ) -> None:
-    """The provider cannot be reached when asked to refund: the money may have gone, so
-    the points stay taken and the order says so (refunding, with why). Where the protocol
-    has a refund number, asking again refunds once; where it has none (易支付), asking
-    again could refund twice, so it is refused and the operator, having looked at the
-    provider's records, says what happened."""
+    """The provider's answer never comes: the money may have gone, so the points stay
+    taken and the order says so (refunding, with why). Where the protocol has a refund
+    number, the periodic job asks again under it, which refunds once; where it has none
+    (易支付), asking again could refund twice, so it is refused and the operator, having
+    looked at the provider's records, says what happened."""
     for pay in rigs(audited, database, every_provider=True):
         user = pay.platform.new_user()
         admin = pay.platform.admin_client
@@ -579,7 +579,13 @@ def test_a_refund_with_no_answer_stays_refunding_until_settled(
             actions = [e["action"] for e in pay.platform.audit_entries(f"order:{order_no}")]
             assert "payments.order.refund_undone" in actions
         else:
-            assert ok(retry)["status"] == "refunded"
+            # Asked again by hand or by the job (its first wait here is 5 s): once.
+            assert retry.json()["code"] in (200, 409), retry.json()
+            wait_for(
+                "the refund settled",
+                lambda order_no=order_no, pay=pay: pay.detail(order_no)["status"] == "refunded",
+                timeout=30,
+            )
             assert pay.double.orders[order_no].refunded == 800
             assert user.balance() == 0
         # Nothing left to settle.
@@ -588,3 +594,34 @@ def test_a_refund_with_no_answer_stays_refunding_until_settled(
             json={"done": True, "reason": "重复确认"},
         ).json()
         assert late["code"] == 409, late
+
+
+def test_a_refund_the_provider_is_still_processing_is_asked_about_until_done(
+    audited: Platform, database: ScratchDatabase
+) -> None:
+    """WeChat Pay answers most refunds PROCESSING: the order stays refunding (the points
+    taken), and the periodic job asks again under the same refund number until the
+    provider says SUCCESS; nobody has to press anything."""
+    with rig(audited, CASES["wechat"]) as pay:
+        user = pay.platform.new_user()
+        order_no = pay.order(user, amount=700, points=70)
+        pay.server.pay(order_no)
+        pay.paid(user, order_no)
+        pay.double.refund_status = "PROCESSING"
+        asked = ok(
+            pay.platform.admin_client.post(
+                f"/admin/payments/orders/{order_no}/refund", json={"reason": "用户申请退款"}
+            )
+        )
+        assert (asked["status"], user.balance()) == ("refunding", 0)
+        assert "正在处理" in pay.detail(order_no)["refundNote"]
+        # WeChat Pay finishes it.
+        (refund,) = [r for r in pay.double.refunds.values() if r["out_trade_no"] == order_no]
+        refund["status"] = "SUCCESS"
+        wait_for(
+            "the job to see it done",
+            lambda: pay.detail(order_no)["status"] == "refunded",
+            timeout=30,
+        )
+        assert pay.double.orders[order_no].refunded == 700
+        assert user.balance() == 0

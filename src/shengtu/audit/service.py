@@ -15,19 +15,23 @@ from shengtu.auth.principal import Principal
 from shengtu.db import Database
 from shengtu.models.audit import AuditEntry
 
+# The actor name of what the platform did by itself.
+SYSTEM = "系统"
+
 
 async def record(
     session: AsyncSession,
-    actor: Principal,
+    actor: Principal | None,
     action: str,
     target: str,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> None:
+    """``actor`` None: the platform itself (a periodic job), not a person."""
     session.add(
         AuditEntry(
-            actor_id=actor.user_id,
-            actor_name=actor.username,
+            actor_id=actor.user_id if actor else None,
+            actor_name=actor.username if actor else SYSTEM,
             action=action,
             target=target[:128],
             before=before,

@@ -419,6 +419,8 @@ async def complete(ctx: AppContext, actor: Principal, order_no: str, reason: str
     return order
 
 
+# A refund's call to its provider takes at most ~30 s (two HTTP calls of 15 s).
+UNANSWERED = timedelta(minutes=2)
 REFUND_BEFORE_PROVIDER = "payments.refund.before_provider"
 REFUND_AFTER_PROVIDER = "payments.refund.after_provider"
 
@@ -459,7 +461,7 @@ async def refund(
             raise BadRequest(f"参数错误:退款金额须在 {least} 至 {most} {order.currency} 之间")
         back = (order.points + order.bonus) * give // order.amount
         attempt = order.refund_tries + 1
-        await _provider_in(ctx, session, order.method)  # 404 now, not after the points
+        provider = await _provider_in(ctx, session, order.method)  # 404 now, not later
         before = service.json_safe(order)
         moved = await session.execute(
             update(PaymentOrder)
@@ -476,6 +478,11 @@ async def refund(
                 refund_reason=reason[:255],
                 refund_at=utcnow(),
                 refund_note="积分已收回,正在向支付渠道退款",
+                # Should this process die before the provider's answer is written, the
+                # periodic job asks again once the call would long have timed out (where
+                # asking again is safe; else the operator settles it).
+                checks=0,
+                next_check_at=utcnow() + UNANSWERED if provider.refund_repeatable else None,
             )
         )
         if getattr(moved, "rowcount", 0) != 1:
@@ -566,7 +573,23 @@ async def settle_refund(
     return await service.order_for(ctx.db, order_no)
 
 
-async def _ask_provider(ctx: AppContext, actor: Principal, order_no: str) -> PaymentOrder:
+async def recheck_refunds(ctx: AppContext) -> int:
+    """The periodic job's half for refunds: every ``refunding`` order whose question has
+    come (an answer that never came, or "processing", where asking again under the same
+    number is safe) is asked again; the back-off is the orders' own."""
+    asked = 0
+    for order_no in await service.due_orders(ctx.db, utcnow(), status="refunding"):
+        try:
+            await _ask_provider(ctx, None, order_no)
+        except ServiceUnavailable:
+            pass  # refused: the order is paid again, its points back, all audited
+        except Exception:
+            log.exception("payment_refund_recheck_failed", order_no=order_no)
+        asked += 1
+    return asked
+
+
+async def _ask_provider(ctx: AppContext, actor: Principal | None, order_no: str) -> PaymentOrder:
     """The provider asked for the order's ``refunding`` attempt, and the order settled on
     its answer. A refusal is raised (503) once everything is given back."""
     order = await service.order_for(ctx.db, order_no)
@@ -585,12 +608,12 @@ async def _ask_provider(ctx: AppContext, actor: Principal, order_no: str) -> Pay
                 f"支付渠道退款失败:{exc.reason}(积分已退回用户,订单恢复为已支付)"
             ) from None
         log.warning("payment_refund_unknown", order_no=order_no, reason=exc.reason)
-        await _refund_note(ctx, order, f"支付渠道没有给出结果:{exc.reason}")
+        await _refund_note(ctx, provider, order, f"支付渠道没有给出结果:{exc.reason}")
     else:
         if answer.state == "done":
             await _refund_done(ctx, None, order, None)
         else:
-            await _refund_note(ctx, order, "支付渠道正在处理退款")
+            await _refund_note(ctx, provider, order, "支付渠道正在处理退款")
     return await service.order_for(ctx.db, order_no)
 
 
@@ -602,11 +625,17 @@ def _still_refunding(order: PaymentOrder) -> ColumnElement[bool]:
     )
 
 
-async def _refund_note(ctx: AppContext, order: PaymentOrder, note: str) -> None:
+async def _refund_note(
+    ctx: AppContext, provider: PaymentProvider, order: PaymentOrder, note: str
+) -> None:
+    """Why the refund is not settled; and when the job asks again, where that is safe
+    (else the operator settles it)."""
+    values: dict[str, Any] = {"refund_note": note[:255], "next_check_at": None}
+    if not_repeatable(type(provider), order) is None:
+        wait = service.check_wait(ctx.settings.payment_check_waits, order.checks)
+        values.update(next_check_at=utcnow() + wait, checks=PaymentOrder.checks + 1)
     async with ctx.db.write() as session:
-        await session.execute(
-            update(PaymentOrder).where(_still_refunding(order)).values(refund_note=note[:255])
-        )
+        await session.execute(update(PaymentOrder).where(_still_refunding(order)).values(**values))
 
 
 async def _refund_done(
@@ -616,7 +645,7 @@ async def _refund_done(
         moved = await session.execute(
             update(PaymentOrder)
             .where(_still_refunding(order))
-            .values(status="refunded", refund_note=note[:255] if note else None)
+            .values(status="refunded", refund_note=note[:255] if note else None, next_check_at=None)
         )
         if getattr(moved, "rowcount", 0) != 1:
             raise Conflict("订单状态已变化,请刷新后重试")
@@ -631,14 +660,22 @@ async def _refund_done(
             )
 
 
-async def _refund_undone(ctx: AppContext, actor: Principal, order: PaymentOrder, note: str) -> None:
+async def _refund_undone(
+    ctx: AppContext, actor: Principal | None, order: PaymentOrder, note: str
+) -> None:
     """The attempt did not refund: the order is ``paid`` again and its points are given
     back (``topup_restore``, once per attempt)."""
     async with ctx.db.write() as session:
         moved = await session.execute(
             update(PaymentOrder)
             .where(_still_refunding(order))
-            .values(status="paid", refunded_amount=0, refunded_points=0, refund_note=note[:255])
+            .values(
+                status="paid",
+                refunded_amount=0,
+                refunded_points=0,
+                refund_note=note[:255],
+                next_check_at=None,
+            )
         )
         if getattr(moved, "rowcount", 0) != 1:
             raise Conflict("订单状态已变化,请刷新后重试")

@@ -142,7 +142,7 @@ def custom_points(amount: int, settings: PaymentSettings) -> int:
 # -- orders ----------------------------------------------------------------------------
 
 
-def _check_wait(settings_waits: tuple[float, ...], checks: int) -> timedelta:
+def check_wait(settings_waits: tuple[float, ...], checks: int) -> timedelta:
     waits = settings_waits or (10.0,)
     return timedelta(seconds=waits[min(checks, len(waits) - 1)])
 
@@ -218,7 +218,7 @@ async def create_order(
             client_ip=client_ip,
             created_at=now,
             expires_at=now + timedelta(minutes=settings.order_minutes),
-            next_check_at=now + _check_wait(ctx.settings.payment_check_waits, 0),
+            next_check_at=now + check_wait(ctx.settings.payment_check_waits, 0),
             checks=0,
             refunded_amount=0,
             refunded_points=0,
@@ -545,7 +545,7 @@ async def check(ctx: AppContext, order_no: str) -> Outcome:
 
 async def _reschedule(ctx: AppContext, order: PaymentOrder) -> None:
     now = utcnow()
-    wait = _check_wait(ctx.settings.payment_check_waits, order.checks + 1)
+    wait = check_wait(ctx.settings.payment_check_waits, order.checks + 1)
     # Never past the expiry: the last question comes at the expiry itself.
     at = min(now + wait, max(order.expires_at, now))
     async with ctx.db.write() as session:
@@ -575,14 +575,15 @@ CLAIM = timedelta(seconds=60)
 BATCH = 50
 
 
-async def due_orders(db: Database, now: datetime) -> list[str]:
-    """The pending orders whose question has come, each claimed for :data:`CLAIM` (a
-    conditional UPDATE: of racing workers one asks)."""
+async def due_orders(db: Database, now: datetime, status: str = "pending") -> list[str]:
+    """The orders of ``status`` (pending: is it paid?; refunding: is the refund done?)
+    whose question has come, each claimed for :data:`CLAIM` (a conditional UPDATE: of
+    racing workers one asks)."""
     async with db.read() as session:
         rows = (
             await session.execute(
                 select(PaymentOrder.id, PaymentOrder.order_no, PaymentOrder.next_check_at)
-                .where(PaymentOrder.status == "pending", PaymentOrder.next_check_at <= now)
+                .where(PaymentOrder.status == status, PaymentOrder.next_check_at <= now)
                 .order_by(PaymentOrder.next_check_at)
                 .limit(BATCH)
             )
