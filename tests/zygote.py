@@ -81,6 +81,9 @@ def main() -> None:
             if pid == 0:
                 _child(request["args"], request["env"], log, log, None)
             os.close(log)
+            # The kernel hands out pids again (threads take them too): an earlier child
+            # that had this pid and ended is not this one, which has just begun.
+            ended.pop(pid, None)
             answer = {"pid": pid}
         else:
             with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
