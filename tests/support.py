@@ -79,6 +79,20 @@ def serve_http(handler: type[BaseHTTPRequestHandler], port: int = 0) -> Threadin
     return server
 
 
+class Silent(BaseHTTPRequestHandler):
+    """Takes the whole request, then closes the connection without a word: sent, maybe
+    acted on, its answer lost (a provider's timeout without the wait)."""
+
+    def _drop(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.close_connection = True
+
+    do_GET = do_POST = _drop
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
 def ok(answer: httpx.Response) -> Any:
     """The data of an answer, which must be a success (code 200)."""
     body = answer.json()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +16,7 @@ from shengtu.tasks.worker import PERIODIC_JOBS
 from tests.databases import ScratchDatabase
 from tests.payments.providers import CASES
 from tests.payments.support import PayRig, rig
-from tests.support import SANDBOX_MODEL, Platform, cli, ok, serve_http, wait_for
+from tests.support import SANDBOX_MODEL, Platform, Silent, cli, ok, serve_http, wait_for
 
 
 def rigs(audited: Platform, database: ScratchDatabase, every_provider: bool) -> Iterator[PayRig]:
@@ -470,20 +469,6 @@ def _set_gateway(pay: PayRig, gateway: str) -> None:
     ok(pay.platform.admin_client.put(f"/admin/payments/methods/{pay.method}", json=body))
 
 
-class _Silent(BaseHTTPRequestHandler):
-    """Takes the whole request, then closes the connection without a word: sent, maybe
-    acted on, its answer lost."""
-
-    def _drop(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        self.close_connection = True
-
-    do_GET = do_POST = _drop
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 def _refund(pay: PayRig, order_no: str, reason: str = "用户申请退款") -> dict[str, Any]:
     answer = pay.platform.admin_client.post(
         f"/admin/payments/orders/{order_no}/refund", json={"reason": reason}
@@ -547,7 +532,7 @@ def test_a_refund_with_no_answer_stays_refunding_until_settled(
         pay.server.pay(order_no)
         pay.paid(user, order_no)
         gateway = pay.server.merchant_config()["gateway"]
-        silent = serve_http(_Silent)
+        silent = serve_http(Silent)
         port = silent.server_address[1]
         _set_gateway(pay, urlsplit(gateway)._replace(netloc=f"127.0.0.1:{port}").geturl())
         try:

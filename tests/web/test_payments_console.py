@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -21,7 +20,7 @@ from playwright.sync_api import expect
 from shengtu.payments.providers.epay import signed
 from shengtu.payments.sandbox.epay import EpayDouble
 from tests.payments.harness import DoubleServer, served
-from tests.support import Platform, serve_http, wait_for
+from tests.support import Platform, Silent, serve_http, wait_for
 from tests.web.test_consoles import _data, _fits_a_phone, _sign_in, _tab
 
 SHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
@@ -51,19 +50,6 @@ def _admin(platform: Platform) -> httpx.Client:
 def _method(platform: Platform, key: str, label: str, config: dict[str, str]) -> None:
     body = {"kind": "epay", "label": label, "enabled": True, "config": config}
     _data(_admin(platform).put(f"/admin/payments/methods/{key}", json=body))
-
-
-class _Silent(BaseHTTPRequestHandler):
-    """Takes the request and closes the connection without an answer."""
-
-    def _drop(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        self.close_connection = True
-
-    do_GET = do_POST = _drop
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 def _watch_dialogs(page: Any) -> list[str]:
@@ -412,7 +398,7 @@ def test_an_operator_sets_up_payments_and_handles_orders_from_the_console(
     # A refund whose answer never comes (the gateway drops the connection): the points
     # stay taken, the page says why, offers no retry (易支付 has no refund number), and
     # the operator settles it from the gateway's records.
-    silent = serve_http(_Silent)
+    silent = serve_http(Silent)
     _method(
         shop,
         "ui",

@@ -81,6 +81,21 @@ _SEGMENT = re.compile(r"\[([^\[\]]*)\]")
 _MODE_PREFIX = re.compile(r"^[a-z]{2}_(?:test|live)_")
 
 
+def _new_event(kind: str, data_object: dict[str, Any], created: int) -> dict[str, Any]:
+    """An event as Stripe sends it: ``data.object`` is what it is about."""
+    return {
+        "id": _id("evt_"),
+        "object": "event",
+        "api_version": API_VERSION,
+        "created": created,
+        "data": {"object": data_object},
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": kind,
+    }
+
+
 def _id(prefix: str, length: int = 24) -> str:
     return prefix + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(length))
 
@@ -738,18 +753,8 @@ class StripeDouble(PaymentDouble):
         known = self._event_of.get((session.id, kind))
         if known is not None:
             return self.events[known]
-        event_id = _id("evt_")
-        event: dict[str, Any] = {
-            "id": event_id,
-            "object": "event",
-            "api_version": API_VERSION,
-            "created": int(time.time()),
-            "data": {"object": self.session_object(session)},
-            "livemode": False,
-            "pending_webhooks": 1,
-            "request": {"id": None, "idempotency_key": None},
-            "type": kind,
-        }
+        event = _new_event(kind, self.session_object(session), int(time.time()))
+        event_id = event["id"]
         self.events[event_id] = event
         self._event_of[(session.id, kind)] = event_id
         return event
@@ -800,17 +805,7 @@ class StripeDouble(PaymentDouble):
             "status": "requires_payment_method",
             "metadata": {},
         }
-        event: dict[str, Any] = {
-            "id": _id("evt_"),
-            "object": "event",
-            "api_version": API_VERSION,
-            "created": now,
-            "data": {"object": intent},
-            "livemode": False,
-            "pending_webhooks": 1,
-            "request": {"id": None, "idempotency_key": None},
-            "type": "payment_intent.created",
-        }
+        event = _new_event("payment_intent.created", intent, now)
         return self._prepared(event, secret or self.webhook_secret, now)
 
     def notify_for(self, order_no: str, *, spoil: Spoil | None = None) -> PreparedNotify:
@@ -822,17 +817,7 @@ class StripeDouble(PaymentDouble):
         shown = self.session_object(session)
         shown.update(status="complete", payment_status="paid", url=None)
         shown["payment_intent"] = session.payment_intent or _id("pi_")
-        event: dict[str, Any] = {
-            "id": _id("evt_"),
-            "object": "event",
-            "api_version": API_VERSION,
-            "created": now,
-            "data": {"object": shown},
-            "livemode": False,
-            "pending_webhooks": 1,
-            "request": {"id": None, "idempotency_key": None},
-            "type": "checkout.session.completed",
-        }
+        event = _new_event("checkout.session.completed", shown, now)
         secret, at = self.webhook_secret, now
         if spoil == "signature":
             secret = _id("whsec_", 32)
