@@ -610,3 +610,27 @@ def test_a_refund_the_provider_is_still_processing_is_asked_about_until_done(
         )
         assert pay.double.orders[order_no].refunded == 700
         assert user.balance() == 0
+
+
+def test_a_query_answer_about_another_order_settles_nothing(
+    audited: Platform, database: ScratchDatabase
+) -> None:
+    """A gateway that answers about another order (paid) when asked about this one: the
+    order is not credited, and it still expires at its time instead of being asked about
+    for ever."""
+    for pay in rigs(audited, database, every_provider=False):
+        user = pay.platform.new_user()
+        order_no = pay.order(user, amount=200, points=20)
+        pay.double.answers_about = "P" + "9" * 22
+        try:
+            _expire_now(pay, order_no)
+            wait_for(
+                "the order expired",
+                lambda user=user, order_no=order_no: (
+                    ok(user.client.get(f"/user/pay/orders/{order_no}"))["status"] == "expired"
+                ),
+                timeout=20,
+            )
+        finally:
+            pay.double.answers_about = None
+        assert user.balance() == 0

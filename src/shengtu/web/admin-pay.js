@@ -378,7 +378,7 @@ function notifyView(n) {
   const headers = typeof n.headers === "string" ? n.headers : headerLines(n.headers || {});
   const body = n.body === null || n.body === undefined ? "" : notifyFields(String(n.body));
   return el("details", { class: "exchange", "data-notify": n.id },
-    el("summary", {}, [n.receivedAt, n.method, verdict, n.reason].filter(Boolean).join(" · ")),
+    el("summary", {}, [String(n.receivedAt || "").replace("T", " "), n.method, verdict, n.reason].filter(Boolean).join(" · ")),
     headers ? [el("div", { class: "label" }, t("requestHeaders")), el("pre", { class: "headers" }, headers)] : [],
     body ? [el("div", { class: "label" }, t("notifyBody")), el("pre", { class: "body" }, body)] : []);
 }

@@ -58,6 +58,9 @@ class EpayDouble(PaymentDouble):
         self.pid = pid
         self.key = key or secrets.token_hex(16)
         self.by_trade: dict[str, str] = {}  # trade_no → order_no
+        # Misbehaving on request: act=order answers about this order instead (a gateway
+        # that mixes its orders up), paid.
+        self.answers_about: str | None = None
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -182,7 +185,10 @@ class EpayDouble(PaymentDouble):
         order = self.orders.get(order_no)
         if order is None:
             return JSONResponse({"code": -1, "msg": "订单号不存在"})
-        return JSONResponse({"code": 1, "msg": "查询订单号成功！", **self._row(order)})
+        row = self._row(order)
+        if self.answers_about is not None:
+            row.update(out_trade_no=self.answers_about, status=1)
+        return JSONResponse({"code": 1, "msg": "查询订单号成功！", **row})
 
     def _list(self, fields: Mapping[str, str]) -> Response:
         try:
