@@ -280,13 +280,7 @@ def test_an_expired_order_still_credits_a_late_payment(
         order_no = pay.order(user, amount=900, points=90)
         _expire_now(pay, order_no)
         # The query job (or check now) finds it past its time and not paid: expired.
-        wait_for(
-            "the order expired",
-            lambda user=user, order_no=order_no: (
-                ok(user.client.get(f"/user/pay/orders/{order_no}"))["status"] == "expired"
-            ),
-            timeout=20,
-        )
+        _wait_status(user, order_no, "expired")
         assert user.balance() == 70
         if pay.case.closes:
             # Closed at the provider: the payer can no longer pay it.
@@ -299,6 +293,15 @@ def test_an_expired_order_still_credits_a_late_payment(
         pay.paid(user, order_no)
         assert user.balance() == 160
         assert pay.verdicts(order_no) == ["credited"]
+
+
+def _wait_status(user: Any, order_no: str, status: str, timeout: float = 20) -> None:
+    """Until the user's order shows ``status`` (a job's doing)."""
+    wait_for(
+        f"the order {status}",
+        lambda: ok(user.client.get(f"/user/pay/orders/{order_no}"))["status"] == status,
+        timeout=timeout,
+    )
 
 
 def _expire_now(pay: PayRig, order_no: str) -> None:
@@ -566,11 +569,7 @@ def test_a_refund_with_no_answer_stays_refunding_until_settled(
         else:
             # Asked again by hand or by the job (its first wait here is 5 s): once.
             assert retry.json()["code"] in (200, 409), retry.json()
-            wait_for(
-                "the refund settled",
-                lambda order_no=order_no, pay=pay: pay.detail(order_no)["status"] == "refunded",
-                timeout=30,
-            )
+            _wait_status(user, order_no, "refunded", timeout=30)
             assert pay.double.orders[order_no].refunded == 800
             assert user.balance() == 0
         # Nothing left to settle.
@@ -603,11 +602,7 @@ def test_a_refund_the_provider_is_still_processing_is_asked_about_until_done(
         # WeChat Pay finishes it.
         (refund,) = [r for r in pay.double.refunds.values() if r["out_trade_no"] == order_no]
         refund["status"] = "SUCCESS"
-        wait_for(
-            "the job to see it done",
-            lambda: pay.detail(order_no)["status"] == "refunded",
-            timeout=30,
-        )
+        _wait_status(user, order_no, "refunded", timeout=30)
         assert pay.double.orders[order_no].refunded == 700
         assert user.balance() == 0
 
@@ -624,13 +619,7 @@ def test_a_query_answer_about_another_order_settles_nothing(
         pay.double.answers_about = "P" + "9" * 22
         try:
             _expire_now(pay, order_no)
-            wait_for(
-                "the order expired",
-                lambda user=user, order_no=order_no: (
-                    ok(user.client.get(f"/user/pay/orders/{order_no}"))["status"] == "expired"
-                ),
-                timeout=20,
-            )
+            _wait_status(user, order_no, "expired")
         finally:
             pay.double.answers_about = None
         assert user.balance() == 0

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -402,15 +402,12 @@ async def prune(ctx: AppContext, now: datetime | None = None, *, batches: int = 
     workers each delete what is still there)."""
     cutoff = (now or utcnow()) - timedelta(days=ctx.settings.exchange_retention_days)
 
-    async def delete_ids(session: AsyncSession, ids: list[int]) -> int:
-        result = await session.execute(delete(UpstreamExchange).where(UpstreamExchange.id.in_(ids)))
-        return int(getattr(result, "rowcount", 0) or 0)
-
     due = (
         select(UpstreamExchange.id)
         .where(UpstreamExchange.created_at < cutoff)
         .order_by(UpstreamExchange.created_at)
     )
+    delete_ids = ctx.db.deleting(UpstreamExchange.id)
     gone = await ctx.db.delete_in_batches(due, delete_ids, batch=PRUNE_BATCH, batches=batches)
     if gone:
         log.info("upstream_exchanges_pruned", count=gone)

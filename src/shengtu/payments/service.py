@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -438,15 +438,12 @@ async def prune_notifies(ctx: AppContext, now: datetime | None = None) -> int:
     SHENGTU_PAYMENT_NOTIFY_RETENTION_DAYS; how many went."""
     cutoff = (now or utcnow()) - timedelta(days=ctx.settings.payment_notify_retention_days)
 
-    async def delete_ids(session: AsyncSession, ids: list[int]) -> int:
-        result = await session.execute(delete(PaymentNotify).where(PaymentNotify.id.in_(ids)))
-        return int(getattr(result, "rowcount", 0) or 0)
-
     due = (
         select(PaymentNotify.id)
         .where(PaymentNotify.received_at < cutoff, PaymentNotify.verdict.in_(MOVED_NOTHING))
         .order_by(PaymentNotify.received_at)
     )
+    delete_ids = ctx.db.deleting(PaymentNotify.id)
     gone = await ctx.db.delete_in_batches(due, delete_ids, batch=NOTIFY_PRUNE_BATCH)
     if gone:
         log.info("payment_notifies_pruned", count=gone)

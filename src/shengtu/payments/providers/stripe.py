@@ -25,7 +25,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -46,7 +46,7 @@ from shengtu.payments.base import (
     Refund,
     Urls,
 )
-from shengtu.timefmt import zone
+from shengtu.timefmt import day_in_utc
 
 if TYPE_CHECKING:
     from stripe.params.checkout import SessionListParams, SessionListParamsCreated
@@ -453,8 +453,7 @@ class StripeProvider(PaymentProvider):
     async def daily(self, day: date, tz: str) -> list[Payment] | None:
         """The sessions created on ``day`` (the site's time zone) that Stripe says are
         paid. A session paid after midnight counts on the day it was made."""
-        start = datetime.combine(day, time(), zone(tz))
-        end = datetime.combine(day + timedelta(days=1), time(), zone(tz))
+        start, end = day_in_utc(day, tz)
         created: SessionListParamsCreated = {"gte": _epoch(start), "lt": _epoch(end)}
         merchant = await self.own_account()
         return [
