@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from shengtu.payments import redact
-from shengtu.payments.base import Notify, OrderRef, Urls
+from shengtu.payments.base import Notify, OrderRef, ProviderError, Urls
 from shengtu.payments.providers.epay import EpayProvider, sign, signed
 from shengtu.payments.sandbox.epay import EpayDouble
 from tests.payments.harness import served
@@ -112,3 +112,19 @@ def test_a_kept_notify_masks_the_signature_whatever_its_content_type(
     headers = {"content-type": content_type} if content_type else {}
     _, kept = redact.kept(Notify("POST", {}, headers, body.encode()), EpayProvider.redact)
     assert "a" * 32 not in kept and "out_trade_no=P1" in kept
+
+
+def test_the_double_refuses_an_order_signed_with_another_key() -> None:
+    """A signing bug (or a wrong key) fails here: the gateway checks the MD5 itself."""
+    with served(EpayDouble()) as server:
+        good = {**server.merchant_config(), "mode": "mapi"}
+
+        async def create(provider: EpayProvider) -> str:
+            try:
+                return (await provider.create(_order(), URLS)).url
+            except ProviderError as refused:
+                return refused.reason
+
+        assert _call(good, create).startswith("http")
+        wrong = {**good, "key": good["key"][:-1] + ("0" if good["key"][-1] != "0" else "1")}
+        assert "签名校验失败" in _call(wrong, create)
